@@ -1,0 +1,72 @@
+//! The crate's error type.
+
+use crate::types::{Index, NodeId};
+
+/// Everything that can go wrong when driving a node.
+///
+/// A call that returns an error leaves the node's state unchanged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The request must go to the leader; `leader_hint` is the leader this node knows, if any.
+    #[error("not the leader (leader: {leader_hint:?})")]
+    NotLeader {
+        /// The leader of the current term, when known.
+        leader_hint: Option<crate::types::NodeId>,
+    },
+    /// The leader has not heard from a quorum within the minimum election timeout, so it
+    /// cannot know that it is still leader and refuses to accept writes.
+    #[error("no quorum: the leader has not heard from a majority within the election timeout")]
+    NoQuorum,
+    /// Leadership is being handed to `target`; proposals are refused until that finishes.
+    #[error("leadership transfer to node {target} in progress")]
+    TransferInProgress {
+        /// The node leadership is being transferred to.
+        target: NodeId,
+    },
+    /// A leadership transfer named a node that cannot take over.
+    #[error("cannot transfer leadership to node {target}: {reason}")]
+    InvalidTransferTarget {
+        /// The requested target.
+        target: NodeId,
+        /// Why it cannot lead.
+        reason: &'static str,
+    },
+    /// A proposal larger than `Config::max_proposal_bytes`.
+    #[error("proposal of {size} bytes exceeds the limit of {max} bytes")]
+    ProposalTooLarge {
+        /// The proposal's size.
+        size: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// A message that is not addressed to this node or comes from a non-member.
+    #[error("message rejected: {0}")]
+    InvalidMessage(String),
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// `ready()` was called while the previous `Ready` has not been advanced.
+    #[error("the previous Ready has not been advanced")]
+    ReadyNotAdvanced,
+    /// Storage failed; the node cannot continue safely.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Errors a [`crate::Storage`] implementation reports.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    /// The requested index precedes the first index still in the log (it was compacted into
+    /// a snapshot).
+    #[error("index {0} is compacted")]
+    Compacted(Index),
+    /// The requested index is beyond the last entry.
+    #[error("index {0} is not in the log yet")]
+    Unavailable(Index),
+    /// A write or read failed, or the stored data is damaged.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

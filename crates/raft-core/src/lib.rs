@@ -1,0 +1,93 @@
+//! # quorate-raft-core
+//!
+//! A Raft implementation that does no I/O: no threads, no clock, no sockets, no randomness
+//! except a seeded generator. It is a state machine: the driver feeds it inputs and carries out
+//! its outputs. The same code runs in the `quorate` server and, thousands of times per second,
+//! in the deterministic simulator (`quorate-sim`) that checks its safety.
+//!
+//! ## Inputs
+//!
+//! - [`RawNode::tick`]: time. The driver decides how long a tick is (the server uses a
+//!   monotonic clock); every timeout is a number of ticks.
+//! - [`RawNode::step`]: a [`Message`] from a peer.
+//! - [`RawNode::propose`], [`RawNode::read_index`], [`RawNode::transfer_leadership`]: client
+//!   requests.
+//!
+//! ## Outputs: the Ready loop
+//!
+//! After feeding inputs, the driver asks [`RawNode::has_ready`] and processes a [`Ready`]:
+//!
+//! 1. **persist** the hard state and entries through a [`LogWriter`], with an fsync when
+//!    `must_sync`;
+//! 2. **send** the messages, only now: a vote or an acknowledgement must never leave before
+//!    the state it promises is durable;
+//! 3. **apply** the committed entries to the state machine;
+//! 4. **serve** the read states once the applied index reaches theirs;
+//! 5. [`RawNode::advance`].
+//!
+//! See [`RawNode`] for a complete one-node example.
+//!
+//! ## Split-brain defences
+//!
+//! - Elections are won only by a counted majority of the voting configuration ([`quorum`]).
+//! - Pre-vote (on by default) keeps a node that was cut off from raising its term and
+//!   deposing a healthy leader when it returns.
+//! - Check-quorum (on by default): a leader that has not heard from a quorum within the
+//!   minimum election timeout refuses proposals ([`Error::NoQuorum`]) and steps down; a
+//!   follower that heard from its leader within that window ignores vote requests.
+//! - The leader lease is measured from the *send* time of a quorum-acknowledged round and is
+//!   shorter than the minimum election timeout by the clock-drift bound (see `lease`).
+//! - Every entry carries a [`FencingToken`] `(term, sequence)`, strictly increasing in log
+//!   order; the state machine rejects any that goes backwards.
+//!
+//! ## Not yet
+//!
+//! Membership changes and snapshots arrive in later releases. The types already carry
+//! voters, learners and joint configurations ([`ConfState`]) and snapshot metadata
+//! ([`SnapshotMeta`]); the quorum arithmetic already handles joint configurations.
+#![deny(missing_docs)]
+
+mod config;
+mod election;
+mod error;
+mod lease;
+mod message;
+mod progress;
+pub mod quorum;
+mod raft;
+mod raft_log;
+mod raw_node;
+mod read_only;
+mod replication;
+pub mod rng;
+mod status;
+mod storage;
+mod tracker;
+mod transfer;
+mod types;
+mod unstable;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::Config;
+#[cfg(feature = "bug-injection")]
+pub use config::InjectedBug;
+pub use error::{Error, Result, StorageError};
+pub use message::{
+    AppendOutcome, AppendRequest, AppendResponse, HeartbeatRequest, HeartbeatResponse, Message,
+    Payload, ReadIndexRequest, ReadIndexResponse, ReadMode, VoteRejection, VoteRequest,
+    VoteResponse,
+};
+pub use progress::ProgressState;
+pub use raw_node::{Proposal, RawNode, Ready};
+pub use read_only::ReadState;
+pub use status::{PeerProgress, Status};
+pub use storage::{check_append, limit_size, LogWriter, MemStorage, RaftState, Storage};
+pub use types::{
+    ConfState, Entry, EntryKind, FencingToken, HardState, Index, NodeId, Role, SnapshotMeta,
+    SoftState, Term, ENTRY_OVERHEAD_BYTES,
+};

@@ -1,0 +1,417 @@
+//! The protocol state of one node and the dispatch of its inputs.
+//!
+//! Inputs are sorted by role: `tick` (time), `step` (a message), and the client calls on
+//! [`crate::RawNode`]. Everything a step decides to send lands in `msgs`; everything that must
+//! be persisted stays in the log's unstable tail and in the hard state, and [`crate::Ready`]
+//! hands both to the driver. The concepts live next door: `election.rs`, `replication.rs`,
+//! `lease.rs`, `read_only.rs`, `transfer.rs`.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lease::Lease;
+use crate::message::{
+    AppendOutcome, AppendResponse, HeartbeatResponse, Message, Payload, VoteRejection, VoteResponse,
+};
+use crate::raft_log::RaftLog;
+use crate::read_only::{ReadQueue, ReadState};
+use crate::rng::SplitMix64;
+use crate::storage::Storage;
+use crate::tracker::ProgressTracker;
+use crate::transfer::Transfer;
+use crate::types::{HardState, Index, NodeId, Role, SoftState, Term};
+
+/// One node's Raft state machine. Driven through [`crate::RawNode`].
+pub struct Raft<S: Storage> {
+    pub(crate) config: Config,
+    /// This node.
+    pub(crate) id: NodeId,
+    /// Current term (persistent).
+    pub(crate) term: Term,
+    /// Vote in the current term (persistent).
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) role: Role,
+    /// The leader of the current term, when known.
+    pub(crate) leader_id: Option<NodeId>,
+    pub(crate) log: RaftLog<S>,
+    pub(crate) tracker: ProgressTracker,
+    /// Messages decided but not yet handed out in a `Ready`.
+    pub(crate) msgs: Vec<Message>,
+    pub(crate) rng: SplitMix64,
+    /// Follower/candidate: ticks since the election timer was reset. Leader: ticks since the
+    /// leadership transfer (if any) started.
+    pub(crate) election_elapsed: u32,
+    /// The current election timeout, drawn from `[min, max)` at every reset.
+    pub(crate) randomized_election_timeout: u32,
+    /// Leader: ticks since the last heartbeat broadcast.
+    pub(crate) heartbeat_elapsed: u32,
+    /// Ticks since this node last heard from a leader of its term. Starts at zero when a node
+    /// that has seen a term restarts: it cannot know that it did not acknowledge a heartbeat
+    /// just before it went down, so it honours that leader's lease as if it had. (A node at
+    /// term 0 has never acknowledged anybody.)
+    pub(crate) ticks_since_leader_contact: u32,
+    /// Ticks since this node started: the local clock leases are measured in.
+    pub(crate) now_tick: u64,
+    /// Leader: sequence number of the next entry it creates (fencing token).
+    pub(crate) next_sequence: u64,
+    /// Leader: whether an entry of the current term is committed (needed before serving
+    /// reads, Raft §6.4).
+    pub(crate) committed_in_term: bool,
+    /// Leader: proposals were appended and must still be broadcast (batched per `Ready`).
+    pub(crate) broadcast_pending: bool,
+    pub(crate) lease: Lease,
+    pub(crate) reads: ReadQueue,
+    pub(crate) transfer: Option<Transfer>,
+    /// Answered reads not yet handed out in a `Ready`.
+    pub(crate) read_states: Vec<ReadState>,
+    pub(crate) next_request_id: u64,
+}
+
+impl<S: Storage> Raft<S> {
+    /// Restores a node from `storage`; its state machine has applied up to `applied`.
+    pub fn new(config: Config, storage: S, applied: Index) -> Result<Self> {
+        config.validate()?;
+        let state = storage.initial_state()?;
+        if !state.conf_state.members().contains(&config.id) {
+            return Err(Error::InvalidConfig(format!(
+                "node {} is not a member of the cluster {:?}",
+                config.id,
+                state.conf_state.members()
+            )));
+        }
+        let log = RaftLog::new(storage, state.hard_state.commit, applied)?;
+        let tracker = ProgressTracker::new(state.conf_state, config.max_inflight_messages);
+        let mut raft = Raft {
+            id: config.id,
+            term: state.hard_state.term,
+            vote: state.hard_state.vote,
+            role: Role::Follower,
+            leader_id: None,
+            log,
+            tracker,
+            msgs: Vec::new(),
+            rng: SplitMix64::new(config.seed ^ config.id.rotate_left(32)),
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            heartbeat_elapsed: 0,
+            ticks_since_leader_contact: if state.hard_state.term == 0 {
+                u32::MAX
+            } else {
+                0
+            },
+            now_tick: 0,
+            next_sequence: 1,
+            committed_in_term: false,
+            broadcast_pending: false,
+            lease: Lease::default(),
+            reads: ReadQueue::default(),
+            transfer: None,
+            read_states: Vec::new(),
+            next_request_id: 1,
+            config,
+        };
+        raft.role = raft.follower_role();
+        raft.reset_timers();
+        Ok(raft)
+    }
+
+    /// The state that must be durable before messages go out.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    /// Role and leader.
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            leader_id: self.leader_id,
+        }
+    }
+
+    pub(crate) fn is_voter(&self) -> bool {
+        self.tracker.conf.is_voter(self.id)
+    }
+
+    fn follower_role(&self) -> Role {
+        if self.is_voter() {
+            Role::Follower
+        } else {
+            Role::Learner
+        }
+    }
+
+    pub(crate) fn next_request_id(&mut self) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        id
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, term: Term, payload: Payload) {
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term,
+            payload,
+        });
+    }
+
+    /// Restarts the election timer with a fresh random timeout.
+    pub(crate) fn reset_timers(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_election_timeout = self.rng.range(
+            u64::from(self.config.election_timeout_min_ticks),
+            u64::from(self.config.election_timeout_max_ticks),
+        ) as u32;
+    }
+
+    /// Leaves whatever role this node had for a new one: forget leader-only and
+    /// candidate-only state.
+    fn reset_role_state(&mut self) {
+        if self.role == Role::Leader {
+            self.fail_pending_reads();
+        }
+        self.leader_id = None;
+        self.transfer = None;
+        self.lease = Lease::default();
+        self.broadcast_pending = false;
+        self.committed_in_term = false;
+        self.tracker.reset_votes();
+        self.reset_timers();
+    }
+
+    /// Becomes a follower in `term` (which must not be older than the current one), following
+    /// `leader` when known.
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        debug_assert!(term >= self.term);
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.reset_role_state();
+        self.role = self.follower_role();
+        self.leader_id = leader;
+        if leader.is_some() {
+            self.ticks_since_leader_contact = 0;
+        }
+    }
+
+    /// Whether this node would currently ignore a disruptive vote request: it is leader, or it
+    /// heard from its leader within the minimum election timeout (leader stickiness, part of
+    /// check-quorum).
+    pub(crate) fn leader_recently_heard(&self) -> bool {
+        self.config.check_quorum
+            && (self.role == Role::Leader
+                || self.ticks_since_leader_contact < self.config.election_timeout_min_ticks)
+    }
+
+    /// Advances time by one tick.
+    pub fn tick(&mut self) -> Result<()> {
+        self.now_tick += 1;
+        if self.role == Role::Leader {
+            self.tick_leader()
+        } else {
+            self.tick_election()
+        }
+    }
+
+    fn tick_election(&mut self) -> Result<()> {
+        self.election_elapsed += 1;
+        self.ticks_since_leader_contact = self.ticks_since_leader_contact.saturating_add(1);
+        if self.role != Role::Learner
+            && self.is_voter()
+            && self.election_elapsed >= self.randomized_election_timeout
+        {
+            self.start_election(false)?;
+        }
+        Ok(())
+    }
+
+    fn tick_leader(&mut self) -> Result<()> {
+        self.heartbeat_elapsed += 1;
+        let id = self.id;
+        for (&peer, pr) in self.tracker.progress.iter_mut() {
+            if peer != id {
+                pr.ticks_since_ack = pr.ticks_since_ack.saturating_add(1);
+            }
+        }
+        if self.config.check_quorum && !self.quorum_active() {
+            // Check-quorum: without recent contact with a majority this node cannot know it is
+            // still leader. Stepping down stops it from accepting writes at once.
+            self.become_follower(self.term, None);
+            self.ticks_since_leader_contact = u32::MAX;
+            return Ok(());
+        }
+        self.tick_transfer();
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+        Ok(())
+    }
+
+    /// Whether a quorum (this node included) answered within the minimum election timeout.
+    pub(crate) fn quorum_active(&self) -> bool {
+        self.tracker
+            .quorum_recently_active(self.config.election_timeout_min_ticks)
+    }
+
+    /// Handles a message from a peer.
+    pub fn step(&mut self, m: Message) -> Result<()> {
+        if m.to != self.id {
+            return Err(Error::InvalidMessage(format!(
+                "addressed to node {}, this is node {}",
+                m.to, self.id
+            )));
+        }
+        if !self.tracker.is_member(m.from) {
+            return Err(Error::InvalidMessage(format!(
+                "node {} is not a member of the cluster",
+                m.from
+            )));
+        }
+        if m.term > self.term && !self.step_higher_term(&m) {
+            return Ok(());
+        }
+        if m.term < self.term && !self.step_lower_term(&m) {
+            return Ok(());
+        }
+        self.dispatch(m)
+    }
+
+    /// A message from a later term. Returns whether to go on handling it.
+    fn step_higher_term(&mut self, m: &Message) -> bool {
+        match &m.payload {
+            Payload::VoteRequest(req) => {
+                if !req.leadership_transfer && self.leader_recently_heard() {
+                    // Leader stickiness: a live leader exists, so this candidate is disruptive
+                    // (it was cut off, or its clock runs fast). Refuse without adopting its term.
+                    let reply = VoteResponse {
+                        pre_vote: req.pre_vote,
+                        granted: false,
+                        rejection: Some(VoteRejection::LeaderAlive),
+                        request_id: req.request_id,
+                    };
+                    self.send(m.from, self.term, Payload::VoteResponse(reply));
+                    return false;
+                }
+                if !req.pre_vote {
+                    self.become_follower(m.term, None);
+                }
+            }
+            // A granted pre-vote carries the term it was granted for, ours plus one.
+            Payload::VoteResponse(resp) if resp.pre_vote && resp.granted => {}
+            Payload::AppendRequest(_) | Payload::HeartbeatRequest(_) => {
+                self.become_follower(m.term, Some(m.from));
+            }
+            _ => self.become_follower(m.term, None),
+        }
+        true
+    }
+
+    /// A message from an earlier term. Returns whether to go on handling it.
+    fn step_lower_term(&mut self, m: &Message) -> bool {
+        match &m.payload {
+            // Tell a deposed leader about the new term so it steps down.
+            Payload::AppendRequest(req) => {
+                let outcome = AppendOutcome::Rejected {
+                    rejected_index: req.prev_log_index,
+                    hint_index: 0,
+                    hint_term: 0,
+                };
+                let reply = AppendResponse {
+                    round: req.round,
+                    outcome,
+                    request_id: req.request_id,
+                };
+                self.send(m.from, self.term, Payload::AppendResponse(reply));
+                false
+            }
+            Payload::HeartbeatRequest(req) => {
+                let reply = HeartbeatResponse {
+                    round: req.round,
+                    request_id: req.request_id,
+                };
+                self.send(m.from, self.term, Payload::HeartbeatResponse(reply));
+                false
+            }
+            Payload::VoteRequest(req) => {
+                let reply = VoteResponse {
+                    pre_vote: req.pre_vote,
+                    granted: false,
+                    rejection: Some(VoteRejection::StaleTerm),
+                    request_id: req.request_id,
+                };
+                self.send(m.from, self.term, Payload::VoteResponse(reply));
+                false
+            }
+            // A read index is valid whatever the term it was confirmed in: the leader that
+            // confirmed it was leader after the read began.
+            Payload::ReadIndexRequest(_) | Payload::ReadIndexResponse(_) => true,
+            // Stale responses and commands from old terms are ignored.
+            _ => false,
+        }
+    }
+
+    fn dispatch(&mut self, m: Message) -> Result<()> {
+        let from = m.from;
+        let term = m.term;
+        match m.payload {
+            Payload::VoteRequest(req) => self.handle_vote_request(from, term, req),
+            Payload::VoteResponse(resp) => self.handle_vote_response(from, term, resp),
+            Payload::AppendRequest(req) => {
+                if self.accept_leader(from) {
+                    self.handle_append_request(from, req)?;
+                }
+                Ok(())
+            }
+            Payload::HeartbeatRequest(req) => {
+                if self.accept_leader(from) {
+                    self.handle_heartbeat_request(from, req);
+                }
+                Ok(())
+            }
+            Payload::AppendResponse(resp) => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(from, resp)?;
+                }
+                Ok(())
+            }
+            Payload::HeartbeatResponse(resp) => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(from, resp)?;
+                }
+                Ok(())
+            }
+            Payload::TimeoutNow => self.handle_timeout_now(from),
+            Payload::ReadIndexRequest(req) => self.handle_read_index_request(from, req),
+            Payload::ReadIndexResponse(resp) => {
+                self.read_states.push(ReadState {
+                    read_id: resp.read_id,
+                    index: resp.index,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// A message from the leader of the current term arrived: follow it and reset the timers.
+    /// Returns false if this node is itself leader of the term (which would mean two leaders
+    /// in one term; the message is dropped).
+    fn accept_leader(&mut self, from: NodeId) -> bool {
+        if self.role == Role::Leader {
+            debug_assert!(false, "two leaders in term {}", self.term);
+            return false;
+        }
+        if self.role != Role::Follower && self.role != Role::Learner || self.leader_id != Some(from)
+        {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        self.ticks_since_leader_contact = 0;
+        true
+    }
+}

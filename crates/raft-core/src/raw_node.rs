@@ -1,0 +1,302 @@
+//! The driver-facing API: feed inputs in, take a [`Ready`] out, process it, `advance`.
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::message::{Message, ReadMode};
+use crate::raft::Raft;
+use crate::read_only::ReadState;
+use crate::status::Status;
+use crate::storage::Storage;
+use crate::types::{Entry, EntryKind, FencingToken, HardState, Index, Role, SoftState, Term};
+
+#[cfg(feature = "bug-injection")]
+use crate::config::InjectedBug;
+
+/// Everything the driver must do after feeding inputs, in this order:
+///
+/// 1. persist `hard_state` and `entries` (fsync when `must_sync`);
+/// 2. only then send `messages`: they may grant votes or acknowledge entries that must
+///    survive a crash;
+/// 3. apply `committed_entries` to the state machine, in order;
+/// 4. serve `read_states` once the applied index reaches theirs;
+/// 5. call [`RawNode::advance`].
+#[derive(Debug, Default)]
+#[must_use = "a Ready must be processed and then advanced"]
+pub struct Ready {
+    /// The new role or leader, when either changed.
+    pub soft_state: Option<SoftState>,
+    /// The hard state to persist, when it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append to stable storage; they replace any stored entries at or after
+    /// `entries[0].index`.
+    pub entries: Vec<Entry>,
+    /// Whether the write must be durable before `messages` are sent: true whenever the term,
+    /// the vote or the log changed. (A change of the commit index alone can be lost safely.)
+    pub must_sync: bool,
+    /// Messages to send after persisting.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply, in log order.
+    pub committed_entries: Vec<Entry>,
+    /// Answers to read-index requests.
+    pub read_states: Vec<ReadState>,
+}
+
+impl Ready {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.soft_state.is_none()
+            && self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+    }
+}
+
+/// Where a proposal landed: the caller waits until `index` is applied and checks that the
+/// entry applied there has this `term` (otherwise the proposal was overwritten and lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// The entry's index.
+    pub index: Index,
+    /// The term it was proposed in.
+    pub term: Term,
+    /// Its fencing token.
+    pub token: FencingToken,
+}
+
+/// What `advance` must acknowledge of the `Ready` handed out.
+#[derive(Debug)]
+struct Outstanding {
+    last_entry: Option<(Index, Term)>,
+    last_committed: Option<Index>,
+}
+
+/// A Raft node without I/O, clock or randomness of its own.
+///
+/// ```
+/// use quorate_raft_core::{Config, ConfState, MemStorage, LogWriter, RawNode, Role};
+///
+/// // A one-node cluster: it elects itself and commits alone.
+/// let storage = MemStorage::new(ConfState::with_voters([1]));
+/// let mut node = RawNode::new(Config::new(1), storage, 0).unwrap();
+/// let mut applied = Vec::new();
+/// for _ in 0..100 {
+///     node.tick().unwrap();
+///     while node.has_ready() {
+///         let ready = node.ready().unwrap();
+///         // 1. persist (a real driver fsyncs when ready.must_sync)
+///         node.store_mut()
+///             .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
+///             .unwrap();
+///         // 2. send ready.messages to peers (none here)
+///         // 3. apply
+///         applied.extend(ready.committed_entries);
+///         node.advance().unwrap();
+///     }
+///     if node.status().role == Role::Leader && applied.len() == 1 {
+///         node.propose(bytes::Bytes::from_static(b"hello")).unwrap();
+///     }
+/// }
+/// assert_eq!(applied.len(), 2); // the leader's no-op, then "hello"
+/// assert_eq!(applied[1].data.as_ref(), b"hello");
+/// ```
+pub struct RawNode<S: Storage> {
+    pub(crate) raft: Raft<S>,
+    prev_hard_state: HardState,
+    prev_soft_state: SoftState,
+    outstanding: Option<Outstanding>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Opens a node over `storage`. `applied` is the last index the state machine has durably
+    /// applied (0 for a fresh one); the node will hand out committed entries after it.
+    pub fn new(config: Config, storage: S, applied: Index) -> Result<Self> {
+        let raft = Raft::new(config, storage, applied)?;
+        Ok(RawNode {
+            prev_hard_state: raft.hard_state(),
+            prev_soft_state: raft.soft_state(),
+            raft,
+            outstanding: None,
+        })
+    }
+
+    /// Advances the node's clock by one tick.
+    pub fn tick(&mut self) -> Result<()> {
+        self.raft.tick()
+    }
+
+    /// Handles a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<()> {
+        self.raft.step(message)
+    }
+
+    /// Proposes a command. Only the leader accepts proposals; it refuses them while it lacks
+    /// recent contact with a quorum (check-quorum) or hands leadership over.
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposal> {
+        let raft = &mut self.raft;
+        if raft.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader_hint: raft.leader_id,
+            });
+        }
+        if let Some(transfer) = raft.transfer {
+            return Err(Error::TransferInProgress {
+                target: transfer.target,
+            });
+        }
+        if raft.config.check_quorum && !raft.quorum_active() {
+            return Err(Error::NoQuorum);
+        }
+        let size = data.len() as u64;
+        if size > raft.config.max_proposal_bytes {
+            return Err(Error::ProposalTooLarge {
+                size,
+                max: raft.config.max_proposal_bytes,
+            });
+        }
+        let entry = raft.append_local(EntryKind::Command, data);
+        // Broadcast once per Ready rather than once per proposal (see `ready`).
+        raft.broadcast_pending = true;
+        Ok(Proposal {
+            index: entry.index,
+            term: entry.term,
+            token: entry.token(),
+        })
+    }
+
+    /// Asks for a linearizable read. The answer arrives as a [`ReadState`] with `read_id`.
+    /// Followers forward the request to their leader.
+    pub fn read_index(&mut self, read_id: u64, mode: ReadMode) -> Result<()> {
+        self.raft.read_index(read_id, mode)
+    }
+
+    /// Starts a leadership transfer to `target`.
+    pub fn transfer_leadership(&mut self, target: crate::types::NodeId) -> Result<()> {
+        self.raft.transfer_leadership(target)
+    }
+
+    /// Hands leadership to the best other voter; returns it.
+    pub fn step_down(&mut self) -> Result<crate::types::NodeId> {
+        self.raft.step_down()
+    }
+
+    /// Starts an election now, as if the election timeout had elapsed.
+    pub fn campaign(&mut self) -> Result<()> {
+        if self.raft.role == Role::Leader {
+            return Ok(());
+        }
+        self.raft.start_election(false)
+    }
+
+    /// Whether `ready` would return anything.
+    pub fn has_ready(&self) -> bool {
+        let raft = &self.raft;
+        raft.soft_state() != self.prev_soft_state
+            || raft.hard_state() != self.prev_hard_state
+            || !raft.log.unstable_entries().is_empty()
+            || !raft.msgs.is_empty()
+            || raft.log.has_next_committed_entries()
+            || !raft.read_states.is_empty()
+            || raft.broadcast_pending
+            || raft.reads.needs_round
+    }
+
+    /// Collects what the driver must do. Call [`Self::advance`] once it is done.
+    pub fn ready(&mut self) -> Result<Ready> {
+        if self.outstanding.is_some() {
+            return Err(Error::ReadyNotAdvanced);
+        }
+        let raft = &mut self.raft;
+        // Batched work: one broadcast for all proposals and one confirmation round for all
+        // reads that arrived since the last Ready.
+        if raft.broadcast_pending {
+            raft.broadcast_append()?;
+        }
+        if raft.reads.needs_round && raft.role == Role::Leader {
+            raft.broadcast_heartbeat();
+        }
+        raft.reads.needs_round = false;
+
+        let soft_state = raft.soft_state();
+        let hard_state = raft.hard_state();
+        let entries = raft.log.unstable_entries().to_vec();
+        let committed_entries = raft
+            .log
+            .next_committed_entries(raft.config.max_apply_bytes_per_ready)?;
+        let durable_state_changed = hard_state.term != self.prev_hard_state.term
+            || hard_state.vote != self.prev_hard_state.vote;
+        #[cfg(feature = "bug-injection")]
+        let durable_state_changed =
+            durable_state_changed && !raft.config.has_bug(InjectedBug::VoteNotPersisted);
+        let ready = Ready {
+            soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
+            hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
+            must_sync: !entries.is_empty() || durable_state_changed,
+            messages: std::mem::take(&mut raft.msgs),
+            read_states: std::mem::take(&mut raft.read_states),
+            entries,
+            committed_entries,
+        };
+        self.prev_soft_state = soft_state;
+        self.prev_hard_state = hard_state;
+        self.outstanding = Some(Outstanding {
+            last_entry: ready.entries.last().map(|e| (e.index, e.term)),
+            last_committed: ready.committed_entries.last().map(|e| e.index),
+        });
+        Ok(ready)
+    }
+
+    /// The driver persisted, sent and applied the last `Ready`.
+    pub fn advance(&mut self) -> Result<()> {
+        let Some(done) = self.outstanding.take() else {
+            return Ok(());
+        };
+        let raft = &mut self.raft;
+        if let Some((index, term)) = done.last_entry {
+            raft.log.stable_to(index, term);
+        }
+        if let Some(index) = done.last_committed {
+            raft.log.applied_to(index);
+        }
+        let persisted = raft.log.persisted;
+        raft.on_persisted(persisted)
+    }
+
+    /// The node's state now.
+    pub fn status(&self) -> Status {
+        self.raft.status()
+    }
+
+    /// The storage, for reads.
+    pub fn store(&self) -> &S {
+        &self.raft.log.storage
+    }
+
+    /// The storage, for the driver's writes.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.raft.log.storage
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.raft.config
+    }
+
+    /// Whether this node holds a valid leader lease now.
+    pub fn has_valid_lease(&self) -> bool {
+        self.raft.lease_valid()
+    }
+
+    /// The term of the entry at `index`, if the log holds it.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.raft.log.term(index).ok()
+    }
+
+    /// Entries in `[low, high)` of this node's log (stable and unstable).
+    pub fn log_entries(&self, low: Index, high: Index) -> Result<Vec<Entry>> {
+        self.raft.log.slice(low, high, None)
+    }
+}

@@ -1,0 +1,301 @@
+//! Log replication: the leader's appends and heartbeats with flow control, the follower's
+//! consistency check and conflict repair (Raft §5.3), and the commit rule (§5.4.2, figure 8).
+
+use bytes::Bytes;
+
+use crate::error::{Result, StorageError};
+use crate::message::{
+    AppendOutcome, AppendRequest, AppendResponse, HeartbeatRequest, HeartbeatResponse, Payload,
+};
+use crate::progress::ProgressState;
+use crate::raft::Raft;
+use crate::storage::Storage;
+use crate::types::{Entry, EntryKind, Index, NodeId};
+
+#[cfg(feature = "bug-injection")]
+use crate::config::InjectedBug;
+
+impl<S: Storage> Raft<S> {
+    /// Appends an entry created by this leader, stamped with the next fencing sequence.
+    pub(crate) fn append_local(&mut self, kind: EntryKind, data: Bytes) -> Entry {
+        let entry = Entry {
+            index: self.log.last_index() + 1,
+            term: self.term,
+            sequence: self.next_sequence,
+            kind,
+            data,
+        };
+        self.next_sequence += 1;
+        self.log.append(std::slice::from_ref(&entry));
+        entry
+    }
+
+    /// Sends whatever each follower is missing (entries, or only a newer commit index), as far
+    /// as flow control allows.
+    pub(crate) fn broadcast_append(&mut self) -> Result<()> {
+        self.broadcast_pending = false;
+        for peer in self.peer_ids() {
+            self.send_appends(peer)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn peer_ids(&self) -> Vec<NodeId> {
+        self.tracker
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect()
+    }
+
+    /// Streams appends to `to` until it is paused or has everything.
+    fn send_appends(&mut self, to: NodeId) -> Result<()> {
+        while self.send_append(to)? {
+            let pr = &self.tracker.progress[&to];
+            if pr.state != ProgressState::Replicate || pr.next_index > self.log.last_index() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one append to `to` if flow control allows. In replicate state an append without
+    /// entries is sent only when it lets the follower advance its commit index, so a
+    /// follower learns a new commit index at once rather than at the next heartbeat. Returns
+    /// whether an append was sent.
+    pub(crate) fn send_append(&mut self, to: NodeId) -> Result<bool> {
+        let Some(pr) = self.tracker.progress.get(&to) else {
+            return Ok(false);
+        };
+        if pr.is_paused() {
+            return Ok(false);
+        }
+        let next = pr.next_index;
+        let state = pr.state;
+        let prev_log_index = next - 1;
+        let prev_log_term = match self.log.term(prev_log_index) {
+            Ok(term) => term,
+            // The follower needs entries that were compacted away: it needs a snapshot, which
+            // arrives in a later release.
+            Err(StorageError::Compacted(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let entries = self
+            .log
+            .entries_from(next, self.config.max_bytes_per_message)?;
+        let committed = self.log.committed;
+        let pr = &self.tracker.progress[&to];
+        if state == ProgressState::Replicate && entries.is_empty() && !pr.can_bump_commit(committed)
+        {
+            return Ok(false); // nothing new; heartbeats keep the follower alive
+        }
+        let last = entries.last().map(|e| e.index);
+        if let Some(pr) = self.tracker.progress.get_mut(&to) {
+            pr.sent_append(last);
+            pr.sent_commit_to(committed.min(last.unwrap_or(prev_log_index)));
+        }
+        let request = AppendRequest {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.log.committed,
+            round: self.lease.round(),
+            request_id: self.next_request_id(),
+        };
+        self.send(to, self.term, Payload::AppendRequest(request));
+        Ok(true)
+    }
+
+    /// Starts a confirmation round and sends a heartbeat to every peer.
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.lease.start_round(self.now_tick);
+        if let Some(me) = self.tracker.progress.get_mut(&self.id) {
+            me.acked_round = round;
+        }
+        for peer in self.peer_ids() {
+            let Some(pr) = self.tracker.progress.get_mut(&peer) else {
+                continue;
+            };
+            // Never more than the follower is known to store, so it needs no check.
+            let commit = pr.match_index.min(self.log.committed);
+            pr.sent_commit_to(commit);
+            let request = HeartbeatRequest {
+                commit,
+                round,
+                request_id: self.next_request_id(),
+            };
+            self.send(peer, self.term, Payload::HeartbeatRequest(request));
+        }
+        // A single voter confirms its own rounds.
+        self.on_round_acked();
+    }
+
+    /// Follower: the consistency check, then storing the entries.
+    pub(crate) fn handle_append_request(&mut self, from: NodeId, req: AppendRequest) -> Result<()> {
+        let outcome = if req.prev_log_index < self.log.committed {
+            // Everything up to the commit index matches any leader's log: a stale or
+            // duplicated append. Tell the leader where this log really is.
+            AppendOutcome::Accepted {
+                match_index: self.log.committed,
+            }
+        } else {
+            match self.log.maybe_append(
+                req.prev_log_index,
+                req.prev_log_term,
+                req.leader_commit,
+                &req.entries,
+            )? {
+                Some(last_new) => AppendOutcome::Accepted {
+                    match_index: last_new,
+                },
+                None => {
+                    let probe_from = req.prev_log_index.min(self.log.last_index());
+                    let (hint_index, hint_term) = self
+                        .log
+                        .find_conflict_by_term(probe_from, req.prev_log_term)?;
+                    AppendOutcome::Rejected {
+                        rejected_index: req.prev_log_index,
+                        hint_index,
+                        hint_term,
+                    }
+                }
+            }
+        };
+        let response = AppendResponse {
+            round: req.round,
+            outcome,
+            request_id: req.request_id,
+        };
+        self.send(from, self.term, Payload::AppendResponse(response));
+        Ok(())
+    }
+
+    /// Follower: adopt the commit index and confirm the round.
+    pub(crate) fn handle_heartbeat_request(&mut self, from: NodeId, req: HeartbeatRequest) {
+        self.log.commit_to(req.commit.min(self.log.last_index()));
+        let response = HeartbeatResponse {
+            round: req.round,
+            request_id: req.request_id,
+        };
+        self.send(from, self.term, Payload::HeartbeatResponse(response));
+    }
+
+    /// Leader: a follower answered an append.
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        resp: AppendResponse,
+    ) -> Result<()> {
+        self.record_ack(from, resp.round);
+        match resp.outcome {
+            AppendOutcome::Accepted { match_index } => {
+                let Some(pr) = self.tracker.progress.get_mut(&from) else {
+                    return Ok(());
+                };
+                if pr.maybe_update(match_index) {
+                    match pr.state {
+                        ProgressState::Probe => pr.become_replicate(),
+                        ProgressState::Replicate => pr.inflights.free_to(match_index),
+                    }
+                    if self.maybe_commit()? {
+                        self.broadcast_append()?;
+                    } else {
+                        self.send_appends(from)?;
+                    }
+                    self.maybe_finish_transfer(from);
+                } else if pr.state == ProgressState::Replicate {
+                    pr.inflights.free_to(match_index);
+                    self.send_appends(from)?;
+                }
+            }
+            AppendOutcome::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                // Skip every entry of a term the follower does not have (fast back-off).
+                let next_probe = if hint_term > 0 {
+                    self.log.find_conflict_by_term(hint_index, hint_term)?.0
+                } else {
+                    hint_index
+                };
+                let Some(pr) = self.tracker.progress.get_mut(&from) else {
+                    return Ok(());
+                };
+                if pr.maybe_decrease_to(rejected_index, next_probe) {
+                    if pr.state == ProgressState::Replicate {
+                        pr.become_probe();
+                    }
+                    self.send_append(from)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leader: a follower answered a heartbeat.
+    pub(crate) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        resp: HeartbeatResponse,
+    ) -> Result<()> {
+        self.record_ack(from, resp.round);
+        let last = self.log.last_index();
+        if let Some(pr) = self.tracker.progress.get_mut(&from) {
+            // A probe may have been lost: the heartbeat's answer allows the next one.
+            pr.probe_sent = false;
+            if pr.match_index < last {
+                self.send_append(from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Any answer from a follower proves it accepted this leader at the answered round.
+    fn record_ack(&mut self, from: NodeId, round: u64) {
+        if let Some(pr) = self.tracker.progress.get_mut(&from) {
+            pr.ticks_since_ack = 0;
+            pr.acked_round = pr.acked_round.max(round);
+        }
+        self.on_round_acked();
+    }
+
+    /// Commits the highest index stored on a quorum, but only if its entry is of the current
+    /// term: an older entry stored on a majority can still be overwritten (Raft figure 8);
+    /// it becomes committed indirectly with the first current-term entry after it.
+    pub(crate) fn maybe_commit(&mut self) -> Result<bool> {
+        let quorum_index = self.tracker.quorum_match_index();
+        if quorum_index <= self.log.committed {
+            return Ok(false);
+        }
+        #[cfg(feature = "bug-injection")]
+        let count_only = self.config.has_bug(InjectedBug::CommitOldTermByCount);
+        #[cfg(not(feature = "bug-injection"))]
+        let count_only = false;
+        if !count_only && self.log.term(quorum_index)? != self.term {
+            return Ok(false);
+        }
+        self.log.commit_to(quorum_index);
+        if !self.committed_in_term && self.log.term(quorum_index)? == self.term {
+            self.committed_in_term = true;
+            self.serve_reads_waiting_for_commit()?;
+        }
+        Ok(true)
+    }
+
+    /// The driver persisted entries up to `persisted`: as leader, that is this node's own
+    /// acknowledgement.
+    pub(crate) fn on_persisted(&mut self, persisted: Index) -> Result<()> {
+        if self.role != crate::types::Role::Leader {
+            return Ok(());
+        }
+        if let Some(me) = self.tracker.progress.get_mut(&self.id) {
+            me.maybe_update(persisted);
+        }
+        if self.maybe_commit()? {
+            self.broadcast_append()?;
+        }
+        Ok(())
+    }
+}

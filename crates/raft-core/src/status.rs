@@ -1,0 +1,116 @@
+//! A snapshot of a node's state for operators, metrics and tests.
+
+use std::collections::BTreeMap;
+
+use crate::progress::ProgressState;
+use crate::raft::Raft;
+use crate::storage::Storage;
+use crate::types::{ConfState, Index, NodeId, Role, Term};
+
+/// What the leader knows about one peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// Highest index known to be replicated there.
+    pub match_index: Index,
+    /// Next index to send.
+    pub next_index: Index,
+    /// Probe or replicate.
+    pub state: ProgressState,
+    /// Appends in flight.
+    pub in_flight: usize,
+    /// Ticks since the peer last answered in this term.
+    pub ticks_since_ack: u32,
+    /// Whether the peer is a learner.
+    pub is_learner: bool,
+}
+
+/// A node's state at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// Its vote in this term.
+    pub vote: Option<NodeId>,
+    /// The leader it knows for this term.
+    pub leader_id: Option<NodeId>,
+    /// Highest committed index it knows.
+    pub commit_index: Index,
+    /// Highest index handed to its state machine.
+    pub applied_index: Index,
+    /// Highest index on its stable storage.
+    pub persisted_index: Index,
+    /// Its last log index.
+    pub last_log_index: Index,
+    /// The term of its last entry.
+    pub last_log_term: Term,
+    /// Ticks of leader lease left (0 unless it is a leader holding a lease).
+    pub lease_remaining_ticks: u64,
+    /// Leader: whether a quorum answered within the minimum election timeout.
+    pub quorum_active: bool,
+    /// Leader: the target of a leadership transfer in progress.
+    pub transfer_target: Option<NodeId>,
+    /// Ticks since the node started.
+    pub now_tick: u64,
+    /// Ticks since it last heard from a leader (saturates).
+    pub ticks_since_leader_contact: u32,
+    /// Reads waiting for confirmation (leader).
+    pub pending_reads: usize,
+    /// The membership.
+    pub conf: ConfState,
+    /// Leader: its view of every member, itself included.
+    pub progress: BTreeMap<NodeId, PeerProgress>,
+}
+
+impl<S: Storage> Raft<S> {
+    /// The node's state now.
+    pub fn status(&self) -> Status {
+        let is_leader = self.role == Role::Leader;
+        let progress = if is_leader {
+            self.tracker
+                .progress
+                .iter()
+                .map(|(&id, p)| {
+                    let view = PeerProgress {
+                        match_index: p.match_index,
+                        next_index: p.next_index,
+                        state: p.state,
+                        in_flight: p.inflights.count(),
+                        ticks_since_ack: p.ticks_since_ack,
+                        is_learner: p.is_learner,
+                    };
+                    (id, view)
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Status {
+            id: self.id,
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader_id: self.leader_id,
+            commit_index: self.log.committed,
+            applied_index: self.log.applied,
+            persisted_index: self.log.persisted,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term().unwrap_or(0),
+            lease_remaining_ticks: if self.lease_valid() {
+                self.lease.remaining_ticks(self.now_tick)
+            } else {
+                0
+            },
+            quorum_active: is_leader && self.quorum_active(),
+            transfer_target: self.transfer.map(|t| t.target),
+            now_tick: self.now_tick,
+            ticks_since_leader_contact: self.ticks_since_leader_contact,
+            pending_reads: self.reads.len(),
+            conf: self.tracker.conf.clone(),
+            progress,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Interaction scripts (filled in below).
