@@ -54,6 +54,12 @@ impl Inflights {
         }
     }
 
+    /// Forgets the oldest message: it was probably lost (used when the window is full and the
+    /// follower answers heartbeats but not appends).
+    pub fn free_first_one(&mut self) {
+        self.last_indexes.pop_front();
+    }
+
     /// Forgets everything.
     pub fn reset(&mut self) {
         self.last_indexes.clear();
@@ -205,6 +211,10 @@ mod tests {
         assert_eq!(inflights.count(), 2);
         inflights.free_to(15);
         assert_eq!(inflights.count(), 0);
+        inflights.add(20);
+        inflights.add(25);
+        inflights.free_first_one();
+        assert_eq!(inflights.count(), 1);
     }
 
     #[test]

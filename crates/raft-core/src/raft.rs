@@ -126,6 +126,7 @@ impl<S: Storage> Raft<S> {
     /// Role and leader.
     pub fn soft_state(&self) -> SoftState {
         SoftState {
+            term: self.term,
             role: self.role,
             leader_id: self.leader_id,
         }

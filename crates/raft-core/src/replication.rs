@@ -51,7 +51,7 @@ impl<S: Storage> Raft<S> {
 
     /// Streams appends to `to` until it is paused or has everything.
     fn send_appends(&mut self, to: NodeId) -> Result<()> {
-        while self.send_append(to)? {
+        while self.send_append(to, false)? {
             let pr = &self.tracker.progress[&to];
             if pr.state != ProgressState::Replicate || pr.next_index > self.log.last_index() {
                 break;
@@ -61,10 +61,11 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Sends one append to `to` if flow control allows. In replicate state an append without
-    /// entries is sent only when it lets the follower advance its commit index, so a
-    /// follower learns a new commit index at once rather than at the next heartbeat. Returns
-    /// whether an append was sent.
-    pub(crate) fn send_append(&mut self, to: NodeId) -> Result<bool> {
+    /// entries is sent only when it lets the follower advance its commit index (so it learns a
+    /// new commit index at once rather than at the next heartbeat), or when `probe` asks for
+    /// one: a follower that lost an append rejects the empty one, revealing where it is.
+    /// Returns whether an append was sent.
+    pub(crate) fn send_append(&mut self, to: NodeId, probe: bool) -> Result<bool> {
         let Some(pr) = self.tracker.progress.get(&to) else {
             return Ok(false);
         };
@@ -86,7 +87,10 @@ impl<S: Storage> Raft<S> {
             .entries_from(next, self.config.max_bytes_per_message)?;
         let committed = self.log.committed;
         let pr = &self.tracker.progress[&to];
-        if state == ProgressState::Replicate && entries.is_empty() && !pr.can_bump_commit(committed)
+        if state == ProgressState::Replicate
+            && entries.is_empty()
+            && !probe
+            && !pr.can_bump_commit(committed)
         {
             return Ok(false); // nothing new; heartbeats keep the follower alive
         }
@@ -227,7 +231,7 @@ impl<S: Storage> Raft<S> {
                     if pr.state == ProgressState::Replicate {
                         pr.become_probe();
                     }
-                    self.send_append(from)?;
+                    self.send_append(from, false)?;
                 }
             }
         }
@@ -243,10 +247,16 @@ impl<S: Storage> Raft<S> {
         self.record_ack(from, resp.round);
         let last = self.log.last_index();
         if let Some(pr) = self.tracker.progress.get_mut(&from) {
-            // A probe may have been lost: the heartbeat's answer allows the next one.
+            // A probe or an append may have been lost: the heartbeat's answer allows the next
+            // probe, and a follower still behind gets an append even if all entries are in
+            // flight (if one was lost, it rejects this one and the leader backs off).
             pr.probe_sent = false;
+            if pr.state == ProgressState::Replicate && pr.inflights.is_full() {
+                // A full window that is not draining has lost a message; make room for one.
+                pr.inflights.free_first_one();
+            }
             if pr.match_index < last {
-                self.send_append(from)?;
+                self.send_append(from, true)?;
             }
         }
         Ok(())

@@ -42,9 +42,12 @@ pub fn entries(low: Index, high: Index, term: Term) -> Vec<Entry> {
     (low..=high).map(|i| entry(i, term)).collect()
 }
 
+/// One named check of the suite.
+type Check<H> = (&'static str, fn(&mut H));
+
 /// Runs every check.
 pub fn run_storage_suite<H: StorageHarness>(harness: &mut H) {
-    let checks: &[(&str, fn(&mut H))] = &[
+    let checks: &[Check<H>] = &[
         ("empty_store_has_no_entries", empty_store_has_no_entries),
         ("appended_entries_read_back", appended_entries_read_back),
         ("append_replaces_the_suffix", append_replaces_the_suffix),

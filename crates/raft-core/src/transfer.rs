@@ -45,7 +45,7 @@ impl<S: Storage> Raft<S> {
             timeout_now_sent: false,
         });
         if !self.maybe_finish_transfer(target) {
-            self.send_append(target)?;
+            self.send_append(target, true)?;
         }
         Ok(())
     }

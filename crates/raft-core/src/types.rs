@@ -185,9 +185,11 @@ impl fmt::Display for Role {
     }
 }
 
-/// The volatile state a driver cares about: who leads and what this node is.
+/// The volatile state a driver cares about: who leads and what this node is, in which term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SoftState {
+    /// The term the role and leader belong to.
+    pub term: Term,
     /// This node's role.
     pub role: Role,
     /// The leader this node knows for its current term.

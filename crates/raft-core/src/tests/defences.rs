@@ -1,1 +1,350 @@
-//! Split-brain defences.
+//! Tests of the split-brain defences layered on top of paper Raft: pre-vote, check-quorum and
+//! leader stickiness, the leader lease, ReadIndex, leadership transfer and fencing tokens.
+
+use bytes::Bytes;
+
+use super::Cluster;
+use crate::{Error, FencingToken, Payload, ReadMode, ReadState, Role, VoteRejection};
+
+/// Defaults: pre-vote, check-quorum and lease reads on.
+fn defaults(_: &mut crate::Config) {}
+
+/// Check-quorum: a leader cut off from the majority stops being leader (and so stops
+/// accepting writes) within one minimum election timeout.
+#[test]
+fn leader_without_quorum_steps_down_and_refuses_writes() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.tick_all_and_settle(30);
+    let leader = cluster.leaders()[0];
+    cluster.isolate(leader);
+    let min = cluster.nodes[&leader].config().election_timeout_min_ticks;
+    let mut ticks = 0;
+    while cluster.role(leader) == Role::Leader {
+        assert!(
+            cluster
+                .node(leader)
+                .propose(Bytes::from_static(b"w"))
+                .is_ok(),
+            "still within the window, writes are accepted"
+        );
+        cluster.tick(leader);
+        ticks += 1;
+        assert!(
+            ticks <= min,
+            "still leader after {ticks} ticks without a quorum"
+        );
+    }
+    assert_eq!(
+        cluster.node(leader).propose(Bytes::from_static(b"w")),
+        Err(Error::NotLeader { leader_hint: None })
+    );
+}
+
+/// Leader stickiness: a follower that heard from its leader within the minimum election
+/// timeout refuses a disruptive candidate without adopting its term.
+#[test]
+fn follower_that_heard_from_its_leader_ignores_vote_requests() {
+    let mut cluster = Cluster::new(3, |c| c.pre_vote = false);
+    cluster.tick_all_and_settle(30);
+    let leader = cluster.leaders()[0];
+    let (voter, rogue) = match leader {
+        1 => (2, 3),
+        2 => (1, 3),
+        _ => (1, 2),
+    };
+    let term = cluster.term(voter);
+    // The rogue node was cut off from the leader only, timed out and campaigns.
+    cluster.node(rogue).campaign().unwrap();
+    cluster.deliver(|m| m.from == rogue && m.to == voter);
+    let refusals: Vec<_> = cluster
+        .in_flight
+        .iter()
+        .filter(|m| m.from == voter && m.to == rogue)
+        .filter_map(|m| match &m.payload {
+            Payload::VoteResponse(r) => Some((r.granted, r.rejection)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals, vec![(false, Some(VoteRejection::LeaderAlive))]);
+    assert_eq!(
+        cluster.term(voter),
+        term,
+        "the voter did not adopt the rogue term"
+    );
+    assert_eq!(cluster.role(leader), Role::Leader);
+}
+
+/// Pre-vote: a node that was partitioned away does not inflate its term, so when it returns
+/// the healthy leader keeps its leadership. Without pre-vote (and check-quorum) the same
+/// scenario deposes the leader, which shows what the defence buys.
+#[test]
+fn pre_vote_keeps_a_rejoining_node_from_deposing_the_leader() {
+    for pre_vote in [true, false] {
+        let mut cluster = Cluster::new(3, |c| {
+            c.pre_vote = pre_vote;
+            c.check_quorum = pre_vote;
+            c.lease_reads = pre_vote;
+        });
+        cluster.tick_all_and_settle(30);
+        let leader = cluster.leaders()[0];
+        let term = cluster.term(leader);
+        let outsider = if leader == 3 { 1 } else { 3 };
+        cluster.isolate(outsider);
+        cluster.tick_all_and_settle(100);
+        cluster.heal();
+        cluster.tick_all_and_settle(30);
+        if pre_vote {
+            assert_eq!(cluster.leaders(), vec![leader], "the leader survived");
+            assert_eq!(cluster.term(leader), term, "no term inflation");
+            assert_eq!(cluster.term(outsider), term);
+        } else {
+            assert!(
+                cluster.term(leader) > term,
+                "without pre-vote the rejoining node forces a new term"
+            );
+        }
+    }
+}
+
+/// Pre-vote must not prevent elections when the leader is really gone.
+#[test]
+fn pre_vote_still_elects_when_the_leader_is_gone() {
+    let mut cluster = Cluster::new(5, defaults);
+    cluster.tick_all_and_settle(30);
+    let old = cluster.leaders()[0];
+    cluster.isolate(old);
+    let max = cluster.nodes[&old].config().election_timeout_max_ticks;
+    let others: Vec<u64> = (1..=5).filter(|&id| id != old).collect();
+    let mut ticks = 0;
+    loop {
+        for &id in &others {
+            cluster.tick(id);
+        }
+        cluster.settle();
+        ticks += 1;
+        let leaders: Vec<u64> = cluster
+            .leaders()
+            .into_iter()
+            .filter(|&id| id != old)
+            .collect();
+        if leaders.len() == 1 {
+            break;
+        }
+        assert!(ticks < 4 * max, "no new leader after {ticks} ticks");
+    }
+}
+
+/// ReadIndex (thesis §6.4): a new leader answers reads only after an entry of its own term is
+/// committed, since before that its commit index may be behind.
+#[test]
+fn read_index_on_a_new_leader_waits_for_a_current_term_commit() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.node(1).campaign().unwrap();
+    while cluster.deliver(|m| {
+        matches!(
+            m.payload,
+            Payload::VoteRequest(_) | Payload::VoteResponse(_)
+        )
+    }) > 0
+    {}
+    assert_eq!(cluster.role(1), Role::Leader);
+    cluster.node(1).read_index(7, ReadMode::Quorum).unwrap();
+    // Heartbeats confirm leadership, but the no-op is not committed yet.
+    cluster.drop_where(|m| matches!(m.payload, Payload::AppendRequest(_)));
+    cluster.tick(1);
+    while cluster.deliver(|m| {
+        matches!(
+            m.payload,
+            Payload::HeartbeatRequest(_) | Payload::HeartbeatResponse(_)
+        )
+    }) > 0
+    {}
+    assert!(
+        cluster.reads[&1].is_empty(),
+        "answered before a current-term commit"
+    );
+    assert_eq!(cluster.commit(1), 0);
+    // Once the no-op commits, the read is answered at the commit index.
+    cluster.tick_all_and_settle(1);
+    assert_eq!(cluster.commit(1), 1);
+    assert_eq!(
+        cluster.reads[&1],
+        vec![ReadState {
+            read_id: 7,
+            index: Some(1)
+        }]
+    );
+}
+
+/// A follower's read is forwarded to the leader and answered with the leader's commit index.
+#[test]
+fn follower_read_index_is_confirmed_by_the_leader() {
+    let mut cluster = Cluster::new(3, |c| c.lease_reads = false);
+    cluster.elect(1);
+    cluster.propose(1, b"a");
+    cluster.settle();
+    cluster.node(2).read_index(42, ReadMode::Quorum).unwrap();
+    cluster.settle();
+    assert_eq!(
+        cluster.reads[&2],
+        vec![ReadState {
+            read_id: 42,
+            index: Some(2)
+        }]
+    );
+}
+
+/// Reads waiting for confirmation are refused, not left hanging, when the leader steps down.
+#[test]
+fn pending_reads_are_refused_when_leadership_is_lost() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    cluster.isolate(1);
+    cluster.node(1).read_index(9, ReadMode::Quorum).unwrap();
+    for _ in 0..20 {
+        cluster.tick(1);
+    }
+    assert_ne!(cluster.role(1), Role::Leader);
+    assert_eq!(
+        cluster.reads[&1],
+        vec![ReadState {
+            read_id: 9,
+            index: None
+        }]
+    );
+}
+
+/// The lease answers reads without a round trip while it holds, and not after it lapses.
+#[test]
+fn lease_read_is_answered_at_once_only_while_the_lease_holds() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    cluster.tick_all_and_settle(2);
+    assert!(cluster.nodes[&1].has_valid_lease());
+    cluster.node(1).read_index(1, ReadMode::Lease).unwrap();
+    cluster.flush(1);
+    assert_eq!(cluster.reads[&1].len(), 1, "answered without any message");
+    // Cut off, the leader keeps its lease for at most lease_ticks.
+    cluster.isolate(1);
+    let lease_ticks = cluster.nodes[&1].config().lease_ticks();
+    for _ in 0..lease_ticks {
+        cluster.tick(1);
+    }
+    assert!(!cluster.nodes[&1].has_valid_lease());
+    cluster.node(1).read_index(2, ReadMode::Lease).unwrap();
+    cluster.flush(1);
+    assert_eq!(
+        cluster.reads[&1].len(),
+        1,
+        "no lease: must wait for a quorum round"
+    );
+}
+
+/// A restarted node cannot know whether it acknowledged a heartbeat just before crashing, so
+/// it honours a possible lease: it ignores vote requests for the minimum election timeout.
+#[test]
+fn restarted_node_honours_the_leader_lease_it_may_have_granted() {
+    let mut cluster = Cluster::new(3, |c| c.pre_vote = false);
+    cluster.elect(1);
+    cluster.tick_all_and_settle(2);
+    cluster.restart(2);
+    cluster.isolate(1);
+    cluster.node(3).campaign().unwrap();
+    cluster.deliver(|m| m.from == 3 && m.to == 2);
+    let refused = cluster.in_flight.iter().any(|m| {
+        matches!(&m.payload, Payload::VoteResponse(r)
+            if m.from == 2 && r.rejection == Some(VoteRejection::LeaderAlive))
+    });
+    assert!(refused, "node 2 voted right after restarting");
+}
+
+/// Leadership transfer: proposals are refused while it runs; the target takes over; the old
+/// leader gives up its lease for the rest of its term.
+#[test]
+fn leadership_transfer_refuses_proposals_and_hands_over() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    cluster.tick_all_and_settle(2);
+    // Node 3 falls behind, so the transfer must first catch it up.
+    cluster.isolate(3);
+    cluster.propose(1, b"a");
+    cluster.settle();
+    cluster.heal();
+    cluster.node(1).transfer_leadership(3).unwrap();
+    assert_eq!(
+        cluster.node(1).propose(Bytes::from_static(b"b")),
+        Err(Error::TransferInProgress { target: 3 })
+    );
+    // The next heartbeat reveals what node 3 lacks; once it has everything it is told to
+    // campaign.
+    cluster.tick_all_and_settle(2);
+    assert!(!cluster.nodes[&1].has_valid_lease());
+    assert_eq!(cluster.leaders(), vec![3]);
+    assert_eq!(cluster.role(1), Role::Follower);
+    cluster.propose(3, b"c");
+    cluster.settle();
+    cluster.tick_all_and_settle(1);
+    let applied: Vec<&[u8]> = cluster.applied[&1]
+        .iter()
+        .filter(|e| !e.data.is_empty())
+        .map(|e| e.data.as_ref())
+        .collect();
+    assert_eq!(applied, [&b"a"[..], b"c"]);
+}
+
+/// A transfer that cannot complete is abandoned after an election timeout; the old leader
+/// accepts proposals again but holds no lease for the rest of the term (a late TimeoutNow
+/// could still start the target's campaign).
+#[test]
+fn abandoned_transfer_leaves_no_lease_for_the_term() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    cluster.tick_all_and_settle(2);
+    cluster.node(1).transfer_leadership(2).unwrap();
+    cluster.drop_where(|m| matches!(m.payload, Payload::TimeoutNow));
+    cluster.tick_all_and_settle(12);
+    assert_eq!(cluster.leaders(), vec![1]);
+    assert!(cluster.node(1).propose(Bytes::from_static(b"x")).is_ok());
+    assert!(!cluster.nodes[&1].has_valid_lease());
+}
+
+/// Fencing tokens: the sequence restarts at 1 with each leader term and grows by one per
+/// entry, so tokens strictly increase in log order across leader changes.
+#[test]
+fn fencing_tokens_restart_with_each_leader_term() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    let a = cluster.propose(1, b"a");
+    let b = cluster.propose(1, b"b");
+    let t1 = cluster.term(1);
+    assert_eq!(
+        a.token,
+        FencingToken {
+            term: t1,
+            sequence: 2
+        }
+    );
+    assert_eq!(
+        b.token,
+        FencingToken {
+            term: t1,
+            sequence: 3
+        }
+    );
+    cluster.settle();
+    cluster.node(1).transfer_leadership(2).unwrap();
+    cluster.settle();
+    let c = cluster.propose(2, b"c");
+    assert_eq!(
+        c.token,
+        FencingToken {
+            term: cluster.term(2),
+            sequence: 2
+        }
+    );
+    cluster.settle();
+    cluster.tick_all_and_settle(1);
+    let tokens: Vec<FencingToken> = cluster.applied[&3].iter().map(|e| e.token()).collect();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    assert_eq!(tokens.len(), 5); // no-op, a, b, no-op, c
+}

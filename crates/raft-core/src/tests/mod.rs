@@ -19,7 +19,6 @@ use crate::{
 pub struct SeenReady {
     pub hard_state: Option<HardState>,
     pub must_sync: bool,
-    pub entries: usize,
     pub messages: Vec<Message>,
 }
 
@@ -121,12 +120,6 @@ impl Cluster {
             .insert(id, RawNode::new(config, storage, applied).unwrap());
     }
 
-    /// Makes `id` forget any leader contact, so it grants votes at once (for tests whose
-    /// nodes start at a term above zero).
-    pub fn forget_leader_contact(&mut self, id: NodeId) {
-        self.node(id).raft.ticks_since_leader_contact = u32::MAX;
-    }
-
     /// Processes every pending Ready of `id`: persist, queue messages, apply, advance.
     pub fn flush(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).unwrap();
@@ -138,7 +131,6 @@ impl Cluster {
             self.readies.get_mut(&id).unwrap().push(SeenReady {
                 hard_state: ready.hard_state,
                 must_sync: ready.must_sync,
-                entries: ready.entries.len(),
                 messages: ready.messages.clone(),
             });
             for m in ready.messages {

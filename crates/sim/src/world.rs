@@ -1,0 +1,978 @@
+//! One simulated run: a cluster, its clients, a hostile network and a fault schedule, all
+//! driven by one seed.
+//!
+//! Time is in microticks; a node's tick lasts about 1000 of them, each node's clock running
+//! at its own rate within the drift bound. A run has three phases:
+//!
+//! 1. **chaos**: partitions (symmetric, one-way, leader isolation), loss, duplication, delay
+//!    spikes that reorder messages, crashes (some timed to hit unsynced writes) and restarts;
+//! 2. **heal**: every fault is removed and every node restarted; a stable leader must emerge
+//!    within a bound;
+//! 3. **steady**: every client operation started now must succeed; at the end all replicas
+//!    must hold the same state.
+//!
+//! Safety invariants are checked after every event; the client history goes through the
+//! linearizability checker at the end.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap};
+
+use quorate_raft_core::rng::SplitMix64;
+use quorate_raft_core::{ConfState, Config, Message, NodeId, Role};
+
+use crate::client::{Client, ClientAction, Request, Response, Workload};
+use crate::invariants::{Invariants, LogView, Violation};
+use crate::linearizability::{self, Verdict};
+use crate::network::{Network, Weather};
+use crate::node::{Effects, Input, SimNode};
+use crate::trace::TraceHash;
+
+/// Microticks per nominal tick.
+pub const TICK: u64 = 1000;
+
+/// The kinds of fault a run uses. Swarm testing (Groce et al., ISSTA 2012): each seed
+/// enables a random subset, which exposes bugs that an always-everything mix hides (a lease bug
+/// needs a stable leader and a one-way cut; constant crashes would mask it).
+#[derive(Clone, Debug)]
+pub struct Swarm {
+    /// Random symmetric splits.
+    pub partitions: bool,
+    /// Cutting the leader off.
+    pub leader_isolation: bool,
+    /// One-way link cuts.
+    pub one_way_cuts: bool,
+    /// Crashes of random nodes and of the leader.
+    pub crashes: bool,
+    /// Message loss, duplication and delay spikes.
+    pub storms: bool,
+    /// Operator-initiated leadership transfers.
+    pub transfers: bool,
+    /// Periods in which clients only read (so a cut-off follower's log stays up to date).
+    pub quiet_periods: bool,
+    /// Chance (per mille) that a new leader is crashed or cut off within a few ticks.
+    pub flap_per_mille: u64,
+    /// Chance (per mille) that a node with unsynced writes loses power at a bad moment.
+    pub unsynced_crash_per_mille: u64,
+    /// Chance (per mille) that a leader crashes the instant it first advances its commit index
+    /// in its term, before anything it sends next leaves: the moment a leader first acts on
+    /// what it believes is committed.
+    pub crash_after_first_commit_per_mille: u64,
+}
+
+impl Swarm {
+    fn draw(rng: &mut SplitMix64) -> Self {
+        let mut on = |per_mille| rng.chance(per_mille, 1000);
+        let mut swarm = Swarm {
+            partitions: on(700),
+            leader_isolation: on(700),
+            one_way_cuts: on(700),
+            crashes: on(700),
+            storms: on(700),
+            transfers: on(500),
+            quiet_periods: on(500),
+            flap_per_mille: 0,
+            unsynced_crash_per_mille: 0,
+            crash_after_first_commit_per_mille: 0,
+        };
+        if rng.chance(1, 2) {
+            swarm.crash_after_first_commit_per_mille = rng.range(100, 700);
+        }
+        if rng.chance(1, 2) {
+            swarm.flap_per_mille = rng.range(100, 900);
+        }
+        if rng.chance(2, 3) {
+            swarm.unsynced_crash_per_mille = rng.range(1, 10);
+        }
+        swarm
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultKind {
+    Heal,
+    Partition,
+    IsolateLeader,
+    OneWayCut,
+    CrashAny,
+    CrashLeader,
+    Storm,
+    Calm,
+    Transfer,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed: everything random in the run derives from it.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Length of the chaos phase, in nominal ticks.
+    pub chaos_ticks: u64,
+    /// Print every event to stderr.
+    pub verbose: bool,
+    /// A protocol bug to inject into every node.
+    #[cfg(feature = "bug-injection")]
+    pub bug: Option<quorate_raft_core::InjectedBug>,
+}
+
+impl SimConfig {
+    /// The default run for `seed`: 3 nodes for odd seeds, 5 for even ones.
+    pub fn for_seed(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            nodes: if seed % 2 == 0 { 5 } else { 3 },
+            chaos_ticks: 800,
+            verbose: false,
+            #[cfg(feature = "bug-injection")]
+            bug: None,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Events processed.
+    pub steps: u64,
+    /// Fingerprint of the whole run.
+    pub trace_hash: u64,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+    /// Client operations recorded (ok or unknown).
+    pub operations: usize,
+    /// Of which with unknown outcome.
+    pub unknown: usize,
+    /// Reads given up without an answer (not recorded).
+    pub failed: u64,
+    /// Leader elections seen (distinct terms with a leader).
+    pub elections: usize,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Highest committed index.
+    pub committed: u64,
+    /// Whether the linearizability check was inconclusive (search budget exceeded).
+    pub inconclusive: bool,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick { node: usize, incarnation: u64 },
+    Deliver(Message),
+    ReadyDone { node: usize, incarnation: u64 },
+    Crash { node: usize, incarnation: u64 },
+    Restart { node: usize },
+    ClientWake { client: usize },
+    ClientRequest { node: usize, request: Request },
+    ClientResponse { from: NodeId, response: Response },
+    Fault,
+    Quiet { on: bool },
+    Isolate { node: usize },
+    Heal,
+    StopClients,
+    End,
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and the earliest event must come first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The simulation state of one run.
+struct World {
+    config: SimConfig,
+    rng: SplitMix64,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    nodes: Vec<SimNode>,
+    ids: Vec<NodeId>,
+    clients: Vec<Client>,
+    client_wake: Vec<Option<u64>>,
+    network: Network,
+    invariants: Invariants,
+    trace: TraceHash,
+    steps: u64,
+    crashes: u64,
+    /// Chaos phase: faults are injected.
+    chaos: bool,
+    heal_at: u64,
+    /// When a stable leader was first seen after healing.
+    stable_at: Option<u64>,
+    swarm: Swarm,
+    max_down: usize,
+    /// Per node: the term in which its first commit as leader was seen.
+    first_commit_seen: Vec<Option<u64>>,
+    /// Per node: its commit index when it last was not leader.
+    commit_at_election: Vec<u64>,
+}
+
+/// Bounds of the run after healing, in nominal ticks.
+const HEAL_BOUND_TICKS: u64 = 150;
+const STEADY_TICKS: u64 = 150;
+const DRAIN_TICKS: u64 = 80;
+/// A run that processes more events than this is stuck in a loop.
+const MAX_STEPS: u64 = 20_000_000;
+
+fn raft_config(id: NodeId, seed: u64, rng: &mut SplitMix64) -> Config {
+    let flow = [(64, 4), (256, 1), (512, 2), (4096, 16), (1 << 20, 256)][rng.range(0, 5) as usize];
+    Config {
+        election_timeout_min_ticks: 10,
+        election_timeout_max_ticks: 20,
+        heartbeat_interval_ticks: 2,
+        max_clock_drift_ticks: 1,
+        // Small messages and windows make partial replication (and figure-8 histories) common;
+        // each size is paired with a window that still lets a follower catch up.
+        max_bytes_per_message: flow.0,
+        max_inflight_messages: flow.1,
+        seed: seed.wrapping_mul(31).wrapping_add(id),
+        ..Config::new(id)
+    }
+}
+
+impl World {
+    fn new(config: SimConfig) -> Self {
+        let mut rng = SplitMix64::new(config.seed ^ 0x5eed_0fc1_a57e_2500);
+        let ids: Vec<NodeId> = (1..=config.nodes as u64).collect();
+        let conf = ConfState::with_voters(ids.iter().copied());
+        let drift = 1.0;
+        let min_timeout = 10.0;
+        // Two clocks may disagree by at most `drift` ticks over a minimum election timeout:
+        // (1 + e) / (1 - e) <= 1 + drift / min  <=>  e <= drift / (2 min + drift).
+        let max_skew = drift / (2.0 * min_timeout + drift);
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                #[allow(unused_mut)]
+                let mut cfg = raft_config(id, config.seed, &mut rng);
+                #[cfg(feature = "bug-injection")]
+                if let Some(bug) = config.bug {
+                    cfg.injected_bug = Some(bug);
+                    if bug == quorate_raft_core::InjectedBug::LeaseReadWithoutCheckQuorum {
+                        cfg.check_quorum = false;
+                    }
+                }
+                let skew = (rng.unit() * 2.0 - 1.0) * max_skew;
+                let period = (TICK as f64 * (1.0 + skew)).round() as u64;
+                SimNode::new(cfg, conf.clone(), period)
+            })
+            .collect();
+        let workload = Workload {
+            keys: 4,
+            think_min: TICK / 2,
+            think_max: 6 * TICK,
+            attempt_timeout: 6 * TICK,
+            op_timeout: 30 * TICK,
+        };
+        let client_count = config.nodes + 1;
+        let clients = (0..client_count)
+            .map(|i| Client::new(i as u64 + 1, rng.fork(), workload))
+            .collect();
+        let heal_at = config.chaos_ticks * TICK;
+        let swarm = Swarm::draw(&mut rng);
+        World {
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            ids,
+            clients,
+            client_wake: vec![None; client_count],
+            network: Network::new(),
+            invariants: Invariants::default(),
+            trace: TraceHash::default(),
+            steps: 0,
+            crashes: 0,
+            chaos: true,
+            heal_at,
+            stable_at: None,
+            swarm,
+            max_down: config.nodes,
+            first_commit_seen: vec![None; config.nodes],
+            commit_at_election: vec![0; config.nodes],
+            config,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    fn log(&self, what: impl FnOnce() -> String) {
+        if self.config.verbose {
+            eprintln!("{:>9} {}", self.now, what());
+        }
+    }
+
+    fn run(mut self) -> RunReport {
+        for node in 0..self.nodes.len() {
+            let first = self.rng.range(0, self.nodes[node].tick_period);
+            self.schedule(
+                first,
+                Event::Tick {
+                    node,
+                    incarnation: 0,
+                },
+            );
+        }
+        for client in 0..self.clients.len() {
+            let at = self.rng.range(0, 5 * TICK);
+            self.wake_client_at(client, at);
+        }
+        let first_fault = self.rng.range(20, 60) * TICK;
+        self.schedule(first_fault, Event::Fault);
+        if self.swarm.quiet_periods {
+            let first_quiet = self.rng.range(20, 120) * TICK;
+            self.schedule(first_quiet, Event::Quiet { on: true });
+        }
+        self.schedule(self.heal_at, Event::Heal);
+        while let Some(Scheduled { at, event, .. }) = self.queue.pop() {
+            self.now = at;
+            self.steps += 1;
+            let end = matches!(event, Event::End);
+            self.handle(event);
+            self.check_every_step();
+            if end || self.invariants.violation.is_some() || self.steps > MAX_STEPS {
+                break;
+            }
+        }
+        if self.steps > MAX_STEPS {
+            self.invariants.fail_liveness(
+                "runaway",
+                self.now,
+                format!("more than {MAX_STEPS} events"),
+            );
+        }
+        self.finish()
+    }
+
+    fn handle(&mut self, event: Event) {
+        self.trace.u64(self.now);
+        match event {
+            Event::Tick { node, incarnation } => {
+                if self.nodes[node].incarnation != incarnation || !self.nodes[node].is_up() {
+                    return;
+                }
+                self.trace.u64(1);
+                self.trace.u64(node as u64);
+                self.node_input(node, Input::Tick);
+                let period = self.nodes[node].tick_period;
+                self.schedule(self.now + period, Event::Tick { node, incarnation });
+            }
+            Event::Deliver(message) => {
+                let node = (message.to - 1) as usize;
+                if self.network.is_blocked(message.from, message.to) || !self.nodes[node].is_up() {
+                    return;
+                }
+                self.trace.u64(2);
+                self.trace.u64(message.from);
+                self.trace.u64(message.to);
+                self.trace.u64(message.term);
+                self.trace.bytes(message.payload.kind().as_bytes());
+                self.log(|| format!("deliver {} -> {} {:?}", message.from, message.to, message));
+                self.node_input(node, Input::Message(message));
+            }
+            Event::ReadyDone { node, incarnation } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                self.trace.u64(3);
+                self.trace.u64(node as u64);
+                let mut fx = Effects::default();
+                self.nodes[node].finish_ready(&mut fx);
+                self.after_node(node, fx);
+                self.maybe_crash_unsynced(node);
+            }
+            Event::Crash { node, incarnation } => {
+                // Crashes scheduled during the chaos phase do not outlive it.
+                if !self.chaos
+                    || self.nodes[node].incarnation != incarnation
+                    || !self.nodes[node].is_up()
+                {
+                    return;
+                }
+                self.crash(node);
+            }
+            Event::Restart { node } => self.restart(node),
+            Event::ClientWake { client } => {
+                if self.client_wake[client] != Some(self.now) {
+                    return; // superseded
+                }
+                self.client_wake[client] = None;
+                let action = self.clients[client].wake(self.now, &self.ids);
+                self.client_action(client, action);
+            }
+            Event::ClientRequest { node, request } => {
+                self.trace.u64(4);
+                self.trace.u64(request.op_id);
+                self.node_input(node, Input::Request(request));
+            }
+            Event::ClientResponse { from, response } => {
+                self.trace.u64(5);
+                self.trace.u64(response.op_id);
+                self.log(|| format!("client {} <- {from}: {:?}", response.client, response));
+                let client = (response.client - 1) as usize;
+                let action = self.clients[client].on_response(self.now, from, response, &self.ids);
+                self.client_action(client, action);
+            }
+            Event::Fault => {
+                if self.chaos {
+                    self.inject_fault();
+                    let next = self.rng.range(3, 30) * TICK;
+                    self.schedule(self.now + next, Event::Fault);
+                }
+            }
+            Event::Quiet { on } => {
+                if self.chaos {
+                    for client in &mut self.clients {
+                        client.reads_only = on;
+                    }
+                    let next = if on {
+                        self.rng.range(15, 60)
+                    } else {
+                        self.rng.range(20, 120)
+                    };
+                    self.schedule(self.now + next * TICK, Event::Quiet { on: !on });
+                } else {
+                    for client in &mut self.clients {
+                        client.reads_only = false;
+                    }
+                }
+            }
+            Event::Isolate { node } => {
+                if self.chaos {
+                    let id = self.nodes[node].id;
+                    self.log(|| format!("ISOLATE node {id}"));
+                    self.network
+                        .partition(&BTreeSet::from([id]), &self.ids.clone());
+                }
+            }
+            Event::Heal => self.heal(),
+            Event::StopClients => {
+                for c in &mut self.clients {
+                    c.stop();
+                }
+                let end = self.now + DRAIN_TICKS * TICK;
+                self.schedule(end, Event::End);
+            }
+            Event::End => {}
+        }
+    }
+
+    fn node_input(&mut self, node: usize, input: Input) {
+        let mut fx = Effects::default();
+        self.nodes[node].input(input, &mut fx);
+        self.after_node(node, fx);
+    }
+
+    /// Routes a node's effects and checks the invariants they touch.
+    fn after_node(&mut self, node: usize, fx: Effects) {
+        let id = self.nodes[node].id;
+        let now = self.now;
+        for (prev_term, entries) in &fx.persisted {
+            self.invariants.on_persist(id, *prev_term, entries, now);
+        }
+        for soft in &fx.soft_states {
+            let term = soft.term;
+            self.trace.u64(6);
+            self.trace.u64(term);
+            self.trace.u64(soft.role as u64);
+            self.log(|| format!("node {id} is {} in term {term}", soft.role));
+            self.invariants.on_role(id, soft.role, term, now);
+            if soft.role == Role::Leader {
+                self.maybe_flap_leader(node);
+            }
+            // Leader completeness, if it still leads that term (queued inputs were fed since).
+            if soft.role == Role::Leader {
+                if let Some(raw) = self.nodes[node]
+                    .raw
+                    .as_ref()
+                    .filter(|r| r.status().term == term)
+                {
+                    self.invariants
+                        .on_became_leader(id, term, |i| raw.term_at(i), now);
+                }
+            }
+        }
+        for (entry, outcome) in &fx.applied {
+            self.trace.u64(7);
+            self.trace.u64(entry.index);
+            self.invariants.on_apply(id, entry, *outcome, now);
+        }
+        let committed_before = self.invariants.committed_index();
+        if let Some(raw) = self.nodes[node].raw.as_ref() {
+            let status = raw.status();
+            self.invariants
+                .on_commit(id, status.commit_index, |i| raw.term_at(i), now);
+            if self.invariants.committed_index() > committed_before {
+                self.check_electable();
+            }
+            if status.role == Role::Leader {
+                let first = self.first_commit_seen[node] != Some(status.term)
+                    && status.commit_index > self.commit_at_election[node];
+                if first {
+                    self.first_commit_seen[node] = Some(status.term);
+                    self.maybe_crash_after_first_commit(node);
+                }
+            } else {
+                self.commit_at_election[node] = status.commit_index;
+            }
+        }
+        for message in fx.messages {
+            for delay in self.network.route(&mut self.rng, &message) {
+                let copy = message.clone();
+                self.schedule(now + delay, Event::Deliver(copy));
+            }
+        }
+        for response in fx.responses {
+            let delay = self.rng.range(20, 200);
+            self.schedule(now + delay, Event::ClientResponse { from: id, response });
+        }
+        if let Some(must_sync) = fx.ready_started {
+            let incarnation = self.nodes[node].incarnation;
+            let latency = if must_sync {
+                self.rng.range(50, 600)
+            } else {
+                self.rng.range(1, 20)
+            };
+            self.schedule(now + latency, Event::ReadyDone { node, incarnation });
+            // Power loss in the middle of an fsync.
+            if self.chaos && must_sync && self.rng.chance(self.swarm.unsynced_crash_per_mille, 1000)
+            {
+                let at = now + self.rng.range(0, latency);
+                self.schedule(at, Event::Crash { node, incarnation });
+            }
+        }
+    }
+
+    /// A node holds unsynced writes after a Ready (e.g. a changed commit index, or a vote when
+    /// a bug skips the sync): sometimes crash it before anything syncs them.
+    fn maybe_crash_unsynced(&mut self, node: usize) {
+        if self.chaos
+            && self.nodes[node].has_unsynced()
+            && self.rng.chance(self.swarm.unsynced_crash_per_mille, 1000)
+        {
+            let incarnation = self.nodes[node].incarnation;
+            let at = self.now + self.rng.range(0, 3 * TICK);
+            self.schedule(at, Event::Crash { node, incarnation });
+        }
+    }
+
+    /// Leader completeness over every node that could win an election now.
+    fn check_electable(&mut self) {
+        type TermReader<'a> = Box<dyn Fn(u64) -> Option<u64> + 'a>;
+        let running: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raw.as_ref().map(|raw| (n.id, raw, raw.status())))
+            .collect();
+        let readers: Vec<TermReader<'_>> = running
+            .iter()
+            .map(|(_, raw, _)| -> TermReader<'_> { Box::new(move |i| raw.term_at(i)) })
+            .collect();
+        let views: Vec<LogView<'_>> = running
+            .iter()
+            .zip(&readers)
+            .map(|((id, _, status), reader)| LogView {
+                id: *id,
+                last_index: status.last_log_index,
+                last_term: status.last_log_term,
+                term_at: reader.as_ref(),
+            })
+            .collect();
+        self.invariants.check_electable(&views, self.now);
+    }
+
+    fn maybe_crash_after_first_commit(&mut self, node: usize) {
+        if self.chaos
+            && self
+                .rng
+                .chance(self.swarm.crash_after_first_commit_per_mille, 1000)
+        {
+            let incarnation = self.nodes[node].incarnation;
+            self.schedule(self.now, Event::Crash { node, incarnation });
+        }
+    }
+
+    /// Leader flapping: a new leader is sometimes crashed or cut off within a few ticks, before
+    /// its first entries reach everyone. Short reigns leave partially replicated tails of
+    /// several terms behind, the histories of Raft's figure 8.
+    fn maybe_flap_leader(&mut self, node: usize) {
+        if !self.chaos || !self.rng.chance(self.swarm.flap_per_mille, 1000) {
+            return;
+        }
+        let at = self.now + self.rng.range(0, 4 * TICK);
+        let incarnation = self.nodes[node].incarnation;
+        if self.rng.chance(1, 2) {
+            self.schedule(at, Event::Crash { node, incarnation });
+        } else {
+            self.schedule(at, Event::Isolate { node });
+        }
+    }
+
+    fn client_action(&mut self, client: usize, action: ClientAction) {
+        match action {
+            ClientAction::Send(target, request) => {
+                let node = (target - 1) as usize;
+                let delay = self.rng.range(20, 200);
+                self.schedule(self.now + delay, Event::ClientRequest { node, request });
+            }
+            ClientAction::Sleep => {}
+        }
+        if let Some(at) = self.clients[client].next_wake() {
+            self.wake_client_at(client, at.max(self.now));
+        }
+    }
+
+    fn wake_client_at(&mut self, client: usize, at: u64) {
+        if self.client_wake[client].is_some_and(|t| t <= at) {
+            return;
+        }
+        self.client_wake[client] = Some(at);
+        self.schedule(at, Event::ClientWake { client });
+    }
+
+    fn crash(&mut self, node: usize) {
+        let down = self.nodes.iter().filter(|n| !n.is_up()).count();
+        if down >= self.max_down {
+            return;
+        }
+        self.crashes += 1;
+        self.trace.u64(8);
+        self.trace.u64(node as u64);
+        self.log(|| format!("CRASH node {}", node + 1));
+        self.nodes[node].crash();
+        if self.chaos {
+            // A supervisor restarts a crashed process within a tick; a dead machine takes
+            // longer.
+            let downtime = if self.rng.chance(1, 3) {
+                self.rng.range(50, TICK)
+            } else {
+                self.rng.range(1, 60) * TICK
+            };
+            self.schedule(self.now + downtime, Event::Restart { node });
+        }
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].is_up() {
+            return;
+        }
+        self.trace.u64(9);
+        self.trace.u64(node as u64);
+        self.log(|| format!("RESTART node {}", node + 1));
+        self.nodes[node].restart();
+        self.invariants.on_restart(self.nodes[node].id);
+        let incarnation = self.nodes[node].incarnation;
+        let period = self.nodes[node].tick_period;
+        self.schedule(self.now + period, Event::Tick { node, incarnation });
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.raw.as_ref())
+            .map(|r| r.status())
+            .filter(|s| s.role == Role::Leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
+    }
+
+    fn inject_fault(&mut self) {
+        let mut kinds = vec![FaultKind::Heal];
+        let swarm = self.swarm.clone();
+        for (enabled, kind) in [
+            (swarm.partitions, FaultKind::Partition),
+            (swarm.leader_isolation, FaultKind::IsolateLeader),
+            (swarm.one_way_cuts, FaultKind::OneWayCut),
+            (swarm.crashes, FaultKind::CrashAny),
+            (swarm.crashes, FaultKind::CrashLeader),
+            (swarm.storms, FaultKind::Storm),
+            (swarm.storms, FaultKind::Calm),
+            (swarm.transfers, FaultKind::Transfer),
+        ] {
+            if enabled {
+                kinds.push(kind);
+            }
+        }
+        let kind = kinds[self.rng.range(0, kinds.len() as u64) as usize];
+        let all = self.ids.clone();
+        match kind {
+            FaultKind::Partition => {
+                // A random split, symmetric.
+                let side: BTreeSet<NodeId> = all
+                    .iter()
+                    .copied()
+                    .filter(|_| self.rng.chance(1, 2))
+                    .collect();
+                self.network.heal();
+                self.network.partition(&side, &all);
+            }
+            FaultKind::IsolateLeader => {
+                if let Some(leader) = self.leader() {
+                    self.network.heal();
+                    self.network.partition(&BTreeSet::from([leader]), &all);
+                }
+            }
+            FaultKind::OneWayCut => {
+                // One-way cuts, often away from the leader so followers stop hearing it.
+                let from = match self.leader() {
+                    Some(leader) if self.rng.chance(2, 3) => leader,
+                    _ => all[self.rng.range(0, all.len() as u64) as usize],
+                };
+                for _ in 0..self.rng.range(1, 3) {
+                    let to = all[self.rng.range(0, all.len() as u64) as usize];
+                    if to != from {
+                        self.network.cut_one_way(from, to);
+                    }
+                }
+            }
+            FaultKind::Heal => self.network.heal(),
+            FaultKind::CrashAny => {
+                let node = self.rng.range(0, all.len() as u64) as usize;
+                if self.nodes[node].is_up() {
+                    self.crash(node);
+                }
+            }
+            FaultKind::CrashLeader => {
+                if let Some(leader) = self.leader() {
+                    self.crash((leader - 1) as usize);
+                }
+            }
+            FaultKind::Storm => self.network.weather = Weather::stormy(&mut self.rng),
+            FaultKind::Calm => self.network.weather = Weather::calm(),
+            FaultKind::Transfer => {
+                if let Some(leader) = self.leader() {
+                    let target = all[self.rng.range(0, all.len() as u64) as usize];
+                    let node = &mut self.nodes[(leader - 1) as usize];
+                    if node.is_syncing() {
+                        node.queue_transfer(target);
+                    } else if let Some(raw) = node.raw.as_mut() {
+                        // Refusals (e.g. a transfer already running) are fine.
+                        let _ = raw.transfer_leadership(target);
+                        let mut fx = Effects::default();
+                        node.drive(&mut fx);
+                        self.after_node((leader - 1) as usize, fx);
+                    }
+                }
+            }
+        }
+        self.trace.u64(10);
+        self.trace.u64(kind as u64);
+        self.log(|| {
+            format!(
+                "FAULT {kind:?}: partitions {} weather {:?}",
+                self.network.describe(),
+                self.network.weather
+            )
+        });
+    }
+
+    fn heal(&mut self) {
+        self.chaos = false;
+        for client in &mut self.clients {
+            client.reads_only = false;
+        }
+        self.network.heal();
+        self.network.weather = Weather::calm();
+        self.log(|| "HEAL".to_string());
+        for node in 0..self.nodes.len() {
+            self.restart(node);
+        }
+    }
+
+    /// Checks after every event: lease safety; after healing, liveness.
+    fn check_every_step(&mut self) {
+        let holders: Vec<(NodeId, u64)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raw.as_ref())
+            .filter(|r| r.has_valid_lease())
+            .map(|r| (r.status().id, r.status().term))
+            .collect();
+        self.invariants.check_leases(&holders, self.now);
+        if self.chaos || self.stable_at.is_some() {
+            return;
+        }
+        if self.stable_leader() {
+            self.stable_at = Some(self.now);
+            // Leave one attempt's worth of slack for operations racing the election.
+            let must_succeed_after = self.now + 6 * TICK;
+            for client in &mut self.clients {
+                client.must_succeed_after = Some(must_succeed_after);
+            }
+            self.schedule(self.now + STEADY_TICKS * TICK, Event::StopClients);
+        } else if self.now > self.heal_at + HEAL_BOUND_TICKS * TICK {
+            let detail = format!(
+                "no stable leader {HEAL_BOUND_TICKS} ticks after every fault healed: {}",
+                self.describe_nodes()
+            );
+            self.invariants
+                .fail_liveness("liveness-leader", self.now, detail);
+        }
+    }
+
+    /// One leader, recognised by every node, all in its term, all up.
+    fn stable_leader(&self) -> bool {
+        let statuses: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raw.as_ref().map(|r| r.status()))
+            .collect();
+        if statuses.len() != self.nodes.len() {
+            return false;
+        }
+        let Some(leader) = statuses.iter().find(|s| s.role == Role::Leader) else {
+            return false;
+        };
+        statuses
+            .iter()
+            .all(|s| s.term == leader.term && s.leader_id == Some(leader.id))
+    }
+
+    fn describe_nodes(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| match n.raw.as_ref().map(|r| r.status()) {
+                Some(s) => format!(
+                    "n{}:{}/t{}/lead{:?}/commit{}/last{}",
+                    s.id, s.role, s.term, s.leader_id, s.commit_index, s.last_log_index
+                ),
+                None => format!("n{}:down", n.id),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// End of run: liveness of client operations, convergence, exactly-once, linearizability.
+    fn finish(mut self) -> RunReport {
+        let mut inconclusive = false;
+        if self.invariants.violation.is_none() {
+            for client in &mut self.clients {
+                client.abandon(self.now);
+            }
+            let failures: Vec<String> = self
+                .clients
+                .iter()
+                .flat_map(|c| c.liveness_failures.iter().cloned())
+                .collect();
+            if let Some(first) = failures.first() {
+                let detail = format!(
+                    "{} operations failed after healing; first: {first}",
+                    failures.len()
+                );
+                self.invariants
+                    .fail_liveness("liveness-operations", self.now, detail);
+            }
+            self.check_convergence();
+            self.check_exactly_once();
+            let history: Vec<_> = self
+                .clients
+                .iter()
+                .flat_map(|c| c.history.iter().cloned())
+                .collect();
+            match linearizability::check(&history, 2_000_000) {
+                Verdict::Linearizable => {}
+                Verdict::Inconclusive { .. } => inconclusive = true,
+                Verdict::NotLinearizable { explanation, .. } => {
+                    self.invariants
+                        .fail_liveness("linearizability", self.now, explanation);
+                }
+            }
+        }
+        let operations: usize = self.clients.iter().map(|c| c.history.len()).sum();
+        let unknown = self
+            .clients
+            .iter()
+            .flat_map(|c| &c.history)
+            .filter(|op| op.ret.is_none())
+            .count();
+        self.trace.u64(self.steps);
+        RunReport {
+            seed: self.config.seed,
+            nodes: self.config.nodes,
+            steps: self.steps,
+            trace_hash: self.trace.finish(),
+            violation: self.invariants.violation.take(),
+            operations,
+            unknown,
+            failed: self.clients.iter().map(|c| c.failed).sum(),
+            elections: self.invariants.elections(),
+            crashes: self.crashes,
+            committed: self.invariants.committed_index(),
+            inconclusive,
+        }
+    }
+
+    fn check_convergence(&mut self) {
+        let states: Vec<(NodeId, u64, u64)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.sm.applied_index, n.sm.fingerprint()))
+            .collect();
+        let first = states[0];
+        if states.iter().any(|s| (s.1, s.2) != (first.1, first.2)) {
+            let detail = format!(
+                "replicas differ {DRAIN_TICKS} ticks after the last operation: \
+                 (node, applied index, state fingerprint) {states:?}; {}",
+                self.describe_nodes()
+            );
+            self.invariants
+                .fail_liveness("liveness-convergence", self.now, detail);
+        }
+    }
+
+    fn check_exactly_once(&mut self) {
+        for node in &self.nodes {
+            let mut seen = BTreeSet::new();
+            for (key, values) in node.sm.lists() {
+                for value in values {
+                    if !seen.insert(*value) {
+                        let detail = format!(
+                            "node {} holds value {value} twice (key {key}): an operation took \
+                             effect more than once",
+                            node.id
+                        );
+                        self.invariants
+                            .fail_liveness("exactly-once", self.now, detail);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs one seed to the end (or its first violation).
+pub fn run(config: SimConfig) -> RunReport {
+    World::new(config).run()
+}
