@@ -1,1 +1,99 @@
-fn main() {}
+//! `quorate`: run a Quorate node (`serve`) or a local three-node cluster (`dev`).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use quorate::{run, run_dev, DevArgs, ServeArgs};
+
+/// Quorate: a Raft consensus service for payment events that never splits its brain.
+///
+/// A node joins the cluster described by --initial-cluster, keeps an fsync-durable log in
+/// --data-dir and serves clients (gRPC) on --listen-client. Writes need a majority: a node
+/// that cannot reach one refuses them at once with NO_QUORUM.
+#[derive(Parser, Debug)]
+#[command(name = "quorate", version, propagate_version = true)]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. info or quorate_node=debug.
+    #[arg(long, global = true, env = "QUORATE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one node of a cluster.
+    ///
+    /// Example (node 1 of 3):
+    ///   quorate serve --id 1 --data-dir /var/lib/quorate \
+    ///     --listen-client 0.0.0.0:2379 --listen-peer 0.0.0.0:2380 \
+    ///     --listen-metrics 0.0.0.0:9090 \
+    ///     --initial-cluster 1=10.0.0.1:2380,2=10.0.0.2:2380,3=10.0.0.3:2380
+    Serve(Box<ServeArgs>),
+    /// Start a local three-node cluster under ./quorate-data and print how to reach it.
+    Dev(DevArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = args.resolve()?;
+                run(config, shutdown_signal()).await
+            }
+            Command::Dev(args) => run_dev(args, shutdown_signal()).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,1 +1,106 @@
-//! Work in progress.
+//! # quorate-node
+//!
+//! The tokio runtime around `quorate-raft-core`: one task (the driver) owns the core and runs
+//! the Ready loop; everything else talks to it through a [`NodeHandle`].
+//!
+//! - **Time**: ticks come from the monotonic clock (`tick = heartbeat_interval / 2`); ticks
+//!   missed while the loop was busy are caught up before any input is handled.
+//! - **Durability**: a Ready's hard state and entries are written to RocksDB (fsynced when the
+//!   core says so) on a blocking thread before any of its messages leave. Proposals that
+//!   arrive meanwhile wait in the input queue and go into the next Ready together: one fsync
+//!   for all of them (group commit).
+//! - **Writes**: [`NodeHandle::propose`] proposes on the leader, or forwards to it over the
+//!   peer transport, and resolves when the entry is applied. If leadership is lost first, the
+//!   caller gets `OUTCOME_UNKNOWN` and may retry with the same idempotency key.
+//! - **Reads**: [`NodeHandle::read_index`] confirms leadership (ReadIndex, or the lease) and
+//!   resolves once the local state machine has caught up; followers ask the leader.
+//! - **Fail fast**: a node that cannot reach a leader with a quorum refuses at once with
+//!   `NO_QUORUM` and says why ([`NodeHandle::check_quorum_reachable`]).
+//! - **Shutdown**: a leader hands leadership to its best follower, in-flight work finishes
+//!   (within an election timeout), storage is flushed.
+#![deny(missing_docs)]
+
+mod config;
+mod driver;
+mod error;
+mod handle;
+mod state_machine;
+mod status;
+
+use std::sync::Arc;
+
+use quorate_log_store::LogStore;
+use quorate_raft_core::RawNode;
+use quorate_transport::{StatsTable, Transport, TransportConfig};
+use tokio::sync::{mpsc, watch};
+
+pub use config::NodeConfig;
+pub use error::{NodeError, ERROR_DOMAIN};
+pub use handle::{Applied, NodeHandle};
+pub use state_machine::StateMachine;
+pub use status::NodeStatus;
+
+/// A started node: its handle and the driver task.
+pub struct Node {
+    /// The handle services use.
+    pub handle: NodeHandle,
+    /// Completes when the node stopped (after `shutdown` was signalled, or on a fatal error).
+    pub driver: tokio::task::JoinHandle<Result<(), NodeError>>,
+    /// Statistics shared with the peer server, which records incoming RPCs.
+    pub stats: Arc<StatsTable>,
+}
+
+/// Starts a node over `store`, whose state machine `sm` has applied up to
+/// `sm.applied_index()`. Setting `shutdown` to `true` stops it gracefully. Must be called
+/// inside a tokio runtime.
+pub fn start<SM: StateMachine>(
+    config: NodeConfig,
+    store: LogStore,
+    sm: SM,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Node, NodeError> {
+    let raft_config = config.raft_config();
+    let raw = RawNode::new(raft_config, store.clone(), sm.applied_index())
+        .map_err(|e| NodeError::Internal(format!("cannot start the Raft core: {e}")))?;
+    let stats = Arc::new(StatsTable::default());
+    let (reply_tx, reply_rx) = mpsc::channel(16_384);
+    let peers = config
+        .peers
+        .iter()
+        .filter(|(&id, _)| id != config.id)
+        .map(|(&id, address)| (id, address.clone()))
+        .collect();
+    let transport = Transport::start(
+        TransportConfig::new(config.cluster_id, config.id, peers),
+        reply_tx,
+        stats.clone(),
+    )
+    .map_err(|e| NodeError::Invalid(e.to_string()))?;
+    let (input_tx, input_rx) = mpsc::channel(16_384);
+    let initial = NodeStatus {
+        raft: raw.status(),
+        tick: config.tick(),
+        peers: config.peers.clone(),
+        stopping: false,
+    };
+    let (status_tx, status_rx) = watch::channel(initial);
+    let (applied_tx, applied_rx) = watch::channel(sm.applied_index());
+    let handle = NodeHandle {
+        shared: Arc::new(handle::Shared {
+            config: config.clone(),
+            inputs: input_tx,
+            status: status_rx,
+            applied: applied_rx,
+            transport: transport.clone(),
+        }),
+    };
+    let driver = driver::Driver::new(
+        config, raw, store, sm, transport, input_rx, reply_rx, status_tx, applied_tx, shutdown,
+    );
+    let driver = tokio::spawn(driver.run());
+    Ok(Node {
+        handle,
+        driver,
+        stats,
+    })
+}

@@ -375,17 +375,7 @@ mod tests {
     use bytes::Bytes;
 
     fn without_request_id(mut m: Message) -> Message {
-        match &mut m.payload {
-            Payload::VoteRequest(r) => r.request_id = 0,
-            Payload::VoteResponse(r) => r.request_id = 0,
-            Payload::AppendRequest(r) => r.request_id = 0,
-            Payload::AppendResponse(r) => r.request_id = 0,
-            Payload::HeartbeatRequest(r) => r.request_id = 0,
-            Payload::HeartbeatResponse(r) => r.request_id = 0,
-            Payload::ReadIndexRequest(r) => r.request_id = 0,
-            Payload::ReadIndexResponse(r) => r.request_id = 0,
-            Payload::TimeoutNow => {}
-        }
+        m.payload.set_request_id(0);
         m
     }
 

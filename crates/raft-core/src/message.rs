@@ -82,6 +82,22 @@ impl Payload {
         }
     }
 
+    /// Replaces the correlation id of a request (a transport does this on arrival, so that it
+    /// can match the core's response to the RPC waiting for it). No effect on `TimeoutNow`.
+    pub fn set_request_id(&mut self, id: u64) {
+        match self {
+            Payload::VoteRequest(r) => r.request_id = id,
+            Payload::VoteResponse(r) => r.request_id = id,
+            Payload::AppendRequest(r) => r.request_id = id,
+            Payload::AppendResponse(r) => r.request_id = id,
+            Payload::HeartbeatRequest(r) => r.request_id = id,
+            Payload::HeartbeatResponse(r) => r.request_id = id,
+            Payload::ReadIndexRequest(r) => r.request_id = id,
+            Payload::ReadIndexResponse(r) => r.request_id = id,
+            Payload::TimeoutNow => {}
+        }
+    }
+
     /// Whether this payload answers a request (and so belongs to an RPC already in flight).
     pub fn is_response(&self) -> bool {
         matches!(

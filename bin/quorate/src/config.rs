@@ -1,0 +1,364 @@
+//! `quorate serve` settings: flags, `QUORATE_*` environment variables and a TOML file.
+//!
+//! Precedence: a flag beats its environment variable, which beats the file, which beats the
+//! default. Every default is stated in `--help`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use quorate_raft_core::NodeId;
+use serde::Deserialize;
+
+/// Flags of `quorate serve`.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Node")]
+pub struct ServeArgs {
+    /// TOML file with any of these options, named as the flags (`listen-client = "..."`).
+    /// Flags and QUORATE_* variables override it.
+    #[arg(long, env = "QUORATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id: one of the ids in --initial-cluster.
+    #[arg(long, env = "QUORATE_ID", value_name = "N")]
+    pub id: Option<NodeId>,
+    /// Directory of the node's RocksDB (the Raft log and the payments state). Created if
+    /// missing. Keep it on a disk that honours fsync.
+    #[arg(long, env = "QUORATE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where clients connect (PaymentEvents, Leases, Admin, health, reflection).
+    /// [default: 127.0.0.1:2379]
+    #[arg(long, env = "QUORATE_LISTEN_CLIENT", value_name = "HOST:PORT")]
+    pub listen_client: Option<String>,
+    /// Where peers connect (quorate.raft.v1.Raft only). [default: 127.0.0.1:2380]
+    #[arg(long, env = "QUORATE_LISTEN_PEER", value_name = "HOST:PORT")]
+    pub listen_peer: Option<String>,
+    /// HTTP /metrics (Prometheus text), /livez and /readyz. [default: 127.0.0.1:9090]
+    #[arg(long, env = "QUORATE_LISTEN_METRICS", value_name = "HOST:PORT")]
+    pub listen_metrics: Option<String>,
+    /// Every member's id and peer address, e.g. 1=10.0.0.1:2380,2=10.0.0.2:2380,3=10.0.0.3:2380.
+    /// Use 3, 5 or 7 members; every member must be started with the same list.
+    #[arg(long, env = "QUORATE_INITIAL_CLUSTER", value_name = "ID=HOST:PORT,...")]
+    pub initial_cluster: Option<String>,
+    /// The client address other nodes and clients should use for this node, when it differs
+    /// from --listen-client (containers, NAT). [default: --listen-client]
+    #[arg(long, env = "QUORATE_ADVERTISE_CLIENT", value_name = "HOST:PORT")]
+    pub advertise_client: Option<String>,
+    /// How often the leader sends heartbeats. [default: 100ms]
+    #[arg(long, env = "QUORATE_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// Minimum election timeout (the randomized timeout lies in [t, 2t)); also the window of
+    /// check-quorum and leader stickiness. At least 5x the heartbeat interval. [default: 1s]
+    #[arg(long, env = "QUORATE_ELECTION_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub election_timeout: Option<Duration>,
+    /// Bound on how far two members' clocks drift apart over one election timeout; the leader
+    /// lease is shorter than the election timeout by this much. [default: 100ms]
+    #[arg(long, env = "QUORATE_MAX_CLOCK_DRIFT", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_clock_drift: Option<Duration>,
+    /// Serve linearizable reads from the leader lease while it holds (requires check-quorum,
+    /// which is always on). [default: true]
+    #[arg(long, env = "QUORATE_LEASE_READS", value_name = "BOOL")]
+    pub lease_reads: Option<bool>,
+    /// How long a write may wait to be applied before its outcome is reported unknown.
+    /// [default: 5s]
+    #[arg(long, env = "QUORATE_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// How long idempotency keys are remembered. [default: 24h]
+    #[arg(long, env = "QUORATE_IDEMPOTENCY_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
+    pub idempotency_window: Option<Duration>,
+}
+
+/// The same options, read from `--config`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    id: Option<NodeId>,
+    data_dir: Option<PathBuf>,
+    listen_client: Option<String>,
+    listen_peer: Option<String>,
+    listen_metrics: Option<String>,
+    initial_cluster: Option<String>,
+    advertise_client: Option<String>,
+    heartbeat_interval: Option<String>,
+    election_timeout: Option<String>,
+    max_clock_drift: Option<String>,
+    lease_reads: Option<bool>,
+    request_timeout: Option<String>,
+    idempotency_window: Option<String>,
+}
+
+/// Everything `quorate serve` needs, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Client listen address.
+    pub listen_client: String,
+    /// Peer listen address.
+    pub listen_peer: String,
+    /// Metrics listen address.
+    pub listen_metrics: String,
+    /// Every member's peer address.
+    pub initial_cluster: BTreeMap<NodeId, String>,
+    /// The client address this node advertises.
+    pub advertise_client: String,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Minimum election timeout.
+    pub election_timeout: Duration,
+    /// Clock drift bound.
+    pub max_clock_drift: Duration,
+    /// Lease reads.
+    pub lease_reads: bool,
+    /// Write timeout.
+    pub request_timeout: Duration,
+    /// Idempotency window.
+    pub idempotency_window: Duration,
+}
+
+/// Parses `100ms`, `1s`, `1.5s`, `2m`, `24h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or_else(|| format!("{text:?}: add a unit (ms, s, m or h), e.g. 100ms"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(format!("{text:?}: must be a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<NodeId, String>> {
+    let mut members = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, address) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("--initial-cluster: {id:?} is not a node id (a number)"))?;
+        if id == 0 {
+            bail!("--initial-cluster: node ids start at 1");
+        }
+        let address = address.trim();
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            bail!("--initial-cluster: {address:?} (node {id}) is not HOST:PORT");
+        }
+        if members.insert(id, address.to_string()).is_some() {
+            bail!("--initial-cluster: node {id} is listed twice");
+        }
+    }
+    if members.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(members)
+}
+
+impl ServeArgs {
+    /// Merges flags, environment and file, applies defaults and checks the result.
+    pub fn resolve(&self) -> Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --config {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing --config {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let duration = |flag: Option<Duration>,
+                        file: &Option<String>,
+                        name: &str,
+                        default: &str| match (flag, file) {
+            (Some(d), _) => Ok(d),
+            (None, Some(text)) => {
+                parse_duration(text).map_err(|e| anyhow!("{name} in --config: {e}"))
+            }
+            (None, None) => parse_duration(default).map_err(|e| anyhow!(e)),
+        };
+        let id = self
+            .id
+            .or(file.id)
+            .ok_or_else(|| anyhow!("--id is required (or QUORATE_ID, or id in --config)"))?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .ok_or_else(|| anyhow!("--data-dir is required (or QUORATE_DATA_DIR)"))?;
+        let cluster_text = self
+            .initial_cluster
+            .clone()
+            .or(file.initial_cluster)
+            .ok_or_else(|| anyhow!("--initial-cluster is required, e.g. 1=127.0.0.1:2380"))?;
+        let initial_cluster = parse_initial_cluster(&cluster_text)?;
+        if !initial_cluster.contains_key(&id) {
+            bail!(
+                "--id {id} is not in --initial-cluster (members: {:?})",
+                initial_cluster.keys().collect::<Vec<_>>()
+            );
+        }
+        let listen_client = self
+            .listen_client
+            .clone()
+            .or(file.listen_client)
+            .unwrap_or_else(|| "127.0.0.1:2379".into());
+        let config = ServeConfig {
+            id,
+            data_dir,
+            advertise_client: self
+                .advertise_client
+                .clone()
+                .or(file.advertise_client)
+                .unwrap_or_else(|| listen_client.clone()),
+            listen_client,
+            listen_peer: self
+                .listen_peer
+                .clone()
+                .or(file.listen_peer)
+                .unwrap_or_else(|| "127.0.0.1:2380".into()),
+            listen_metrics: self
+                .listen_metrics
+                .clone()
+                .or(file.listen_metrics)
+                .unwrap_or_else(|| "127.0.0.1:9090".into()),
+            initial_cluster,
+            heartbeat_interval: duration(
+                self.heartbeat_interval,
+                &file.heartbeat_interval,
+                "heartbeat-interval",
+                "100ms",
+            )?,
+            election_timeout: duration(
+                self.election_timeout,
+                &file.election_timeout,
+                "election-timeout",
+                "1s",
+            )?,
+            max_clock_drift: duration(
+                self.max_clock_drift,
+                &file.max_clock_drift,
+                "max-clock-drift",
+                "100ms",
+            )?,
+            lease_reads: self.lease_reads.or(file.lease_reads).unwrap_or(true),
+            request_timeout: duration(
+                self.request_timeout,
+                &file.request_timeout,
+                "request-timeout",
+                "5s",
+            )?,
+            idempotency_window: duration(
+                self.idempotency_window,
+                &file.idempotency_window,
+                "idempotency-window",
+                "24h",
+            )?,
+        };
+        if config.heartbeat_interval < Duration::from_millis(2) {
+            bail!("--heartbeat-interval must be at least 2ms");
+        }
+        if config.election_timeout < config.heartbeat_interval * 5 {
+            bail!(
+                "--election-timeout ({:?}) must be at least 5x --heartbeat-interval ({:?}), or \
+                 followers would start elections between heartbeats",
+                config.election_timeout,
+                config.heartbeat_interval
+            );
+        }
+        if config.max_clock_drift * 2 >= config.election_timeout {
+            bail!("--max-clock-drift must be well below --election-timeout");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("100").unwrap_err().contains("add a unit"));
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn initial_cluster_is_checked() {
+        let members = parse_initial_cluster("1=a:2380, 2=b:2380,3=c:2380").unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[&2], "b:2380");
+        for bad in ["", "1=a", "x=a:1", "0=a:1", "1=a:1,1=b:1", "1=a:http"] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.toml");
+        std::fs::write(
+            &path,
+            "id = 2\ndata-dir = \"/tmp/x\"\ninitial-cluster = \"1=a:1,2=b:2,3=c:3\"\n\
+             election-timeout = \"2s\"\nlisten-client = \"0.0.0.0:7000\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            election_timeout: Some(Duration::from_millis(1500)),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.id, 2);
+        assert_eq!(config.election_timeout, Duration::from_millis(1500));
+        assert_eq!(config.listen_client, "0.0.0.0:7000");
+        assert_eq!(config.advertise_client, "0.0.0.0:7000");
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(100));
+        // An unknown key in the file is an error, not silently ignored.
+        std::fs::write(&path, "id = 2\nelection_timeout = \"2s\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn an_id_outside_the_cluster_is_refused() {
+        let args = ServeArgs {
+            id: Some(4),
+            data_dir: Some("/tmp/x".into()),
+            initial_cluster: Some("1=a:1,2=b:2,3=c:3".into()),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("not in --initial-cluster"), "{err}");
+    }
+}

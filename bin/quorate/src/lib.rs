@@ -1,0 +1,205 @@
+//! The `quorate` node: wiring of storage, the Raft node, the peer and client gRPC servers and
+//! the metrics endpoint. `main.rs` only parses flags, sets up logging and calls [`run`].
+
+pub mod config;
+mod dev;
+mod metrics;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use quorate_log_store::{LogStore, OpenOptions};
+use quorate_node::{NodeConfig, NodeHandle};
+use quorate_payments::service::{PaymentsService, RocksMachine, ServiceConfig};
+use quorate_raft_core::ConfState;
+use quorate_transport::RaftService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{ServeArgs, ServeConfig};
+pub use dev::{run_dev, DevArgs};
+
+/// The gRPC service name whose health says whether this node can serve writes.
+pub const PAYMENTS_SERVICE: &str = "quorate.payments.v1.PaymentEvents";
+
+/// Runs a node until `shutdown` completes, then stops gracefully: leadership is handed over,
+/// in-flight requests finish, storage is flushed.
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let store = LogStore::open(
+        &config.data_dir,
+        OpenOptions {
+            bootstrap: ConfState::with_voters(config.initial_cluster.keys().copied()),
+            state_column_families: RocksMachine::column_families(),
+        },
+    )
+    .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let machine = RocksMachine::open(store.clone()).context("loading the payments state")?;
+
+    let cluster_id = NodeConfig::cluster_id_for(&config.initial_cluster);
+    let node_config = NodeConfig {
+        heartbeat_interval: config.heartbeat_interval,
+        election_timeout: config.election_timeout,
+        max_clock_drift: config.max_clock_drift,
+        lease_reads: config.lease_reads,
+        request_timeout: config.request_timeout,
+        ..NodeConfig::new(config.id, cluster_id, config.initial_cluster.clone())
+    };
+    // Bind every port before starting, so a port clash fails the start with a clear error.
+    let peer_listener = bind(&config.listen_peer, "--listen-peer").await?;
+    let client_listener = bind(&config.listen_client, "--listen-client").await?;
+    let metrics_listener = bind(&config.listen_metrics, "--listen-metrics").await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let node = quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
+        .context("starting the Raft node")?;
+    let handle = node.handle.clone();
+    tracing::info!(
+        id = config.id,
+        cluster = format!("{cluster_id:016x}"),
+        client = %config.listen_client,
+        peer = %config.listen_peer,
+        metrics = %config.listen_metrics,
+        "quorate node started"
+    );
+
+    let peer_service = RaftService::new(cluster_id, config.id, handle.clone(), node.stats.clone());
+    let peer_stop = stopped(stop_rx.clone());
+    let peer_server = tokio::spawn(async move {
+        quorate_transport::serve(peer_listener, peer_service, 16 << 20, peer_stop)
+            .await
+            .context("peer server")
+    });
+    let client_server = tokio::spawn(serve_clients(
+        client_listener,
+        handle.clone(),
+        store.clone(),
+        config.clone(),
+        stop_rx.clone(),
+    ));
+    let metrics_server = tokio::spawn(metrics::serve(
+        metrics_listener,
+        handle.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    stop_tx.send_replace(true);
+    let driver = node
+        .driver
+        .await
+        .context("the node task failed")?
+        .map_err(|e| anyhow::anyhow!("{e}"));
+    for (name, server) in [("client", client_server), ("peer", peer_server)] {
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(server = name, error = %e, "server stopped with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(server = name, error = %e, "server task failed"),
+            Err(_) => tracing::warn!(server = name, "server did not stop within 5 s"),
+        }
+    }
+    metrics_server.abort();
+    store.flush().context("flushing storage")?;
+    tracing::info!("stopped");
+    driver
+}
+
+async fn bind(address: &str, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("{flag} {address}: cannot listen"))
+}
+
+/// Completes when `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await;
+}
+
+async fn serve_clients(
+    listener: TcpListener,
+    handle: NodeHandle,
+    store: LogStore,
+    config: ServeConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(health_reporter, handle.clone(), stop.clone()));
+    let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building reflection v1alpha")?;
+    let payments = PaymentsService::new(
+        handle.clone(),
+        store,
+        ServiceConfig {
+            idempotency_window: config.idempotency_window,
+        },
+        stop.clone(),
+    );
+    let admin = quorate_admin::AdminService::new(handle, config.advertise_client.clone());
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(payments.payment_events_server())
+        .add_service(payments.leases_server())
+        .add_service(admin.into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stopped(stop),
+        )
+        .await
+        .context("client server")
+}
+
+/// Reflection lists exactly the services of the client port (not the peer protocol, which
+/// lives on the peer port), and knows the `google.rpc` error details, so `grpcurl` shows the
+/// reason and field of an error.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(quorate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    for service in [
+        PAYMENTS_SERVICE,
+        "quorate.payments.v1.Leases",
+        "quorate.admin.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        builder = builder.with_service_name(service);
+    }
+    builder
+}
+
+/// `quorate.payments.v1.PaymentEvents` is SERVING only while this node has a leader it can
+/// reach (or leads with a quorum).
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    handle: NodeHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut status = handle.subscribe_status();
+    let mut serving = None;
+    loop {
+        let now = handle.check_quorum_reachable().is_ok() && !*stop.borrow();
+        if serving != Some(now) {
+            let state = if now {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status(PAYMENTS_SERVICE, state).await;
+            serving = Some(now);
+        }
+        tokio::select! {
+            changed = status.changed() => if changed.is_err() { break },
+            _ = stop.changed() => {}
+            // Leader contact ages without any status change: look again every tick.
+            _ = tokio::time::sleep(handle.config().tick()) => {}
+        }
+    }
+}

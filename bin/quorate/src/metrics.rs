@@ -1,0 +1,121 @@
+//! HTTP endpoint for Prometheus and orchestrators: `/metrics`, `/livez`, `/readyz`.
+//!
+//! The full telemetry (OpenTelemetry traces, histograms) arrives with its own milestone; this
+//! exports the gauges an operator needs to find the leader and spot a minority node.
+
+use std::fmt::Write;
+use std::future::Future;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use quorate_node::NodeHandle;
+use quorate_raft_core::Role;
+use tokio::net::TcpListener;
+
+pub async fn serve(
+    listener: TcpListener,
+    handle: NodeHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(handle);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Ready when this node can serve linearizable requests: it has a leader it can reach.
+async fn readyz(State(handle): State<NodeHandle>) -> (StatusCode, String) {
+    match handle.check_quorum_reachable() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+async fn metrics(State(handle): State<NodeHandle>) -> String {
+    let status = handle.status();
+    let raft = &status.raft;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge("quorate_term", "Current Raft term.", raft.term as f64);
+    gauge(
+        "quorate_is_leader",
+        "1 if this node is the leader.",
+        f64::from(u8::from(raft.role == Role::Leader)),
+    );
+    gauge(
+        "quorate_has_leader",
+        "1 if this node knows a leader of its term.",
+        f64::from(u8::from(raft.leader_id.is_some())),
+    );
+    gauge(
+        "quorate_leader_id",
+        "The leader this node knows (0: none).",
+        raft.leader_id.unwrap_or(0) as f64,
+    );
+    gauge(
+        "quorate_commit_index",
+        "Highest committed index known.",
+        raft.commit_index as f64,
+    );
+    gauge(
+        "quorate_applied_index",
+        "Highest applied index.",
+        raft.applied_index as f64,
+    );
+    gauge(
+        "quorate_last_log_index",
+        "Last log index.",
+        raft.last_log_index as f64,
+    );
+    gauge(
+        "quorate_quorum_active",
+        "Leader only: 1 if a majority answered within the election timeout.",
+        f64::from(u8::from(raft.quorum_active)),
+    );
+    gauge(
+        "quorate_lease_remaining_seconds",
+        "Leader only: how long the leader lease still holds.",
+        status.lease_remaining().as_secs_f64(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quorate_role Current role (1 for the role the node has).\n# TYPE quorate_role gauge"
+    );
+    for role in [
+        Role::Follower,
+        Role::PreCandidate,
+        Role::Candidate,
+        Role::Leader,
+        Role::Learner,
+    ] {
+        let _ = writeln!(
+            out,
+            "quorate_role{{role=\"{role}\"}} {}",
+            u8::from(raft.role == role)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quorate_peer_rpc_failures_total Failed RPCs to each peer.\n\
+         # TYPE quorate_peer_rpc_failures_total counter"
+    );
+    for (peer, stats) in handle.peer_stats() {
+        let _ = writeln!(
+            out,
+            "quorate_peer_rpc_failures_total{{peer=\"{peer}\"}} {}",
+            stats.failures
+        );
+    }
+    out
+}

@@ -1,0 +1,84 @@
+//! Connections to the nodes and the error reporting shared by every command.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use quorate_proto::admin::admin_client::AdminClient;
+use quorate_proto::payments::payment_events_client::PaymentEventsClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt;
+
+/// What every command needs.
+pub struct Context {
+    /// Node client addresses.
+    pub endpoints: Vec<String>,
+    /// Per-request deadline.
+    pub timeout: Duration,
+    /// JSON output.
+    pub json: bool,
+}
+
+impl Context {
+    /// A channel to one endpoint (connects now, so an unreachable node fails fast).
+    pub async fn channel(&self, endpoint: &str) -> Result<Channel> {
+        let uri = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| anyhow!("{endpoint}: {e}"))?
+            .connect_timeout(self.timeout.min(Duration::from_secs(2)))
+            .timeout(self.timeout)
+            .connect()
+            .await
+            .map_err(|e| anyhow!("{endpoint}: cannot connect ({e})"))?;
+        Ok(channel)
+    }
+
+    /// A payments client for one endpoint.
+    pub async fn payments(&self, endpoint: &str) -> Result<PaymentEventsClient<Channel>> {
+        Ok(PaymentEventsClient::new(self.channel(endpoint).await?))
+    }
+
+    /// An admin client for one endpoint.
+    pub async fn admin(&self, endpoint: &str) -> Result<AdminClient<Channel>> {
+        Ok(AdminClient::new(self.channel(endpoint).await?))
+    }
+}
+
+/// The machine-readable reason of a Quorate error status, if it has one.
+pub fn reason(status: &tonic::Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// A one-line description of a failed call: code, reason, message, and the field or leader
+/// when the status names one.
+pub fn describe(status: &tonic::Status) -> String {
+    let mut text = format!("{:?}", status.code());
+    let details = status.get_error_details();
+    if let Some(info) = details.error_info() {
+        text += &format!(" {}", info.reason);
+        for (key, value) in &info.metadata {
+            text += &format!(" {key}={value}");
+        }
+    }
+    if let Some(bad) = details.bad_request() {
+        for violation in &bad.field_violations {
+            text += &format!(" field={}", violation.field);
+        }
+    }
+    format!("{text}: {}", status.message())
+}
+
+/// Whether a failed write may be retried elsewhere with the same idempotency key.
+pub fn retryable(status: &tonic::Status) -> bool {
+    match reason(status).as_deref() {
+        Some("OUTCOME_UNKNOWN" | "NO_QUORUM" | "NOT_LEADER" | "SHUTTING_DOWN") => true,
+        Some(_) => false,
+        None => matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        ),
+    }
+}

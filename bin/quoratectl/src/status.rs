@@ -1,0 +1,161 @@
+//! `quoratectl status`: one row per endpoint, like `etcdctl endpoint status`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use quorate_proto::admin as pb;
+use serde_json::json;
+
+use crate::client::{describe, Context};
+
+/// Flags of `status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Layout of text output.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Layout::Simple)]
+    write_out: Layout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Layout {
+    /// One line per endpoint.
+    Simple,
+    /// An aligned table with a header.
+    Table,
+    /// JSON (same as -o json).
+    Json,
+}
+
+fn role_name(role: i32) -> &'static str {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Follower) => "follower",
+        Ok(pb::Role::PreCandidate) => "pre-candidate",
+        Ok(pb::Role::Candidate) => "candidate",
+        Ok(pb::Role::Leader) => "leader",
+        Ok(pb::Role::Learner) => "learner",
+        _ => "unknown",
+    }
+}
+
+/// Asks every endpoint for its status. Exits non-zero if any endpoint failed to answer.
+pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
+    let mut rows: Vec<(String, Result<pb::StatusResponse, String>)> = Vec::new();
+    for endpoint in &ctx.endpoints {
+        let answer = match ctx.admin(endpoint).await {
+            Ok(mut client) => client
+                .status(pb::StatusRequest {})
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| describe(&s)),
+            Err(e) => Err(e.to_string()),
+        };
+        rows.push((endpoint.clone(), answer));
+    }
+    let failed = rows.iter().any(|(_, r)| r.is_err());
+    if ctx.json || args.write_out == Layout::Json {
+        let docs: Vec<_> = rows
+            .iter()
+            .map(|(endpoint, r)| match r {
+                Ok(s) => json!({
+                    "endpoint": endpoint, "id": s.node_id, "role": role_name(s.role),
+                    "is_leader": s.role == pb::Role::Leader as i32, "term": s.term,
+                    "leader": s.leader_id, "commit_index": s.commit_index,
+                    "applied_index": s.applied_index, "last_log_index": s.last_log_index,
+                    "lease_remaining_ms": s.lease_remaining_ms, "has_leader": s.has_leader,
+                    "quorum_active": s.quorum_active,
+                }),
+                Err(e) => json!({"endpoint": endpoint, "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&docs)?);
+    } else {
+        let header = [
+            "ENDPOINT",
+            "ID",
+            "ROLE",
+            "IS LEADER",
+            "RAFT TERM",
+            "COMMIT",
+            "APPLIED",
+            "LEADER",
+            "LEASE",
+            "ERRORS",
+        ];
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(endpoint, r)| match r {
+                Ok(s) => vec![
+                    endpoint.clone(),
+                    s.node_id.to_string(),
+                    role_name(s.role).to_string(),
+                    (s.role == pb::Role::Leader as i32).to_string(),
+                    s.term.to_string(),
+                    s.commit_index.to_string(),
+                    s.applied_index.to_string(),
+                    if s.leader_id == 0 {
+                        "none".into()
+                    } else {
+                        s.leader_id.to_string()
+                    },
+                    if s.role == pb::Role::Leader as i32 {
+                        format!("{}ms", s.lease_remaining_ms)
+                    } else {
+                        "-".into()
+                    },
+                    String::new(),
+                ],
+                Err(e) => {
+                    let mut row = vec![endpoint.clone()];
+                    row.extend(std::iter::repeat_n("-".to_string(), 8));
+                    row.push(e.clone());
+                    row
+                }
+            })
+            .collect();
+        if args.write_out == Layout::Table {
+            print_table(&header, &cells);
+        } else {
+            for row in &cells {
+                println!("{}", row.join(", ").trim_end_matches(", "));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} "))
+            .collect();
+        format!("|{}|", parts.join("|"))
+    };
+    let rule = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    println!("{rule}");
+    println!("{}", line(header.to_vec()));
+    println!("{rule}");
+    for row in rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
+    println!("{rule}");
+}

@@ -1,0 +1,171 @@
+//! How the hard state and the membership are laid out in the `raft_meta` column family.
+//!
+//! | key | value (format version 1) |
+//! | --- | --- |
+//! | `hard_state` | version `1`, term, vote (`0` for none, else `1` then the node id), commit |
+//! | `conf_state` | version `1`, then voters, learners, outgoing voters: each a count followed by that many node ids, ascending |
+//!
+//! Every number is LEB128. A record must be consumed exactly: trailing bytes are damage.
+
+use std::collections::BTreeSet;
+
+use quorate_raft_core::{ConfState, HardState, NodeId};
+
+use crate::varint;
+
+/// The key of the hard state record.
+pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
+/// The key of the membership record.
+pub(crate) const CONF_STATE_KEY: &[u8] = b"conf_state";
+
+/// The meta format this release writes.
+const META_FORMAT_VERSION: u8 = 1;
+
+/// The stored value of `hard_state`.
+pub(crate) fn encode_hard_state(hard_state: &HardState) -> Vec<u8> {
+    let mut out = vec![META_FORMAT_VERSION];
+    varint::put(&mut out, hard_state.term);
+    match hard_state.vote {
+        None => out.push(0),
+        Some(node) => {
+            out.push(1);
+            varint::put(&mut out, node);
+        }
+    }
+    varint::put(&mut out, hard_state.commit);
+    out
+}
+
+/// The hard state stored as `value`; the error says what is wrong.
+pub(crate) fn decode_hard_state(value: &[u8]) -> Result<HardState, String> {
+    let mut input = take_version(value)?;
+    let term = varint::take(&mut input).map_err(|reason| format!("term: {reason}"))?;
+    let (&has_vote, rest) = input
+        .split_first()
+        .ok_or("the value ends before the vote")?;
+    input = rest;
+    let vote = match has_vote {
+        0 => None,
+        1 => Some(varint::take(&mut input).map_err(|reason| format!("vote: {reason}"))?),
+        other => return Err(format!("invalid vote marker {other}")),
+    };
+    let commit = varint::take(&mut input).map_err(|reason| format!("commit: {reason}"))?;
+    expect_end(input)?;
+    Ok(HardState { term, vote, commit })
+}
+
+/// The stored value of `conf_state`.
+pub(crate) fn encode_conf_state(conf_state: &ConfState) -> Vec<u8> {
+    let mut out = vec![META_FORMAT_VERSION];
+    for set in [
+        &conf_state.voters,
+        &conf_state.learners,
+        &conf_state.voters_outgoing,
+    ] {
+        varint::put(&mut out, set.len() as u64);
+        for &node in set {
+            varint::put(&mut out, node);
+        }
+    }
+    out
+}
+
+/// The membership stored as `value`; the error says what is wrong.
+pub(crate) fn decode_conf_state(value: &[u8]) -> Result<ConfState, String> {
+    let mut input = take_version(value)?;
+    let mut sets = Vec::with_capacity(3);
+    for name in ["voters", "learners", "outgoing voters"] {
+        let count = varint::take(&mut input).map_err(|reason| format!("{name}: {reason}"))?;
+        let mut set = BTreeSet::new();
+        for _ in 0..count {
+            let node: NodeId =
+                varint::take(&mut input).map_err(|reason| format!("{name}: {reason}"))?;
+            set.insert(node);
+        }
+        sets.push(set);
+    }
+    expect_end(input)?;
+    let voters_outgoing = sets.pop().unwrap_or_default();
+    let learners = sets.pop().unwrap_or_default();
+    let voters = sets.pop().unwrap_or_default();
+    Ok(ConfState {
+        voters,
+        learners,
+        voters_outgoing,
+    })
+}
+
+fn take_version(value: &[u8]) -> Result<&[u8], String> {
+    let (&version, rest) = value.split_first().ok_or("the value is empty")?;
+    if version != META_FORMAT_VERSION {
+        return Err(format!(
+            "unknown format version {version} (this release reads version {META_FORMAT_VERSION})"
+        ));
+    }
+    Ok(rest)
+}
+
+fn expect_end(rest: &[u8]) -> Result<(), String> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} unexpected trailing bytes", rest.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hard_states_round_trip() {
+        for hard_state in [
+            HardState::default(),
+            HardState {
+                term: 9,
+                vote: Some(3),
+                commit: 1_000_000,
+            },
+            HardState {
+                term: u64::MAX,
+                vote: None,
+                commit: u64::MAX,
+            },
+        ] {
+            let value = encode_hard_state(&hard_state);
+            assert_eq!(decode_hard_state(&value), Ok(hard_state));
+        }
+    }
+
+    #[test]
+    fn conf_states_round_trip() {
+        let joint = ConfState {
+            voters: [1, 2, 3].into(),
+            learners: [7].into(),
+            voters_outgoing: [1, 2, 4].into(),
+        };
+        for conf_state in [ConfState::default(), ConfState::with_voters([1]), joint] {
+            let value = encode_conf_state(&conf_state);
+            assert_eq!(decode_conf_state(&value), Ok(conf_state));
+        }
+    }
+
+    #[test]
+    fn damaged_meta_records_are_refused_with_a_reason() {
+        let mut trailing = encode_hard_state(&HardState::default());
+        trailing.push(0);
+        assert_eq!(
+            decode_hard_state(&trailing),
+            Err("1 unexpected trailing bytes".to_string())
+        );
+        assert!(decode_hard_state(&[2, 0, 0, 0])
+            .unwrap_err()
+            .contains("unknown format version 2"));
+        assert!(decode_hard_state(&[1, 0, 5, 0])
+            .unwrap_err()
+            .contains("invalid vote marker 5"));
+        assert!(decode_conf_state(&[1, 3, 1])
+            .unwrap_err()
+            .starts_with("voters: truncated"));
+    }
+}

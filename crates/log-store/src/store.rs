@@ -1,0 +1,250 @@
+//! The store itself: one RocksDB database, opened once and shared by every clone.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use quorate_raft_core::{ConfState, HardState, Index};
+use rocksdb::{statistics::StatsLevel, ColumnFamily, DBRecoveryMode, FlushOptions, Options, DB};
+
+use crate::error::{LogStoreError, Result};
+use crate::meta_codec::{decode_conf_state, decode_hard_state, CONF_STATE_KEY, HARD_STATE_KEY};
+use crate::options::{OpenOptions, DEFAULT_COLUMN_FAMILY, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY};
+use crate::recovery;
+
+/// The first index of the log. Until log compaction arrives (with snapshots), the log always
+/// starts at 1 and the entry "before the first" is index 0, of term 0.
+pub(crate) const FIRST_INDEX: Index = 1;
+
+/// The Raft log, hard state, membership and state-machine data of one node, in RocksDB.
+///
+/// Cloning is cheap and every clone shares the same database and the same in-memory last
+/// index, so the node can persist through one clone (on a blocking thread) while the Raft core
+/// reads through another. See the crate documentation for the layout and the guarantees.
+#[derive(Clone)]
+pub struct LogStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What the clones share.
+pub(crate) struct Inner {
+    /// The database. Declared first so it closes before the options it was opened with drop.
+    pub(crate) db: DB,
+    /// The directory, for error messages and size accounting.
+    pub(crate) path: PathBuf,
+    /// The options the database was opened with; they hold its statistics.
+    pub(crate) db_options: Options,
+    /// The state column families declared at open.
+    pub(crate) state_column_families: BTreeSet<String>,
+    /// The last index in the log. Readers hold the read guard for the whole of a log read;
+    /// a `persist` that rewrites stored entries holds the write guard across its write, so no
+    /// reader ever sees an index that the in-memory bound promises but the database lost.
+    pub(crate) last_index: RwLock<Index>,
+    /// Serializes `persist` calls from different clones: validation, write and the update of
+    /// `last_index` form one step.
+    pub(crate) writer: Mutex<()>,
+}
+
+impl LogStore {
+    /// Opens the store in `dir`, creating it (with `options.bootstrap` as its membership) when
+    /// it does not exist, and checks it before anyone reads it: the log is contiguous from
+    /// index 1, every entry decodes, terms never decrease, and the hard state's commit index
+    /// is within the log. A damaged store is refused with an error that says what is wrong
+    /// and where; nothing is repaired.
+    pub fn open(dir: &Path, options: OpenOptions) -> Result<LogStore> {
+        let state_column_families = options.checked_state_column_families()?;
+        let db_options = database_options();
+        let mut column_families: Vec<String> =
+            [DEFAULT_COLUMN_FAMILY, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY]
+                .map(String::from)
+                .into();
+        column_families.extend(state_column_families.iter().cloned());
+
+        if dir.join("CURRENT").exists() {
+            let existing = DB::list_cf(&db_options, dir)
+                .map_err(rocksdb_error("list the column families", dir))?;
+            if let Some(name) = existing
+                .into_iter()
+                .find(|name| !column_families.contains(name))
+            {
+                return Err(LogStoreError::UndeclaredColumnFamily {
+                    path: dir.to_path_buf(),
+                    name,
+                });
+            }
+        }
+
+        let db = DB::open_cf(&db_options, dir, &column_families)
+            .map_err(rocksdb_error("open the database", dir))?;
+        let last_index = recovery::recover(&db, dir, &options.bootstrap)?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                db,
+                path: dir.to_path_buf(),
+                db_options,
+                state_column_families,
+                last_index: RwLock::new(last_index),
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Writes every memtable to SST files and syncs the WAL, so that the next open replays
+    /// nothing. For a graceful shutdown; durability never depends on it (synced writes are
+    /// durable when they return).
+    pub fn flush(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner
+            .db
+            .flush_wal(true)
+            .map_err(rocksdb_error("sync the WAL", &inner.path))?;
+        let mut flush_options = FlushOptions::default();
+        flush_options.set_wait(true);
+        let handles = inner.all_column_families();
+        inner
+            .db
+            .flush_cfs_opt(&handles, &flush_options)
+            .map_err(rocksdb_error("flush the memtables", &inner.path))
+    }
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("path", &self.inner.path)
+            .field("last_index", &*self.inner.read_last_index())
+            .field("state_column_families", &self.inner.state_column_families)
+            .finish()
+    }
+}
+
+impl Inner {
+    /// The log column family; it always exists once the store is open.
+    pub(crate) fn log_column_family(&self) -> &ColumnFamily {
+        self.db
+            .cf_handle(LOG_COLUMN_FAMILY)
+            .expect("the store is always opened with its log column family")
+    }
+
+    /// The meta column family; it always exists once the store is open.
+    pub(crate) fn meta_column_family(&self) -> &ColumnFamily {
+        self.db
+            .cf_handle(META_COLUMN_FAMILY)
+            .expect("the store is always opened with its meta column family")
+    }
+
+    /// Every column family the store was opened with.
+    pub(crate) fn all_column_families(&self) -> Vec<&ColumnFamily> {
+        [DEFAULT_COLUMN_FAMILY, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY]
+            .into_iter()
+            .chain(self.state_column_families.iter().map(String::as_str))
+            .filter_map(|name| self.db.cf_handle(name))
+            .collect()
+    }
+
+    /// The last index, shared with concurrent writers (see [`Inner::last_index`]).
+    pub(crate) fn read_last_index(&self) -> RwLockReadGuard<'_, Index> {
+        // The guarded value is a plain integer replaced in one assignment: a panic elsewhere
+        // cannot leave it half-written, so a poisoned lock is still sound to use.
+        self.last_index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Exclusive access to the last index, for a write that rewrites stored entries.
+    pub(crate) fn write_last_index(&self) -> RwLockWriteGuard<'_, Index> {
+        self.last_index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The right to persist; see [`Inner::writer`].
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stored hard state; `None` when none was ever written.
+    pub(crate) fn hard_state(&self) -> Result<Option<HardState>> {
+        read_hard_state(&self.db, &self.path)
+    }
+
+    /// The stored membership; `None` only for a store that was never bootstrapped.
+    pub(crate) fn conf_state(&self) -> Result<Option<ConfState>> {
+        read_conf_state(&self.db, &self.path)
+    }
+}
+
+/// The stored hard state of `db`; `None` when none was ever written.
+pub(crate) fn read_hard_state(db: &DB, path: &Path) -> Result<Option<HardState>> {
+    let meta = db
+        .cf_handle(META_COLUMN_FAMILY)
+        .expect("the store is always opened with its meta column family");
+    let Some(value) = db
+        .get_pinned_cf(meta, HARD_STATE_KEY)
+        .map_err(rocksdb_error("read the hard state", path))?
+    else {
+        return Ok(None);
+    };
+    decode_hard_state(&value)
+        .map(Some)
+        .map_err(|reason| LogStoreError::UndecodableMeta {
+            path: path.to_path_buf(),
+            record: "hard state",
+            reason,
+        })
+}
+
+/// The stored membership of `db`; `None` only for a store that was never bootstrapped.
+pub(crate) fn read_conf_state(db: &DB, path: &Path) -> Result<Option<ConfState>> {
+    let meta = db
+        .cf_handle(META_COLUMN_FAMILY)
+        .expect("the store is always opened with its meta column family");
+    let Some(value) = db
+        .get_pinned_cf(meta, CONF_STATE_KEY)
+        .map_err(rocksdb_error("read the conf state", path))?
+    else {
+        return Ok(None);
+    };
+    decode_conf_state(&value)
+        .map(Some)
+        .map_err(|reason| LogStoreError::UndecodableMeta {
+            path: path.to_path_buf(),
+            record: "conf state",
+            reason,
+        })
+}
+
+/// Wraps a RocksDB error with what the store was doing and where.
+pub(crate) fn rocksdb_error<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(rocksdb::Error) -> LogStoreError + 'a {
+    move |source| LogStoreError::RocksDb {
+        operation,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The database options. Everything not set here is RocksDB's default.
+fn database_options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    // After a crash, replay the WAL up to the first damaged record and stop there: every
+    // synced write precedes any torn tail, and stopping (rather than skipping) can never
+    // leave a hole in the log. This is also RocksDB's default; it is set to be explicit.
+    options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // Tickers only (write groups, WAL syncs) for `LogStore::write_stats`; timers cost more.
+    options.enable_statistics();
+    options.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
+    // RocksDB's informational LOG files (not the WAL): keep a few, not a thousand.
+    options.set_keep_log_file_num(10);
+    options
+}

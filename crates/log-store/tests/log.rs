@@ -1,0 +1,201 @@
+//! The Raft log beyond the conformance suite: refusals, clones, concurrent readers, the
+//! encoding of real entries, and the size and flush helpers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use bytes::Bytes;
+use quorate_log_store::{LogStore, OpenOptions};
+use quorate_raft_core::testing::entries;
+use quorate_raft_core::{ConfState, Entry, EntryKind, HardState, LogWriter, Storage, StorageError};
+use tempfile::TempDir;
+
+fn open(directory: &TempDir) -> LogStore {
+    LogStore::open(
+        directory.path(),
+        OpenOptions::new(ConfState::with_voters([1, 2, 3]), &[]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_store_can_be_shared_between_threads() {
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+    assert_shareable::<LogStore>();
+}
+
+#[test]
+fn a_hard_state_committing_beyond_the_log_is_refused_and_changes_nothing() {
+    let directory = TempDir::new().unwrap();
+    let mut store = open(&directory);
+    store.persist(None, &entries(1, 3, 1), true).unwrap();
+    let too_far = HardState {
+        term: 1,
+        vote: None,
+        commit: 6,
+    };
+    let error = store
+        .persist(Some(&too_far), &entries(4, 5, 1), true)
+        .unwrap_err();
+    assert!(
+        matches!(&error, StorageError::Io(message) if message.contains("commit index 6")),
+        "{error:?}"
+    );
+    assert_eq!(store.last_index(), 3);
+    assert_eq!(
+        store.initial_state().unwrap().hard_state,
+        HardState::default()
+    );
+    drop(store);
+    let store = open(&directory);
+    assert_eq!(store.entries(1, 4, None).unwrap(), entries(1, 3, 1));
+}
+
+#[test]
+fn a_persist_with_nothing_to_write_succeeds_and_changes_nothing() {
+    let directory = TempDir::new().unwrap();
+    let mut store = open(&directory);
+    let hard_state = HardState {
+        term: 2,
+        vote: Some(3),
+        commit: 1,
+    };
+    store
+        .persist(Some(&hard_state), &entries(1, 2, 2), false)
+        .unwrap();
+    store.persist(None, &[], true).unwrap();
+    assert_eq!(store.last_index(), 2);
+    assert_eq!(store.initial_state().unwrap().hard_state, hard_state);
+    assert_eq!(store.entries(1, 3, None).unwrap(), entries(1, 2, 2));
+}
+
+#[test]
+fn a_write_through_one_clone_is_seen_through_every_other() {
+    let directory = TempDir::new().unwrap();
+    let reader = open(&directory);
+    let mut writer = reader.clone();
+    writer.persist(None, &entries(1, 4, 1), true).unwrap();
+    assert_eq!(reader.last_index(), 4);
+    assert_eq!(reader.term(4), Ok(1));
+    writer.persist(None, &entries(3, 3, 2), true).unwrap();
+    assert_eq!(reader.last_index(), 3);
+    assert_eq!(reader.term(3), Ok(2));
+    assert_eq!(reader.term(4), Err(StorageError::Unavailable(4)));
+}
+
+#[test]
+fn noop_and_binary_entries_read_back_exactly() {
+    let directory = TempDir::new().unwrap();
+    let mut store = open(&directory);
+    let written = vec![
+        Entry {
+            index: 1,
+            term: 3,
+            sequence: 1,
+            kind: EntryKind::Noop,
+            data: Bytes::new(),
+        },
+        Entry {
+            index: 2,
+            term: 3,
+            sequence: 1 << 40,
+            kind: EntryKind::Command,
+            data: Bytes::from_static(&[0, 1, 2, 255, 0]),
+        },
+    ];
+    store.persist(None, &written, false).unwrap();
+    assert_eq!(store.entries(1, 3, None).unwrap(), written);
+    drop(store);
+    assert_eq!(open(&directory).entries(1, 3, None).unwrap(), written);
+}
+
+#[test]
+fn reads_before_the_first_index_are_compacted_and_term_zero_is_known() {
+    let directory = TempDir::new().unwrap();
+    let mut store = open(&directory);
+    store.persist(None, &entries(1, 2, 1), true).unwrap();
+    assert_eq!(store.entries(0, 2, None), Err(StorageError::Compacted(0)));
+    assert_eq!(store.term(0), Ok(0));
+    assert_eq!(store.entries(2, 2, None), Ok(vec![]));
+    assert!(
+        store.entries(2, 1, None).is_err(),
+        "an inverted range is refused"
+    );
+}
+
+/// A reader that races a writer rewriting the log's suffix over and over must never see an
+/// index the bounds promise but the database no longer holds.
+#[test]
+fn readers_never_see_a_torn_log_while_suffixes_are_rewritten() {
+    let directory = TempDir::new().unwrap();
+    let mut writer = open(&directory);
+    writer.persist(None, &entries(1, 100, 1), false).unwrap();
+    let reader = writer.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let reading = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let last = reader.last_index();
+                match reader.entries(1, last + 1, None) {
+                    Ok(got) => assert!(got.len() as u64 >= 1),
+                    // The writer may have shortened the log between the two calls.
+                    Err(StorageError::Unavailable(_)) => {}
+                    Err(other) => panic!("torn read: {other}"),
+                }
+                match reader.term(last) {
+                    Ok(_) | Err(StorageError::Unavailable(_)) => {}
+                    Err(other) => panic!("torn read: {other}"),
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for round in 0..2000u64 {
+        let term = 2 + round;
+        // Shorten to 60..=99 entries, then grow back to 100 with an append.
+        let start = 60 + round % 40;
+        writer
+            .persist(None, &entries(start, start, term), false)
+            .unwrap();
+        writer
+            .persist(None, &entries(start + 1, 100, term), false)
+            .unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let reads = reading.join().expect("the reader saw a torn log");
+    assert!(reads > 0);
+    println!("{reads} concurrent reads while 4000 rewrites ran");
+}
+
+#[test]
+fn data_size_counts_the_log_before_and_after_a_flush() {
+    let directory = TempDir::new().unwrap();
+    let mut store = open(&directory);
+    let payload = Bytes::from(vec![0x5a; 4096]);
+    let written: Vec<Entry> = (1..=256)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            sequence: index,
+            kind: EntryKind::Command,
+            data: payload.clone(),
+        })
+        .collect();
+    let payload_bytes = 256 * 4096;
+    let before = store.data_size_bytes().unwrap();
+    store.persist(None, &written, true).unwrap();
+    let in_wal = store.data_size_bytes().unwrap();
+    assert!(
+        in_wal >= before + payload_bytes,
+        "{in_wal} bytes counted for {payload_bytes} bytes written"
+    );
+    store.flush().unwrap();
+    let in_sst = store.data_size_bytes().unwrap();
+    assert!(in_sst >= payload_bytes, "{in_sst} bytes after the flush");
+    drop(store);
+    assert_eq!(open(&directory).entries(1, 257, None).unwrap(), written);
+}

@@ -1,0 +1,116 @@
+//! Node settings, in wall-clock units, and their translation into the core's ticks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quorate_raft_core::{Config, NodeId};
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Identifies the cluster (derived from the initial membership).
+    pub cluster_id: u64,
+    /// Every member's peer address, this node included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// How often a leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// The minimum election timeout; the randomized timeout lies in `[t, 2t)`. Also the
+    /// window of check-quorum and leader stickiness.
+    pub election_timeout: Duration,
+    /// The most two members' clocks may drift apart over one election timeout; the leader
+    /// lease is shorter than the election timeout by this much.
+    pub max_clock_drift: Duration,
+    /// Serve linearizable reads from the leader lease while it holds.
+    pub lease_reads: bool,
+    /// How long a proposal may wait to be applied before its outcome is reported unknown.
+    pub request_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults suited to a LAN (etcd's): 100 ms heartbeats, 1 s election timeout, 100 ms
+    /// drift bound, lease reads on.
+    pub fn new(id: NodeId, cluster_id: u64, peers: BTreeMap<NodeId, String>) -> Self {
+        NodeConfig {
+            id,
+            cluster_id,
+            peers,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1_000),
+            max_clock_drift: Duration::from_millis(100),
+            lease_reads: true,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The length of one core tick: half a heartbeat interval.
+    pub fn tick(&self) -> Duration {
+        self.heartbeat_interval / 2
+    }
+
+    fn ticks(&self, d: Duration) -> u32 {
+        let tick = self.tick().as_micros().max(1);
+        d.as_micros().div_ceil(tick).min(u128::from(u32::MAX)) as u32
+    }
+
+    /// The core's configuration.
+    pub fn raft_config(&self) -> Config {
+        let election_min = self.ticks(self.election_timeout);
+        Config {
+            election_timeout_min_ticks: election_min,
+            election_timeout_max_ticks: election_min * 2,
+            heartbeat_interval_ticks: 2,
+            max_clock_drift_ticks: self.ticks(self.max_clock_drift),
+            lease_reads: self.lease_reads,
+            ..Config::new(self.id)
+        }
+    }
+
+    /// A cluster id derived from the initial membership, so nodes started with different
+    /// `--initial-cluster` flags refuse each other's messages.
+    pub fn cluster_id_for(peers: &BTreeMap<NodeId, String>) -> u64 {
+        // FNV-1a over "id=address," pairs: stable across platforms and releases.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (id, address) in peers {
+            for b in format!("{id}={address},").bytes() {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_translate_into_a_valid_core_config_with_a_lease() {
+        let peers = BTreeMap::from([(1, "a:1".to_string())]);
+        let config = NodeConfig::new(1, 7, peers);
+        let raft = config.raft_config();
+        raft.validate().unwrap();
+        assert_eq!(config.tick(), Duration::from_millis(50));
+        assert_eq!(raft.election_timeout_min_ticks, 20);
+        assert_eq!(raft.max_clock_drift_ticks, 2);
+        // 20 - 2 - 1 ticks of 50 ms.
+        assert_eq!(raft.lease_ticks(), 17);
+    }
+
+    #[test]
+    fn cluster_id_depends_on_the_whole_membership() {
+        let a = BTreeMap::from([(1, "h1:2380".to_string()), (2, "h2:2380".to_string())]);
+        let mut b = a.clone();
+        b.insert(2, "h3:2380".into());
+        assert_ne!(
+            NodeConfig::cluster_id_for(&a),
+            NodeConfig::cluster_id_for(&b)
+        );
+        assert_eq!(
+            NodeConfig::cluster_id_for(&a),
+            NodeConfig::cluster_id_for(&a.clone())
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The Ready loop: the one task that owns the Raft core.
+//!
+//! Each turn: catch up ticks from the monotonic clock, take every queued input (so all
+//! proposals that arrived while the last fsync ran go into one Ready: group commit), then for
+//! each Ready **persist** (RocksDB, on a blocking thread, synced when the core says so) →
+//! **send** (requests to the transport, responses to the RPCs waiting for them) → **apply**
+//! (state machine, on a blocking thread) → answer waiters → **advance**.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use quorate_log_store::LogStore;
+use quorate_raft_core::{
+    Error as RaftError, Index, LogWriter, Message, NodeId, RawNode, ReadState, Ready, Role, Term,
+};
+use quorate_transport::Transport;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::handle::{Applied, Input};
+use crate::state_machine::StateMachine;
+use crate::status::NodeStatus;
+
+/// Inputs taken per turn before a Ready is produced (bounds latency under overload).
+const MAX_INPUTS_PER_TURN: usize = 4_096;
+
+type ProposalReply = oneshot::Sender<Result<Applied, NodeError>>;
+
+struct ReadWaiter {
+    reply: oneshot::Sender<Result<Index, NodeError>>,
+    /// Known once the leader confirmed the read.
+    index: Option<Index>,
+}
+
+pub(crate) struct Driver<SM> {
+    pub(crate) config: NodeConfig,
+    pub(crate) raw: RawNode<LogStore>,
+    pub(crate) store: LogStore,
+    pub(crate) sm: Option<SM>,
+    pub(crate) transport: Transport,
+    pub(crate) inputs: mpsc::Receiver<Input>,
+    pub(crate) replies: mpsc::Receiver<Message>,
+    pub(crate) status_tx: watch::Sender<NodeStatus>,
+    pub(crate) applied_tx: watch::Sender<Index>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    proposals: BTreeMap<Index, (Term, ProposalReply)>,
+    reads: BTreeMap<u64, ReadWaiter>,
+    /// Peer RPCs waiting for the core's response, by the correlation id given to the request.
+    rpc_waiters: HashMap<u64, oneshot::Sender<Message>>,
+    next_id: u64,
+    started: Instant,
+    ticks_done: u64,
+    role: Role,
+    stopping_since: Option<Instant>,
+}
+
+fn raft_error(e: RaftError, leader_address: impl Fn(NodeId) -> Option<String>) -> NodeError {
+    match e {
+        RaftError::NotLeader {
+            leader_hint: Some(leader),
+        } => NodeError::NotLeader {
+            leader: Some(leader),
+            address: leader_address(leader),
+        },
+        RaftError::NotLeader { leader_hint: None } => NodeError::NoQuorum {
+            reason: "this node knows no leader".into(),
+        },
+        RaftError::NoQuorum => NodeError::NoQuorum {
+            reason: "the leader has not heard from a majority within the election timeout".into(),
+        },
+        RaftError::TransferInProgress { target } => NodeError::NoQuorum {
+            reason: format!("leadership is being handed to node {target}; retry shortly"),
+        },
+        RaftError::InvalidTransferTarget { target, reason } => {
+            NodeError::Invalid(format!("cannot hand leadership to node {target}: {reason}"))
+        }
+        RaftError::ProposalTooLarge { size, max } => {
+            NodeError::Invalid(format!("command of {size} bytes exceeds {max} bytes"))
+        }
+        other => NodeError::Internal(other.to_string()),
+    }
+}
+
+impl<SM: StateMachine> Driver<SM> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: NodeConfig,
+        raw: RawNode<LogStore>,
+        store: LogStore,
+        sm: SM,
+        transport: Transport,
+        inputs: mpsc::Receiver<Input>,
+        replies: mpsc::Receiver<Message>,
+        status_tx: watch::Sender<NodeStatus>,
+        applied_tx: watch::Sender<Index>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Driver {
+            config,
+            raw,
+            store,
+            sm: Some(sm),
+            transport,
+            inputs,
+            replies,
+            status_tx,
+            applied_tx,
+            shutdown,
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            rpc_waiters: HashMap::new(),
+            next_id: 1,
+            started: Instant::now(),
+            ticks_done: 0,
+            role: Role::Follower,
+            stopping_since: None,
+        }
+    }
+
+    /// Runs until shutdown (or a fatal storage error).
+    pub(crate) async fn run(mut self) -> Result<(), NodeError> {
+        let tick = self.config.tick();
+        let mut wake = tokio::time::interval(tick);
+        wake.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let result = loop {
+            tokio::select! {
+                changed = self.shutdown.changed(), if self.stopping_since.is_none() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        self.begin_stopping();
+                    }
+                }
+                _ = wake.tick() => {}
+                Some(input) = self.inputs.recv() => {
+                    if let Err(e) = self.catch_up_ticks().and_then(|_| self.handle_input(input)) {
+                        break Err(e);
+                    }
+                }
+                Some(message) = self.replies.recv() => {
+                    if let Err(e) = self.catch_up_ticks().and_then(|_| self.step(message)) {
+                        break Err(e);
+                    }
+                }
+            }
+            if let Err(e) = self.turn().await {
+                break Err(e);
+            }
+            if self.done_stopping() {
+                break Ok(());
+            }
+        };
+        self.finish(result)
+    }
+
+    /// One turn after an event: ticks, queued inputs, then Readys.
+    async fn turn(&mut self) -> Result<(), NodeError> {
+        self.catch_up_ticks()?;
+        for _ in 0..MAX_INPUTS_PER_TURN {
+            if let Ok(input) = self.inputs.try_recv() {
+                self.handle_input(input)?;
+            } else if let Ok(message) = self.replies.try_recv() {
+                self.step(message)?;
+            } else {
+                break;
+            }
+        }
+        while self.raw.has_ready() {
+            let ready = self
+                .raw
+                .ready()
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            self.process(ready).await?;
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Feeds the core every tick that is due by the monotonic clock. Missed ticks (a long
+    /// fsync, a stopped process) are caught up before any input is handled: a leader must see
+    /// the time that passed before it serves a lease read, and check-quorum must notice that
+    /// it lost its followers meanwhile.
+    fn catch_up_ticks(&mut self) -> Result<(), NodeError> {
+        let due = (self.started.elapsed().as_micros() / self.config.tick().as_micros()) as u64;
+        while self.ticks_done < due {
+            self.raw
+                .tick()
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            self.ticks_done += 1;
+        }
+        Ok(())
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn leader_address(&self, leader: NodeId) -> Option<String> {
+        self.config.peers.get(&leader).cloned()
+    }
+
+    fn step(&mut self, message: Message) -> Result<(), NodeError> {
+        match self.raw.step(message) {
+            Ok(()) => Ok(()),
+            Err(RaftError::InvalidMessage(reason)) => {
+                tracing::warn!(%reason, "message refused");
+                Ok(())
+            }
+            Err(RaftError::Storage(e)) => Err(NodeError::Internal(format!("storage: {e}"))),
+            Err(e) => {
+                tracing::warn!(error = %e, "step failed");
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_input(&mut self, input: Input) -> Result<(), NodeError> {
+        let map = |this: &Self, e: RaftError| raft_error(e, |l| this.leader_address(l));
+        match input {
+            Input::Peer { mut message, reply } => {
+                if let Some(reply) = reply {
+                    let id = self.next_id();
+                    message.payload.set_request_id(id);
+                    self.rpc_waiters.insert(id, reply);
+                }
+                self.step(message)?;
+            }
+            Input::Propose { command, reply } => {
+                if self.stopping_since.is_some() {
+                    let _ = reply.send(Err(NodeError::ShuttingDown));
+                } else {
+                    match self.raw.propose(command) {
+                        Ok(p) => {
+                            self.proposals.insert(p.index, (p.term, reply));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(map(self, e)));
+                        }
+                    }
+                }
+            }
+            Input::Read { mode, reply } => {
+                let read_id = self.next_id();
+                match self.raw.read_index(read_id, mode) {
+                    Ok(()) => {
+                        self.reads
+                            .insert(read_id, ReadWaiter { reply, index: None });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(map(self, e)));
+                    }
+                }
+            }
+            Input::Transfer { target, reply } => {
+                let result = self
+                    .raw
+                    .transfer_leadership(target)
+                    .map_err(|e| map(self, e));
+                let _ = reply.send(result);
+            }
+            Input::StepDown { reply } => {
+                let result = self.raw.step_down().map_err(|e| map(self, e));
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    /// Persist, send, apply, answer, advance.
+    async fn process(&mut self, mut ready: Ready) -> Result<(), NodeError> {
+        let span = tracing::debug_span!(
+            "ready",
+            entries = ready.entries.len(),
+            sync = ready.must_sync,
+            messages = ready.messages.len(),
+            apply = ready.committed_entries.len()
+        );
+        let _enter = span.enter();
+        // 1. Persist: durable before anything that depends on it leaves.
+        if ready.hard_state.is_some() || !ready.entries.is_empty() {
+            let mut store = self.store.clone();
+            let hard_state = ready.hard_state;
+            let entries = std::mem::take(&mut ready.entries);
+            let sync = ready.must_sync;
+            tokio::task::spawn_blocking(move || store.persist(hard_state.as_ref(), &entries, sync))
+                .await
+                .map_err(|e| NodeError::Internal(format!("persist task: {e}")))?
+                .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
+        }
+        // 2. Send: requests to peers; responses to the RPCs waiting for them.
+        for message in std::mem::take(&mut ready.messages) {
+            if message.payload.is_response() {
+                let id = message.payload.request_id().unwrap_or_default();
+                if let Some(waiter) = self.rpc_waiters.remove(&id) {
+                    let _ = waiter.send(message);
+                }
+            } else {
+                self.transport.send(message);
+            }
+        }
+        if let Some(soft) = ready.soft_state {
+            self.on_role(soft.role, soft.term, soft.leader_id);
+        }
+        // 3. Apply.
+        let committed = std::mem::take(&mut ready.committed_entries);
+        if !committed.is_empty() {
+            self.apply(committed).await?;
+        }
+        // 4. Reads confirmed by the leader; served once applied.
+        for read_state in std::mem::take(&mut ready.read_states) {
+            self.on_read_state(read_state);
+        }
+        self.serve_reads();
+        // 5. Advance.
+        self.raw
+            .advance()
+            .map_err(|e| NodeError::Internal(e.to_string()))
+    }
+
+    async fn apply(&mut self, entries: Vec<quorate_raft_core::Entry>) -> Result<(), NodeError> {
+        let mut sm = self
+            .sm
+            .take()
+            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
+        let (sm, result, entries) = tokio::task::spawn_blocking(move || {
+            let result = sm.apply(&entries);
+            (sm, result, entries)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("apply task: {e}")))?;
+        self.sm = Some(sm);
+        let outputs = result.map_err(|e| NodeError::Internal(format!("apply: {e}")))?;
+        for (entry, output) in entries.iter().zip(outputs) {
+            if let Some((term, reply)) = self.proposals.remove(&entry.index) {
+                let result = if term == entry.term {
+                    Ok(Applied {
+                        index: entry.index,
+                        term,
+                        output,
+                    })
+                } else {
+                    Err(NodeError::OutcomeUnknown {
+                        reason: format!(
+                            "a new leader replaced the entry at index {} before it committed",
+                            entry.index
+                        ),
+                    })
+                };
+                let _ = reply.send(result);
+            }
+        }
+        if let Some(last) = entries.last() {
+            self.applied_tx.send_replace(last.index);
+        }
+        Ok(())
+    }
+
+    fn on_role(&mut self, role: Role, term: Term, leader: Option<NodeId>) {
+        if self.role == Role::Leader && role != Role::Leader {
+            // Leadership lost: whatever was proposed may still commit under the next leader.
+            for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+                let _ = reply.send(Err(NodeError::OutcomeUnknown {
+                    reason: format!("leadership was lost (now {role} in term {term})"),
+                }));
+            }
+        }
+        if self.role != role {
+            tracing::info!(%role, term, leader = ?leader, "role changed");
+        }
+        self.role = role;
+    }
+
+    fn on_read_state(&mut self, read_state: ReadState) {
+        match read_state.index {
+            Some(index) => {
+                if let Some(waiter) = self.reads.get_mut(&read_state.read_id) {
+                    waiter.index = Some(index);
+                }
+            }
+            None => {
+                if let Some(waiter) = self.reads.remove(&read_state.read_id) {
+                    let _ = waiter.reply.send(Err(NodeError::NoQuorum {
+                        reason: "the leader could not confirm its leadership".into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = *self.applied_tx.borrow();
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, w)| w.index.is_some_and(|i| i <= applied))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ready {
+            if let Some(waiter) = self.reads.remove(&id) {
+                let _ = waiter.reply.send(Ok(waiter.index.unwrap_or(applied)));
+            }
+        }
+        // Forget waiters whose callers gave up.
+        self.reads.retain(|_, w| !w.reply.is_closed());
+        self.rpc_waiters.retain(|_, w| !w.is_closed());
+    }
+
+    fn publish_status(&self) {
+        let status = NodeStatus {
+            raft: self.raw.status(),
+            tick: self.config.tick(),
+            peers: self.config.peers.clone(),
+            stopping: self.stopping_since.is_some(),
+        };
+        self.status_tx.send_replace(status);
+    }
+
+    /// Graceful shutdown: a leader hands leadership to the best follower first, so the cluster
+    /// does not wait an election timeout for a new leader.
+    fn begin_stopping(&mut self) {
+        self.stopping_since = Some(Instant::now());
+        if self.role == Role::Leader {
+            match self.raw.step_down() {
+                Ok(target) => tracing::info!(target, "shutting down: handing leadership over"),
+                Err(e) => tracing::info!(error = %e, "shutting down without a handover"),
+            }
+        }
+    }
+
+    fn done_stopping(&self) -> bool {
+        let Some(since) = self.stopping_since else {
+            return false;
+        };
+        let grace = self.config.election_timeout.max(Duration::from_millis(500));
+        let handed_over = self.role != Role::Leader;
+        (handed_over && self.proposals.is_empty()) || since.elapsed() > grace
+    }
+
+    fn finish(mut self, result: Result<(), NodeError>) -> Result<(), NodeError> {
+        for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+            let _ = reply.send(Err(NodeError::OutcomeUnknown {
+                reason: "the node shut down before the write was applied".into(),
+            }));
+        }
+        for (_, waiter) in std::mem::take(&mut self.reads) {
+            let _ = waiter.reply.send(Err(NodeError::ShuttingDown));
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "flush at shutdown failed");
+        }
+        let mut status = self.status_tx.borrow().clone();
+        status.stopping = true;
+        self.status_tx.send_replace(status);
+        result
+    }
+}

@@ -1,0 +1,307 @@
+//! The node's API for services: propose, read, transfer leadership, observe.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorate_raft_core::{Index, Message, NodeId, Payload, ReadMode, Role, Term};
+use quorate_transport::{PeerHandler, PeerStats, Transport};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::status::NodeStatus;
+
+/// A command that was committed and applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Its index.
+    pub index: Index,
+    /// The term it was committed in (with the index, its identity).
+    pub term: Term,
+    /// The state machine's output.
+    pub output: Bytes,
+}
+
+/// What the handle asks the driver to do.
+pub(crate) enum Input {
+    /// A message from a peer; requests carry a channel for the core's response.
+    Peer {
+        message: Message,
+        reply: Option<oneshot::Sender<Message>>,
+    },
+    /// Propose a command here (this node should be the leader).
+    Propose {
+        command: Bytes,
+        reply: oneshot::Sender<Result<Applied, NodeError>>,
+    },
+    /// Confirm a read; the answer comes once the read index is applied locally.
+    Read {
+        mode: ReadMode,
+        reply: oneshot::Sender<Result<Index, NodeError>>,
+    },
+    /// Hand leadership to a node.
+    Transfer {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    /// Hand leadership to the best other voter.
+    StepDown {
+        reply: oneshot::Sender<Result<NodeId, NodeError>>,
+    },
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: NodeConfig,
+    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) status: watch::Receiver<NodeStatus>,
+    pub(crate) applied: watch::Receiver<Index>,
+    pub(crate) transport: Transport,
+}
+
+/// A cheap, cloneable handle on a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.shared.config.id
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    /// The node's state as of the end of the driver's last step.
+    pub fn status(&self) -> NodeStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// Notified whenever the status changes.
+    pub fn subscribe_status(&self) -> watch::Receiver<NodeStatus> {
+        self.shared.status.clone()
+    }
+
+    /// Notified whenever the applied index grows.
+    pub fn subscribe_applied(&self) -> watch::Receiver<Index> {
+        self.shared.applied.clone()
+    }
+
+    /// What this node has observed of each peer.
+    pub fn peer_stats(&self) -> BTreeMap<NodeId, PeerStats> {
+        self.shared.transport.stats().snapshot()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Input,
+        deadline: Duration,
+        on_timeout: impl FnOnce() -> NodeError,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .inputs
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(on_timeout()),
+        }
+    }
+
+    /// Refuses at once when this node cannot reach a leader with a quorum, so that a node cut
+    /// off from the majority fails fast with `NO_QUORUM` and says why.
+    pub fn check_quorum_reachable(&self) -> Result<(), NodeError> {
+        let status = self.status();
+        let raft = &status.raft;
+        if status.stopping {
+            return Err(NodeError::ShuttingDown);
+        }
+        match (raft.role, raft.leader_id) {
+            (Role::Leader, _) if raft.quorum_active => Ok(()),
+            (Role::Leader, _) => Err(NodeError::NoQuorum {
+                reason: format!(
+                    "node {} leads term {} but has not heard from a majority for an election \
+                     timeout",
+                    raft.id, raft.term
+                ),
+            }),
+            (_, None) => Err(NodeError::NoQuorum {
+                reason: format!(
+                    "node {} is a {} in term {} and knows no leader: it cannot reach a majority",
+                    raft.id, raft.role, raft.term
+                ),
+            }),
+            (_, Some(leader)) => {
+                let silent = status.tick * raft.ticks_since_leader_contact;
+                if silent > self.shared.config.heartbeat_interval * 3 {
+                    Err(NodeError::NoQuorum {
+                        reason: format!(
+                            "node {} has not heard from its leader (node {leader}) for {} ms",
+                            raft.id,
+                            silent.as_millis()
+                        ),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Proposes `command` and waits until it is applied, forwarding it to the leader when this
+    /// node is a follower.
+    pub async fn propose(&self, command: Bytes) -> Result<Applied, NodeError> {
+        self.check_quorum_reachable()?;
+        let status = self.status();
+        if status.raft.role == Role::Leader {
+            match self.propose_here(command.clone()).await {
+                Err(NodeError::NotLeader {
+                    leader: Some(leader),
+                    ..
+                }) if leader != self.id() => self.forward(leader, command).await,
+                other => other,
+            }
+        } else {
+            match status.raft.leader_id {
+                Some(leader) => self.forward(leader, command).await,
+                None => Err(NodeError::NoQuorum {
+                    reason: "no leader".into(),
+                }),
+            }
+        }
+    }
+
+    /// Proposes on this node only (it must be the leader).
+    pub async fn propose_here(&self, command: Bytes) -> Result<Applied, NodeError> {
+        let timeout = self.shared.config.request_timeout;
+        self.ask(
+            |reply| Input::Propose { command, reply },
+            timeout,
+            || NodeError::OutcomeUnknown {
+                reason: format!("not applied within {} ms", timeout.as_millis()),
+            },
+        )
+        .await
+    }
+
+    async fn forward(&self, leader: NodeId, command: Bytes) -> Result<Applied, NodeError> {
+        let config = &self.shared.config;
+        let deadline = config.election_timeout.max(config.heartbeat_interval * 2);
+        let term = self.status().raft.term;
+        match self
+            .shared
+            .transport
+            .forward(leader, term, command, deadline)
+            .await
+        {
+            Ok(reply) => Ok(Applied {
+                index: reply.index,
+                term: reply.term,
+                output: reply.output,
+            }),
+            Err(status) => Err(match NodeError::from_status(&status) {
+                NodeError::NotLeader { leader: None, .. } => NodeError::NoQuorum {
+                    reason: format!("node {leader} is no longer leader and knows no other"),
+                },
+                other => other,
+            }),
+        }
+    }
+
+    /// Confirms that this node may serve a linearizable read: returns once the state machine
+    /// has applied an index at least as high as the leader's commit index at some instant after
+    /// the call began.
+    pub async fn read_index(&self, mode: ReadMode) -> Result<Index, NodeError> {
+        self.check_quorum_reachable()?;
+        let timeout = self.shared.config.election_timeout;
+        self.ask(
+            |reply| Input::Read { mode, reply },
+            timeout,
+            || NodeError::NoQuorum {
+                reason: format!(
+                    "leadership could not be confirmed within {} ms",
+                    timeout.as_millis()
+                ),
+            },
+        )
+        .await
+    }
+
+    /// Starts handing leadership to `target` (this node must be the leader).
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), NodeError> {
+        self.ask(
+            |reply| Input::Transfer { target, reply },
+            self.shared.config.request_timeout,
+            || NodeError::Internal("the node did not answer".into()),
+        )
+        .await
+    }
+
+    /// Hands leadership to the best other voter (this node must be the leader).
+    pub async fn step_down(&self) -> Result<NodeId, NodeError> {
+        self.ask(
+            |reply| Input::StepDown { reply },
+            self.shared.config.request_timeout,
+            || NodeError::Internal("the node did not answer".into()),
+        )
+        .await
+    }
+
+    /// Waits until the state machine has applied `index`.
+    pub async fn wait_applied(&self, index: Index) -> Result<(), NodeError> {
+        let mut applied = self.shared.applied.clone();
+        applied
+            .wait_for(|&a| a >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+}
+
+impl PeerHandler for NodeHandle {
+    async fn deliver(&self, message: Message) -> Result<Option<Message>, tonic::Status> {
+        if matches!(message.payload, Payload::TimeoutNow) {
+            self.shared
+                .inputs
+                .send(Input::Peer {
+                    message,
+                    reply: None,
+                })
+                .await
+                .map_err(|_| tonic::Status::unavailable("node shutting down"))?;
+            return Ok(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .inputs
+            .send(Input::Peer {
+                message,
+                reply: Some(tx),
+            })
+            .await
+            .map_err(|_| tonic::Status::unavailable("node shutting down"))?;
+        let deadline = self.shared.config.election_timeout;
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(reply)) => Ok(Some(reply)),
+            Ok(Err(_)) => Err(tonic::Status::unavailable("the node dropped the request")),
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "the node did not answer in time",
+            )),
+        }
+    }
+
+    async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), tonic::Status> {
+        match self.propose_here(command).await {
+            Ok(applied) => Ok((applied.index, applied.term, applied.output)),
+            Err(e) => Err(e.to_status()),
+        }
+    }
+}

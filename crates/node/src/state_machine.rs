@@ -1,0 +1,21 @@
+//! The contract between the node and the replicated state machine it drives.
+
+use bytes::Bytes;
+use quorate_raft_core::{Entry, Index};
+
+/// A deterministic state machine fed with committed entries.
+///
+/// Duties:
+/// - **Deterministic**: the output and the resulting state depend only on the entries.
+/// - **Durable with its index**: after `apply` returns, the state and the applied index are
+///   written together (atomically); after a crash the node replays the log from
+///   `applied_index() + 1`, so a state that is behind is fine, one that is ahead of its
+///   recorded index is not.
+pub trait StateMachine: Send + 'static {
+    /// The last index applied (0 for a fresh machine).
+    fn applied_index(&self) -> Index;
+
+    /// Applies committed entries, in log order (no-op entries included), and returns one
+    /// output per entry (empty for no-ops). An error is fatal: the node stops.
+    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String>;
+}

@@ -1,0 +1,39 @@
+//! The node's externally visible state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quorate_raft_core::{NodeId, Status};
+
+/// A snapshot of the node, published after every step of the driver.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    /// The Raft core's status.
+    pub raft: Status,
+    /// The length of one core tick (to turn tick counts into time).
+    pub tick: Duration,
+    /// Every member's peer address.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The node is shutting down: it accepts no new requests.
+    pub stopping: bool,
+}
+
+impl NodeStatus {
+    /// The leader's peer address, when a leader is known.
+    pub fn leader_address(&self) -> Option<&str> {
+        self.raft
+            .leader_id
+            .and_then(|id| self.peers.get(&id))
+            .map(String::as_str)
+    }
+
+    /// How long the leader lease still holds (zero unless this node is a leader holding one).
+    pub fn lease_remaining(&self) -> Duration {
+        self.tick * self.raft.lease_remaining_ticks.min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Whether this node has a leader it heard from recently.
+    pub fn has_leader(&self) -> bool {
+        self.raft.leader_id.is_some()
+    }
+}

@@ -1,0 +1,68 @@
+//! The payments state machine: pure, deterministic, and the same on every replica.
+//!
+//! The leader proposes [`Command`]s; every replica applies committed entries in log order
+//! with [`apply`] (commands) and [`apply_noop`] (the leader's no-op entries), against a
+//! [`Store`]: [`MemStore`] in the simulator and tests, RocksDB in the server. Everything is
+//! decided inside apply, from the entry and the stored records alone:
+//!
+//! 1. **Fencing.** An entry whose token `(term, sequence)` does not exceed the last applied
+//!    one is refused ([`Applied::FencingRejected`]) and only counted.
+//! 2. **Validation** again ([`validate_submit`] and friends ran before proposing), so a
+//!    command that skipped it never reaches storage ([`Applied::Malformed`]).
+//! 3. **Idempotency** (`idempotency`): an exact retry of a key returns the original outcome
+//!    with `replayed = true`; a different request with a used key is refused.
+//! 4. **Writer-lease fences** (`leases`): a fenced submit needs the lease's current,
+//!    live token, checked at apply, so a late arrival is still refused.
+//! 5. **The payment lifecycle** (`lifecycle`).
+//!
+//! The machine's clock is the largest `now_ms` of any applied command; applying reads no
+//! other clock, draws no random numbers, and iterates only ordered collections.
+//!
+//! Refusals are outputs, not errors; an `Err` from [`apply`] means the store failed a read,
+//! and then nothing was written.
+
+#![deny(missing_docs)]
+
+mod apply;
+mod codec;
+mod commands;
+mod idempotency;
+mod leases;
+mod lifecycle;
+mod mem_store;
+mod outputs;
+mod reads;
+mod records;
+mod store;
+mod validation;
+
+#[cfg(test)]
+mod determinism_tests;
+#[cfg(test)]
+mod testing;
+
+pub use apply::{apply, apply_entry, apply_noop};
+pub use codec::DecodeError;
+pub use commands::{
+    AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease, LeaseFence, ReleaseLease, Submit,
+};
+pub use idempotency::PRUNE_LIMIT_PER_APPLY;
+pub use mem_store::MemStore;
+pub use outputs::{
+    Applied, EventRecorded, FencingRejected, KeepAliveRejected, LeaseAcquired, LeaseExpired,
+    LeaseKeptAlive, LeaseReleased, Malformed, RejectReason, SubmitRejected,
+};
+pub use reads::{
+    held_leases, list_events, machine_status, payment_with_events, EventPage, PaymentView,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
+pub use records::{
+    EventRecord, FencingTokenRecord, IdempotencyRecord, LeaseRecord, LeaseStatus, MetaRecord,
+    PaymentRecord, PaymentState, RecordedOutcome, RecordedRejection,
+};
+pub use store::{IdempotencyExpiry, Store, StoreError};
+pub use validation::{
+    validate_acquire, validate_keep_alive, validate_release, validate_submit, FieldViolation,
+    MAX_ID_CHARS, MAX_LEASE_TTL_MS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS, MIN_LEASE_TTL_MS,
+};

@@ -1,0 +1,155 @@
+//! `quorate.payments.v1.PaymentEvents`.
+
+use std::pin::Pin;
+
+use quorate_proto::payments as pb;
+use quorate_proto::payments::payment_events_server::PaymentEvents;
+use quorate_raft_core::ReadMode;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{event_to_proto, payment_to_proto, submit_command};
+use super::{now_ms, status, PaymentsService};
+use crate::machine::{self, Applied, RejectReason};
+
+/// A stream of events for `Watch`.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PaymentEvent, Status>> + Send>>;
+
+fn check_id(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() || value.chars().count() > 255 || value.chars().any(char::is_control) {
+        return Err(status::invalid(
+            field,
+            "must be 1 to 255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl PaymentEvents for PaymentsService {
+    #[tracing::instrument(name = "PaymentEvents.Submit", skip_all, fields(payment_id, kind))]
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let request = request.into_inner();
+        tracing::Span::current()
+            .record("payment_id", request.payment_id.as_str())
+            .record("kind", request.kind);
+        let window = self.config().idempotency_window.as_millis() as u64;
+        let submit = submit_command(request, now_ms(), window);
+        // Validate before proposing: bad input never reaches the log.
+        machine::validate_submit(&submit).map_err(|v| status::invalid_field(&v))?;
+        match self.propose(machine::Command::Submit(submit)).await? {
+            Applied::EventRecorded(recorded) => Ok(Response::new(pb::SubmitResponse {
+                event: Some(event_to_proto(recorded.event)),
+                replayed: recorded.replayed,
+            })),
+            Applied::SubmitRejected(r) => {
+                let reason =
+                    RejectReason::try_from(r.reason).unwrap_or(RejectReason::InvalidTransition);
+                Err(status::rejected(reason, &r.message, r.replayed))
+            }
+            Applied::Malformed(m) => Err(status::invalid("request", &m.message)),
+            other => Err(status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    #[tracing::instrument(name = "PaymentEvents.Get", skip_all, fields(payment_id))]
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let request = request.into_inner();
+        tracing::Span::current().record("payment_id", request.payment_id.as_str());
+        check_id("payment_id", &request.payment_id)?;
+        let stale = match pb::Consistency::try_from(request.consistency) {
+            Ok(pb::Consistency::Stale) => true,
+            Ok(pb::Consistency::Unspecified | pb::Consistency::Linearizable) => false,
+            Err(_) => return Err(status::invalid("consistency", "unknown consistency level")),
+        };
+        if !stale {
+            let mode = if self.node().config().lease_reads {
+                ReadMode::Lease
+            } else {
+                ReadMode::Quorum
+            };
+            self.node()
+                .read_index(mode)
+                .await
+                .map_err(|e| self.refuse(&e))?;
+        }
+        let state = self.state();
+        let applied_index = machine::machine_status(&state)
+            .map_err(|e| status::internal(e.to_string()))?
+            .applied_index;
+        let view = machine::payment_with_events(&state, &request.payment_id)
+            .map_err(|e| status::internal(e.to_string()))?
+            .ok_or_else(|| {
+                status::not_found(format!(
+                    "payment {:?} not found (as of applied index {applied_index})",
+                    request.payment_id
+                ))
+            })?;
+        Ok(Response::new(pb::GetResponse {
+            payment: Some(payment_to_proto(view.payment, view.events)),
+            applied_index,
+            stale,
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let request = request.into_inner();
+        let page = machine::list_events(&self.state(), request.after_index, request.limit)
+            .map_err(|e| status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ListResponse {
+            events: page.events.into_iter().map(event_to_proto).collect(),
+            next_after_index: page.next_after_index,
+        }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let mut after = request.into_inner().after_index;
+        let service = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut applied = service.node().subscribe_applied();
+            let mut stop = service.stop_signal();
+            loop {
+                let page =
+                    match machine::list_events(&service.state(), after, machine::MAX_LIST_LIMIT) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            let _ = tx.send(Err(status::internal(e.to_string()))).await;
+                            return;
+                        }
+                    };
+                let caught_up = page.events.len() < machine::MAX_LIST_LIMIT as usize;
+                for event in page.events {
+                    after = event.index;
+                    if tx.send(Ok(event_to_proto(event))).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                if caught_up {
+                    tokio::select! {
+                        changed = applied.changed() => if changed.is_err() { return },
+                        _ = stop.wait_for(|&s| s) => return,
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

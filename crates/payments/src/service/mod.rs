@@ -1,0 +1,168 @@
+//! The payments services on a Quorate node, and the machine on RocksDB.
+
+mod convert;
+mod events;
+mod leases;
+mod rocks_store;
+mod status;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quorate_log_store::LogStore;
+use quorate_node::{NodeError, NodeHandle};
+use quorate_proto::payments::leases_server::LeasesServer;
+use quorate_proto::payments::payment_events_server::PaymentEventsServer;
+use tokio::sync::watch;
+
+use crate::machine::{self, Applied, MetaRecord};
+pub use rocks_store::{RocksMachine, RocksState};
+
+/// Settings of the services.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// How long idempotency keys are remembered.
+    pub idempotency_window: Duration,
+}
+
+/// Counters the services keep (the machine keeps the rest in its meta record).
+#[derive(Debug, Default)]
+pub struct ServiceCounters {
+    /// Requests refused with `NO_QUORUM`.
+    pub no_quorum_refusals: AtomicU64,
+}
+
+/// Everything an operator may want counted: the machine's counters plus the services'.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Submits and keep-alives refused for a stale or foreign lease token.
+    pub stale_token_rejections: u64,
+    /// Submits answered from the idempotency table.
+    pub idempotent_replays: u64,
+    /// Requests refused because no quorum could be reached.
+    pub no_quorum_refusals: u64,
+    /// Submits refused by the payment lifecycle.
+    pub invalid_transitions: u64,
+    /// Idempotency keys reused with another request.
+    pub key_reuse_rejections: u64,
+    /// Entries rejected at apply because their fencing token did not increase.
+    pub fencing_rejections: u64,
+}
+
+struct Inner {
+    node: NodeHandle,
+    db: LogStore,
+    config: ServiceConfig,
+    stop: watch::Receiver<bool>,
+    counters: ServiceCounters,
+}
+
+/// `PaymentEvents` and `Leases` on one node.
+#[derive(Clone)]
+pub struct PaymentsService {
+    inner: Arc<Inner>,
+}
+
+/// Milliseconds since the epoch on this node's clock: carried in commands, so that replicas
+/// agree on time without reading their own clocks.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl PaymentsService {
+    /// The services of the node behind `node`, reading committed state from `db`. Watches end
+    /// when `stop` turns true. Starts the leader-side lease expiry task.
+    pub fn new(
+        node: NodeHandle,
+        db: LogStore,
+        config: ServiceConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let service = PaymentsService {
+            inner: Arc::new(Inner {
+                node,
+                db,
+                config,
+                stop,
+                counters: ServiceCounters::default(),
+            }),
+        };
+        tokio::spawn(leases::expire_leases(service.clone()));
+        service
+    }
+
+    /// The `PaymentEvents` server.
+    pub fn payment_events_server(&self) -> PaymentEventsServer<Self> {
+        PaymentEventsServer::new(self.clone())
+    }
+
+    /// The `Leases` server.
+    pub fn leases_server(&self) -> LeasesServer<Self> {
+        LeasesServer::new(self.clone())
+    }
+
+    /// A read view of the committed state.
+    pub(crate) fn state(&self) -> RocksState {
+        RocksState::new(self.inner.db.clone())
+    }
+
+    /// The counters, for `Admin.Status` and `/metrics`.
+    pub fn counters(&self) -> Counters {
+        let meta = machine::machine_status(&self.state()).unwrap_or_else(|_| MetaRecord::default());
+        Counters {
+            stale_token_rejections: meta.stale_token_rejections,
+            idempotent_replays: meta.idempotent_replays,
+            no_quorum_refusals: self
+                .inner
+                .counters
+                .no_quorum_refusals
+                .load(Ordering::Relaxed),
+            invalid_transitions: meta.invalid_transitions,
+            key_reuse_rejections: meta.key_reuse_rejections,
+            fencing_rejections: meta.fencing_rejections,
+        }
+    }
+
+    /// Proposes a command and decodes the machine's output; node errors become statuses.
+    pub(crate) async fn propose(
+        &self,
+        command: machine::Command,
+    ) -> Result<Applied, tonic::Status> {
+        match self.inner.node.propose(command.encode()).await {
+            Ok(applied) => Applied::decode(&applied.output).map_err(|e| {
+                status::internal(format!(
+                    "the output of index {} cannot be decoded: {e}",
+                    applied.index
+                ))
+            }),
+            Err(e) => Err(self.refuse(&e)),
+        }
+    }
+
+    /// A node error as a status, counting no-quorum refusals.
+    pub(crate) fn refuse(&self, e: &NodeError) -> tonic::Status {
+        if matches!(e, NodeError::NoQuorum { .. }) {
+            self.inner
+                .counters
+                .no_quorum_refusals
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        status::node(e)
+    }
+
+    pub(crate) fn node(&self) -> &NodeHandle {
+        &self.inner.node
+    }
+
+    pub(crate) fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.inner.stop.clone()
+    }
+}

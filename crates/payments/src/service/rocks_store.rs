@@ -1,0 +1,363 @@
+//! The payments machine on RocksDB: its records live in column families of the node's
+//! `LogStore`, next to the Raft log, and every batch of applied entries is written in one
+//! atomic batch together with the machine's meta record (which holds the applied index).
+//!
+//! Layout (keys → prost-encoded records):
+//!
+//! | column family | key | value |
+//! | --- | --- | --- |
+//! | `payments` | payment id | `PaymentRecord` |
+//! | `events` | index, 8 bytes big-endian | `EventRecord` |
+//! | `idempotency` | key | `IdempotencyRecord` |
+//! | `idempotency_expiry` | expiry ms (8 bytes BE) ++ key | empty (the pruning order) |
+//! | `leases` | lease name | `LeaseRecord` |
+//! | `machine_meta` | `meta` | `MetaRecord` |
+//!
+//! The batch is written without its own fsync: the log entries it derives from are already
+//! durable, and the meta record travels in the same batch, so after a crash the state is
+//! either before or after the batch and the node replays the log from the recorded index.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use prost::Message;
+use quorate_log_store::{LogStore, StateBatch};
+use quorate_node::StateMachine;
+use quorate_raft_core::{Entry, Index};
+
+use crate::machine::{
+    self, EventRecord, IdempotencyExpiry, IdempotencyRecord, LeaseRecord, MetaRecord,
+    PaymentRecord, Store, StoreError,
+};
+
+const PAYMENTS: &str = "payments";
+const EVENTS: &str = "events";
+const IDEMPOTENCY: &str = "idempotency";
+const IDEMPOTENCY_EXPIRY: &str = "idempotency_expiry";
+const LEASES: &str = "leases";
+const META: &str = "machine_meta";
+const META_KEY: &[u8] = b"meta";
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn decode<T: Message + Default>(
+    record: &'static str,
+    key: impl Fn() -> String,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    T::decode(bytes).map_err(|source| StoreError::Corrupt {
+        record,
+        key: key(),
+        source,
+    })
+}
+
+fn expiry_key(expires_at_ms: u64, key: &str) -> Vec<u8> {
+    let mut out = expires_at_ms.to_be_bytes().to_vec();
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// Writes not yet committed to RocksDB; reads consult them first.
+#[derive(Default)]
+struct Overlay {
+    meta: Option<MetaRecord>,
+    payments: BTreeMap<String, PaymentRecord>,
+    events: BTreeMap<Index, EventRecord>,
+    /// `None`: deleted.
+    idempotency: BTreeMap<String, Option<IdempotencyRecord>>,
+    /// `false`: deleted.
+    expiry: BTreeMap<(u64, String), bool>,
+    leases: BTreeMap<String, LeaseRecord>,
+}
+
+impl Overlay {
+    fn is_empty(&self) -> bool {
+        self.meta.is_none()
+            && self.payments.is_empty()
+            && self.events.is_empty()
+            && self.idempotency.is_empty()
+            && self.expiry.is_empty()
+            && self.leases.is_empty()
+    }
+}
+
+/// The machine's records on RocksDB, with a write overlay: a [`Store`].
+pub struct RocksState {
+    db: LogStore,
+    overlay: Overlay,
+}
+
+impl RocksState {
+    /// A view of the committed state (reads only see what was committed).
+    pub fn new(db: LogStore) -> Self {
+        RocksState {
+            db,
+            overlay: Overlay::default(),
+        }
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.state_get(cf, key).map_err(backend)
+    }
+
+    /// Turns the overlay into one atomic batch and writes it.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if self.overlay.is_empty() {
+            return Ok(());
+        }
+        let overlay = std::mem::take(&mut self.overlay);
+        let mut batch = StateBatch::new();
+        for (id, payment) in &overlay.payments {
+            batch.put(PAYMENTS, id.as_bytes(), payment.encode_to_vec());
+        }
+        for (index, event) in &overlay.events {
+            batch.put(EVENTS, index.to_be_bytes(), event.encode_to_vec());
+        }
+        for (key, record) in &overlay.idempotency {
+            match record {
+                Some(record) => batch.put(IDEMPOTENCY, key.as_bytes(), record.encode_to_vec()),
+                None => batch.delete(IDEMPOTENCY, key.as_bytes()),
+            };
+        }
+        for ((expires_at_ms, key), present) in &overlay.expiry {
+            let k = expiry_key(*expires_at_ms, key);
+            if *present {
+                batch.put(IDEMPOTENCY_EXPIRY, k, Vec::new());
+            } else {
+                batch.delete(IDEMPOTENCY_EXPIRY, k);
+            }
+        }
+        for (name, lease) in &overlay.leases {
+            batch.put(LEASES, name.as_bytes(), lease.encode_to_vec());
+        }
+        if let Some(meta) = &overlay.meta {
+            batch.put(META, META_KEY, meta.encode_to_vec());
+        }
+        self.db.state_write(batch, false).map_err(backend)
+    }
+}
+
+impl Store for RocksState {
+    fn meta(&self) -> Result<Option<MetaRecord>, StoreError> {
+        if let Some(meta) = &self.overlay.meta {
+            return Ok(Some(meta.clone()));
+        }
+        self.get(META, META_KEY)?
+            .map(|b| decode("meta", || "meta".into(), &b))
+            .transpose()
+    }
+
+    fn payment(&self, payment_id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        if let Some(p) = self.overlay.payments.get(payment_id) {
+            return Ok(Some(p.clone()));
+        }
+        self.get(PAYMENTS, payment_id.as_bytes())?
+            .map(|b| decode("payment", || payment_id.to_string(), &b))
+            .transpose()
+    }
+
+    fn event(&self, index: Index) -> Result<Option<EventRecord>, StoreError> {
+        if let Some(e) = self.overlay.events.get(&index) {
+            return Ok(Some(e.clone()));
+        }
+        self.get(EVENTS, &index.to_be_bytes())?
+            .map(|b| decode("event", || index.to_string(), &b))
+            .transpose()
+    }
+
+    fn events_after(&self, after: Index, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut events = Vec::with_capacity(limit.min(1024));
+        for (key, value) in self.db.state_scan(EVENTS, &start, limit).map_err(backend)? {
+            let index = Index::from_be_bytes(key.as_slice().try_into().map_err(|_| {
+                StoreError::Inconsistent(format!("event key of {} bytes", key.len()))
+            })?);
+            events.push(decode("event", || index.to_string(), &value)?);
+        }
+        // Uncommitted events all follow the committed ones (indexes only grow).
+        for (_, event) in self.overlay.events.range(after.saturating_add(1)..) {
+            if events.len() >= limit {
+                break;
+            }
+            events.push(event.clone());
+        }
+        Ok(events)
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        if let Some(record) = self.overlay.idempotency.get(key) {
+            return Ok(record.clone());
+        }
+        self.get(IDEMPOTENCY, key.as_bytes())?
+            .map(|b| decode("idempotency", || key.to_string(), &b))
+            .transpose()
+    }
+
+    fn idempotency_expiring_by(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyExpiry>, StoreError> {
+        let deleted = self.overlay.expiry.values().filter(|p| !**p).count();
+        let mut found = Vec::new();
+        for (key, _) in self
+            .db
+            .state_scan(IDEMPOTENCY_EXPIRY, &[], limit + deleted)
+            .map_err(backend)?
+        {
+            if key.len() < 8 {
+                return Err(StoreError::Inconsistent("short expiry key".into()));
+            }
+            let (at, name) = key.split_at(8);
+            let expires_at_ms = u64::from_be_bytes(at.try_into().expect("8 bytes"));
+            if expires_at_ms > now_ms {
+                break;
+            }
+            let key = String::from_utf8(name.to_vec())
+                .map_err(|_| StoreError::Inconsistent("expiry key is not UTF-8".into()))?;
+            if self.overlay.expiry.get(&(expires_at_ms, key.clone())) != Some(&false) {
+                found.push(IdempotencyExpiry { expires_at_ms, key });
+            }
+        }
+        for ((expires_at_ms, key), present) in &self.overlay.expiry {
+            if *present && *expires_at_ms <= now_ms {
+                found.push(IdempotencyExpiry {
+                    expires_at_ms: *expires_at_ms,
+                    key: key.clone(),
+                });
+            }
+        }
+        found.sort();
+        found.dedup();
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    fn lease(&self, name: &str) -> Result<Option<LeaseRecord>, StoreError> {
+        if let Some(l) = self.overlay.leases.get(name) {
+            return Ok(Some(l.clone()));
+        }
+        self.get(LEASES, name.as_bytes())?
+            .map(|b| decode("lease", || name.to_string(), &b))
+            .transpose()
+    }
+
+    fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
+        let mut leases: BTreeMap<String, LeaseRecord> = BTreeMap::new();
+        for (key, value) in self
+            .db
+            .state_scan(LEASES, &[], usize::MAX)
+            .map_err(backend)?
+        {
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let record = decode("lease", || name.clone(), &value)?;
+            leases.insert(name, record);
+        }
+        for (name, lease) in &self.overlay.leases {
+            leases.insert(name.clone(), lease.clone());
+        }
+        Ok(leases.into_values().collect())
+    }
+
+    fn put_meta(&mut self, meta: MetaRecord) {
+        self.overlay.meta = Some(meta);
+    }
+
+    fn put_payment(&mut self, payment: PaymentRecord) {
+        self.overlay
+            .payments
+            .insert(payment.payment_id.clone(), payment);
+    }
+
+    fn put_event(&mut self, event: EventRecord) {
+        self.overlay.events.insert(event.index, event);
+    }
+
+    fn put_idempotency(&mut self, record: IdempotencyRecord) {
+        self.overlay
+            .expiry
+            .insert((record.expires_at_ms, record.key.clone()), true);
+        self.overlay
+            .idempotency
+            .insert(record.key.clone(), Some(record));
+    }
+
+    fn delete_idempotency(&mut self, expiry: &IdempotencyExpiry) {
+        // Only delete the record if it is the one this expiry entry describes (a newer record
+        // of the same key has another expiry).
+        if let Ok(Some(current)) = self.idempotency(&expiry.key) {
+            if current.expires_at_ms == expiry.expires_at_ms {
+                self.overlay.idempotency.insert(expiry.key.clone(), None);
+            }
+        }
+        self.overlay
+            .expiry
+            .insert((expiry.expires_at_ms, expiry.key.clone()), false);
+    }
+
+    fn put_lease(&mut self, lease: LeaseRecord) {
+        self.overlay.leases.insert(lease.name.clone(), lease);
+    }
+}
+
+/// The payments machine as the node drives it.
+pub struct RocksMachine {
+    state: RocksState,
+    applied_index: Index,
+}
+
+impl RocksMachine {
+    /// The column families the machine needs in the `LogStore`.
+    pub fn column_families() -> Vec<String> {
+        [
+            PAYMENTS,
+            EVENTS,
+            IDEMPOTENCY,
+            IDEMPOTENCY_EXPIRY,
+            LEASES,
+            META,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Loads the machine from `db` (opened with [`RocksMachine::column_families`]).
+    pub fn open(db: LogStore) -> Result<Self, StoreError> {
+        let state = RocksState::new(db);
+        let applied_index = state.meta()?.map_or(0, |m| m.applied_index);
+        Ok(RocksMachine {
+            state,
+            applied_index,
+        })
+    }
+}
+
+impl StateMachine for RocksMachine {
+    fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String> {
+        let mut outputs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.index <= self.applied_index {
+                // Already applied before a restart: the output is not needed by anyone.
+                outputs.push(Bytes::new());
+                continue;
+            }
+            let applied = machine::apply_entry(&mut self.state, entry)
+                .map_err(|e| format!("applying entry {} failed: {e}", entry.index))?;
+            outputs.push(applied.encode());
+        }
+        self.state
+            .commit()
+            .map_err(|e| format!("writing the payments state failed: {e}"))?;
+        if let Some(last) = entries.last() {
+            self.applied_index = self.applied_index.max(last.index);
+        }
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,316 @@
+//! The sending side: one task, one queue and one HTTP/2 channel per peer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use quorate_proto::convert::{self, PeerRequest, PeerResponse};
+use quorate_proto::raft as pb;
+use quorate_proto::raft::raft_client::RaftClient;
+use quorate_raft_core::{Message, NodeId, Payload};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::TransportConfig;
+use crate::error::{Error, Result};
+use crate::stats::StatsTable;
+
+/// Sends core messages to peers and delivers their replies to the node.
+#[derive(Clone)]
+pub struct Transport {
+    config: Arc<TransportConfig>,
+    queues: Arc<BTreeMap<NodeId, mpsc::Sender<Message>>>,
+    clients: Arc<BTreeMap<NodeId, RaftClient<Channel>>>,
+    stats: Arc<StatsTable>,
+}
+
+type RpcFuture = Pin<Box<dyn Future<Output = RpcDone> + Send>>;
+
+/// A finished RPC.
+struct RpcDone {
+    is_append: bool,
+    started: Instant,
+    result: std::result::Result<Option<PeerResponse>, tonic::Status>,
+}
+
+impl Transport {
+    /// Starts one sender task per peer. Replies are delivered to `inbox`. Must be called
+    /// inside a tokio runtime.
+    pub fn start(
+        config: TransportConfig,
+        inbox: mpsc::Sender<Message>,
+        stats: Arc<StatsTable>,
+    ) -> Result<Self> {
+        let config = Arc::new(config);
+        let mut queues = BTreeMap::new();
+        let mut clients = BTreeMap::new();
+        for (&peer, address) in &config.peers {
+            if peer == config.node_id {
+                continue;
+            }
+            let endpoint = Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| Error::InvalidAddress {
+                    node: peer,
+                    address: address.clone(),
+                    reason: e.to_string(),
+                })?
+                .connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5));
+            let client = RaftClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes);
+            let (tx, rx) = mpsc::channel(config.queue_capacity);
+            let task = PeerTask {
+                peer,
+                client: client.clone(),
+                queue: rx,
+                inbox: inbox.clone(),
+                stats: stats.clone(),
+                config: config.clone(),
+                backoff: config.backoff_min,
+                down_until: None,
+            };
+            tokio::spawn(task.run());
+            queues.insert(peer, tx);
+            clients.insert(peer, client);
+        }
+        Ok(Transport {
+            config,
+            queues: Arc::new(queues),
+            clients: Arc::new(clients),
+            stats,
+        })
+    }
+
+    /// Queues `message` for its recipient. Never blocks: when the peer's queue is full (the
+    /// peer is dead or slow) the message is dropped and counted; Raft retransmits.
+    pub fn send(&self, message: Message) {
+        let peer = message.to;
+        let Some(queue) = self.queues.get(&peer) else {
+            tracing::warn!(peer, "message for an unknown peer dropped");
+            return;
+        };
+        if queue.try_send(message).is_err() {
+            self.stats.dropped(peer);
+        }
+    }
+
+    /// Asks `leader` to propose `command` and waits for its output (for followers forwarding
+    /// client writes).
+    pub async fn forward(
+        &self,
+        leader: NodeId,
+        term: u64,
+        command: Bytes,
+        deadline: Duration,
+    ) -> std::result::Result<pb::ForwardResponse, tonic::Status> {
+        let Some(client) = self.clients.get(&leader) else {
+            return Err(tonic::Status::internal(format!(
+                "node {leader} is not a peer"
+            )));
+        };
+        let mut client = client.clone();
+        let mut request = tonic::Request::new(pb::ForwardRequest {
+            header: Some(pb::Header {
+                cluster_id: self.config.cluster_id,
+                from: self.config.node_id,
+                to: leader,
+                term,
+            }),
+            command,
+        });
+        request.set_timeout(deadline);
+        let started = Instant::now();
+        match tokio::time::timeout(deadline, client.forward(request)).await {
+            Ok(Ok(reply)) => {
+                self.stats.sent_ok(leader, started.elapsed(), None);
+                Ok(reply.into_inner())
+            }
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "the leader (node {leader}) did not answer within {deadline:?}"
+            ))),
+        }
+    }
+
+    /// Per-peer statistics.
+    pub fn stats(&self) -> &Arc<StatsTable> {
+        &self.stats
+    }
+
+    /// The peer address of `node`, if it is a member.
+    pub fn address_of(&self, node: NodeId) -> Option<&str> {
+        self.config.peers.get(&node).map(String::as_str)
+    }
+}
+
+struct PeerTask {
+    peer: NodeId,
+    client: RaftClient<Channel>,
+    queue: mpsc::Receiver<Message>,
+    inbox: mpsc::Sender<Message>,
+    stats: Arc<StatsTable>,
+    config: Arc<TransportConfig>,
+    backoff: Duration,
+    down_until: Option<Instant>,
+}
+
+impl PeerTask {
+    async fn run(mut self) {
+        let mut in_flight: FuturesUnordered<RpcFuture> = FuturesUnordered::new();
+        let mut appends_in_flight = 0usize;
+        let mut waiting_appends: VecDeque<Message> = VecDeque::new();
+        loop {
+            tokio::select! {
+                message = self.queue.recv(), if waiting_appends.len() < self.config.queue_capacity => {
+                    let Some(message) = message else { break };
+                    if self.is_down() {
+                        self.stats.dropped(self.peer);
+                    } else if matches!(message.payload, Payload::AppendRequest(_)) {
+                        waiting_appends.push_back(message);
+                    } else if let Some(rpc) = self.start(message) {
+                        in_flight.push(rpc);
+                    }
+                }
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    if done.is_append {
+                        appends_in_flight -= 1;
+                    }
+                    self.finish(done);
+                    if self.is_down() {
+                        for _ in waiting_appends.drain(..) {
+                            self.stats.dropped(self.peer);
+                        }
+                    }
+                }
+            }
+            // Start appends in the order the core produced them, within the window.
+            while appends_in_flight < self.config.max_appends_in_flight {
+                let Some(message) = waiting_appends.pop_front() else {
+                    break;
+                };
+                if let Some(rpc) = self.start(message) {
+                    in_flight.push(rpc);
+                    appends_in_flight += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether the peer is backed off.
+    fn is_down(&mut self) -> bool {
+        match self.down_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                // The back-off elapsed: let traffic through again (the next failure doubles it).
+                self.down_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn start(&self, message: Message) -> Option<RpcFuture> {
+        let Some(request) = convert::request_to_proto(self.config.cluster_id, &message) else {
+            tracing::warn!(
+                peer = self.peer,
+                kind = message.payload.kind(),
+                "not a request"
+            );
+            return None;
+        };
+        let is_append = matches!(request, PeerRequest::Append(_));
+        let mut client = self.client.clone();
+        let deadline = self.config.rpc_timeout;
+        Some(Box::pin(async move {
+            let started = Instant::now();
+            let call = async {
+                Ok(match request {
+                    PeerRequest::Vote(r) => Some(PeerResponse::Vote(
+                        client.request_vote(timed(r, deadline)).await?.into_inner(),
+                    )),
+                    PeerRequest::Append(r) => Some(PeerResponse::Append(
+                        client
+                            .append_entries(timed(r, deadline))
+                            .await?
+                            .into_inner(),
+                    )),
+                    PeerRequest::Heartbeat(r) => Some(PeerResponse::Heartbeat(
+                        client.heartbeat(timed(r, deadline)).await?.into_inner(),
+                    )),
+                    PeerRequest::TimeoutNow(r) => {
+                        client.timeout_now(timed(r, deadline)).await?;
+                        None
+                    }
+                    PeerRequest::ReadIndex(r) => Some(PeerResponse::ReadIndex(
+                        client.read_index(timed(r, deadline)).await?.into_inner(),
+                    )),
+                })
+            };
+            let result = match tokio::time::timeout(deadline, call).await {
+                Ok(result) => result,
+                Err(_) => Err(tonic::Status::deadline_exceeded("rpc deadline exceeded")),
+            };
+            RpcDone {
+                is_append,
+                started,
+                result,
+            }
+        }))
+    }
+
+    fn finish(&mut self, done: RpcDone) {
+        match done.result {
+            Ok(reply) => {
+                self.backoff = self.config.backoff_min;
+                let message = reply.map(convert::response_from_proto);
+                let term = match &message {
+                    Some(Ok(m)) => Some(m.term),
+                    _ => None,
+                };
+                self.stats.sent_ok(self.peer, done.started.elapsed(), term);
+                match message {
+                    Some(Ok(m)) if m.to == self.config.node_id => {
+                        let delivered = self.inbox.try_send(m).is_ok();
+                        if !delivered {
+                            tracing::debug!(peer = self.peer, "node inbox full, reply dropped");
+                        }
+                    }
+                    Some(Ok(m)) => {
+                        tracing::warn!(peer = self.peer, to = m.to, "reply addressed elsewhere")
+                    }
+                    Some(Err(e)) => tracing::warn!(peer = self.peer, error = %e, "bad reply"),
+                    None => {}
+                }
+            }
+            Err(status) => {
+                self.stats.sent_failed(
+                    self.peer,
+                    format!("{:?}: {}", status.code(), status.message()),
+                );
+                // Refusals by a live peer (wrong cluster, bad request) are not a reason to
+                // back off; an unreachable or timing-out peer is.
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+                ) {
+                    self.down_until = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(self.config.backoff_max);
+                }
+                tracing::debug!(peer = self.peer, code = ?status.code(), "rpc failed");
+            }
+        }
+    }
+}
+
+fn timed<T>(message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    request
+}

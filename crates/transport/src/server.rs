@@ -1,0 +1,192 @@
+//! The receiving side: the `quorate.raft.v1.Raft` service.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quorate_proto::convert::{self, PeerRequest, PeerResponse};
+use quorate_proto::raft as pb;
+use quorate_proto::raft::raft_server::{Raft, RaftServer};
+use quorate_raft_core::{Index, Message, NodeId, Term};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use crate::stats::StatsTable;
+
+/// What the transport needs from the node.
+pub trait PeerHandler: Clone + Send + Sync + 'static {
+    /// Steps a request from a peer into the Raft core and returns the core's response once the
+    /// state it depends on is durable (`None` for requests that have no response, such as
+    /// `TimeoutNow`).
+    fn deliver(
+        &self,
+        message: Message,
+    ) -> impl Future<Output = Result<Option<Message>, Status>> + Send;
+
+    /// Proposes a command forwarded by a follower (this node should be the leader) and returns
+    /// the index, term and state-machine output once it is applied.
+    fn forward(
+        &self,
+        command: Bytes,
+    ) -> impl Future<Output = Result<(Index, Term, Bytes), Status>> + Send;
+}
+
+/// The gRPC service peers call.
+#[derive(Clone)]
+pub struct RaftService<H> {
+    cluster_id: u64,
+    node_id: NodeId,
+    handler: H,
+    stats: Arc<StatsTable>,
+}
+
+impl<H: PeerHandler> RaftService<H> {
+    /// A service for `node_id` of `cluster_id`, handing requests to `handler`.
+    pub fn new(cluster_id: u64, node_id: NodeId, handler: H, stats: Arc<StatsTable>) -> Self {
+        RaftService {
+            cluster_id,
+            node_id,
+            handler,
+            stats,
+        }
+    }
+
+    /// The tonic server for this service, with the message size limit.
+    pub fn into_server(self, max_message_bytes: usize) -> RaftServer<Self> {
+        RaftServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+
+    fn check_header(&self, header: Option<&pb::Header>) -> Result<(), Status> {
+        let Some(h) = header else {
+            return Err(Status::invalid_argument("header is required"));
+        };
+        if h.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "message for cluster {:x} reached a node of cluster {:x}: check --initial-cluster",
+                h.cluster_id, self.cluster_id
+            )));
+        }
+        if h.to != self.node_id {
+            return Err(Status::failed_precondition(format!(
+                "message for node {} reached node {}: check the peer addresses",
+                h.to, self.node_id
+            )));
+        }
+        self.stats.received(h.from, h.term);
+        Ok(())
+    }
+
+    async fn exchange(&self, request: PeerRequest) -> Result<Option<PeerResponse>, Status> {
+        let message = convert::request_from_proto(request)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let Some(reply) = self.handler.deliver(message).await? else {
+            return Ok(None);
+        };
+        convert::response_to_proto(self.cluster_id, &reply)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
+    async fn expect(&self, request: PeerRequest) -> Result<PeerResponse, Status> {
+        self.exchange(request)
+            .await?
+            .ok_or_else(|| Status::unavailable("the node produced no answer"))
+    }
+}
+
+fn mismatch() -> Status {
+    Status::internal("the node answered with a response of another kind")
+}
+
+#[tonic::async_trait]
+impl<H: PeerHandler> Raft for RaftService<H> {
+    async fn request_vote(
+        &self,
+        request: Request<pb::RequestVoteRequest>,
+    ) -> Result<Response<pb::RequestVoteResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        match self.expect(PeerRequest::Vote(r)).await? {
+            PeerResponse::Vote(v) => Ok(Response::new(v)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        match self.expect(PeerRequest::Append(r)).await? {
+            PeerResponse::Append(a) => Ok(Response::new(a)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        match self.expect(PeerRequest::Heartbeat(r)).await? {
+            PeerResponse::Heartbeat(h) => Ok(Response::new(h)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<pb::TimeoutNowRequest>,
+    ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        self.exchange(PeerRequest::TimeoutNow(r)).await?;
+        Ok(Response::new(pb::TimeoutNowResponse {}))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        match self.expect(PeerRequest::ReadIndex(r)).await? {
+            PeerResponse::ReadIndex(ri) => Ok(Response::new(ri)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn forward(
+        &self,
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        let (index, term, output) = self.handler.forward(r.command).await?;
+        Ok(Response::new(pb::ForwardResponse {
+            index,
+            term,
+            output,
+        }))
+    }
+}
+
+/// Serves the peer protocol on `listener` until `shutdown` completes.
+pub async fn serve<H: PeerHandler>(
+    listener: TcpListener,
+    service: RaftService<H>,
+    max_message_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> crate::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service.into_server(max_message_bytes))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The transport against real gRPC servers on loopback.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quorate_raft_core::{HeartbeatRequest, HeartbeatResponse, Index, Message, Payload, Term};
+use quorate_transport::{serve, PeerHandler, RaftService, StatsTable, Transport, TransportConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Answers heartbeats after `delay`, like a node would.
+#[derive(Clone)]
+struct Echo {
+    id: u64,
+    delay: Duration,
+}
+
+impl PeerHandler for Echo {
+    async fn deliver(&self, m: Message) -> Result<Option<Message>, tonic::Status> {
+        tokio::time::sleep(self.delay).await;
+        let Payload::HeartbeatRequest(r) = m.payload else {
+            return Ok(None);
+        };
+        Ok(Some(Message {
+            from: self.id,
+            to: m.from,
+            term: m.term,
+            payload: Payload::HeartbeatResponse(HeartbeatResponse {
+                round: r.round,
+                request_id: r.request_id,
+            }),
+        }))
+    }
+
+    async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), tonic::Status> {
+        Ok((7, 1, command))
+    }
+}
+
+async fn start_peer(id: u64, delay: Duration, cluster_id: u64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let service = RaftService::new(
+        cluster_id,
+        id,
+        Echo { id, delay },
+        Arc::new(StatsTable::default()),
+    );
+    tokio::spawn(serve(listener, service, 1 << 20, std::future::pending()));
+    address
+}
+
+fn heartbeat(to: u64, round: u64) -> Message {
+    Message {
+        from: 1,
+        to,
+        term: 3,
+        payload: Payload::HeartbeatRequest(HeartbeatRequest {
+            commit: 0,
+            round,
+            request_id: 0,
+        }),
+    }
+}
+
+/// A port nothing listens on.
+async fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_and_a_slow_peer_do_not_delay_a_healthy_one() {
+    let healthy = start_peer(2, Duration::ZERO, 42).await;
+    // Slower than the RPC deadline: its answers never come back.
+    let slow = start_peer(3, Duration::from_secs(3), 42).await;
+    let dead = dead_address().await;
+    let peers = BTreeMap::from([(2, healthy), (3, slow), (4, dead)]);
+    let (inbox, mut replies) = mpsc::channel(1024);
+    let stats = Arc::new(StatsTable::default());
+    let transport =
+        Transport::start(TransportConfig::new(42, 1, peers), inbox, stats.clone()).unwrap();
+    let started = Instant::now();
+    for round in 1..=50 {
+        transport.send(heartbeat(4, round));
+        transport.send(heartbeat(3, round));
+        transport.send(heartbeat(2, round));
+    }
+    let mut from_healthy = 0;
+    while from_healthy < 50 {
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.recv())
+            .await
+            .expect("replies from the healthy peer keep coming")
+            .unwrap();
+        assert_eq!(reply.from, 2, "only the healthy peer can answer");
+        from_healthy += 1;
+    }
+    eprintln!(
+        "50 heartbeats answered by the healthy peer in {:?}",
+        started.elapsed()
+    );
+    let snapshot = stats.snapshot();
+    assert!(
+        snapshot[&4].failures > 0 || snapshot[&4].dropped > 0,
+        "{:?}",
+        snapshot[&4]
+    );
+    assert!(snapshot[&2].last_sent_ok.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_another_cluster_are_refused() {
+    let other = start_peer(2, Duration::ZERO, 99).await;
+    let (inbox, mut replies) = mpsc::channel(16);
+    let stats = Arc::new(StatsTable::default());
+    let transport = Transport::start(
+        TransportConfig::new(42, 1, BTreeMap::from([(2, other)])),
+        inbox,
+        stats.clone(),
+    )
+    .unwrap();
+    transport.send(heartbeat(2, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(replies.try_recv().is_err(), "no reply crosses clusters");
+    let error = stats.snapshot()[&2].last_error.clone().unwrap_or_default();
+    assert!(error.contains("cluster"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_reaches_the_leader_and_returns_its_output() {
+    let leader = start_peer(2, Duration::ZERO, 42).await;
+    let (inbox, _replies) = mpsc::channel(16);
+    let transport = Transport::start(
+        TransportConfig::new(42, 1, BTreeMap::from([(2, leader)])),
+        inbox,
+        Arc::new(StatsTable::default()),
+    )
+    .unwrap();
+    let reply = transport
+        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.index, reply.term, reply.output.as_ref()),
+        (7, 1, &b"command"[..])
+    );
+}
