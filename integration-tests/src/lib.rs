@@ -1,1 +1,426 @@
-//! Work in progress.
+//! Harness for tests with real `quorate` processes: real RocksDB directories, real sockets,
+//! real signals (SIGKILL, SIGSTOP, SIGTERM) and, as root, real network partitions between
+//! network namespaces.
+//!
+//! The binaries must be built first (`cargo build --release --bins`; `scripts/test` does it).
+//! They are looked up next to the test executable, or in `QUORATE_BIN_DIR`.
+
+pub mod client;
+pub mod netns;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use quorate_proto::admin::admin_client::AdminClient;
+use quorate_proto::admin::{Role, StatusRequest, StatusResponse};
+use quorate_proto::payments::payment_events_client::PaymentEventsClient;
+use tonic::transport::{Channel, Endpoint};
+
+use netns::Namespaces;
+
+/// The maximum election timeout of the default configuration (2 x 1 s).
+pub const MAX_ELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A binary of this workspace.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("QUORATE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> -> target/<profile>/
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target directory")
+                .to_path_buf()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (cargo build --release --bins) or set \
+         QUORATE_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Addresses and directory of one node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The node's id.
+    pub id: u64,
+    /// `--listen-client`.
+    pub client: String,
+    /// `--listen-peer` (also its entry in `--initial-cluster`).
+    pub peer: String,
+    /// `--listen-metrics`.
+    pub metrics: String,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// The network namespace it runs in, if any.
+    pub namespace: Option<String>,
+}
+
+/// A running (or stopped) node process.
+pub struct NodeProcess {
+    /// How it is started.
+    pub spec: NodeSpec,
+    child: Option<Child>,
+    log: PathBuf,
+    stopped: bool,
+}
+
+/// A cluster of `quorate serve` processes, killed when dropped.
+pub struct Cluster {
+    /// The nodes by id.
+    pub nodes: BTreeMap<u64, NodeProcess>,
+    initial_cluster: String,
+    _dir: tempfile::TempDir,
+    namespaces: Option<Namespaces>,
+    /// Extra flags for every node.
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// `n` nodes on loopback, each started with the DESIGN.md flags.
+    pub fn start(n: u64) -> Result<Cluster> {
+        Cluster::start_with(n, None, Vec::new())
+    }
+
+    /// `n` nodes, each in its own network namespace (requires root), so that partitions
+    /// can be made with routes.
+    pub fn start_in_namespaces(n: u64) -> Result<Cluster> {
+        let namespaces = Namespaces::create(n)?;
+        Cluster::start_with(n, Some(namespaces), Vec::new())
+    }
+
+    /// `n` nodes on loopback with extra flags.
+    pub fn start_with_args(n: u64, extra_args: Vec<String>) -> Result<Cluster> {
+        Cluster::start_with(n, None, extra_args)
+    }
+
+    fn start_with(
+        n: u64,
+        namespaces: Option<Namespaces>,
+        extra_args: Vec<String>,
+    ) -> Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("quorate-it-").tempdir()?;
+        let mut specs = Vec::new();
+        for id in 1..=n {
+            let (host, ports) = match &namespaces {
+                Some(ns) => (ns.address(id), [2379, 2380, 9090]),
+                None => (
+                    "127.0.0.1".to_string(),
+                    [free_port(), free_port(), free_port()],
+                ),
+            };
+            specs.push(NodeSpec {
+                id,
+                client: format!("{host}:{}", ports[0]),
+                peer: format!("{host}:{}", ports[1]),
+                metrics: format!("{host}:{}", ports[2]),
+                data_dir: dir.path().join(format!("node{id}")),
+                namespace: namespaces.as_ref().map(|ns| ns.name(id)),
+            });
+        }
+        let initial_cluster = specs
+            .iter()
+            .map(|s| format!("{}={}", s.id, s.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            initial_cluster,
+            _dir: dir,
+            namespaces,
+            extra_args,
+        };
+        for spec in specs {
+            let log = cluster._dir.path().join(format!("node{}.log", spec.id));
+            cluster.nodes.insert(
+                spec.id,
+                NodeProcess {
+                    spec,
+                    child: None,
+                    log,
+                    stopped: false,
+                },
+            );
+        }
+        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, id: u64) -> Result<()> {
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
+        let log = File::options().create(true).append(true).open(&node.log)?;
+        let quorate = binary("quorate");
+        let mut command = match &node.spec.namespace {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&quorate);
+                c
+            }
+            None => Command::new(&quorate),
+        };
+        command
+            .arg("serve")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.spec.data_dir)
+            .args(["--listen-client", &node.spec.client])
+            .args(["--listen-peer", &node.spec.peer])
+            .args(["--listen-metrics", &node.spec.metrics])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(&self.extra_args)
+            .env("QUORATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting node {id} ({})", quorate.display()))?;
+        node.child = Some(child);
+        node.stopped = false;
+        Ok(())
+    }
+
+    /// The ids of the nodes whose process runs (not killed, not stopped).
+    pub fn live(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.child.is_some() && !n.stopped)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn pid(&self, id: u64) -> Result<Pid> {
+        let child = self.nodes[&id]
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("node {id} is not running"))?;
+        Ok(Pid::from_raw(child.id() as i32))
+    }
+
+    /// SIGKILL: the process dies at once, losing whatever was not synced.
+    pub fn sigkill(&mut self, id: u64) -> Result<()> {
+        kill(self.pid(id)?, Signal::SIGKILL)?;
+        if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP: the process freezes (as in a long GC pause or a stalled VM).
+    pub fn sigstop(&mut self, id: u64) -> Result<()> {
+        kill(self.pid(id)?, Signal::SIGSTOP)?;
+        self.nodes.get_mut(&id).expect("node").stopped = true;
+        Ok(())
+    }
+
+    /// SIGCONT: a stopped process resumes.
+    pub fn sigcont(&mut self, id: u64) -> Result<()> {
+        kill(self.pid(id)?, Signal::SIGCONT)?;
+        self.nodes.get_mut(&id).expect("node").stopped = false;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the process to exit; returns its status and how
+    /// long it took.
+    pub fn sigterm(&mut self, id: u64, timeout: Duration) -> Result<(ExitStatus, Duration)> {
+        let started = Instant::now();
+        kill(self.pid(id)?, Signal::SIGTERM)?;
+        let mut child = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.child.take())
+            .expect("running");
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, started.elapsed()));
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("node {id} did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a node again on its data directory.
+    pub fn restart(&mut self, id: u64) -> Result<()> {
+        if self.nodes[&id].child.is_some() {
+            bail!("node {id} is still running");
+        }
+        self.spawn(id)
+    }
+
+    /// A channel to a node's client port.
+    pub async fn channel(&self, id: u64) -> Result<Channel> {
+        let address = &self.nodes[&id].spec.client;
+        let channel = Endpoint::from_shared(format!("http://{address}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to node {id} at {address}"))?;
+        Ok(channel)
+    }
+
+    /// A payments client for a node.
+    pub async fn payments(&self, id: u64) -> Result<PaymentEventsClient<Channel>> {
+        Ok(PaymentEventsClient::new(self.channel(id).await?))
+    }
+
+    /// The health of `quorate.payments.v1.PaymentEvents` on a node.
+    pub async fn payments_health(&self, id: u64) -> Result<i32> {
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(self.channel(id).await?);
+        let reply = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "quorate.payments.v1.PaymentEvents".into(),
+            })
+            .await?;
+        Ok(reply.into_inner().status)
+    }
+
+    /// `Admin.Status` of a node, or `None` if it does not answer within 1 s.
+    pub async fn status(&self, id: u64) -> Option<StatusResponse> {
+        let fut = async {
+            let mut admin = AdminClient::new(self.channel(id).await.ok()?);
+            admin
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        };
+        tokio::time::timeout(Duration::from_secs(1), fut)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits until the live nodes agree on one leader of one term, and returns it.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut statuses = Vec::new();
+            for id in self.live() {
+                statuses.push(self.status(id).await);
+            }
+            if let Some(leader) = agreed_leader(&statuses) {
+                return Ok(leader);
+            }
+            if Instant::now() > deadline {
+                bail!("no agreed leader within {timeout:?}: {statuses:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every live node has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = Vec::new();
+            for id in self.live() {
+                match self.status(id).await {
+                    Some(s) if s.applied_index >= index => {}
+                    other => behind.push((id, other.map(|s| s.applied_index))),
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("nodes behind index {index} after {timeout:?}: {behind:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cuts node `id` off from every other node (its clients can still reach it).
+    pub fn isolate(&self, id: u64) -> Result<()> {
+        self.namespaces
+            .as_ref()
+            .ok_or_else(|| anyhow!("partitions need a cluster started in namespaces"))?
+            .isolate(id)
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) -> Result<()> {
+        self.namespaces
+            .as_ref()
+            .ok_or_else(|| anyhow!("partitions need a cluster started in namespaces"))?
+            .heal()
+    }
+
+    /// The last lines of every node's log.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for (id, node) in &self.nodes {
+            let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            out += &format!("---- node {id} ({}) ----\n", node.log.display());
+            for line in tail.into_iter().rev() {
+                out += line;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// The leader every answering node names, if they agree and it says it leads.
+pub fn agreed_leader(statuses: &[Option<StatusResponse>]) -> Option<u64> {
+    let answered: Vec<&StatusResponse> = statuses.iter().flatten().collect();
+    if answered.len() != statuses.len() || answered.is_empty() {
+        return None;
+    }
+    let leader = answered[0].leader_id;
+    let term = answered[0].term;
+    let agreed = leader != 0
+        && answered
+            .iter()
+            .all(|s| s.leader_id == leader && s.term == term);
+    let leads = answered
+        .iter()
+        .any(|s| s.node_id == leader && s.role == Role::Leader as i32);
+    (agreed && leads).then_some(leader)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(60));
+        }
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let pid = Pid::from_raw(child.id() as i32);
+                let _ = kill(pid, Signal::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -101,11 +101,10 @@ impl NodeError {
             },
             Some("INVALID_ARGUMENT") => NodeError::Invalid(message),
             Some(_) => NodeError::Internal(message),
-            None if status.code() == Code::DeadlineExceeded => NodeError::OutcomeUnknown {
-                reason: format!("the leader did not answer in time ({message})"),
-            },
-            None => NodeError::NoQuorum {
-                reason: format!("the leader could not be reached ({message})"),
+            // A transport failure after the request may have left: the leader may have
+            // received and committed it.
+            None => NodeError::OutcomeUnknown {
+                reason: format!("the leader did not answer ({:?}: {message})", status.code()),
             },
         }
     }
@@ -150,10 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_transport_failure_means_the_leader_is_unreachable() {
-        let e = NodeError::from_status(&Status::unavailable("connection refused"));
-        assert_eq!(e.reason(), "NO_QUORUM");
-        let e = NodeError::from_status(&Status::deadline_exceeded("slow"));
-        assert_eq!(e.reason(), "OUTCOME_UNKNOWN");
+    fn a_bare_transport_failure_leaves_the_outcome_unknown() {
+        // The request may have reached the leader before the connection broke.
+        for status in [
+            Status::unavailable("connection reset"),
+            Status::deadline_exceeded("slow"),
+            Status::cancelled("timeout expired"),
+        ] {
+            assert_eq!(NodeError::from_status(&status).reason(), "OUTCOME_UNKNOWN");
+        }
     }
 }

@@ -116,6 +116,27 @@ impl NodeHandle {
         }
     }
 
+    /// Runs `work` unless this node loses touch with a quorum first; then `on_loss` says what
+    /// became of the request (a write in flight: unknown; a read: refused).
+    async fn unless_cut_off<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, NodeError>>,
+        on_loss: impl FnOnce(NodeError) -> NodeError,
+    ) -> Result<T, NodeError> {
+        let watch_contact = async {
+            loop {
+                tokio::time::sleep(self.shared.config.tick()).await;
+                if let Err(e) = self.check_quorum_reachable() {
+                    return e;
+                }
+            }
+        };
+        tokio::select! {
+            result = work => result,
+            lost = watch_contact => Err(on_loss(lost)),
+        }
+    }
+
     /// Refuses at once when this node cannot reach a leader with a quorum, so that a node cut
     /// off from the majority fails fast with `NO_QUORUM` and says why.
     pub fn check_quorum_reachable(&self) -> Result<(), NodeError> {
@@ -124,15 +145,33 @@ impl NodeHandle {
         if status.stopping {
             return Err(NodeError::ShuttingDown);
         }
+        // A leader or follower that has been out of touch for this long cannot commit or
+        // confirm anything now; refusing at once beats accepting work that will hang.
+        let silence_limit = self.shared.config.heartbeat_interval * 3;
         match (raft.role, raft.leader_id) {
-            (Role::Leader, _) if raft.quorum_active => Ok(()),
-            (Role::Leader, _) => Err(NodeError::NoQuorum {
-                reason: format!(
-                    "node {} leads term {} but has not heard from a majority for an election \
-                     timeout",
-                    raft.id, raft.term
-                ),
-            }),
+            (Role::Leader, _) => {
+                let recent = raft
+                    .progress
+                    .iter()
+                    .filter(|(_, p)| {
+                        !p.is_learner && status.tick * p.ticks_since_ack <= silence_limit
+                    })
+                    .count();
+                let voters = raft.progress.values().filter(|p| !p.is_learner).count();
+                if raft.quorum_active && recent > voters / 2 {
+                    Ok(())
+                } else {
+                    Err(NodeError::NoQuorum {
+                        reason: format!(
+                            "node {} leads term {} but only {recent} of {voters} voters (itself \
+                             included) answered within {} ms",
+                            raft.id,
+                            raft.term,
+                            silence_limit.as_millis()
+                        ),
+                    })
+                }
+            }
             (_, None) => Err(NodeError::NoQuorum {
                 reason: format!(
                     "node {} is a {} in term {} and knows no leader: it cannot reach a majority",
@@ -141,7 +180,7 @@ impl NodeHandle {
             }),
             (_, Some(leader)) => {
                 let silent = status.tick * raft.ticks_since_leader_contact;
-                if silent > self.shared.config.heartbeat_interval * 3 {
+                if silent > silence_limit {
                     Err(NodeError::NoQuorum {
                         reason: format!(
                             "node {} has not heard from its leader (node {leader}) for {} ms",
@@ -160,6 +199,17 @@ impl NodeHandle {
     /// node is a follower.
     pub async fn propose(&self, command: Bytes) -> Result<Applied, NodeError> {
         self.check_quorum_reachable()?;
+        self.unless_cut_off(self.route_proposal(command), |lost| {
+            NodeError::OutcomeUnknown {
+                reason: format!(
+                    "contact with a quorum was lost while the write was in flight ({lost})"
+                ),
+            }
+        })
+        .await
+    }
+
+    async fn route_proposal(&self, command: Bytes) -> Result<Applied, NodeError> {
         let status = self.status();
         if status.raft.role == Role::Leader {
             match self.propose_here(command.clone()).await {
@@ -222,7 +272,7 @@ impl NodeHandle {
     pub async fn read_index(&self, mode: ReadMode) -> Result<Index, NodeError> {
         self.check_quorum_reachable()?;
         let timeout = self.shared.config.election_timeout;
-        self.ask(
+        let read = self.ask(
             |reply| Input::Read { mode, reply },
             timeout,
             || NodeError::NoQuorum {
@@ -231,8 +281,9 @@ impl NodeHandle {
                     timeout.as_millis()
                 ),
             },
-        )
-        .await
+        );
+        // A read has no side effect: losing the quorum simply refuses it.
+        self.unless_cut_off(read, |lost| lost).await
     }
 
     /// Starts handing leadership to `target` (this node must be the leader).

@@ -1,0 +1,120 @@
+//! Client-side helpers: retries with the same idempotency key, error reasons.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use quorate_proto::payments as pb;
+use quorate_proto::payments::payment_events_client::PaymentEventsClient;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::Cluster;
+
+/// The `ErrorInfo` reason of a status, if any.
+pub fn reason(status: &tonic::Status) -> Option<String> {
+    status.get_details_error_info().map(|i| i.reason)
+}
+
+/// Whether a failed write may be retried with the same idempotency key.
+pub fn retryable(status: &tonic::Status) -> bool {
+    match reason(status).as_deref() {
+        Some("OUTCOME_UNKNOWN" | "NO_QUORUM" | "NOT_LEADER" | "SHUTTING_DOWN") => true,
+        Some(_) => false,
+        None => matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        ),
+    }
+}
+
+/// A small deterministic generator for picking nodes.
+pub struct Pick(u64);
+
+impl Pick {
+    /// Seeded.
+    pub fn new(seed: u64) -> Self {
+        Pick(seed | 1)
+    }
+
+    /// One of `items`.
+    pub fn one<T: Copy>(&mut self, items: &[T]) -> T {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        items[(self.0 % items.len() as u64) as usize]
+    }
+}
+
+/// Cached clients of every node.
+#[derive(Default)]
+pub struct Clients {
+    payments: HashMap<u64, PaymentEventsClient<Channel>>,
+}
+
+impl Clients {
+    /// The payments client of node `id` (connected on first use).
+    pub async fn payments(
+        &mut self,
+        cluster: &Cluster,
+        id: u64,
+    ) -> Result<PaymentEventsClient<Channel>, tonic::Status> {
+        if let Some(client) = self.payments.get(&id) {
+            return Ok(client.clone());
+        }
+        let client = cluster
+            .payments(id)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        self.payments.insert(id, client.clone());
+        Ok(client)
+    }
+
+    /// Forgets node `id`'s connection (after it was killed or restarted).
+    pub fn forget(&mut self, id: u64) {
+        self.payments.remove(&id);
+    }
+
+    /// Submits through random live nodes, retrying with the same idempotency key while the
+    /// outcome is unknown, until `deadline` passes. Returns the answer and the node that gave
+    /// it, or the last error.
+    pub async fn submit(
+        &mut self,
+        cluster: &Cluster,
+        pick: &mut Pick,
+        request: &pb::SubmitRequest,
+        deadline: Duration,
+    ) -> Result<(pb::SubmitResponse, u64), tonic::Status> {
+        let started = Instant::now();
+        loop {
+            let live = cluster.live();
+            let id = pick.one(&live);
+            let result = match self.payments(cluster, id).await {
+                Ok(mut client) => client.submit(request.clone()).await.map(|r| r.into_inner()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(reply) => return Ok((reply, id)),
+                Err(status) if retryable(&status) && started.elapsed() < deadline => {
+                    if status.code() == tonic::Code::Unavailable && reason(&status).is_none() {
+                        self.forget(id);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+}
+
+/// A valid authorization request for `payment_id` with idempotency key `key`.
+pub fn authorize(payment_id: &str, key: &str, amount_minor: i64) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        payment_id: payment_id.to_string(),
+        idempotency_key: key.to_string(),
+        kind: pb::EventKind::Authorized as i32,
+        amount_minor,
+        currency: "EUR".into(),
+        metadata: HashMap::new(),
+        fence: None,
+    }
+}
