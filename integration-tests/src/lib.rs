@@ -11,7 +11,7 @@ pub mod netns;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,12 +33,14 @@ pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("QUORATE_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            // target/<profile>/deps/<test> -> target/<profile>/
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target directory")
-                .to_path_buf()
+            let exe = std::env::current_exe().expect("executable path");
+            // Tests live in target/<profile>/deps/, binaries in target/<profile>/.
+            let dir = exe.parent().expect("target directory");
+            if dir.ends_with("deps") {
+                dir.parent().unwrap_or(dir).to_path_buf()
+            } else {
+                dir.to_path_buf()
+            }
         });
     let path = dir.join(name);
     assert!(
