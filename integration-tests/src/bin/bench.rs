@@ -21,7 +21,12 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Writes through random nodes with `clients` concurrent clients for `duration`; returns
 /// writes per second and per-write latencies in milliseconds.
-async fn throughput(cluster: &Cluster, label: &str, clients: usize, duration: Duration) -> (f64, Vec<f64>) {
+async fn throughput(
+    cluster: &Cluster,
+    label: &str,
+    clients: usize,
+    duration: Duration,
+) -> (f64, Vec<f64>) {
     let counter = Cell::new(0u64);
     let started = Instant::now();
     let latencies = std::cell::RefCell::new(Vec::new());
@@ -36,16 +41,26 @@ async fn throughput(cluster: &Cluster, label: &str, clients: usize, duration: Du
                 counter.set(n + 1);
                 let id = format!("{label}-{w}-{n}");
                 let t = Instant::now();
-                conn.submit(cluster, &mut pick, &authorize(&id, &id, 100), Duration::from_secs(10))
-                    .await
-                    .expect("write");
-                latencies.borrow_mut().push(t.elapsed().as_secs_f64() * 1000.0);
+                conn.submit(
+                    cluster,
+                    &mut pick,
+                    &authorize(&id, &id, 100),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("write");
+                latencies
+                    .borrow_mut()
+                    .push(t.elapsed().as_secs_f64() * 1000.0);
             }
         }
     };
     join_all((0..clients).map(worker)).await;
     let writes = latencies.borrow().len() as f64;
-    (writes / started.elapsed().as_secs_f64(), latencies.into_inner())
+    (
+        writes / started.elapsed().as_secs_f64(),
+        latencies.into_inner(),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +83,10 @@ async fn main() -> Result<()> {
         println!("failover round {round}: leader SIGKILL -> first accepted write in {took:.0} ms");
         failovers.push(took);
     }
-    println!("failover median: {:.0} ms over {rounds} rounds", median(failovers));
+    println!(
+        "failover median: {:.0} ms over {rounds} rounds",
+        median(failovers)
+    );
 
     let cluster = Cluster::start(3)?;
     cluster.wait_for_leader(Duration::from_secs(15)).await?;
@@ -78,8 +96,13 @@ async fn main() -> Result<()> {
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
         for round in 0..rounds {
-            let (rate, mut lat) =
-                throughput(&cluster, &format!("c{clients}r{round}"), clients, Duration::from_secs(5)).await;
+            let (rate, mut lat) = throughput(
+                &cluster,
+                &format!("c{clients}r{round}"),
+                clients,
+                Duration::from_secs(5),
+            )
+            .await;
             lat.sort_by(|a, b| a.total_cmp(b));
             let p50 = lat[lat.len() / 2];
             let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
