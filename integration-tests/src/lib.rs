@@ -8,6 +8,7 @@
 pub mod client;
 pub mod netns;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
@@ -16,7 +17,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::kill;
+pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::admin::{Role, StatusRequest, StatusResponse};
@@ -82,7 +84,9 @@ pub struct NodeProcess {
     pub spec: NodeSpec,
     child: Option<Child>,
     log: PathBuf,
-    stopped: bool,
+    /// Killed or stopped: not counted as live (a `Cell` so a running test can kill a node
+    /// while its clients hold the cluster).
+    stopped: Cell<bool>,
 }
 
 /// A cluster of `quorate serve` processes, killed when dropped.
@@ -158,7 +162,7 @@ impl Cluster {
                     spec,
                     child: None,
                     log,
-                    stopped: false,
+                    stopped: Cell::new(false),
                 },
             );
         }
@@ -202,7 +206,7 @@ impl Cluster {
             .spawn()
             .with_context(|| format!("starting node {id} ({})", quorate.display()))?;
         node.child = Some(child);
-        node.stopped = false;
+        node.stopped.set(false);
         Ok(())
     }
 
@@ -210,7 +214,7 @@ impl Cluster {
     pub fn live(&self) -> Vec<u64> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.child.is_some() && !n.stopped)
+            .filter(|(_, n)| n.child.is_some() && !n.stopped.get())
             .map(|(&id, _)| id)
             .collect()
     }
@@ -221,6 +225,19 @@ impl Cluster {
             .as_ref()
             .ok_or_else(|| anyhow!("node {id} is not running"))?;
         Ok(Pid::from_raw(child.id() as i32))
+    }
+
+    /// Sends `signal` to node `id` without waiting; SIGKILL and SIGSTOP take it out of
+    /// [`Cluster::live`], SIGCONT puts it back. A killed node is reaped by `restart`.
+    pub fn signal(&self, id: u64, signal: Signal) -> Result<()> {
+        kill(self.pid(id)?, signal)?;
+        let stopped = &self.nodes[&id].stopped;
+        match signal {
+            Signal::SIGKILL | Signal::SIGSTOP => stopped.set(true),
+            Signal::SIGCONT => stopped.set(false),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// SIGKILL: the process dies at once, losing whatever was not synced.
@@ -234,16 +251,12 @@ impl Cluster {
 
     /// SIGSTOP: the process freezes (as in a long GC pause or a stalled VM).
     pub fn sigstop(&mut self, id: u64) -> Result<()> {
-        kill(self.pid(id)?, Signal::SIGSTOP)?;
-        self.nodes.get_mut(&id).expect("node").stopped = true;
-        Ok(())
+        self.signal(id, Signal::SIGSTOP)
     }
 
     /// SIGCONT: a stopped process resumes.
     pub fn sigcont(&mut self, id: u64) -> Result<()> {
-        kill(self.pid(id)?, Signal::SIGCONT)?;
-        self.nodes.get_mut(&id).expect("node").stopped = false;
-        Ok(())
+        self.signal(id, Signal::SIGCONT)
     }
 
     /// SIGTERM, then waits up to `timeout` for the process to exit; returns its status and how
@@ -269,10 +282,27 @@ impl Cluster {
         }
     }
 
-    /// Starts a node again on its data directory.
+    /// Starts a node again on its data directory (reaping it first if it was killed with
+    /// [`Cluster::signal`]).
     pub fn restart(&mut self, id: u64) -> Result<()> {
-        if self.nodes[&id].child.is_some() {
-            bail!("node {id} is still running");
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
+        if let Some(child) = node.child.as_mut() {
+            // A process killed a moment ago may not have exited yet.
+            let mut exited = child.try_wait()?.is_some();
+            for _ in 0..100 {
+                if exited || !node.stopped.get() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                exited = child.try_wait()?.is_some();
+            }
+            if !exited {
+                bail!("node {id} is still running");
+            }
+            node.child = None;
         }
         self.spawn(id)
     }

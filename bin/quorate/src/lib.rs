@@ -70,16 +70,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
             .await
             .context("peer server")
     });
+    let metrics_counters = metrics::SharedCounters::default();
     let client_server = tokio::spawn(serve_clients(
         client_listener,
         handle.clone(),
         store.clone(),
         config.clone(),
         stop_rx.clone(),
+        metrics_counters.clone(),
     ));
     let metrics_server = tokio::spawn(metrics::serve(
         metrics_listener,
         handle.clone(),
+        metrics_counters,
         stopped(stop_rx.clone()),
     ));
 
@@ -118,12 +121,25 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|&s| s).await;
 }
 
+/// The payments counters as the admin API names them.
+fn counters_to_proto(c: quorate_payments::service::Counters) -> quorate_proto::admin::Counters {
+    quorate_proto::admin::Counters {
+        stale_token_rejections: c.stale_token_rejections,
+        idempotent_replays: c.idempotent_replays,
+        no_quorum_refusals: c.no_quorum_refusals,
+        invalid_transitions: c.invalid_transitions,
+        key_reuse_rejections: c.key_reuse_rejections,
+        fencing_rejections: c.fencing_rejections,
+    }
+}
+
 async fn serve_clients(
     listener: TcpListener,
     handle: NodeHandle,
     store: LogStore,
     config: ServeConfig,
     stop: watch::Receiver<bool>,
+    metrics_counters: metrics::SharedCounters,
 ) -> Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(health_reporter, handle.clone(), stop.clone()));
@@ -139,7 +155,13 @@ async fn serve_clients(
         },
         stop.clone(),
     );
-    let admin = quorate_admin::AdminService::new(handle, config.advertise_client.clone());
+    let counters: quorate_admin::CounterSource = {
+        let payments = payments.clone();
+        std::sync::Arc::new(move || counters_to_proto(payments.counters()))
+    };
+    let admin =
+        quorate_admin::AdminService::new(handle, config.advertise_client.clone(), counters.clone());
+    *metrics_counters.lock().unwrap_or_else(|e| e.into_inner()) = Some(counters);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)

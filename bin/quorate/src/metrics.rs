@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,30 +15,41 @@ use quorate_node::NodeHandle;
 use quorate_raft_core::Role;
 use tokio::net::TcpListener;
 
+/// The application's counters, set once the services exist.
+pub type SharedCounters = Arc<Mutex<Option<quorate_admin::CounterSource>>>;
+
+#[derive(Clone)]
+struct AppState {
+    handle: NodeHandle,
+    counters: SharedCounters,
+}
+
 pub async fn serve(
     listener: TcpListener,
     handle: NodeHandle,
+    counters: SharedCounters,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(handle);
+        .with_state(AppState { handle, counters });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 /// Ready when this node can serve linearizable requests: it has a leader it can reach.
-async fn readyz(State(handle): State<NodeHandle>) -> (StatusCode, String) {
-    match handle.check_quorum_reachable() {
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.handle.check_quorum_reachable() {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
 
-async fn metrics(State(handle): State<NodeHandle>) -> String {
+async fn metrics(State(state): State<AppState>) -> String {
+    let handle = &state.handle;
     let status = handle.status();
     let raft = &status.raft;
     let mut out = String::new();
@@ -116,6 +128,51 @@ async fn metrics(State(handle): State<NodeHandle>) -> String {
             "quorate_peer_rpc_failures_total{{peer=\"{peer}\"}} {}",
             stats.failures
         );
+    }
+    let source = state
+        .counters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(source) = source {
+        let c = source();
+        for (name, help, value) in [
+            (
+                "quorate_stale_token_rejections_total",
+                "Submits and keep-alives refused for a stale lease token.",
+                c.stale_token_rejections,
+            ),
+            (
+                "quorate_idempotent_replays_total",
+                "Submits answered from the idempotency table.",
+                c.idempotent_replays,
+            ),
+            (
+                "quorate_no_quorum_refusals_total",
+                "Requests this node refused with NO_QUORUM.",
+                c.no_quorum_refusals,
+            ),
+            (
+                "quorate_invalid_transitions_total",
+                "Submits refused by the payment lifecycle.",
+                c.invalid_transitions,
+            ),
+            (
+                "quorate_idempotency_key_reuse_total",
+                "Idempotency keys reused with another request.",
+                c.key_reuse_rejections,
+            ),
+            (
+                "quorate_fencing_rejections_total",
+                "Entries rejected at apply for a non-increasing fencing token.",
+                c.fencing_rejections,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
     }
     out
 }

@@ -4,25 +4,33 @@
 //! Membership, leadership control and the split-brain report arrive with their milestone.
 #![deny(missing_docs)]
 
+use std::sync::Arc;
+
 use quorate_node::{NodeHandle, NodeStatus};
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_server::{Admin, AdminServer};
 use quorate_raft_core::Role;
 use tonic::{Request, Response, Status};
 
+/// Reads the application's counters (the admin crate does not know the application).
+pub type CounterSource = Arc<dyn Fn() -> pb::Counters + Send + Sync>;
+
 /// The admin service of one node.
 #[derive(Clone)]
 pub struct AdminService {
     node: NodeHandle,
     client_address: String,
+    counters: CounterSource,
 }
 
 impl AdminService {
-    /// The service for `node`, whose clients reach it at `client_address`.
-    pub fn new(node: NodeHandle, client_address: String) -> Self {
+    /// The service for `node`, whose clients reach it at `client_address`; `counters` reads
+    /// the application's counters.
+    pub fn new(node: NodeHandle, client_address: String, counters: CounterSource) -> Self {
         AdminService {
             node,
             client_address,
+            counters,
         }
     }
 
@@ -44,7 +52,11 @@ pub fn role_to_proto(role: Role) -> pb::Role {
 }
 
 /// The `Status` answer for a node status.
-pub fn status_to_proto(status: &NodeStatus, client_address: &str) -> pb::StatusResponse {
+pub fn status_to_proto(
+    status: &NodeStatus,
+    client_address: &str,
+    counters: pb::Counters,
+) -> pb::StatusResponse {
     let raft = &status.raft;
     pb::StatusResponse {
         node_id: raft.id,
@@ -63,6 +75,7 @@ pub fn status_to_proto(status: &NodeStatus, client_address: &str) -> pb::StatusR
         client_address: client_address.to_string(),
         leader_peer_address: status.leader_address().unwrap_or_default().to_string(),
         voters: raft.conf.voters.iter().copied().collect(),
+        counters: Some(counters),
     }
 }
 
@@ -75,6 +88,7 @@ impl Admin for AdminService {
         Ok(Response::new(status_to_proto(
             &self.node.status(),
             &self.client_address,
+            (self.counters)(),
         )))
     }
 }
