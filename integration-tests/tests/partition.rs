@@ -236,3 +236,101 @@ async fn isolated_leader_stops_accepting_writes_and_the_majority_elects_another(
         "writes refused with NO_QUORUM were committed: {refused_then_committed:?}"
     );
 }
+
+/// Split-brain forensics during a real partition that isolates the leader: the majority's
+/// report names the isolated node, the majority and its new leader, and the old leader as
+/// stale until it steps down; the isolated node's own report says it is in the minority; after
+/// healing the verdict is HEALTHY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_report_during_a_partition_that_isolates_the_leader() {
+    use quorate_proto::admin::admin_client::AdminClient;
+    use quorate_proto::admin::{SplitBrainReportRequest, SplitBrainReportResponse, Verdict};
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start_in_namespaces(3).unwrap();
+    let old = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap();
+    let majority_node = (1..=3).find(|&id| id != old).unwrap();
+    let report = |id: u64| {
+        let cluster = &cluster;
+        async move {
+            let mut admin = AdminClient::new(cluster.channel(id).await.unwrap());
+            admin
+                .split_brain_report(SplitBrainReportRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let verdict = |r: &SplitBrainReportResponse| Verdict::try_from(r.verdict).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await; // let every view fill in
+    assert_eq!(verdict(&report(majority_node).await), Verdict::Healthy);
+
+    cluster.isolate(old).unwrap();
+    let isolated_at = Instant::now();
+    let mut named_stale = false;
+    let degraded = loop {
+        let r = report(majority_node).await;
+        if r.stale_leaders.iter().any(|s| s.node_id == old) {
+            named_stale = true;
+            eprintln!(
+                "{:?} after the isolation: {:?}, stale leader: {}",
+                isolated_at.elapsed(),
+                verdict(&r),
+                r.stale_leaders[0].reason
+            );
+        }
+        if verdict(&r) == Verdict::Degraded {
+            break r;
+        }
+        assert!(
+            isolated_at.elapsed() < Duration::from_secs(15),
+            "no DEGRADED verdict: {r:?}"
+        );
+    };
+    assert!(named_stale, "the old leader was never named stale");
+    let majority = degraded.majority.clone().unwrap();
+    assert!(!majority.node_ids.contains(&old));
+    assert_eq!(majority.node_ids.len(), 2);
+    assert_ne!(majority.leader_id, old);
+    assert!(
+        degraded.stale_leaders.is_empty(),
+        "it has stepped down by now"
+    );
+    assert!(degraded
+        .recommended_action
+        .contains(&format!("node {old} cannot be reached")));
+    eprintln!("majority's report: {}", degraded.recommended_action);
+
+    // The isolated node's own report says it is in the minority.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let own = loop {
+        let r = report(old).await;
+        if !r.reporter_in_majority {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the isolated node thinks it is in the majority"
+        );
+    };
+    assert_eq!(verdict(&own), Verdict::NoMajority);
+    assert!(own.recommended_action.contains("is in a minority"));
+    eprintln!("isolated node's report: {}", own.recommended_action);
+
+    cluster.heal().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = report(majority_node).await;
+        if verdict(&r) == Verdict::Healthy {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healthy after healing: {}",
+            r.recommended_action
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -6,6 +6,7 @@ mod dev;
 mod metrics;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -63,26 +64,62 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         "quorate node started"
     );
 
-    let peer_service = RaftService::new(cluster_id, config.id, handle.clone(), node.stats.clone());
+    let payments = PaymentsService::new(
+        handle.clone(),
+        store.clone(),
+        ServiceConfig {
+            idempotency_window: config.idempotency_window,
+        },
+        stop_rx.clone(),
+    );
+    let counters: quorate_admin::CounterSource = {
+        let payments = payments.clone();
+        Arc::new(move || counters_to_proto(payments.counters()))
+    };
+    let hashes: quorate_admin::HashSource = {
+        let payments = payments.clone();
+        Arc::new(move |index| {
+            payments.hash_events(index).map(|(index, hash, events)| {
+                quorate_proto::admin::HashEventsResponse {
+                    index,
+                    hash: format!("{hash:016x}"),
+                    events,
+                }
+            })
+        })
+    };
+    let admin = quorate_admin::AdminService::new(
+        handle.clone(),
+        store.clone(),
+        config.advertise_client.clone(),
+        counters.clone(),
+        hashes,
+    );
+    admin.spawn_pinger(stop_rx.clone());
+
+    let peer_service = RaftService::new(
+        cluster_id,
+        config.id,
+        admin.peer_handler(),
+        node.stats.clone(),
+    );
     let peer_stop = stopped(stop_rx.clone());
     let peer_server = tokio::spawn(async move {
         quorate_transport::serve(peer_listener, peer_service, 16 << 20, peer_stop)
             .await
             .context("peer server")
     });
-    let metrics_counters = metrics::SharedCounters::default();
     let client_server = tokio::spawn(serve_clients(
         client_listener,
         handle.clone(),
-        store.clone(),
-        config.clone(),
+        payments,
+        admin,
         stop_rx.clone(),
-        metrics_counters.clone(),
     ));
     let metrics_server = tokio::spawn(metrics::serve(
         metrics_listener,
         handle.clone(),
-        metrics_counters,
+        counters,
         stopped(stop_rx.clone()),
     ));
 
@@ -136,32 +173,16 @@ fn counters_to_proto(c: quorate_payments::service::Counters) -> quorate_proto::a
 async fn serve_clients(
     listener: TcpListener,
     handle: NodeHandle,
-    store: LogStore,
-    config: ServeConfig,
+    payments: PaymentsService,
+    admin: quorate_admin::AdminService,
     stop: watch::Receiver<bool>,
-    metrics_counters: metrics::SharedCounters,
 ) -> Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(report_health(health_reporter, handle.clone(), stop.clone()));
+    tokio::spawn(report_health(health_reporter, handle, stop.clone()));
     let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building reflection v1alpha")?;
-    let payments = PaymentsService::new(
-        handle.clone(),
-        store,
-        ServiceConfig {
-            idempotency_window: config.idempotency_window,
-        },
-        stop.clone(),
-    );
-    let counters: quorate_admin::CounterSource = {
-        let payments = payments.clone();
-        std::sync::Arc::new(move || counters_to_proto(payments.counters()))
-    };
-    let admin =
-        quorate_admin::AdminService::new(handle, config.advertise_client.clone(), counters.clone());
-    *metrics_counters.lock().unwrap_or_else(|e| e.into_inner()) = Some(counters);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)

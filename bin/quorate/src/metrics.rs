@@ -5,7 +5,6 @@
 
 use std::fmt::Write;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,19 +14,16 @@ use quorate_node::NodeHandle;
 use quorate_raft_core::Role;
 use tokio::net::TcpListener;
 
-/// The application's counters, set once the services exist.
-pub type SharedCounters = Arc<Mutex<Option<quorate_admin::CounterSource>>>;
-
 #[derive(Clone)]
 struct AppState {
     handle: NodeHandle,
-    counters: SharedCounters,
+    counters: quorate_admin::CounterSource,
 }
 
 pub async fn serve(
     listener: TcpListener,
     handle: NodeHandle,
-    counters: SharedCounters,
+    counters: quorate_admin::CounterSource,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -129,13 +125,8 @@ async fn metrics(State(state): State<AppState>) -> String {
             stats.failures
         );
     }
-    let source = state
-        .counters
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    if let Some(source) = source {
-        let c = source();
+    {
+        let c = (state.counters)();
         for (name, help, value) in [
             (
                 "quorate_stale_token_rejections_total",

@@ -1,5 +1,6 @@
 //! `quoratectl`: operate and use a Quorate cluster.
 
+mod admin;
 mod client;
 mod output;
 mod payment;
@@ -52,6 +53,21 @@ enum Command {
     /// Submit, read and follow payment events.
     #[command(subcommand)]
     Payment(payment::PaymentCommand),
+    /// Cluster membership.
+    #[command(subcommand)]
+    Members(admin::MembersCommand),
+    /// Move leadership: transfer to a node, or make the leader step down.
+    #[command(subcommand)]
+    Leader(admin::LeaderCommand),
+    /// Hash of the event log up to an index, on every endpoint (they must agree).
+    Hash {
+        /// The index (0: each node's applied index).
+        #[arg(long, default_value_t = 0)]
+        index: u64,
+    },
+    /// Who leads, who is cut off, whose data diverged, and what to do about it.
+    #[command(subcommand, name = "split-brain")]
+    SplitBrain(admin::SplitBrainCommand),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -89,6 +105,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Status(args) => status::run(&ctx, args).await,
             Command::Payment(command) => payment::run(&ctx, command).await,
+            Command::Members(command) => admin::members(&ctx, command).await,
+            Command::Leader(command) => admin::leader(&ctx, command).await,
+            Command::Hash { index } => admin::hash(&ctx, index).await,
+            Command::SplitBrain(command) => admin::split_brain(&ctx, command).await,
         }
     });
     match result {

@@ -1,36 +1,80 @@
 //! # quorate-admin
 //!
-//! The `quorate.admin.v1.Admin` service: what operators ask a node. Today: `Status`.
-//! Membership, leadership control and the split-brain report arrive with their milestone.
+//! The `quorate.admin.v1.Admin` service: what operators ask a node, and the split-brain
+//! report built from every member's own view.
+//!
+//! Every node keeps a true view of its peers (`PeerView`): the last successful RPC in each
+//! direction, the round-trip time, the term each peer last reported, and (as leader) each
+//! peer's match index and lag. A pinger probes every peer a few times per heartbeat interval
+//! so that followers, which otherwise never talk to each other, have a fresh view too; it
+//! also remembers each peer's last reported status, so a report can say what a node that no
+//! longer answers was last seen doing.
 #![deny(missing_docs)]
 
-use std::sync::Arc;
+mod peer;
+pub mod report;
+mod service;
+mod status;
 
-use quorate_node::{NodeHandle, NodeStatus};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use quorate_log_store::LogStore;
+use quorate_node::NodeHandle;
 use quorate_proto::admin as pb;
-use quorate_proto::admin::admin_server::{Admin, AdminServer};
-use quorate_raft_core::Role;
-use tonic::{Request, Response, Status};
+use quorate_proto::admin::admin_server::AdminServer;
+use tokio::sync::watch;
+
+pub use peer::AdminPeer;
+pub use status::{peer_views, role_to_proto, status_to_proto};
 
 /// Reads the application's counters (the admin crate does not know the application).
 pub type CounterSource = Arc<dyn Fn() -> pb::Counters + Send + Sync>;
 
+/// Computes the hash of the event log up to an index (0: the applied index); may be slow, so
+/// it runs on a blocking thread.
+pub type HashSource = Arc<dyn Fn(u64) -> Result<pb::HashEventsResponse, String> + Send + Sync>;
+
+/// How often the pinger probes each peer.
+const PING_INTERVAL: Duration = Duration::from_millis(250);
+
+struct Inner {
+    node: NodeHandle,
+    store: LogStore,
+    client_address: String,
+    counters: CounterSource,
+    hashes: HashSource,
+    /// Each peer's last reported status and when it was received.
+    seen: Mutex<BTreeMap<u64, (pb::StatusResponse, Instant)>>,
+}
+
 /// The admin service of one node.
 #[derive(Clone)]
 pub struct AdminService {
-    node: NodeHandle,
-    client_address: String,
-    counters: CounterSource,
+    inner: Arc<Inner>,
 }
 
 impl AdminService {
-    /// The service for `node`, whose clients reach it at `client_address`; `counters` reads
-    /// the application's counters.
-    pub fn new(node: NodeHandle, client_address: String, counters: CounterSource) -> Self {
+    /// The service for `node` (whose storage is `store` and whose clients reach it at
+    /// `client_address`); `counters` and `hashes` come from the application.
+    pub fn new(
+        node: NodeHandle,
+        store: LogStore,
+        client_address: String,
+        counters: CounterSource,
+        hashes: HashSource,
+    ) -> Self {
         AdminService {
-            node,
-            client_address,
-            counters,
+            inner: Arc::new(Inner {
+                node,
+                store,
+                client_address,
+                counters,
+                hashes,
+                seen: Mutex::new(BTreeMap::new()),
+            }),
         }
     }
 
@@ -38,57 +82,86 @@ impl AdminService {
     pub fn into_server(self) -> AdminServer<Self> {
         AdminServer::new(self)
     }
-}
 
-/// The role as the admin API names it.
-pub fn role_to_proto(role: Role) -> pb::Role {
-    match role {
-        Role::Follower => pb::Role::Follower,
-        Role::PreCandidate => pb::Role::PreCandidate,
-        Role::Candidate => pb::Role::Candidate,
-        Role::Leader => pb::Role::Leader,
-        Role::Learner => pb::Role::Learner,
+    /// The handler for the peer port.
+    pub fn peer_handler(&self) -> AdminPeer {
+        AdminPeer {
+            admin: self.clone(),
+        }
     }
-}
 
-/// The `Status` answer for a node status.
-pub fn status_to_proto(
-    status: &NodeStatus,
-    client_address: &str,
-    counters: pb::Counters,
-) -> pb::StatusResponse {
-    let raft = &status.raft;
-    pb::StatusResponse {
-        node_id: raft.id,
-        role: role_to_proto(raft.role) as i32,
-        term: raft.term,
-        leader_id: raft.leader_id.unwrap_or(0),
-        commit_index: raft.commit_index,
-        applied_index: raft.applied_index,
-        last_log_index: raft.last_log_index,
-        last_log_term: raft.last_log_term,
-        persisted_index: raft.persisted_index,
-        has_leader: status.has_leader(),
-        quorum_active: raft.quorum_active,
-        lease_remaining_ms: status.lease_remaining().as_millis() as u64,
-        peer_address: status.peers.get(&raft.id).cloned().unwrap_or_default(),
-        client_address: client_address.to_string(),
-        leader_peer_address: status.leader_address().unwrap_or_default().to_string(),
-        voters: raft.conf.voters.iter().copied().collect(),
-        counters: Some(counters),
+    pub(crate) fn node(&self) -> &NodeHandle {
+        &self.inner.node
     }
-}
 
-#[tonic::async_trait]
-impl Admin for AdminService {
-    async fn status(
-        &self,
-        _request: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(status_to_proto(
-            &self.node.status(),
-            &self.client_address,
-            (self.counters)(),
-        )))
+    /// This node's status, as `Admin.Status` and probes report it.
+    pub async fn local_status(&self) -> pb::StatusResponse {
+        let store = self.inner.store.clone();
+        let size = tokio::task::spawn_blocking(move || store.data_size_bytes().unwrap_or(0))
+            .await
+            .unwrap_or(0);
+        status_to_proto(
+            &self.inner.node,
+            &self.inner.node.status(),
+            &self.inner.client_address,
+            (self.inner.counters)(),
+            size,
+        )
+    }
+
+    /// The hash of the event log up to `index` (0: the applied index).
+    pub async fn hash(&self, index: u64) -> Result<pb::HashEventsResponse, String> {
+        let hashes = self.inner.hashes.clone();
+        tokio::task::spawn_blocking(move || hashes(index))
+            .await
+            .map_err(|e| format!("hash task failed: {e}"))?
+    }
+
+    fn remember(&self, status: pb::StatusResponse) {
+        self.inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(status.node_id, (status, Instant::now()));
+    }
+
+    /// A peer's last reported status and how long ago it came.
+    pub(crate) fn last_seen(&self, id: u64) -> Option<(pb::StatusResponse, Duration)> {
+        self.inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|(s, at)| (s.clone(), at.elapsed()))
+    }
+
+    /// Probes every peer every 250 ms until `stop`, keeping this node's view of each peer
+    /// (and each peer's last status) fresh.
+    pub fn spawn_pinger(&self, mut stop: watch::Receiver<bool>) {
+        let admin = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(PING_INTERVAL) => {}
+                    _ = stop.wait_for(|&s| s) => return,
+                }
+                let node = admin.node();
+                let peers: Vec<u64> = node
+                    .config()
+                    .peers
+                    .keys()
+                    .copied()
+                    .filter(|&id| id != node.id())
+                    .collect();
+                let probes = peers
+                    .iter()
+                    .map(|&peer| node.transport().probe(peer, None, PING_INTERVAL * 2));
+                for reply in join_all(probes).await.into_iter().flatten() {
+                    if let Some(status) = reply.status {
+                        admin.remember(status);
+                    }
+                }
+            }
+        });
     }
 }

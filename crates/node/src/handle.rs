@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quorate_raft_core::{Index, Message, NodeId, Payload, ReadMode, Role, Term};
-use quorate_transport::{PeerHandler, PeerStats, Transport};
+use quorate_transport::{PeerStats, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
@@ -58,6 +58,7 @@ pub(crate) struct Shared {
     pub(crate) status: watch::Receiver<NodeStatus>,
     pub(crate) applied: watch::Receiver<Index>,
     pub(crate) transport: Transport,
+    pub(crate) started_at: std::time::Instant,
 }
 
 /// A cheap, cloneable handle on a running node.
@@ -317,8 +318,10 @@ impl NodeHandle {
     }
 }
 
-impl PeerHandler for NodeHandle {
-    async fn deliver(&self, message: Message) -> Result<Option<Message>, tonic::Status> {
+impl NodeHandle {
+    /// Steps a request from a peer and returns the core's response once the state it depends
+    /// on is durable (`None` for `TimeoutNow`, which has none). For the transport's server.
+    pub async fn deliver(&self, message: Message) -> Result<Option<Message>, tonic::Status> {
         if matches!(message.payload, Payload::TimeoutNow) {
             self.shared
                 .inputs
@@ -349,10 +352,13 @@ impl PeerHandler for NodeHandle {
         }
     }
 
-    async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), tonic::Status> {
-        match self.propose_here(command).await {
-            Ok(applied) => Ok((applied.index, applied.term, applied.output)),
-            Err(e) => Err(e.to_status()),
-        }
+    /// The peer transport (for direct RPCs such as probes).
+    pub fn transport(&self) -> &Transport {
+        &self.shared.transport
+    }
+
+    /// When the node started.
+    pub fn started_at(&self) -> std::time::Instant {
+        self.shared.started_at
     }
 }

@@ -92,6 +92,7 @@ pub fn start<SM: StateMachine>(
             status: status_rx,
             applied: applied_rx,
             transport: transport.clone(),
+            started_at: std::time::Instant::now(),
         }),
     };
     let driver = driver::Driver::new(

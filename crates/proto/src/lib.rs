@@ -2,20 +2,40 @@
 //! between the peer protocol and `quorate-raft-core`'s messages.
 #![allow(missing_docs)] // generated code; the .proto files carry the documentation
 
-/// `quorate.raft.v1`: the peer protocol.
-pub mod raft {
-    tonic::include_proto!("quorate.raft.v1");
+/// The generated code, nested as the protobuf packages are (cross-package references in
+/// generated code need it). Use the short paths below.
+pub mod quorate {
+    /// `quorate.raft.*`
+    pub mod raft {
+        /// `quorate.raft.v1`
+        pub mod v1 {
+            tonic::include_proto!("quorate.raft.v1");
+        }
+    }
+    /// `quorate.payments.*`
+    pub mod payments {
+        /// `quorate.payments.v1`
+        pub mod v1 {
+            tonic::include_proto!("quorate.payments.v1");
+        }
+    }
+    /// `quorate.admin.*`
+    pub mod admin {
+        /// `quorate.admin.v1`
+        pub mod v1 {
+            tonic::include_proto!("quorate.admin.v1");
+        }
+    }
 }
+
+/// `quorate.raft.v1`: the peer protocol.
+pub use quorate::raft::v1 as raft;
 
 /// `quorate.payments.v1`: payment events and writer leases.
-pub mod payments {
-    tonic::include_proto!("quorate.payments.v1");
-}
+pub use quorate::payments::v1 as payments;
 
 /// `quorate.admin.v1`: operating a node.
-pub mod admin {
-    tonic::include_proto!("quorate.admin.v1");
-}
+pub use quorate::admin::v1 as admin;
 
 pub mod convert;
 

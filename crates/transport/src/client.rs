@@ -101,6 +101,44 @@ impl Transport {
         }
     }
 
+    fn header(&self, to: NodeId, term: u64) -> Option<pb::Header> {
+        Some(pb::Header {
+            cluster_id: self.config.cluster_id,
+            from: self.config.node_id,
+            to,
+            term,
+        })
+    }
+
+    /// Runs one direct RPC to `peer` with a deadline, recording the outcome in the statistics.
+    async fn direct<T, F, Fut>(
+        &self,
+        peer: NodeId,
+        deadline: Duration,
+        call: F,
+    ) -> std::result::Result<T, tonic::Status>
+    where
+        F: FnOnce(RaftClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let Some(client) = self.clients.get(&peer) else {
+            return Err(tonic::Status::internal(format!(
+                "node {peer} is not a peer"
+            )));
+        };
+        let started = Instant::now();
+        match tokio::time::timeout(deadline, call(client.clone())).await {
+            Ok(Ok(reply)) => {
+                self.stats.sent_ok(peer, started.elapsed(), None);
+                Ok(reply.into_inner())
+            }
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "node {peer} did not answer within {deadline:?}"
+            ))),
+        }
+    }
+
     /// Asks `leader` to propose `command` and waits for its output (for followers forwarding
     /// client writes).
     pub async fn forward(
@@ -110,33 +148,56 @@ impl Transport {
         command: Bytes,
         deadline: Duration,
     ) -> std::result::Result<pb::ForwardResponse, tonic::Status> {
-        let Some(client) = self.clients.get(&leader) else {
-            return Err(tonic::Status::internal(format!(
-                "node {leader} is not a peer"
-            )));
-        };
-        let mut client = client.clone();
         let mut request = tonic::Request::new(pb::ForwardRequest {
-            header: Some(pb::Header {
-                cluster_id: self.config.cluster_id,
-                from: self.config.node_id,
-                to: leader,
-                term,
-            }),
+            header: self.header(leader, term),
             command,
         });
         request.set_timeout(deadline);
-        let started = Instant::now();
-        match tokio::time::timeout(deadline, client.forward(request)).await {
-            Ok(Ok(reply)) => {
-                self.stats.sent_ok(leader, started.elapsed(), None);
-                Ok(reply.into_inner())
-            }
-            Ok(Err(status)) => Err(status),
-            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                "the leader (node {leader}) did not answer within {deadline:?}"
-            ))),
-        }
+        self.direct(
+            leader,
+            deadline,
+            |mut c| async move { c.forward(request).await },
+        )
+        .await
+    }
+
+    /// Asks `peer` for its own view (and a hash of its event log up to `hash_index`).
+    pub async fn probe(
+        &self,
+        peer: NodeId,
+        hash_index: Option<u64>,
+        deadline: Duration,
+    ) -> std::result::Result<pb::ProbeResponse, tonic::Status> {
+        let mut request = tonic::Request::new(pb::ProbeRequest {
+            header: self.header(peer, 0),
+            hash_index,
+        });
+        request.set_timeout(deadline);
+        self.direct(
+            peer,
+            deadline,
+            |mut c| async move { c.probe(request).await },
+        )
+        .await
+    }
+
+    /// Asks `leader` to hand leadership to `target` (0: to its best follower).
+    pub async fn transfer(
+        &self,
+        leader: NodeId,
+        target: NodeId,
+        deadline: Duration,
+    ) -> std::result::Result<NodeId, tonic::Status> {
+        let mut request = tonic::Request::new(pb::TransferRequest {
+            header: self.header(leader, 0),
+            target_id: target,
+        });
+        request.set_timeout(deadline);
+        self.direct(leader, deadline, |mut c| async move {
+            c.transfer(request).await
+        })
+        .await
+        .map(|r| r.target_id)
     }
 
     /// Per-peer statistics.

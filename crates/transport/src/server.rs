@@ -29,6 +29,17 @@ pub trait PeerHandler: Clone + Send + Sync + 'static {
         &self,
         command: Bytes,
     ) -> impl Future<Output = Result<(Index, Term, Bytes), Status>> + Send;
+
+    /// This node's own view, for another node's split-brain report; with the hash of the event
+    /// log up to `hash_index` when asked.
+    fn probe(
+        &self,
+        hash_index: Option<u64>,
+    ) -> impl Future<Output = Result<pb::ProbeResponse, Status>> + Send;
+
+    /// Hands leadership to `target` (0: to the best follower); this node should be the leader.
+    /// Returns the target.
+    fn transfer(&self, target: NodeId) -> impl Future<Output = Result<NodeId, Status>> + Send;
 }
 
 /// The gRPC service peers call.
@@ -172,6 +183,25 @@ impl<H: PeerHandler> Raft for RaftService<H> {
             term,
             output,
         }))
+    }
+
+    async fn probe(
+        &self,
+        request: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        Ok(Response::new(self.handler.probe(r.hash_index).await?))
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::TransferResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        let target_id = self.handler.transfer(r.target_id).await?;
+        Ok(Response::new(pb::TransferResponse { target_id }))
     }
 }
 

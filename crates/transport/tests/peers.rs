@@ -37,6 +37,20 @@ impl PeerHandler for Echo {
     async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), tonic::Status> {
         Ok((7, 1, command))
     }
+
+    async fn probe(
+        &self,
+        hash_index: Option<u64>,
+    ) -> Result<quorate_proto::raft::ProbeResponse, tonic::Status> {
+        Ok(quorate_proto::raft::ProbeResponse {
+            hash_error: format!("asked for {hash_index:?}"),
+            ..Default::default()
+        })
+    }
+
+    async fn transfer(&self, target: u64) -> Result<u64, tonic::Status> {
+        Ok(target)
+    }
 }
 
 async fn start_peer(id: u64, delay: Duration, cluster_id: u64) -> String {

@@ -17,7 +17,7 @@ use quorate_proto::payments::payment_events_server::PaymentEventsServer;
 use tokio::sync::watch;
 
 use crate::machine::{self, Applied, MetaRecord};
-pub use rocks_store::{RocksMachine, RocksState};
+pub use rocks_store::{hash_events, RocksMachine, RocksState};
 
 /// Settings of the services.
 #[derive(Clone, Debug)]
@@ -125,6 +125,23 @@ impl PaymentsService {
             key_reuse_rejections: meta.key_reuse_rejections,
             fencing_rejections: meta.fencing_rejections,
         }
+    }
+
+    /// The hash of the event log up to `index` (0: the applied index) as `(index, hash,
+    /// events)`; an index not applied yet is refused with a message naming what is available.
+    pub fn hash_events(&self, index: u64) -> Result<(u64, u64, u64), String> {
+        let applied = machine::machine_status(&self.state())
+            .map_err(|e| e.to_string())?
+            .applied_index;
+        let index = if index == 0 { applied } else { index };
+        if index > applied {
+            return Err(format!(
+                "index {index} is not applied on this node yet: hashes are available for \
+                 indexes 1 to {applied}"
+            ));
+        }
+        let (events, hash) = hash_events(&self.inner.db, index).map_err(|e| e.to_string())?;
+        Ok((index, hash, events))
     }
 
     /// Proposes a command and decodes the machine's output; node errors become statuses.

@@ -1,0 +1,725 @@
+//! The split-brain report: from what each member says of itself and of its peers, derive the
+//! partitions, the majority, the stale leaders and a verdict, and say what to do.
+//!
+//! This module is pure: the service gathers the observations (probes with a deadline) and
+//! this turns them into the answer, so every rule is unit-tested.
+//!
+//! Rules:
+//! - **Reachability** is each node's own view (an RPC it sent succeeded within the election
+//!   timeout). Two members are connected when every side that answered says it reaches the
+//!   other; a member that did not answer contributes no evidence either way.
+//! - **Partitions** are the connected components; the **majority** is the one holding more
+//!   than half of the voters. Its leader is its member that leads the highest term.
+//! - **Stale leaders**: nodes that answered as leader but are outside the majority or lead an
+//!   older term; and nodes that did not answer but were last seen leading an older term less
+//!   than an election timeout ago (check-quorum makes a leader step down within an election
+//!   timeout of losing its majority, so after that it can no longer believe it leads).
+//! - **Divergence**: members' event-log hashes at the lowest applied index among them must
+//!   agree; those differing from the most common hash are named.
+//! - **Verdict**, most severe first: `DIVERGED`, `NO_MAJORITY` (no majority partition with a
+//!   leader), `STALE_LEADER`, `DEGRADED` (a member unreachable, outside the majority or
+//!   lagging), `HEALTHY`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use quorate_proto::admin as pb;
+
+/// What the reporter learned about one member.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// The member.
+    pub node_id: u64,
+    /// Its peer address.
+    pub peer_address: String,
+    /// Its status, or why it did not answer the probe.
+    pub answer: Result<pb::StatusResponse, String>,
+    /// The last status the reporter had seen from it, and how long ago.
+    pub last_seen: Option<(pb::StatusResponse, Duration)>,
+}
+
+/// Event-log hashes at a common index.
+#[derive(Clone, Debug, Default)]
+pub struct Hashes {
+    /// The index they were computed at.
+    pub common_index: u64,
+    /// Each member's hash (hex), or why it has none.
+    pub by_node: BTreeMap<u64, Result<String, String>>,
+}
+
+/// Thresholds of the analysis.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The minimum election timeout (check-quorum's window).
+    pub election_timeout: Duration,
+    /// A member this many entries behind the leader counts as lagging.
+    pub lag_threshold: u64,
+}
+
+fn is_leader(s: &pb::StatusResponse) -> bool {
+    s.role == pb::Role::Leader as i32
+}
+
+fn list(ids: &[u64]) -> String {
+    let names: Vec<String> = ids.iter().map(|id| format!("node {id}")).collect();
+    match names.len() {
+        0 => "no node".into(),
+        1 => names[0].clone(),
+        n => format!("{} and {}", names[..n - 1].join(", "), names[n - 1]),
+    }
+}
+
+/// A tiny union-find over node ids.
+struct Components(BTreeMap<u64, u64>);
+
+impl Components {
+    fn find(&mut self, x: u64) -> u64 {
+        let parent = self.0[&x];
+        if parent == x {
+            return x;
+        }
+        let root = self.find(parent);
+        self.0.insert(x, root);
+        root
+    }
+
+    fn union(&mut self, a: u64, b: u64) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.0.insert(ra.max(rb), ra.min(rb));
+        }
+    }
+}
+
+/// Builds the report.
+pub fn analyze(
+    reporter: u64,
+    voters: &[u64],
+    observations: &[Observation],
+    hashes: Option<&Hashes>,
+    settings: &Settings,
+) -> pb::SplitBrainReportResponse {
+    let answered: BTreeMap<u64, &pb::StatusResponse> = observations
+        .iter()
+        .filter_map(|o| o.answer.as_ref().ok().map(|s| (o.node_id, s)))
+        .collect();
+    let ids: Vec<u64> = observations.iter().map(|o| o.node_id).collect();
+
+    // Reachability matrix, from each member's own view.
+    let view = |from: u64, to: u64| -> Option<&pb::PeerView> {
+        answered
+            .get(&from)
+            .and_then(|s| s.peers.iter().find(|p| p.node_id == to))
+    };
+    let mut reachability = Vec::new();
+    for &from in &ids {
+        for &to in ids.iter().filter(|&&to| to != from) {
+            let cell = match (answered.contains_key(&from), view(from, to)) {
+                (true, Some(v)) => pb::Reachability {
+                    from,
+                    to,
+                    reachable: v.reachable,
+                    known: true,
+                    last_contact_ms: v.last_sent_ok_ms,
+                },
+                (true, None) => pb::Reachability {
+                    from,
+                    to,
+                    reachable: false,
+                    known: true,
+                    last_contact_ms: None,
+                },
+                (false, _) => pb::Reachability {
+                    from,
+                    to,
+                    reachable: false,
+                    known: false,
+                    last_contact_ms: None,
+                },
+            };
+            reachability.push(cell);
+        }
+    }
+
+    // Partitions: connected where every side that answered says it reaches the other.
+    let mut components = Components(ids.iter().map(|&id| (id, id)).collect());
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
+            let sides: Vec<bool> = [(a, b), (b, a)]
+                .into_iter()
+                .filter(|(from, _)| answered.contains_key(from))
+                .map(|(from, to)| view(from, to).is_some_and(|v| v.reachable))
+                .collect();
+            if !sides.is_empty() && sides.iter().all(|&r| r) {
+                components.union(a, b);
+            }
+        }
+    }
+    let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for &id in &ids {
+        let root = components.find(id);
+        groups.entry(root).or_default().push(id);
+    }
+    let voter_set: BTreeSet<u64> = voters.iter().copied().collect();
+    let needed = voter_set.len() / 2 + 1;
+    let partitions: Vec<pb::Partition> = groups
+        .into_values()
+        .map(|node_ids| {
+            let votes = node_ids.iter().filter(|id| voter_set.contains(id)).count();
+            pb::Partition {
+                has_majority: votes >= needed,
+                node_ids,
+            }
+        })
+        .collect();
+    let majority_ids: Option<Vec<u64>> = partitions
+        .iter()
+        .find(|p| p.has_majority)
+        .map(|p| p.node_ids.clone());
+
+    // Leaders by term, as members report themselves.
+    let mut leaders_by_term: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for s in answered.values().filter(|s| is_leader(s)) {
+        leaders_by_term.entry(s.term).or_default().push(s.node_id);
+    }
+    let majority_leader: Option<&pb::StatusResponse> = majority_ids.as_ref().and_then(|m| {
+        answered
+            .values()
+            .filter(|s| m.contains(&s.node_id) && is_leader(s))
+            .max_by_key(|s| s.term)
+            .copied()
+    });
+    let majority = match (&majority_ids, majority_leader) {
+        (Some(node_ids), leader) => Some(pb::Majority {
+            node_ids: node_ids.clone(),
+            leader_id: leader.map_or(0, |l| l.node_id),
+            term: leader.map_or(0, |l| l.term),
+        }),
+        (None, _) => None,
+    };
+
+    // Stale leaders.
+    let window = settings.election_timeout + settings.election_timeout / 5;
+    let mut stale_leaders = Vec::new();
+    for s in answered.values().filter(|s| is_leader(s)) {
+        if majority_leader.is_some_and(|l| l.node_id == s.node_id) {
+            continue;
+        }
+        let outside = !majority_ids
+            .as_ref()
+            .is_some_and(|m| m.contains(&s.node_id));
+        let reason = match (outside, majority_leader) {
+            (true, _) => format!(
+                "it leads term {} without a majority: it cannot commit, and check-quorum makes \
+                 it step down within {} ms of losing its majority",
+                s.term,
+                settings.election_timeout.as_millis()
+            ),
+            (false, Some(l)) => format!(
+                "it leads term {}, older than node {}'s term {}",
+                s.term, l.node_id, l.term
+            ),
+            (false, None) => format!("it leads term {} but is not the majority's leader", s.term),
+        };
+        stale_leaders.push(pb::StaleLeader {
+            node_id: s.node_id,
+            term: s.term,
+            lease_remaining_ms: s.lease_remaining_ms,
+            reason,
+        });
+    }
+    for o in observations.iter().filter(|o| o.answer.is_err()) {
+        let Some((last, age)) = &o.last_seen else {
+            continue;
+        };
+        let superseded = majority_leader.is_none_or(|l| l.term > last.term);
+        if is_leader(last) && superseded && *age < window {
+            stale_leaders.push(pb::StaleLeader {
+                node_id: o.node_id,
+                term: last.term,
+                lease_remaining_ms: last
+                    .lease_remaining_ms
+                    .saturating_sub(age.as_millis() as u64),
+                reason: format!(
+                    "it does not answer; it was last seen {} ms ago leading term {}, so it may \
+                     still believe it leads until check-quorum makes it step down (at most {} ms \
+                     after it lost its majority)",
+                    age.as_millis(),
+                    last.term,
+                    settings.election_timeout.as_millis()
+                ),
+            });
+        }
+    }
+    stale_leaders.sort_by_key(|s| s.node_id);
+
+    // Divergence at a common index.
+    let mut divergence = pb::Divergence::default();
+    if let Some(h) = hashes {
+        divergence.common_index = h.common_index;
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for hash in h.by_node.values().flatten() {
+            *counts.entry(hash.as_str()).or_default() += 1;
+        }
+        let reference = counts.iter().max_by_key(|(_, &n)| n).map(|(&hash, _)| hash);
+        for (&node_id, result) in &h.by_node {
+            match result {
+                Ok(hash) => {
+                    if Some(hash.as_str()) != reference && counts.len() > 1 {
+                        divergence.diverged_node_ids.push(node_id);
+                    }
+                    divergence.hashes.push(pb::NodeHash {
+                        node_id,
+                        hash: hash.clone(),
+                        error: String::new(),
+                    });
+                }
+                Err(e) => divergence.hashes.push(pb::NodeHash {
+                    node_id,
+                    hash: String::new(),
+                    error: e.clone(),
+                }),
+            }
+        }
+    }
+
+    // Who is missing or behind.
+    let unreachable: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            !answered.contains_key(id) || !majority_ids.as_ref().is_some_and(|m| m.contains(id))
+        })
+        .collect();
+    let lagging: Vec<(u64, u64)> = match majority_leader {
+        Some(leader) => answered
+            .values()
+            .filter(|s| s.node_id != leader.node_id)
+            .filter_map(|s| {
+                let behind = leader.commit_index.saturating_sub(s.applied_index);
+                (behind > settings.lag_threshold).then_some((s.node_id, behind))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let disagreeing: Vec<u64> = match majority_leader {
+        Some(leader) => answered
+            .values()
+            .filter(|s| s.leader_id != leader.node_id || s.term != leader.term)
+            .map(|s| s.node_id)
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let verdict = if !divergence.diverged_node_ids.is_empty() {
+        pb::Verdict::Diverged
+    } else if majority_leader.is_none() {
+        pb::Verdict::NoMajority
+    } else if !stale_leaders.is_empty() {
+        pb::Verdict::StaleLeader
+    } else if !unreachable.is_empty() || !lagging.is_empty() || !disagreeing.is_empty() {
+        pb::Verdict::Degraded
+    } else {
+        pb::Verdict::Healthy
+    };
+    let reporter_in_majority = majority_ids.as_ref().is_some_and(|m| m.contains(&reporter));
+
+    let action = recommend(Recommendation {
+        verdict,
+        reporter,
+        reporter_in_majority,
+        observations,
+        majority: majority.as_ref(),
+        stale_leaders: &stale_leaders,
+        divergence: &divergence,
+        unreachable: &unreachable,
+        lagging: &lagging,
+        disagreeing: &disagreeing,
+        voters: voter_set.len(),
+        settings,
+    });
+
+    pb::SplitBrainReportResponse {
+        verdict: verdict as i32,
+        members: observations
+            .iter()
+            .map(|o| pb::MemberReport {
+                node_id: o.node_id,
+                peer_address: o.peer_address.clone(),
+                answered: o.answer.is_ok(),
+                error: o.answer.as_ref().err().cloned().unwrap_or_default(),
+                status: o.answer.as_ref().ok().cloned(),
+            })
+            .collect(),
+        reachability,
+        leaders_by_term: leaders_by_term
+            .into_iter()
+            .map(|(term, leader_ids)| pb::LeadersInTerm { term, leader_ids })
+            .collect(),
+        partitions,
+        majority,
+        stale_leaders,
+        divergence: Some(divergence),
+        recommended_action: action,
+        reporter_id: reporter,
+        reporter_in_majority,
+        duration_ms: 0,
+    }
+}
+
+struct Recommendation<'a> {
+    verdict: pb::Verdict,
+    reporter: u64,
+    reporter_in_majority: bool,
+    observations: &'a [Observation],
+    majority: Option<&'a pb::Majority>,
+    stale_leaders: &'a [pb::StaleLeader],
+    divergence: &'a pb::Divergence,
+    unreachable: &'a [u64],
+    lagging: &'a [(u64, u64)],
+    disagreeing: &'a [u64],
+    voters: usize,
+    settings: &'a Settings,
+}
+
+/// What to do, in words an operator can follow at 3 AM.
+fn recommend(r: Recommendation<'_>) -> String {
+    let address = |id: u64| {
+        r.observations
+            .iter()
+            .find(|o| o.node_id == id)
+            .map_or(String::new(), |o| o.peer_address.clone())
+    };
+    let et = r.settings.election_timeout.as_millis();
+    match r.verdict {
+        pb::Verdict::Diverged => {
+            let ids = &r.divergence.diverged_node_ids;
+            format!(
+                "{} hold(s) an event log whose hash at index {} differs from the other members'. \
+                 Its storage was changed outside Raft (disk damage, manual edits, a restored \
+                 backup). Stop {}, move its data directory aside for forensics, and start it \
+                 again with an empty --data-dir: it copies the log from the leader. Never copy \
+                 data from it to other nodes.",
+                list(ids),
+                r.divergence.common_index,
+                list(ids)
+            )
+        }
+        pb::Verdict::NoMajority => match r.majority {
+            Some(m) => format!(
+                "A majority ({}) is connected but has no leader yet: an election is in \
+                 progress. Wait {et} ms; if no leader appears after several election \
+                 timeouts, look for repeated elections in the nodes' logs (stalled disks or \
+                 clocks). Writes are refused until then (NO_QUORUM); nothing is lost.",
+                list(&m.node_ids)
+            ),
+            None if !r.reporter_in_majority => {
+                let others: Vec<u64> = r
+                    .observations
+                    .iter()
+                    .map(|o| o.node_id)
+                    .filter(|&id| id != r.reporter)
+                    .collect();
+                format!(
+                    "Node {} is in a minority: it cannot reach a majority of the {} voters. \
+                     Writes sent to this side are refused with NO_QUORUM, so no data is at risk \
+                     here. Check the network between node {} and {} (peer ports: {}). Ask a \
+                     node on the other side for its report (quoratectl --endpoints <its client \
+                     address> split-brain report) to see whether a majority exists there. Do not \
+                     wipe or re-bootstrap nodes to force a leader.",
+                    r.reporter,
+                    r.voters,
+                    r.reporter,
+                    list(&others),
+                    others
+                        .iter()
+                        .map(|&id| address(id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+            None => "No partition holds a majority: writes are refused everywhere (NO_QUORUM). \
+                     Restore connectivity between a majority of the voters; do not force a \
+                     leader."
+                .into(),
+        },
+        pb::Verdict::StaleLeader => {
+            let m = r
+                .majority
+                .expect("a stale leader implies a majority leader");
+            let stale: Vec<String> = r
+                .stale_leaders
+                .iter()
+                .map(|s| format!("node {} ({})", s.node_id, s.reason))
+                .collect();
+            format!(
+                "{} claims leadership but is not the majority's leader: {}. It cannot commit: \
+                 writes it takes are answered OUTCOME_UNKNOWN or NO_QUORUM and are never \
+                 committed. Send writes to node {} (leader of term {}); restore the stale \
+                 node's network and it rejoins as a follower by itself. No reconciliation is \
+                 needed: the log has one history.",
+                list(
+                    &r.stale_leaders
+                        .iter()
+                        .map(|s| s.node_id)
+                        .collect::<Vec<_>>()
+                ),
+                stale.join("; "),
+                m.leader_id,
+                m.term
+            )
+        }
+        pb::Verdict::Degraded => {
+            let m = r
+                .majority
+                .expect("a degraded cluster has a majority leader");
+            let mut problems = Vec::new();
+            if !r.unreachable.is_empty() {
+                problems.push(format!(
+                    "{} cannot be reached from the majority (peer address: {}): check that \
+                     the process runs and that its peer port is open",
+                    list(r.unreachable),
+                    r.unreachable
+                        .iter()
+                        .map(|&id| address(id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            for (id, behind) in r.lagging {
+                problems.push(format!(
+                    "node {id} is {behind} entries behind the leader: check its disk and network"
+                ));
+            }
+            if !r.disagreeing.is_empty() {
+                problems.push(format!(
+                    "{} do(es) not follow node {} yet (catching up after an election)",
+                    list(r.disagreeing),
+                    m.leader_id
+                ));
+            }
+            let spare = m.node_ids.len().saturating_sub(r.voters / 2 + 1);
+            format!(
+                "The majority ({}) is healthy: node {} leads term {} and commits writes. {}. \
+                 The cluster survives {} more failure(s) right now.",
+                list(&m.node_ids),
+                m.leader_id,
+                m.term,
+                problems.join("; "),
+                spare
+            )
+        }
+        _ => {
+            let m = r.majority.expect("a healthy cluster has a majority leader");
+            format!(
+                "Nothing to do: node {} leads term {}; all {} members are reachable, agree on \
+                 the leader and are caught up.",
+                m.leader_id,
+                m.term,
+                r.observations.len()
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            election_timeout: Duration::from_secs(1),
+            lag_threshold: 1000,
+        }
+    }
+
+    fn status(
+        id: u64,
+        role: pb::Role,
+        term: u64,
+        leader: u64,
+        reach: &[(u64, bool)],
+    ) -> pb::StatusResponse {
+        pb::StatusResponse {
+            node_id: id,
+            role: role as i32,
+            term,
+            leader_id: leader,
+            commit_index: 100,
+            applied_index: 100,
+            peers: reach
+                .iter()
+                .map(|&(to, reachable)| pb::PeerView {
+                    node_id: to,
+                    reachable,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn answered(s: pb::StatusResponse) -> Observation {
+        Observation {
+            node_id: s.node_id,
+            peer_address: format!("10.0.0.{}:2380", s.node_id),
+            answer: Ok(s),
+            last_seen: None,
+        }
+    }
+
+    fn silent(id: u64, last_seen: Option<(pb::StatusResponse, Duration)>) -> Observation {
+        Observation {
+            node_id: id,
+            peer_address: format!("10.0.0.{id}:2380"),
+            answer: Err("deadline exceeded".into()),
+            last_seen,
+        }
+    }
+
+    use pb::Role::{Follower, Leader};
+
+    #[test]
+    fn a_connected_cluster_with_one_leader_is_healthy() {
+        let obs = [
+            answered(status(1, Leader, 3, 1, &[(2, true), (3, true)])),
+            answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
+            answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
+        ];
+        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Healthy as i32);
+        assert_eq!(report.partitions.len(), 1);
+        assert_eq!(report.majority.unwrap().leader_id, 1);
+        assert!(report.reporter_in_majority);
+        assert!(report.recommended_action.starts_with("Nothing to do"));
+    }
+
+    #[test]
+    fn the_majority_names_an_isolated_old_leader_as_stale_then_as_unreachable() {
+        let old = status(1, Leader, 3, 1, &[(2, true), (3, true)]);
+        let majority = [
+            answered(status(2, Leader, 4, 2, &[(1, false), (3, true)])),
+            answered(status(3, Follower, 4, 2, &[(1, false), (2, true)])),
+        ];
+        // Just after the election: node 1 may still believe it leads term 3.
+        let mut obs = majority.to_vec();
+        obs.insert(
+            0,
+            silent(1, Some((old.clone(), Duration::from_millis(400)))),
+        );
+        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::StaleLeader as i32);
+        let m = report.majority.clone().unwrap();
+        assert_eq!((m.node_ids, m.leader_id, m.term), (vec![2, 3], 2, 4));
+        assert_eq!(report.stale_leaders[0].node_id, 1);
+        assert!(report
+            .recommended_action
+            .contains("node 2 (leader of term 4)"));
+        // Past check-quorum's window it cannot lead any more: the cluster is degraded.
+        let mut obs = majority.to_vec();
+        obs.insert(0, silent(1, Some((old, Duration::from_secs(3)))));
+        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        assert!(report.stale_leaders.is_empty());
+        assert!(
+            report
+                .recommended_action
+                .contains("node 1 cannot be reached"),
+            "{}",
+            report.recommended_action
+        );
+        assert!(report
+            .recommended_action
+            .contains("survives 0 more failure"));
+    }
+
+    #[test]
+    fn an_isolated_node_reports_itself_in_the_minority() {
+        let obs = [
+            answered(status(1, Leader, 3, 1, &[(2, false), (3, false)])),
+            silent(2, None),
+            silent(3, None),
+        ];
+        let report = analyze(1, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::NoMajority as i32);
+        assert!(!report.reporter_in_majority);
+        assert_eq!(
+            report.stale_leaders[0].node_id, 1,
+            "it names itself as a stale leader"
+        );
+        assert!(report
+            .recommended_action
+            .contains("Node 1 is in a minority"));
+    }
+
+    #[test]
+    fn a_frozen_leader_leaves_a_degraded_cluster() {
+        let obs = [
+            silent(
+                1,
+                Some((status(1, Leader, 3, 1, &[]), Duration::from_secs(4))),
+            ),
+            answered(status(2, Leader, 4, 2, &[(1, false), (3, true)])),
+            answered(status(3, Follower, 4, 2, &[(1, false), (2, true)])),
+        ];
+        let report = analyze(3, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        assert!(!report.members[0].answered);
+    }
+
+    #[test]
+    fn a_member_with_another_event_log_is_named_diverged() {
+        let obs = [
+            answered(status(1, Leader, 3, 1, &[(2, true), (3, true)])),
+            answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
+            answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
+        ];
+        let hashes = Hashes {
+            common_index: 90,
+            by_node: BTreeMap::from([
+                (1, Ok("aa".to_string())),
+                (2, Ok("aa".to_string())),
+                (3, Ok("bb".to_string())),
+            ]),
+        };
+        let report = analyze(1, &[1, 2, 3], &obs, Some(&hashes), &settings());
+        assert_eq!(report.verdict, pb::Verdict::Diverged as i32);
+        assert_eq!(report.divergence.unwrap().diverged_node_ids, vec![3]);
+        assert!(report.recommended_action.starts_with("node 3 hold(s)"));
+    }
+
+    #[test]
+    fn a_lagging_member_degrades_the_cluster() {
+        let mut behind = status(3, Follower, 3, 1, &[(1, true), (2, true)]);
+        behind.applied_index = 10;
+        let mut leader = status(1, Leader, 3, 1, &[(2, true), (3, true)]);
+        leader.commit_index = 5000;
+        let mut other = status(2, Follower, 3, 1, &[(1, true), (3, true)]);
+        other.applied_index = 5000;
+        let obs = [answered(leader), answered(other), answered(behind)];
+        let report = analyze(1, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        assert!(report
+            .recommended_action
+            .contains("node 3 is 4990 entries behind"));
+    }
+
+    #[test]
+    fn a_one_way_cut_splits_the_partition() {
+        // Node 1 reaches 3 but 3 does not reach 1: they are not mutually connected.
+        let obs = [
+            answered(status(1, Follower, 3, 2, &[(2, true), (3, true)])),
+            answered(status(2, Leader, 3, 2, &[(1, true), (3, true)])),
+            answered(status(3, Follower, 3, 2, &[(1, false), (2, true)])),
+        ];
+        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        // 1-2 and 2-3 are connected, so all three are one component through node 2.
+        assert_eq!(report.partitions.len(), 1);
+        let cells: Vec<_> = report
+            .reachability
+            .iter()
+            .filter(|c| c.from == 3 && c.to == 1)
+            .collect();
+        assert!(!cells[0].reachable && cells[0].known);
+    }
+}

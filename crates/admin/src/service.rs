@@ -1,0 +1,281 @@
+//! The gRPC handlers of `quorate.admin.v1.Admin`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use quorate_node::NodeError;
+use quorate_proto::admin as pb;
+use quorate_proto::admin::admin_server::Admin;
+use quorate_raft_core::Role;
+use tonic::{Code, Request, Response, Status};
+
+use crate::report::{analyze, Hashes, Observation, Settings};
+use crate::AdminService;
+
+/// How long a leadership change may take before the call gives up.
+const LEADERSHIP_DEADLINE: Duration = Duration::from_secs(5);
+
+impl AdminService {
+    /// Waits until this node sees `done` hold for its status (leadership moved).
+    async fn wait_for_leader(
+        &self,
+        done: impl Fn(&quorate_node::NodeStatus) -> bool,
+        what: String,
+    ) -> Result<quorate_node::NodeStatus, Status> {
+        let mut status = self.node().subscribe_status();
+        let waited = tokio::time::timeout(LEADERSHIP_DEADLINE, async {
+            loop {
+                let current = status.borrow_and_update().clone();
+                if done(&current) {
+                    return Ok(current);
+                }
+                if status.changed().await.is_err() {
+                    return Err(Status::unavailable("node shutting down"));
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{what} did not happen within {} s: is the target caught up and reachable? \
+                 (quoratectl split-brain report shows each node's view)",
+                LEADERSHIP_DEADLINE.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs a transfer (target 0: step down) on the leader, here or forwarded.
+    async fn transfer_on_leader(&self, target: u64) -> Result<u64, Status> {
+        let node = self.node();
+        let status = node.status();
+        if status.raft.role == Role::Leader {
+            return if target == 0 {
+                node.step_down().await
+            } else {
+                node.transfer_leadership(target).await.map(|()| target)
+            }
+            .map_err(|e| e.to_status());
+        }
+        let Some(leader) = status.raft.leader_id else {
+            return Err(NodeError::NoQuorum {
+                reason: "this node knows no leader to ask".into(),
+            }
+            .to_status());
+        };
+        node.transport()
+            .transfer(leader, target, LEADERSHIP_DEADLINE)
+            .await
+    }
+
+    async fn observe(&self) -> (Vec<Observation>, Vec<u64>) {
+        let node = self.node();
+        let mut me = self.local_status().await;
+        let voters = me.voters.clone();
+        // Half an election timeout: a live peer answers in milliseconds, and the report of a
+        // degraded cluster should not wait long for the dead.
+        let deadline = node.config().election_timeout / 2;
+        let peers: Vec<(u64, String)> = node
+            .config()
+            .peers
+            .iter()
+            .filter(|(&id, _)| id != node.id())
+            .map(|(&id, a)| (id, a.clone()))
+            .collect();
+        let probes = peers
+            .iter()
+            .map(|(id, _)| node.transport().probe(*id, None, deadline));
+        let answers = join_all(probes).await;
+        // A probe that just failed is first-hand evidence: this node cannot reach that peer
+        // now, whatever its older view says.
+        for ((id, _), answer) in peers.iter().zip(&answers) {
+            if answer.is_err() {
+                if let Some(view) = me.peers.iter_mut().find(|v| v.node_id == *id) {
+                    view.reachable = false;
+                }
+            }
+        }
+        let mut observations = vec![Observation {
+            node_id: me.node_id,
+            peer_address: me.peer_address.clone(),
+            answer: Ok(me),
+            last_seen: None,
+        }];
+        for ((id, address), answer) in peers.into_iter().zip(answers) {
+            let last_seen = self.last_seen(id);
+            let answer = match answer {
+                Ok(reply) => match reply.status {
+                    Some(status) => {
+                        self.remember(status.clone());
+                        Ok(status)
+                    }
+                    None => Err("empty probe answer".to_string()),
+                },
+                Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+            };
+            observations.push(Observation {
+                node_id: id,
+                peer_address: address,
+                answer,
+                last_seen,
+            });
+        }
+        observations.sort_by_key(|o| o.node_id);
+        (observations, voters)
+    }
+
+    async fn compare_hashes(&self, observations: &[Observation]) -> Option<Hashes> {
+        let applied: Vec<u64> = observations
+            .iter()
+            .filter_map(|o| o.answer.as_ref().ok().map(|s| s.applied_index))
+            .collect();
+        let common_index = applied.iter().copied().min().filter(|&i| i > 0)?;
+        let node = self.node();
+        let deadline = node.config().election_timeout * 3;
+        let jobs = observations
+            .iter()
+            .filter(|o| o.answer.is_ok())
+            .map(|o| async move {
+                let result = if o.node_id == node.id() {
+                    self.hash(common_index).await.map(|h| h.hash)
+                } else {
+                    match node
+                        .transport()
+                        .probe(o.node_id, Some(common_index), deadline)
+                        .await
+                    {
+                        Ok(reply) => match reply.hash {
+                            Some(h) => Ok(h.hash),
+                            None => Err(reply.hash_error),
+                        },
+                        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+                    }
+                };
+                (o.node_id, result)
+            });
+        let by_node: BTreeMap<u64, Result<String, String>> =
+            join_all(jobs).await.into_iter().collect();
+        Some(Hashes {
+            common_index,
+            by_node,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.local_status().await))
+    }
+
+    async fn list_members(
+        &self,
+        _request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let me = self.local_status().await;
+        let mut members = Vec::new();
+        for (&id, address) in &self.node().config().peers {
+            let (client_address, view) = if id == me.node_id {
+                (me.client_address.clone(), None)
+            } else {
+                let client = self
+                    .last_seen(id)
+                    .map(|(s, _)| s.client_address)
+                    .unwrap_or_default();
+                (client, me.peers.iter().find(|p| p.node_id == id).cloned())
+            };
+            members.push(pb::Member {
+                node_id: id,
+                peer_address: address.clone(),
+                client_address,
+                voter: me.voters.contains(&id),
+                view,
+            });
+        }
+        Ok(Response::new(pb::ListMembersResponse {
+            members,
+            leader_id: me.leader_id,
+            term: me.term,
+        }))
+    }
+
+    async fn transfer_leadership(
+        &self,
+        request: Request<pb::TransferLeadershipRequest>,
+    ) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
+        let target = request.into_inner().target_id;
+        if !self.node().config().peers.contains_key(&target) {
+            return Err(Status::invalid_argument(format!(
+                "target_id: node {target} is not a member (members: {:?})",
+                self.node().config().peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        if self.node().status().raft.leader_id != Some(target) {
+            self.transfer_on_leader(target).await?;
+        }
+        let status = self
+            .wait_for_leader(
+                |s| s.raft.leader_id == Some(target),
+                format!("the transfer of leadership to node {target}"),
+            )
+            .await?;
+        Ok(Response::new(pb::TransferLeadershipResponse {
+            leader_id: target,
+            term: status.raft.term,
+        }))
+    }
+
+    async fn step_down(
+        &self,
+        _request: Request<pb::StepDownRequest>,
+    ) -> Result<Response<pb::StepDownResponse>, Status> {
+        let target = self.transfer_on_leader(0).await?;
+        let status = self
+            .wait_for_leader(
+                |s| s.raft.leader_id == Some(target),
+                format!("the step-down in favour of node {target}"),
+            )
+            .await?;
+        Ok(Response::new(pb::StepDownResponse {
+            new_leader_id: target,
+            term: status.raft.term,
+        }))
+    }
+
+    async fn hash_events(
+        &self,
+        request: Request<pb::HashEventsRequest>,
+    ) -> Result<Response<pb::HashEventsResponse>, Status> {
+        let index = request.into_inner().index;
+        self.hash(index)
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::new(Code::OutOfRange, e))
+    }
+
+    async fn split_brain_report(
+        &self,
+        _request: Request<pb::SplitBrainReportRequest>,
+    ) -> Result<Response<pb::SplitBrainReportResponse>, Status> {
+        let started = Instant::now();
+        let (observations, voters) = self.observe().await;
+        let hashes = self.compare_hashes(&observations).await;
+        let settings = Settings {
+            election_timeout: self.node().config().election_timeout,
+            lag_threshold: 1_000,
+        };
+        let mut report = analyze(
+            self.node().id(),
+            &voters,
+            &observations,
+            hashes.as_ref(),
+            &settings,
+        );
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(Response::new(report))
+    }
+}
