@@ -165,6 +165,7 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    #[tracing::instrument(name = "Admin.Status", skip_all)]
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,
@@ -172,6 +173,7 @@ impl Admin for AdminService {
         Ok(Response::new(self.local_status().await))
     }
 
+    #[tracing::instrument(name = "Admin.ListMembers", skip_all)]
     async fn list_members(
         &self,
         _request: Request<pb::ListMembersRequest>,
@@ -203,6 +205,7 @@ impl Admin for AdminService {
         }))
     }
 
+    #[tracing::instrument(name = "Admin.TransferLeadership", skip_all)]
     async fn transfer_leadership(
         &self,
         request: Request<pb::TransferLeadershipRequest>,
@@ -229,6 +232,7 @@ impl Admin for AdminService {
         }))
     }
 
+    #[tracing::instrument(name = "Admin.StepDown", skip_all)]
     async fn step_down(
         &self,
         _request: Request<pb::StepDownRequest>,
@@ -246,6 +250,7 @@ impl Admin for AdminService {
         }))
     }
 
+    #[tracing::instrument(name = "Admin.HashEvents", skip_all)]
     async fn hash_events(
         &self,
         request: Request<pb::HashEventsRequest>,
@@ -257,6 +262,7 @@ impl Admin for AdminService {
             .map_err(|e| Status::new(Code::OutOfRange, e))
     }
 
+    #[tracing::instrument(name = "Admin.SplitBrainReport", skip_all)]
     async fn split_brain_report(
         &self,
         _request: Request<pb::SplitBrainReportRequest>,

@@ -282,10 +282,14 @@ impl<SM: StateMachine> Driver<SM> {
             let hard_state = ready.hard_state;
             let entries = std::mem::take(&mut ready.entries);
             let sync = ready.must_sync;
-            tokio::task::spawn_blocking(move || store.persist(hard_state.as_ref(), &entries, sync))
-                .await
-                .map_err(|e| NodeError::Internal(format!("persist task: {e}")))?
-                .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
+            let persist = tracing::debug_span!("persist", entries = entries.len(), sync);
+            tokio::task::spawn_blocking(move || {
+                let _enter = persist.enter();
+                store.persist(hard_state.as_ref(), &entries, sync)
+            })
+            .await
+            .map_err(|e| NodeError::Internal(format!("persist task: {e}")))?
+            .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
         }
         // 2. Send: requests to peers; responses to the RPCs waiting for them.
         for message in std::mem::take(&mut ready.messages) {
@@ -322,7 +326,9 @@ impl<SM: StateMachine> Driver<SM> {
             .sm
             .take()
             .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
+        let apply = tracing::debug_span!("apply", entries = entries.len());
         let (sm, result, entries) = tokio::task::spawn_blocking(move || {
+            let _enter = apply.enter();
             let result = sm.apply(&entries);
             (sm, result, entries)
         })

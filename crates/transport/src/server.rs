@@ -113,6 +113,7 @@ fn mismatch() -> Status {
 
 #[tonic::async_trait]
 impl<H: PeerHandler> Raft for RaftService<H> {
+    #[tracing::instrument(name = "Raft.RequestVote", level = "trace", skip_all)]
     async fn request_vote(
         &self,
         request: Request<pb::RequestVoteRequest>,
@@ -125,6 +126,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         }
     }
 
+    #[tracing::instrument(name = "Raft.AppendEntries", level = "trace", skip_all)]
     async fn append_entries(
         &self,
         request: Request<pb::AppendEntriesRequest>,
@@ -137,6 +139,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         }
     }
 
+    #[tracing::instrument(name = "Raft.Heartbeat", level = "trace", skip_all)]
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
@@ -149,6 +152,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         }
     }
 
+    #[tracing::instrument(name = "Raft.TimeoutNow", level = "trace", skip_all)]
     async fn timeout_now(
         &self,
         request: Request<pb::TimeoutNowRequest>,
@@ -159,6 +163,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         Ok(Response::new(pb::TimeoutNowResponse {}))
     }
 
+    #[tracing::instrument(name = "Raft.ReadIndex", level = "trace", skip_all)]
     async fn read_index(
         &self,
         request: Request<pb::ReadIndexRequest>,
@@ -171,6 +176,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         }
     }
 
+    #[tracing::instrument(name = "Raft.Forward", level = "trace", skip_all)]
     async fn forward(
         &self,
         request: Request<pb::ForwardRequest>,
@@ -185,6 +191,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         }))
     }
 
+    #[tracing::instrument(name = "Raft.Probe", level = "trace", skip_all)]
     async fn probe(
         &self,
         request: Request<pb::ProbeRequest>,
@@ -194,6 +201,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         Ok(Response::new(self.handler.probe(r.hash_index).await?))
     }
 
+    #[tracing::instrument(name = "Raft.Transfer", level = "trace", skip_all)]
     async fn transfer(
         &self,
         request: Request<pb::TransferRequest>,

@@ -98,6 +98,7 @@ impl PaymentEvents for PaymentsService {
         }))
     }
 
+    #[tracing::instrument(name = "PaymentEvents.List", skip_all)]
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
@@ -113,6 +114,7 @@ impl PaymentEvents for PaymentsService {
 
     type WatchStream = EventStream;
 
+    #[tracing::instrument(name = "PaymentEvents.Watch", skip_all)]
     async fn watch(
         &self,
         request: Request<pb::WatchRequest>,
