@@ -1,16 +1,29 @@
-//! Simulated clients: they append to and read per-key lists, retry with the same idempotency
-//! key, and record every logical operation as ok, failed or unknown.
+//! Simulated clients: they run the workload's operations (payment submits and reads, lease
+//! work, see [`crate::workload`]) against the cluster, retry each with the same idempotency
+//! key, and record every payment operation as ok, refused or unknown.
 //!
-//! An append the client gives up on has an *unknown* outcome: its last attempt is always still
+//! A submit the client gives up on has an *unknown* outcome: its last attempt is always still
 //! in flight (a refused attempt is retried at once), so it may take effect later or never.
 //! Unknown outcomes are never counted as failures or successes; the linearizability checker
 //! may place them anywhere after their invocation. Reads the client gives up on carry no
 //! information and are left out of the history.
+//!
+//! **Definite refusals.** A submit the machine refused (`INVALID_TRANSITION`, `STALE_TOKEN`,
+//! ...) completed and changed nothing. The checker's model (append-only lists of values) has
+//! no operation for "a no-op whose answer depended on the state", so refused submits are left
+//! out of the history. That is the same as recording them as completed no-ops, because a no-op
+//! without a returned value constrains no linearization; and it keeps their one observable
+//! consequence: their values were never appended, so a read that returns one is flagged (a
+//! value no append wrote). What is not checked is whether the refusal itself was justified by
+//! the state at its linearization point (the lifecycle and fencing rules); the `lease-fencing`
+//! invariant covers the fencing half on every replica.
 
+use quorate_payments::machine::Applied;
 use quorate_raft_core::rng::SplitMix64;
 use quorate_raft_core::NodeId;
 
 use crate::linearizability::{Observed, OpKind, Operation};
+use crate::workload::{Next, Outcome, Plan, Workload};
 
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +41,7 @@ pub enum ReadKind {
 pub struct Request {
     /// The client.
     pub client: u64,
-    /// The logical operation (also the idempotency key).
+    /// The logical operation; a submit's idempotency key is derived from it.
     pub op_id: u64,
     /// Which attempt of it.
     pub attempt: u32,
@@ -36,32 +49,81 @@ pub struct Request {
     pub action: Action,
 }
 
-/// What a request asks for.
+impl Request {
+    /// The response of this attempt saying `reply`.
+    pub fn respond(&self, reply: Reply) -> Response {
+        Response {
+            client: self.client,
+            op_id: self.op_id,
+            attempt: self.attempt,
+            reply,
+        }
+    }
+}
+
+/// A writer-lease fence, in the simulator's numbering (see [`crate::names`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The lease.
+    pub lease: u64,
+    /// The token the submitter was granted.
+    pub token: u64,
+}
+
+/// What a request asks for. Payments and leases are numbered; the node names them for the
+/// machine, and derives a submit's idempotency key from the request's `op_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Append `value` to `key`.
-    Append {
-        /// The list.
-        key: u64,
-        /// The value (unique per operation).
-        value: u64,
+    /// Submit a payment event (`PaymentEvents.Submit`).
+    Submit {
+        /// The payment.
+        payment: u64,
+        /// What happened.
+        kind: quorate_payments::machine::EventKind,
+        /// The amount in minor units.
+        amount: i64,
+        /// The writer lease the submitter claims to hold, if any.
+        fence: Option<Fence>,
     },
-    /// Read `key`.
+    /// Read a payment's events (`PaymentEvents.Get`).
     Read {
-        /// The list.
-        key: u64,
+        /// The payment.
+        payment: u64,
         /// How.
         kind: ReadKind,
+    },
+    /// Take a writer lease (`Leases.Acquire`).
+    Acquire {
+        /// The lease.
+        lease: u64,
+        /// Its time to live.
+        ttl_ms: u64,
+    },
+    /// Renew a writer lease (`Leases.KeepAlive`).
+    KeepAlive {
+        /// The lease.
+        lease: u64,
+        /// The token held.
+        token: u64,
+    },
+    /// Give a writer lease up (`Leases.Release`).
+    Release {
+        /// The lease.
+        lease: u64,
+        /// The token held.
+        token: u64,
     },
 }
 
 /// A node's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// The append is applied (now or by an earlier attempt).
-    Appended,
-    /// The list as of a point inside the read's interval.
-    Values(Vec<u64>),
+    /// The machine's output for the command: this attempt's entry was applied (for a submit,
+    /// possibly replaying the outcome of an earlier attempt).
+    Applied(Applied),
+    /// A read's answer: the operations whose events the payment holds, oldest first, as of a
+    /// point inside the read's interval.
+    Events(Vec<u64>),
     /// Not the leader; try `leader`.
     Redirect(Option<NodeId>),
     /// Refused before reaching the log (no quorum, transfer, no leader): did not happen.
@@ -85,21 +147,6 @@ pub struct Response {
     pub reply: Reply,
 }
 
-/// Workload knobs, in microticks.
-#[derive(Clone, Copy, Debug)]
-pub struct Workload {
-    /// Keys the clients share.
-    pub keys: u64,
-    /// Think time between operations: `[min, max)`.
-    pub think_min: u64,
-    /// See `think_min`.
-    pub think_max: u64,
-    /// An attempt without an answer for this long is retried elsewhere.
-    pub attempt_timeout: u64,
-    /// A logical operation gives up after this long.
-    pub op_timeout: u64,
-}
-
 #[derive(Clone, Debug)]
 struct CurrentOp {
     op_id: u64,
@@ -119,22 +166,35 @@ pub enum ClientAction {
     Sleep,
 }
 
+/// How an operation ended.
+enum Ending {
+    /// The machine answered (for a submit, possibly replaying an earlier attempt's outcome).
+    Applied(Applied),
+    /// A linearizable or stale read answered.
+    Events(Vec<u64>),
+    /// No answer before the deadline.
+    GaveUp,
+}
+
 /// One simulated client.
 #[derive(Clone, Debug)]
 pub struct Client {
     /// Its id.
     pub id: u64,
     rng: SplitMix64,
+    plan: Plan,
     op: Option<CurrentOp>,
     next_op_at: u64,
     next_seq: u64,
     leader_guess: Option<NodeId>,
-    /// Completed (ok or unknown) appends and confirmed reads, for the checker.
+    /// Submits (ok or unknown) and linearizable reads, for the checker.
     pub history: Vec<Operation>,
     /// Reads given up (left out of the history).
     pub failed: u64,
     /// Stale reads served (not checked).
     pub stale_reads: u64,
+    /// Submits the machine refused (left out of the history, see the module documentation).
+    pub refused: u64,
     /// Whether to start new operations.
     pub active: bool,
     /// Start only reads (a quiet period).
@@ -148,11 +208,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with its own random stream.
-    pub fn new(id: u64, rng: SplitMix64, workload: Workload) -> Self {
+    /// A client with its own random stream, working on `plan`.
+    pub fn new(id: u64, rng: SplitMix64, workload: Workload, plan: Plan) -> Self {
         Client {
             id,
             rng,
+            plan,
             op: None,
             next_op_at: 0,
             next_seq: 0,
@@ -160,12 +221,18 @@ impl Client {
             history: Vec::new(),
             failed: 0,
             stale_reads: 0,
+            refused: 0,
             active: true,
             reads_only: false,
             must_succeed_after: None,
             liveness_failures: Vec::new(),
             workload,
         }
+    }
+
+    /// What the client works on (its counters).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// When the client next needs to be woken.
@@ -203,24 +270,19 @@ impl Client {
     }
 
     fn start(&mut self, now: u64, nodes: &[NodeId]) -> ClientAction {
+        let action = match self
+            .plan
+            .next(now, &mut self.rng, self.reads_only, &self.workload)
+        {
+            Next::Do(action) => action,
+            Next::WaitUntil(at) => {
+                debug_assert!(at > now, "a wait must end in the future");
+                self.next_op_at = at.max(now + 1);
+                return ClientAction::Sleep;
+            }
+        };
         self.next_seq += 1;
         let op_id = self.id * 1_000_000 + self.next_seq;
-        let key = self.rng.range(0, self.workload.keys);
-        let roll = if self.reads_only {
-            self.rng.range(55, 100)
-        } else {
-            self.rng.range(0, 100)
-        };
-        let action = if roll < 55 {
-            Action::Append { key, value: op_id }
-        } else {
-            let kind = match roll {
-                55..=74 => ReadKind::Quorum,
-                75..=89 => ReadKind::Lease,
-                _ => ReadKind::Stale,
-            };
-            Action::Read { key, kind }
-        };
         self.op = Some(CurrentOp {
             op_id,
             action,
@@ -254,27 +316,69 @@ impl Client {
         )
     }
 
-    fn finish(&mut self, now: u64, observed: Observed) {
+    fn finish(&mut self, now: u64, ending: Ending) {
         let Some(op) = self.op.take() else { return };
-        let (key, kind) = match op.action {
-            Action::Append { key, value } => (key, OpKind::Append { value }),
-            Action::Read { key, .. } => (key, OpKind::Read),
-        };
-        let ret = (observed != Observed::Unknown).then_some(now);
-        if ret.is_none() && self.must_succeed_after.is_some_and(|t| op.invoked_at >= t) {
+        let gave_up = matches!(ending, Ending::GaveUp);
+        if gave_up && self.must_succeed_after.is_some_and(|t| op.invoked_at >= t) {
             self.liveness_failures.push(format!(
                 "client {} op {} ({:?}) invoked at {} did not complete by {}",
                 self.id, op.op_id, op.action, op.invoked_at, now
             ));
         }
-        self.history.push(Operation {
-            client: self.id,
-            key,
-            kind,
-            call: op.invoked_at,
-            ret,
-            observed,
-        });
+        let outcome = match &ending {
+            Ending::Applied(applied) => Outcome::Applied(applied),
+            Ending::Events(ops) => Outcome::Events(ops),
+            Ending::GaveUp => Outcome::GaveUp,
+        };
+        self.plan.learn(now, &op.action, outcome);
+        let recorded = match (op.action, ending) {
+            (Action::Submit { payment, .. }, Ending::Applied(Applied::EventRecorded(_))) => Some((
+                payment,
+                OpKind::Append { value: op.op_id },
+                Observed::Appended,
+            )),
+            (Action::Submit { payment, .. }, Ending::GaveUp) => Some((
+                payment,
+                OpKind::Append { value: op.op_id },
+                Observed::Unknown,
+            )),
+            (Action::Submit { .. }, Ending::Applied(_)) => {
+                self.refused += 1;
+                None
+            }
+            (
+                Action::Read {
+                    kind: ReadKind::Stale,
+                    ..
+                },
+                Ending::Events(_),
+            ) => {
+                // Not checked: drop it from the history.
+                self.stale_reads += 1;
+                None
+            }
+            (Action::Read { payment, .. }, Ending::Events(ops)) => {
+                Some((payment, OpKind::Read, Observed::ReadValues(ops)))
+            }
+            (Action::Read { .. }, _) => {
+                // A read that never answered observed nothing.
+                self.failed += 1;
+                None
+            }
+            // Lease operations are checked by the `lease-fencing` invariant, not here.
+            _ => None,
+        };
+        if let Some((key, kind, observed)) = recorded {
+            let ret = (observed != Observed::Unknown).then_some(now);
+            self.history.push(Operation {
+                client: self.id,
+                key,
+                kind,
+                call: op.invoked_at,
+                ret,
+                observed,
+            });
+        }
         self.schedule_next(now);
     }
 
@@ -286,22 +390,8 @@ impl Client {
     }
 
     fn give_up(&mut self, now: u64) {
-        let Some(op) = self.op.as_ref() else { return };
-        let invoked_at = op.invoked_at;
-        match op.action {
-            Action::Append { .. } => self.finish(now, Observed::Unknown),
-            Action::Read { .. } => {
-                // A read that never answered: it observed nothing.
-                if self.must_succeed_after.is_some_and(|t| invoked_at >= t) {
-                    self.liveness_failures.push(format!(
-                        "client {} op {} ({:?}) invoked at {} gave up at {}",
-                        self.id, op.op_id, op.action, invoked_at, now
-                    ));
-                }
-                self.failed += 1;
-                self.op = None;
-                self.schedule_next(now);
-            }
+        if self.op.is_some() {
+            self.finish(now, Ending::GaveUp);
         }
     }
 
@@ -321,28 +411,21 @@ impl Client {
         }
         let current_attempt = op.attempt == response.attempt;
         match response.reply {
-            Reply::Appended => {
+            // The entry's token did not increase, so it was not applied (the
+            // `fencing-token-order` invariant reports it): as if the entry was overwritten.
+            Reply::Applied(Applied::FencingRejected(_)) if !current_attempt => ClientAction::Sleep,
+            Reply::Applied(Applied::FencingRejected(_)) => {
+                self.leader_guess = None;
+                self.retry(now, nodes)
+            }
+            Reply::Applied(applied) => {
                 self.leader_guess = Some(from);
-                self.finish(now, Observed::Appended);
+                self.finish(now, Ending::Applied(applied));
                 ClientAction::Sleep
             }
-            Reply::Values(values) => {
-                let stale = matches!(
-                    op.action,
-                    Action::Read {
-                        kind: ReadKind::Stale,
-                        ..
-                    }
-                );
-                if stale {
-                    // Not checked: drop it from the history.
-                    self.stale_reads += 1;
-                    self.op = None;
-                    self.schedule_next(now);
-                } else {
-                    self.leader_guess = Some(from);
-                    self.finish(now, Observed::ReadValues(values));
-                }
+            Reply::Events(ops) => {
+                self.leader_guess = Some(from);
+                self.finish(now, Ending::Events(ops));
                 ClientAction::Sleep
             }
             // An older attempt's failure says nothing about the current one.
@@ -369,8 +452,6 @@ impl Client {
 
     /// Gives up whatever is in progress (end of the run).
     pub fn abandon(&mut self, now: u64) {
-        if self.op.is_some() {
-            self.give_up(now);
-        }
+        self.give_up(now);
     }
 }

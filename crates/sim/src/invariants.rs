@@ -18,13 +18,19 @@
 //!   commit, not only when an unlucky election later exposes it;
 //! - **state-machine safety**: no two nodes apply different entries at one index (§5.4.3);
 //! - **fencing**: applied tokens strictly increase on every node;
-//! - **lease safety**: never two nodes holding a valid leader lease at one instant.
+//! - **lease safety**: never two nodes holding a valid leader lease at one instant;
+//! - **lease fencing**: no replica records a write fenced by a writer-lease token that is not
+//!   the lease's live token at that point of the log ([`crate::lease_fencing`]);
+//! - **exactly once**: per idempotency key, at most one event is ever recorded, on any
+//!   replica ([`crate::exactly_once`]; also checked on every node's state at the end).
 
 use std::collections::{BTreeMap, HashMap};
 
+use quorate_payments::machine::{Applied, Store};
 use quorate_raft_core::{Entry, Index, NodeId, Role, Term};
 
-use crate::kv::Applied;
+use crate::exactly_once::ExactlyOnce;
+use crate::lease_fencing::LeaseFencing;
 use crate::trace::TraceHash;
 
 /// A broken invariant.
@@ -73,6 +79,10 @@ pub struct Invariants {
     checked_commit: BTreeMap<NodeId, Index>,
     /// `applied[i - 1]`: (term, fingerprint) of the entry applied at `i`.
     applied: Vec<(Term, u64)>,
+    /// Every node's writer-lease histories.
+    lease_fencing: LeaseFencing,
+    /// Where each idempotency key recorded its event.
+    exactly_once: ExactlyOnce,
     /// The first violation of the run.
     pub violation: Option<Violation>,
 }
@@ -184,9 +194,11 @@ impl Invariants {
         self.checked_commit.insert(node, commit);
     }
 
-    /// A node restarted: its commit index may be lower now; check it again from there.
+    /// A node restarted: its commit index may be lower now; check it again from there. Its
+    /// machine replays the log from the start.
     pub fn on_restart(&mut self, node: NodeId) {
         self.checked_commit.remove(&node);
+        self.lease_fencing.on_restart(node);
     }
 
     /// Leader completeness: `node` just became leader.
@@ -247,8 +259,16 @@ impl Invariants {
         }
     }
 
-    /// State-machine safety and fencing: `node` applied `entry` with `outcome`.
-    pub fn on_apply(&mut self, node: NodeId, entry: &Entry, outcome: Applied, at: u64) {
+    /// State-machine safety, fencing-token order, lease fencing and exactly-once: `node`
+    /// applied `entry` with `output`, which added `events_written` events to its store.
+    pub fn on_apply(
+        &mut self,
+        node: NodeId,
+        entry: &Entry,
+        output: &Applied,
+        events_written: usize,
+        at: u64,
+    ) {
         let identity = (entry.term, fingerprint(entry));
         let slot = entry.index as usize - 1;
         match self.applied.get(slot) {
@@ -268,16 +288,33 @@ impl Invariants {
                 format!("node {node} applied index {} out of order", entry.index),
             ),
         }
-        if let Applied::StaleToken { last } = outcome {
+        if let Applied::FencingRejected(rejected) = output {
             self.fail(
                 "fencing-token-order",
                 at,
                 format!(
-                    "node {node} applied token {} at index {} after token {last}",
+                    "node {node} applied token {} at index {} after token {:?}",
                     entry.token(),
-                    entry.index
+                    entry.index,
+                    rejected.last_applied
                 ),
             );
+        }
+        if let Err(detail) = self.lease_fencing.on_apply(node, entry, output) {
+            self.fail("lease-fencing", at, detail);
+        }
+        if let Err(detail) = self
+            .exactly_once
+            .on_apply(node, entry, output, events_written)
+        {
+            self.fail("exactly-once", at, detail);
+        }
+    }
+
+    /// Exactly-once on `node`'s stored state: at most one event per idempotency key.
+    pub fn check_store(&mut self, node: NodeId, store: &impl Store, at: u64) {
+        if let Err(detail) = ExactlyOnce::check_store(node, store) {
+            self.fail("exactly-once", at, detail);
         }
     }
 
@@ -311,6 +348,10 @@ impl Invariants {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use quorate_payments::machine::{
+        AcquireLease, Command, EventRecord, EventRecorded, FencingRejected, FencingTokenRecord,
+        LeaseAcquired, LeaseFence, Submit,
+    };
     use quorate_raft_core::EntryKind;
 
     fn entry(index: Index, term: Term, data: &'static [u8]) -> Entry {
@@ -419,10 +460,10 @@ mod tests {
     #[test]
     fn different_entries_applied_at_one_index_are_caught() {
         let mut inv = Invariants::default();
-        inv.on_apply(1, &entry(1, 1, b"a"), Applied::Appended, 0);
-        inv.on_apply(2, &entry(1, 1, b"a"), Applied::Appended, 0);
+        inv.on_apply(1, &entry(1, 1, b"a"), &Applied::Noop, 0, 0);
+        inv.on_apply(2, &entry(1, 1, b"a"), &Applied::Noop, 0, 0);
         assert!(inv.violation.is_none());
-        inv.on_apply(3, &entry(1, 2, b"z"), Applied::Appended, 0);
+        inv.on_apply(3, &entry(1, 2, b"z"), &Applied::Noop, 0, 0);
         assert_eq!(inv.violation.unwrap().invariant, "state-machine-safety");
     }
 
@@ -438,11 +479,85 @@ mod tests {
     #[test]
     fn a_stale_token_at_apply_is_caught() {
         let mut inv = Invariants::default();
-        let last = quorate_raft_core::FencingToken {
-            term: 3,
-            sequence: 9,
-        };
-        inv.on_apply(1, &entry(1, 2, b"a"), Applied::StaleToken { last }, 0);
+        let rejected = Applied::FencingRejected(FencingRejected {
+            token: FencingTokenRecord {
+                term: 2,
+                sequence: 1,
+            },
+            last_applied: FencingTokenRecord {
+                term: 3,
+                sequence: 9,
+            },
+        });
+        inv.on_apply(1, &entry(1, 2, b"a"), &rejected, 0, 0);
         assert_eq!(inv.violation.unwrap().invariant, "fencing-token-order");
+    }
+
+    #[test]
+    fn a_key_recorded_twice_is_an_exactly_once_violation() {
+        let mut inv = Invariants::default();
+        let recorded = |index| {
+            Applied::EventRecorded(EventRecorded {
+                event: EventRecord {
+                    index,
+                    idempotency_key: "op-7".into(),
+                    ..EventRecord::default()
+                },
+                replayed: false,
+            })
+        };
+        inv.on_apply(1, &entry(1, 1, b"a"), &recorded(1), 1, 0);
+        assert!(inv.violation.is_none());
+        inv.on_apply(1, &entry(2, 1, b"b"), &recorded(2), 1, 0);
+        assert_eq!(inv.violation.unwrap().invariant, "exactly-once");
+    }
+
+    #[test]
+    fn a_zombie_write_is_a_lease_fencing_violation() {
+        let mut inv = Invariants::default();
+        let command = |index, command: Command| Entry {
+            index,
+            term: 1,
+            sequence: index,
+            kind: EntryKind::Command,
+            data: command.encode(),
+        };
+        let grant = |holder: &str| {
+            Command::AcquireLease(AcquireLease {
+                name: "w".into(),
+                holder: holder.into(),
+                ttl_ms: 1_000,
+                now_ms: 0,
+            })
+        };
+        let granted = |token| {
+            Applied::LeaseAcquired(LeaseAcquired {
+                granted: true,
+                token,
+                ..LeaseAcquired::default()
+            })
+        };
+        inv.on_apply(1, &command(1, grant("a")), &granted(1), 0, 0);
+        inv.on_apply(1, &command(2, grant("a")), &granted(2), 0, 0);
+        assert!(inv.violation.is_none());
+        let zombie = Command::Submit(Submit {
+            payment_id: "p".into(),
+            idempotency_key: "op-1".into(),
+            fence: Some(LeaseFence {
+                lease: "w".into(),
+                token: 1,
+            }),
+            ..Submit::default()
+        });
+        let recorded = Applied::EventRecorded(EventRecorded {
+            event: EventRecord {
+                index: 3,
+                idempotency_key: "op-1".into(),
+                ..EventRecord::default()
+            },
+            replayed: false,
+        });
+        inv.on_apply(1, &command(3, zombie), &recorded, 1, 0);
+        assert_eq!(inv.violation.unwrap().invariant, "lease-fencing");
     }
 }

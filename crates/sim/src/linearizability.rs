@@ -34,6 +34,14 @@
 //!
 //! Operations that definitely failed are never passed in.
 //!
+//! ## In the simulator
+//!
+//! A key is a payment and a list is the payment's events in order: an append is a submit
+//! that records an event, whose value is the number of the logical operation that submitted
+//! it (its idempotency key is derived from that number, so every retry appends the same
+//! value, and the value is unique across the run), and a read is `PaymentEvents.Get`
+//! returning those numbers. Submits the machine refused are left out (see `client`).
+//!
 //! ## Fast paths
 //!
 //! Before searching, each key goes through cheap sanity checks that give precise messages:

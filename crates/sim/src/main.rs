@@ -131,6 +131,8 @@ fn run_caught(config: SimConfig) -> RunReport {
                 }),
                 operations: 0,
                 unknown: 0,
+                refused: 0,
+                leases: Default::default(),
                 failed: 0,
                 elections: 0,
                 crashes: 0,
@@ -165,17 +167,22 @@ fn main() -> ExitCode {
         config.verbose = cli.verbose;
         let report = run_caught(config);
         println!(
-            "seed={} nodes={} steps={} operations={} unknown={} failed={} elections={} \
-             crashes={} committed={}",
+            "seed={} nodes={} steps={} operations={} unknown={} refused={} failed={} \
+             elections={} crashes={} committed={} lease-grants={} zombie-writes={} \
+             zombie-refused={}",
             report.seed,
             report.nodes,
             report.steps,
             report.operations,
             report.unknown,
+            report.refused,
             report.failed,
             report.elections,
             report.crashes,
-            report.committed
+            report.committed,
+            report.leases.grants,
+            report.leases.zombie_writes,
+            report.leases.zombie_refusals
         );
         print_violation(&cli, &report);
         println!("trace-hash={:016x}", report.trace_hash);
@@ -229,11 +236,24 @@ fn main() -> ExitCode {
     let crashes: u64 = reports.iter().map(|r| r.crashes).sum();
     let elections: usize = reports.iter().map(|r| r.elections).sum();
     let inconclusive = reports.iter().filter(|r| r.inconclusive).count();
+    let refused: u64 = reports.iter().map(|r| r.refused).sum();
+    let mut leases = quorate_sim::workload::LeaseStats::default();
+    for r in &reports {
+        leases += r.leases;
+    }
     println!(
         "elapsed={:.1}s threads={threads} steps/seed: mean={mean_steps} median={median_steps} \
-         operations={operations} unknown-outcome={unknown} crashes={crashes} \
+         operations={operations} unknown-outcome={unknown} refused={refused} crashes={crashes} \
          elections={elections} linearizability-inconclusive={inconclusive}",
         elapsed.as_secs_f64()
+    );
+    println!(
+        "leases: grants={} stalls={} zombie-writes={} zombie-refused={} zombie-accepted={}",
+        leases.grants,
+        leases.stalls,
+        leases.zombie_writes,
+        leases.zombie_refusals,
+        leases.zombie_accepted
     );
     if !by_invariant.is_empty() {
         let summary: Vec<String> = by_invariant

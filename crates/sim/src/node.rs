@@ -2,17 +2,47 @@
 //! drives it (persist, sync, send, apply, advance), with an fsync that takes time. While a
 //! Ready is being synced the node takes no input; inputs wait and are then fed in together,
 //! so one sync covers all of them (group commit).
+//!
+//! Committed entries are applied to the real payments machine (`quorate_payments::machine`)
+//! over a [`MemStore`]. Like the server, the node builds each command from a client request
+//! (stamping its wall clock and the idempotency window), validates it before proposing, and
+//! runs the server's leader-side lease expiry task ([`ExpiryTask`], over the machine's
+//! [`LeaseTimers`]) on its own clock.
 
 use std::collections::BTreeMap;
 
+use quorate_payments::machine::{
+    self, AcquireLease, Applied, Command, KeepAliveLease, LeaseFence, LeaseTimers, MemStore,
+    ReleaseLease, Submit,
+};
 use quorate_raft_core::{
     ConfState, Config, Entry, Error, Index, LogWriter, Message, RawNode, ReadMode, ReadState,
     Ready, Role, SoftState, Term,
 };
 
 use crate::client::{Action, ReadKind, Reply, Request, Response};
-use crate::kv::{Applied, Command, KvStateMachine};
+use crate::clock::MS_PER_TICK;
+use crate::expiry_task::{ExpiryStep, ExpiryTask};
+use crate::names;
 use crate::storage::SimStorage;
+
+/// How long idempotency keys are remembered: the server's default, a day, far longer than a
+/// run, so any second event for a key is a bug.
+pub const IDEMPOTENCY_WINDOW_MS: u64 = 86_400_000;
+
+/// How long the expiry task awaits a proposal: the server's default request timeout, 5 s.
+const REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+/// An applied entry and what applying it did.
+#[derive(Clone, Debug)]
+pub struct AppliedEntry {
+    /// The entry.
+    pub entry: Entry,
+    /// The machine's output for it.
+    pub output: Applied,
+    /// Events the entry added to the store (a new event is one; anything else is none).
+    pub events_written: usize,
+}
 
 /// An input to a node.
 #[derive(Clone, Debug)]
@@ -35,7 +65,7 @@ pub struct Effects {
     /// Entries written to the log: (term of the entry before the first, entries).
     pub persisted: Vec<(Term, Vec<Entry>)>,
     /// Entries applied, with what applying them did.
-    pub applied: Vec<(Entry, Applied)>,
+    pub applied: Vec<AppliedEntry>,
     /// Role or leader changes.
     pub soft_states: Vec<SoftState>,
     /// A Ready is now being synced; it completes after this delay (microticks) and
@@ -56,7 +86,7 @@ struct PendingRead {
     client: u64,
     op_id: u64,
     attempt: u32,
-    key: u64,
+    payment: u64,
     index: Option<Index>,
 }
 
@@ -77,8 +107,18 @@ pub struct SimNode {
     pub raw: Option<RawNode<SimStorage>>,
     /// The disk while the node is down.
     disk: Option<SimStorage>,
-    /// The state machine (rebuilt from the log after a restart).
-    pub sm: KvStateMachine,
+    /// The payments machine's records (rebuilt from the log after a restart).
+    pub machine: MemStore,
+    /// The index of the last entry applied to `machine`.
+    applied_index: Index,
+    /// The leader-side lease expiry task (volatile, like the server's).
+    expiry: ExpiryTask,
+    /// An expiry task step that became due while a Ready was being handled: run after
+    /// `advance`, as proposals are.
+    deferred_expiry: Option<ExpiryStep>,
+    /// Its wall clock (milliseconds since the Unix epoch), which the world sets before every
+    /// input; commands carry it, as in the server.
+    pub wall_clock_ms: u64,
     /// Bumped at every crash, so events of an earlier life are ignored.
     pub incarnation: u64,
     in_progress: Option<InProgress>,
@@ -98,11 +138,15 @@ impl SimNode {
         let raw = RawNode::new(config.clone(), disk, 0).expect("valid simulator config");
         SimNode {
             id: config.id,
+            expiry: expiry_task(&config),
+            deferred_expiry: None,
             config,
             tick_period,
             raw: Some(raw),
             disk: None,
-            sm: KvStateMachine::default(),
+            machine: MemStore::new(),
+            applied_index: 0,
+            wall_clock_ms: 0,
             incarnation: 0,
             in_progress: None,
             inbox: Vec::new(),
@@ -112,6 +156,16 @@ impl SimNode {
             role: Role::Follower,
             pending_transfer: None,
         }
+    }
+
+    /// The index of the last entry applied to the machine.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// A fingerprint of the machine's whole state, to compare replicas.
+    pub fn state_fingerprint(&self) -> u64 {
+        crate::trace::fingerprint(&self.machine.encode_state())
     }
 
     /// Whether the node is running.
@@ -140,7 +194,10 @@ impl SimNode {
         self.inbox.clear();
         self.proposals.clear();
         self.reads.clear();
-        self.sm = KvStateMachine::default();
+        self.machine = MemStore::new();
+        self.applied_index = 0;
+        self.expiry = expiry_task(&self.config);
+        self.deferred_expiry = None;
         self.role = Role::Follower;
         self.pending_transfer = None;
         self.incarnation += 1;
@@ -188,6 +245,9 @@ impl SimNode {
         if let Some(raw) = self.raw.as_mut() {
             raw.advance().expect("advance");
         }
+        if let Some(step) = self.deferred_expiry.take() {
+            self.run_expiry(step);
+        }
         for input in std::mem::take(&mut self.inbox) {
             self.feed(input, fx);
         }
@@ -213,7 +273,11 @@ impl SimNode {
     fn feed(&mut self, input: Input, fx: &mut Effects) {
         let Some(raw) = self.raw.as_mut() else { return };
         match input {
-            Input::Tick => raw.tick().expect("tick"),
+            Input::Tick => {
+                raw.tick().expect("tick");
+                let step = self.expiry.tick();
+                self.run_expiry(step);
+            }
             Input::Message(m) => match raw.step(m) {
                 Ok(()) | Err(Error::InvalidMessage(_)) => {}
                 Err(e) => panic!("node {} step failed: {e}", self.id),
@@ -244,6 +308,8 @@ impl SimNode {
     fn on_soft_state(&mut self, soft: SoftState, fx: &mut Effects) {
         fx.soft_states.push(soft);
         if self.role == Role::Leader && soft.role != Role::Leader {
+            let step = self.expiry.lost_leadership();
+            self.defer_expiry(step);
             // Leadership lost: pending proposals may or may not commit.
             for (_, p) in std::mem::take(&mut self.proposals) {
                 fx.responses.push(Response {
@@ -259,10 +325,16 @@ impl SimNode {
 
     fn apply(&mut self, entries: Vec<Entry>, fx: &mut Effects) {
         for entry in entries {
-            let outcome = self.sm.apply(&entry);
+            let events_before = self.machine.event_count();
+            let output = machine::apply_entry(&mut self.machine, &entry)
+                .expect("a MemStore never fails a read");
+            self.applied_index = entry.index;
+            let events_written = self.machine.event_count() - events_before;
+            let step = self.expiry.applied(entry.index);
+            self.defer_expiry(step);
             if let Some(p) = self.proposals.remove(&entry.index) {
                 let reply = if p.term == entry.term {
-                    Reply::Appended
+                    Reply::Applied(output.clone())
                 } else {
                     Reply::Failed
                 };
@@ -273,8 +345,63 @@ impl SimNode {
                     reply,
                 });
             }
-            fx.applied.push((entry, outcome));
+            fx.applied.push(AppliedEntry {
+                entry,
+                output,
+                events_written,
+            });
         }
+    }
+
+    fn defer_expiry(&mut self, step: ExpiryStep) {
+        if step != ExpiryStep::Wait {
+            debug_assert!(self.deferred_expiry.is_none(), "one step at a time");
+            self.deferred_expiry = Some(step);
+        }
+    }
+
+    /// Carries out the expiry task's steps until it waits: scans answer from the node's role
+    /// and the machine's held leases; expiries are proposed like any command.
+    fn run_expiry(&mut self, mut step: ExpiryStep) {
+        loop {
+            step = match step {
+                ExpiryStep::Wait => return,
+                ExpiryStep::Scan => {
+                    let Some(raw) = self.raw.as_ref() else { return };
+                    let status = raw.status();
+                    if status.role != Role::Leader {
+                        self.expiry.not_leader();
+                        return;
+                    }
+                    let held =
+                        machine::held_leases(&self.machine).expect("a MemStore never fails a read");
+                    self.expiry.scanned(status.term, held)
+                }
+                ExpiryStep::Propose(due) => {
+                    let Some(raw) = self.raw.as_mut() else { return };
+                    let command = due.command(self.wall_clock_ms).encode();
+                    // A refusal (not the leader, no quorum) ends the proposal at once.
+                    let index = raw.propose(command).ok().map(|p| p.index);
+                    self.expiry.proposing(&due.name, index)
+                }
+            };
+        }
+    }
+
+    /// The payment's events, as the operations that submitted them.
+    fn read_payment(&self, payment: u64) -> Vec<u64> {
+        let view = machine::payment_with_events(&self.machine, &names::payment_id(payment))
+            .expect("a MemStore never fails a read");
+        view.map(|v| {
+            v.events
+                .iter()
+                .map(|e| {
+                    names::op_of_key(&e.idempotency_key)
+                        .expect("every simulated key names its operation")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     fn on_read_state(&mut self, read_state: ReadState, fx: &mut Effects) {
@@ -297,7 +424,7 @@ impl SimNode {
 
     /// Answers reads whose index has been applied.
     fn serve_reads(&mut self, fx: &mut Effects) {
-        let applied = self.sm.applied_index;
+        let applied = self.applied_index;
         let ready: Vec<u64> = self
             .reads
             .iter()
@@ -310,76 +437,147 @@ impl SimNode {
                 client: read.client,
                 op_id: read.op_id,
                 attempt: read.attempt,
-                reply: Reply::Values(self.sm.read(read.key)),
+                reply: Reply::Events(self.read_payment(read.payment)),
             });
         }
     }
 
     fn on_request(&mut self, request: Request, fx: &mut Effects) {
-        let Some(raw) = self.raw.as_mut() else { return };
-        let respond = |reply| Response {
-            client: request.client,
-            op_id: request.op_id,
-            attempt: request.attempt,
-            reply,
-        };
         match request.action {
-            Action::Append { key, value } => {
-                let command = Command {
-                    client: request.client,
-                    op_id: request.op_id,
-                    key,
-                    value,
-                };
-                match raw.propose(command.encode()) {
-                    Ok(p) => {
-                        self.proposals.insert(
-                            p.index,
-                            PendingProposal {
-                                term: p.term,
-                                client: request.client,
-                                op_id: request.op_id,
-                                attempt: request.attempt,
-                            },
-                        );
-                    }
-                    Err(Error::NotLeader { leader_hint }) => {
-                        fx.responses.push(respond(Reply::Redirect(leader_hint)));
-                    }
-                    Err(_) => fx.responses.push(respond(Reply::Refused)),
-                }
-            }
-            Action::Read {
-                key,
-                kind: ReadKind::Stale,
-            } => fx.responses.push(respond(Reply::Values(self.sm.read(key)))),
-            Action::Read { key, kind } => {
-                let mode = if kind == ReadKind::Lease {
-                    ReadMode::Lease
-                } else {
-                    ReadMode::Quorum
-                };
-                let read_id = self.next_read_id;
-                self.next_read_id += 1;
-                match raw.read_index(read_id, mode) {
-                    Ok(()) => {
-                        self.reads.insert(
-                            read_id,
-                            PendingRead {
-                                client: request.client,
-                                op_id: request.op_id,
-                                attempt: request.attempt,
-                                key,
-                                index: None,
-                            },
-                        );
-                    }
-                    Err(Error::NotLeader { leader_hint }) => {
-                        fx.responses.push(respond(Reply::Redirect(leader_hint)));
-                    }
-                    Err(_) => fx.responses.push(respond(Reply::Refused)),
-                }
-            }
+            Action::Read { payment, kind } => self.on_read(&request, payment, kind, fx),
+            _ => self.on_write(&request, fx),
         }
     }
+
+    /// Proposes the command of a write request; the answer comes when it is applied.
+    fn on_write(&mut self, request: &Request, fx: &mut Effects) {
+        let command = self.command(request);
+        let Some(raw) = self.raw.as_mut() else { return };
+        let reply = match raw.propose(command.encode()) {
+            Ok(p) => {
+                self.proposals.insert(
+                    p.index,
+                    PendingProposal {
+                        term: p.term,
+                        client: request.client,
+                        op_id: request.op_id,
+                        attempt: request.attempt,
+                    },
+                );
+                return;
+            }
+            Err(Error::NotLeader { leader_hint }) => Reply::Redirect(leader_hint),
+            Err(_) => Reply::Refused,
+        };
+        fx.responses.push(request.respond(reply));
+    }
+
+    /// Serves a stale read at once; a linearizable one once its read index is applied.
+    fn on_read(&mut self, request: &Request, payment: u64, kind: ReadKind, fx: &mut Effects) {
+        if kind == ReadKind::Stale {
+            let events = self.read_payment(payment);
+            fx.responses.push(request.respond(Reply::Events(events)));
+            return;
+        }
+        let Some(raw) = self.raw.as_mut() else { return };
+        let mode = if kind == ReadKind::Lease {
+            ReadMode::Lease
+        } else {
+            ReadMode::Quorum
+        };
+        let read_id = self.next_read_id;
+        self.next_read_id += 1;
+        let reply = match raw.read_index(read_id, mode) {
+            Ok(()) => {
+                self.reads.insert(
+                    read_id,
+                    PendingRead {
+                        client: request.client,
+                        op_id: request.op_id,
+                        attempt: request.attempt,
+                        payment,
+                        index: None,
+                    },
+                );
+                return;
+            }
+            Err(Error::NotLeader { leader_hint }) => Reply::Redirect(leader_hint),
+            Err(_) => Reply::Refused,
+        };
+        fx.responses.push(request.respond(reply));
+    }
+
+    /// The command a write request stands for, stamped with this node's wall clock and
+    /// validated as the server validates it before proposing.
+    fn command(&self, request: &Request) -> Command {
+        let now_ms = self.wall_clock_ms;
+        let command = match request.action {
+            Action::Submit {
+                payment,
+                kind,
+                amount,
+                fence,
+            } => Command::Submit(Submit {
+                payment_id: names::payment_id(payment),
+                idempotency_key: names::idempotency_key(request.op_id),
+                kind: kind as i32,
+                amount_minor: amount,
+                currency: "USD".into(),
+                metadata: BTreeMap::new(),
+                fence: fence.map(|f| LeaseFence {
+                    lease: names::lease_name(f.lease),
+                    token: f.token,
+                }),
+                now_ms,
+                idempotency_window_ms: IDEMPOTENCY_WINDOW_MS,
+            }),
+            Action::Acquire { lease, ttl_ms } => Command::AcquireLease(AcquireLease {
+                name: names::lease_name(lease),
+                holder: names::holder(request.client),
+                ttl_ms,
+                now_ms,
+            }),
+            Action::KeepAlive { lease, token } => Command::KeepAliveLease(KeepAliveLease {
+                name: names::lease_name(lease),
+                holder: names::holder(request.client),
+                token,
+                now_ms,
+            }),
+            Action::Release { lease, token } => Command::ReleaseLease(ReleaseLease {
+                name: names::lease_name(lease),
+                holder: names::holder(request.client),
+                token,
+                now_ms,
+            }),
+            Action::Read { .. } => unreachable!("reads are not commands"),
+        };
+        let valid = match &command {
+            Command::Submit(c) => machine::validate_submit(c),
+            Command::AcquireLease(c) => machine::validate_acquire(c),
+            Command::KeepAliveLease(c) => machine::validate_keep_alive(c),
+            Command::ReleaseLease(c) => machine::validate_release(c),
+            Command::ExpireLease(_) => Ok(()),
+        };
+        if let Err(violation) = valid {
+            panic!("the simulator built an invalid command {command:?}: {violation}");
+        }
+        command
+    }
+}
+
+/// The expiry task as the server runs it: it scans every heartbeat interval, a new leader
+/// extends leases by an election timeout, an expiry is retried one scan period later, and a
+/// proposal is awaited for at most the request timeout.
+fn expiry_task(config: &Config) -> ExpiryTask {
+    let period_ticks = u64::from(config.heartbeat_interval_ticks);
+    let timers = LeaseTimers::new(
+        u64::from(config.election_timeout_min_ticks) * MS_PER_TICK,
+        period_ticks * MS_PER_TICK,
+    );
+    ExpiryTask::new(
+        timers,
+        period_ticks,
+        MS_PER_TICK,
+        REQUEST_TIMEOUT_MS / MS_PER_TICK,
+    )
 }

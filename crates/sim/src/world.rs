@@ -8,11 +8,13 @@
 //!    spikes that reorder messages, crashes (some timed to hit unsynced writes) and restarts;
 //! 2. **heal**: every fault is removed and every node restarted; a stable leader must emerge
 //!    within a bound;
-//! 3. **steady**: every client operation started now must succeed; at the end all replicas
-//!    must hold the same state.
+//! 3. **steady**: every client operation started now must complete (with a definite answer,
+//!    which may be a refusal such as `INVALID_TRANSITION`); at the end all replicas must hold
+//!    the same state.
 //!
-//! Safety invariants are checked after every event; the client history goes through the
-//! linearizability checker at the end.
+//! The clients are payment clients and lease workers ([`crate::workload`]). Safety invariants
+//! are checked after every event; at the end, every replica's state is checked for
+//! exactly-once and the payment history goes through the linearizability checker.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -20,15 +22,17 @@ use std::collections::{BTreeSet, BinaryHeap};
 use quorate_raft_core::rng::SplitMix64;
 use quorate_raft_core::{ConfState, Config, Message, NodeId, Role};
 
-use crate::client::{Client, ClientAction, Request, Response, Workload};
+use crate::client::{Client, ClientAction, Request, Response};
+use crate::clock::{microticks_to_ms, EPOCH_MS, TICK};
 use crate::invariants::{Invariants, LogView, Violation};
 use crate::linearizability::{self, Verdict};
 use crate::network::{Network, Weather};
 use crate::node::{Effects, Input, SimNode};
 use crate::trace::TraceHash;
+use crate::workload::{LeaseStats, LeaseWorker, PaymentClient, Plan, Workload};
 
-/// Microticks per nominal tick.
-pub const TICK: u64 = 1000;
+/// Lease workers sharing the run's one writer lease.
+const LEASE_WORKERS: usize = 2;
 
 /// The kinds of fault a run uses. Swarm testing (Groce et al., ISSTA 2012): each seed
 /// enables a random subset, which exposes bugs that an always-everything mix hides (a lease bug
@@ -147,6 +151,10 @@ pub struct RunReport {
     pub operations: usize,
     /// Of which with unknown outcome.
     pub unknown: usize,
+    /// Submits the machine refused (left out of the history).
+    pub refused: u64,
+    /// What the lease workers did (grants, stalls, zombie writes and how they ended).
+    pub leases: LeaseStats,
     /// Reads given up without an answer (not recorded).
     pub failed: u64,
     /// Leader elections seen (distinct terms with a leader).
@@ -212,6 +220,8 @@ struct World {
     ids: Vec<NodeId>,
     clients: Vec<Client>,
     client_wake: Vec<Option<u64>>,
+    /// Per node, how far its wall clock is ahead of true time (milliseconds).
+    wall_clock_offset_ms: Vec<u64>,
     network: Network,
     invariants: Invariants,
     trace: TraceHash,
@@ -281,18 +291,30 @@ impl World {
             })
             .collect();
         let workload = Workload {
-            keys: 4,
+            payments: 4,
             think_min: TICK / 2,
             think_max: 6 * TICK,
             attempt_timeout: 6 * TICK,
             op_timeout: 30 * TICK,
         };
-        let client_count = config.nodes + 1;
-        let clients = (0..client_count)
-            .map(|i| Client::new(i as u64 + 1, rng.fork(), workload))
+        let payment_clients = config.nodes + 1;
+        let client_count = payment_clients + LEASE_WORKERS;
+        let mut clients: Vec<Client> = (0..payment_clients)
+            .map(|i| {
+                let plan = Plan::Payments(PaymentClient::default());
+                Client::new(i as u64 + 1, rng.fork(), workload, plan)
+            })
             .collect();
         let heal_at = config.chaos_ticks * TICK;
         let swarm = Swarm::draw(&mut rng);
+        // Drawn after the swarm, so that a seed's node configurations, clock rates and fault
+        // mix stay what they were before lease workers and wall clocks existed.
+        for i in payment_clients..client_count {
+            let plan = Plan::LeaseWorker(LeaseWorker::new(0));
+            clients.push(Client::new(i as u64 + 1, rng.fork(), workload, plan));
+        }
+        // Wall clocks disagree by up to a few hundred milliseconds (NTP on a LAN).
+        let wall_clock_offset_ms = (0..config.nodes).map(|_| rng.range(0, 300)).collect();
         World {
             rng,
             now: 0,
@@ -302,6 +324,7 @@ impl World {
             ids,
             clients,
             client_wake: vec![None; client_count],
+            wall_clock_offset_ms,
             network: Network::new(),
             invariants: Invariants::default(),
             trace: TraceHash::default(),
@@ -407,6 +430,7 @@ impl World {
                 }
                 self.trace.u64(3);
                 self.trace.u64(node as u64);
+                self.set_wall_clock(node);
                 let mut fx = Effects::default();
                 self.nodes[node].finish_ready(&mut fx);
                 self.after_node(node, fx);
@@ -488,7 +512,14 @@ impl World {
         }
     }
 
+    /// Sets `node`'s wall clock to now, before it takes an input.
+    fn set_wall_clock(&mut self, node: usize) {
+        self.nodes[node].wall_clock_ms =
+            EPOCH_MS + microticks_to_ms(self.now) + self.wall_clock_offset_ms[node];
+    }
+
     fn node_input(&mut self, node: usize, input: Input) {
+        self.set_wall_clock(node);
         let mut fx = Effects::default();
         self.nodes[node].input(input, &mut fx);
         self.after_node(node, fx);
@@ -523,10 +554,16 @@ impl World {
                 }
             }
         }
-        for (entry, outcome) in &fx.applied {
+        for applied in &fx.applied {
             self.trace.u64(7);
-            self.trace.u64(entry.index);
-            self.invariants.on_apply(id, entry, *outcome, now);
+            self.trace.u64(applied.entry.index);
+            self.invariants.on_apply(
+                id,
+                &applied.entry,
+                &applied.output,
+                applied.events_written,
+                now,
+            );
         }
         let committed_before = self.invariants.committed_index();
         if let Some(raw) = self.nodes[node].raw.as_ref() {
@@ -773,6 +810,7 @@ impl World {
             FaultKind::Transfer => {
                 if let Some(leader) = self.leader() {
                     let target = all[self.rng.range(0, all.len() as u64) as usize];
+                    self.set_wall_clock((leader - 1) as usize);
                     let node = &mut self.nodes[(leader - 1) as usize];
                     if node.is_syncing() {
                         node.queue_transfer(target);
@@ -873,7 +911,8 @@ impl World {
             .join(" ")
     }
 
-    /// End of run: liveness of client operations, convergence, exactly-once, linearizability.
+    /// End of run: liveness of client operations, convergence, exactly-once on every
+    /// replica's state, linearizability.
     fn finish(mut self) -> RunReport {
         let mut inconclusive = false;
         if self.invariants.violation.is_none() {
@@ -910,6 +949,10 @@ impl World {
             }
         }
         let operations: usize = self.clients.iter().map(|c| c.history.len()).sum();
+        let mut leases = LeaseStats::default();
+        for client in &self.clients {
+            leases += client.plan().lease_stats();
+        }
         let unknown = self
             .clients
             .iter()
@@ -925,6 +968,8 @@ impl World {
             violation: self.invariants.violation.take(),
             operations,
             unknown,
+            refused: self.clients.iter().map(|c| c.refused).sum(),
+            leases,
             failed: self.clients.iter().map(|c| c.failed).sum(),
             elections: self.invariants.elections(),
             crashes: self.crashes,
@@ -937,7 +982,7 @@ impl World {
         let states: Vec<(NodeId, u64, u64)> = self
             .nodes
             .iter()
-            .map(|n| (n.id, n.sm.applied_index, n.sm.fingerprint()))
+            .map(|n| (n.id, n.applied_index(), n.state_fingerprint()))
             .collect();
         let first = states[0];
         if states.iter().any(|s| (s.1, s.2) != (first.1, first.2)) {
@@ -953,21 +998,8 @@ impl World {
 
     fn check_exactly_once(&mut self) {
         for node in &self.nodes {
-            let mut seen = BTreeSet::new();
-            for (key, values) in node.sm.lists() {
-                for value in values {
-                    if !seen.insert(*value) {
-                        let detail = format!(
-                            "node {} holds value {value} twice (key {key}): an operation took \
-                             effect more than once",
-                            node.id
-                        );
-                        self.invariants
-                            .fail_liveness("exactly-once", self.now, detail);
-                        return;
-                    }
-                }
-            }
+            self.invariants
+                .check_store(node.id, &node.machine, self.now);
         }
     }
 }

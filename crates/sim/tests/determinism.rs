@@ -21,6 +21,9 @@ fn replaying_a_seed_reproduces_the_run_exactly() {
 #[test]
 fn a_small_sweep_finds_no_violation_and_does_real_work() {
     let mut operations = 0;
+    let mut unknown = 0;
+    let mut refused = 0;
+    let mut leases = quorate_sim::workload::LeaseStats::default();
     for seed in 1..=24 {
         let report = run(SimConfig::for_seed(seed));
         assert!(
@@ -34,9 +37,23 @@ fn a_small_sweep_finds_no_violation_and_does_real_work() {
             report.committed
         );
         operations += report.operations;
+        unknown += report.unknown;
+        refused += report.refused;
+        leases += report.leases;
     }
     assert!(
         operations > 5_000,
         "only {operations} client operations checked"
     );
+    // Retries across leader changes (what exactly-once is about) and definite refusals.
+    assert!(
+        unknown > 100,
+        "only {unknown} operations with unknown outcome"
+    );
+    assert!(refused > 50, "only {refused} submits refused");
+    // Zombie writers (what lease-fencing is about): stalls past the TTL, writes with the old
+    // token afterwards, most of them refused because the lease expired or changed hands.
+    assert!(leases.grants > 50, "{leases:?}");
+    assert!(leases.zombie_writes > 30, "{leases:?}");
+    assert!(leases.zombie_refusals > 15, "{leases:?}");
 }

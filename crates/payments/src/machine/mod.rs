@@ -20,6 +20,10 @@
 //!
 //! Refusals are outputs, not errors; an `Err` from [`apply`] means the store failed a read,
 //! and then nothing was written.
+//!
+//! Leases are timed out by the leader, not by apply: [`LeaseTimers`] decides when the leader
+//! proposes `ExpireLease`, from the held leases and a time the caller passes in, so the
+//! server and the simulator run the same timer logic.
 
 #![deny(missing_docs)]
 
@@ -27,6 +31,7 @@ mod apply;
 mod codec;
 mod commands;
 mod idempotency;
+mod lease_timers;
 mod leases;
 mod lifecycle;
 mod mem_store;
@@ -47,6 +52,7 @@ pub use commands::{
     AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease, LeaseFence, ReleaseLease, Submit,
 };
 pub use idempotency::PRUNE_LIMIT_PER_APPLY;
+pub use lease_timers::{DueExpiry, LeaseTimers};
 pub use mem_store::MemStore;
 pub use outputs::{
     Applied, EventRecorded, FencingRejected, KeepAliveRejected, LeaseAcquired, LeaseExpired,

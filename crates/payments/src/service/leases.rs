@@ -3,9 +3,11 @@
 //! Expiry is decided by the leader and replicated: when the leader's timer for a lease fires
 //! it proposes `ExpireLease`, which takes effect only if the lease was not renewed meanwhile.
 //! A new leader does not know when its predecessor's timers started, so it re-arms every held
-//! lease at `ttl + election timeout` from its election: leases are extended, never shortened.
+//! lease at `ttl + election timeout` from its first scan as leader: leases are extended, never
+//! shortened. The timer rules live in [`LeaseTimers`] (pure, shared with the simulator); this
+//! task only feeds it the node's role, the held leases and the time, and proposes what it
+//! says is due.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use quorate_proto::payments as pb;
@@ -14,7 +16,7 @@ use quorate_raft_core::Role;
 use tonic::{Request, Response, Status};
 
 use super::{now_ms, status, PaymentsService};
-use crate::machine::{self, Applied, Command};
+use crate::machine::{self, Applied, Command, LeaseTimers};
 
 #[tonic::async_trait]
 impl Leases for PaymentsService {
@@ -97,23 +99,25 @@ impl Leases for PaymentsService {
     }
 }
 
-/// One armed timer: the lease generation it was armed for, and when it fires.
-struct Timer {
-    token: u64,
-    renewals: u64,
-    fires_at: Instant,
+/// Whole milliseconds in `d`, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs on every node; acts only while the node leads. Scans the held leases every heartbeat
-/// interval; a renewal or a new grant (a new `(token, renewals)`) re-arms the timer at
-/// `now + ttl`, so a timer may fire late by a scan period, never early.
+/// interval and lets [`LeaseTimers`] decide which to expire: a renewal or a new grant (a new
+/// `(token, renewals)`) re-arms a lease's timer at `now + ttl`, so a timer may fire late by a
+/// scan period, never early (to the millisecond); a new leader extends every lease by an
+/// election timeout. The timers' clock is the whole milliseconds since this task started
+/// (monotonic); the commands carry the wall clock, as every command does.
 pub(crate) async fn expire_leases(service: PaymentsService) {
     let node = service.node().clone();
     let period = node.config().heartbeat_interval;
     let extension = node.config().election_timeout;
     let mut stop = service.stop_signal();
-    let mut timers: BTreeMap<String, Timer> = BTreeMap::new();
-    let mut armed_in_term: Option<u64> = None;
+    let mut timers = LeaseTimers::new(millis(extension), millis(period));
+    let started = Instant::now();
+    let elapsed_ms = || millis(started.elapsed());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
@@ -121,52 +125,28 @@ pub(crate) async fn expire_leases(service: PaymentsService) {
         }
         let status = node.status();
         if status.raft.role != Role::Leader {
-            timers.clear();
-            armed_in_term = None;
+            timers.not_leader();
             continue;
         }
-        let new_term = armed_in_term != Some(status.raft.term);
-        armed_in_term = Some(status.raft.term);
         let held = match machine::held_leases(&service.state()) {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read leases");
+                timers.scan_without_leases(status.raft.term);
                 continue;
             }
         };
-        let now = Instant::now();
-        let mut armed = BTreeMap::new();
-        for lease in held {
-            let ttl = Duration::from_millis(lease.ttl_ms);
-            let timer = match timers.remove(&lease.name) {
-                Some(t) if t.token == lease.token && t.renewals == lease.renewals => t,
-                _ => Timer {
-                    token: lease.token,
-                    renewals: lease.renewals,
-                    // A new leader extends every lease by an election timeout.
-                    fires_at: now + ttl + if new_term { extension } else { Duration::ZERO },
-                },
-            };
-            armed.insert(lease.name, timer);
-        }
-        timers = armed;
-        for (name, timer) in timers.iter_mut().filter(|(_, t)| t.fires_at <= now) {
-            let command = Command::ExpireLease(machine::ExpireLease {
-                name: name.clone(),
-                token: timer.token,
-                renewals: timer.renewals,
-                now_ms: now_ms(),
-            });
-            match service.propose(command).await {
+        for due in timers.scan(status.raft.term, held, elapsed_ms()) {
+            match service.propose(due.command(now_ms())).await {
                 Ok(outcome) => {
-                    tracing::info!(lease = %name, token = timer.token, ?outcome, "lease expiry proposed")
+                    tracing::info!(lease = %due.name, token = due.token, ?outcome, "lease expiry proposed")
                 }
                 Err(e) => {
-                    tracing::debug!(lease = %name, error = %e, "lease expiry not proposed yet")
+                    tracing::debug!(lease = %due.name, error = %e, "lease expiry not proposed yet")
                 }
             }
             // If the expiry did not take, try again one period later.
-            timer.fires_at = Instant::now() + period;
+            timers.proposed(&due.name, elapsed_ms());
         }
     }
 }

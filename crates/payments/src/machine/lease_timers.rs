@@ -1,0 +1,331 @@
+//! The leader's lease expiry timers: when to propose [`ExpireLease`], decided without a clock.
+//!
+//! The machine never times a lease out by itself (see `leases`): the leader does, and
+//! replicates the decision as an `ExpireLease` command that takes effect only if the lease
+//! still has the token and renewal count the timer was armed for. This type holds the
+//! leader's timers and nothing else: no clock, no I/O, no randomness. The caller passes time
+//! in, as milliseconds on any monotonic clock of its own, so the same code runs in the
+//! server's expiry task (`service::leases`, milliseconds since the task started) and in the
+//! simulator (the simulated node's clock), and behaves the same in both.
+//!
+//! The rules:
+//!
+//! - The caller scans periodically while its node leads ([`LeaseTimers::scan`]), with the
+//!   leases currently held (`held_leases`).
+//! - A held lease is armed at `now + ttl` the first time this leader sees its
+//!   `(token, renewals)`: a keep-alive or a new grant changes the pair, which re-arms the
+//!   timer. A timer therefore fires late by up to one scan period, never early.
+//! - On the first scan of a term, every timer armed by that scan also gets the new-leader
+//!   extension (an election timeout): a new leader cannot know when its predecessor's
+//!   timers started, so it extends every lease, never shortens one.
+//! - A timer that is due is returned as a [`DueExpiry`]; once the caller has tried to propose
+//!   it ([`LeaseTimers::proposed`]) it is due again one retry period later, in case the
+//!   expiry did not take.
+//! - Not leading ([`LeaseTimers::not_leader`]) forgets every timer: a later leadership starts
+//!   afresh, with the extension.
+
+use std::collections::BTreeMap;
+
+use super::commands::{Command, ExpireLease};
+use super::records::LeaseRecord;
+
+/// One armed timer: the lease generation it was armed for, and when it fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Timer {
+    token: u64,
+    renewals: u64,
+    fires_at_ms: u64,
+}
+
+/// A timer that fired: the lease generation the leader should now expire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueExpiry {
+    /// The lease's name.
+    pub name: String,
+    /// The token the timer was armed for.
+    pub token: u64,
+    /// The renewal count the timer was armed for.
+    pub renewals: u64,
+}
+
+impl DueExpiry {
+    /// The command to propose, stamped with the leader's wall clock `now_ms` (milliseconds
+    /// since the Unix epoch, like every command's clock; not the timers' clock).
+    pub fn command(&self, now_ms: u64) -> Command {
+        Command::ExpireLease(ExpireLease {
+            name: self.name.clone(),
+            token: self.token,
+            renewals: self.renewals,
+            now_ms,
+        })
+    }
+}
+
+/// The leader's expiry timers, one per held lease. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseTimers {
+    /// Added to every timer armed on the first scan of a term (an election timeout).
+    new_leader_extension_ms: u64,
+    /// How long after a proposed expiry its timer is due again (the scan period).
+    retry_after_ms: u64,
+    /// Armed timers by lease name.
+    timers: BTreeMap<String, Timer>,
+    /// The term of the last scan while leading, if this node has led since it last did not.
+    armed_in_term: Option<u64>,
+}
+
+impl LeaseTimers {
+    /// No timers yet. `new_leader_extension_ms` is added to every lease on a new leader's
+    /// first scan (the election timeout); an expiry that was proposed is due again
+    /// `retry_after_ms` later (the scan period).
+    pub fn new(new_leader_extension_ms: u64, retry_after_ms: u64) -> Self {
+        LeaseTimers {
+            new_leader_extension_ms,
+            retry_after_ms,
+            timers: BTreeMap::new(),
+            armed_in_term: None,
+        }
+    }
+
+    /// The node does not lead: forget every timer, so the next leadership arms afresh and
+    /// extends every lease.
+    pub fn not_leader(&mut self) {
+        self.timers.clear();
+        self.armed_in_term = None;
+    }
+
+    /// A scan while leading `term`, at `now_ms` on the caller's monotonic clock. `held` are
+    /// the leases held now, by name (`held_leases`). Arms a timer for every lease generation
+    /// not seen before, drops the timers of leases no longer held, and returns the timers that
+    /// are due, by name.
+    pub fn scan(
+        &mut self,
+        term: u64,
+        held: impl IntoIterator<Item = LeaseRecord>,
+        now_ms: u64,
+    ) -> Vec<DueExpiry> {
+        let new_term = self.enter_term(term);
+        let extension_ms = if new_term {
+            self.new_leader_extension_ms
+        } else {
+            0
+        };
+        let mut armed = BTreeMap::new();
+        for lease in held {
+            let timer = match self.timers.remove(&lease.name) {
+                Some(t) if t.token == lease.token && t.renewals == lease.renewals => t,
+                _ => Timer {
+                    token: lease.token,
+                    renewals: lease.renewals,
+                    fires_at_ms: now_ms
+                        .saturating_add(lease.ttl_ms)
+                        .saturating_add(extension_ms),
+                },
+            };
+            armed.insert(lease.name, timer);
+        }
+        self.timers = armed;
+        self.timers
+            .iter()
+            .filter(|(_, t)| t.fires_at_ms <= now_ms)
+            .map(|(name, t)| DueExpiry {
+                name: name.clone(),
+                token: t.token,
+                renewals: t.renewals,
+            })
+            .collect()
+    }
+
+    /// A scan while leading `term` that could not read the leases: the term counts as
+    /// scanned (a later scan of it adds no extension) and every timer stays as it is.
+    pub fn scan_without_leases(&mut self, term: u64) {
+        self.enter_term(term);
+    }
+
+    /// The caller tried to propose the expiry of `name` (whatever came of it), and now is
+    /// `now_ms`: if the expiry does not take, the timer is due again one retry period later.
+    pub fn proposed(&mut self, name: &str, now_ms: u64) {
+        if let Some(timer) = self.timers.get_mut(name) {
+            timer.fires_at_ms = now_ms.saturating_add(self.retry_after_ms);
+        }
+    }
+
+    /// Records a scan in `term`; whether it is the first since this node started leading
+    /// that term.
+    fn enter_term(&mut self, term: u64) -> bool {
+        let new_term = self.armed_in_term != Some(term);
+        self.armed_in_term = Some(term);
+        new_term
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::records::LeaseStatus;
+
+    const EXTENSION: u64 = 1_000;
+    const PERIOD: u64 = 100;
+
+    fn held(name: &str, token: u64, renewals: u64, ttl_ms: u64) -> LeaseRecord {
+        LeaseRecord {
+            name: name.into(),
+            holder: "a".into(),
+            token,
+            renewals,
+            ttl_ms,
+            status: LeaseStatus::Held as i32,
+            acquired_at_ms: 0,
+            renewed_at_ms: 0,
+        }
+    }
+
+    fn due(name: &str, token: u64, renewals: u64) -> DueExpiry {
+        DueExpiry {
+            name: name.into(),
+            token,
+            renewals,
+        }
+    }
+
+    fn timers() -> LeaseTimers {
+        LeaseTimers::new(EXTENSION, PERIOD)
+    }
+
+    #[test]
+    fn a_new_leader_fires_a_lease_only_after_ttl_plus_the_extension() {
+        let mut t = timers();
+        assert_eq!(t.scan(3, [held("w", 5, 0, 2_000)], 10_000), vec![]);
+        assert_eq!(t.scan(3, [held("w", 5, 0, 2_000)], 12_999), vec![]);
+        assert_eq!(
+            t.scan(3, [held("w", 5, 0, 2_000)], 13_000),
+            vec![due("w", 5, 0)]
+        );
+    }
+
+    #[test]
+    fn a_lease_granted_while_leading_fires_after_its_ttl_without_extension() {
+        let mut t = timers();
+        assert_eq!(t.scan(3, [], 0), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 2_000)], 500), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 2_000)], 2_499), vec![]);
+        assert_eq!(
+            t.scan(3, [held("w", 7, 0, 2_000)], 2_500),
+            vec![due("w", 7, 0)]
+        );
+    }
+
+    #[test]
+    fn a_renewal_or_a_new_grant_re_arms_the_timer_from_when_it_is_seen() {
+        let mut t = timers();
+        t.scan(3, [], 0);
+        t.scan(3, [held("w", 7, 0, 2_000)], 100);
+        // Renewed at 1_900 (seen then): the timer now fires at 3_900, not 2_100.
+        assert_eq!(t.scan(3, [held("w", 7, 1, 2_000)], 1_900), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 1, 2_000)], 3_899), vec![]);
+        assert_eq!(
+            t.scan(3, [held("w", 7, 1, 2_000)], 3_900),
+            vec![due("w", 7, 1)]
+        );
+        // A new grant (new token) is a new generation.
+        assert_eq!(t.scan(3, [held("w", 9, 0, 1_000)], 4_000), vec![]);
+        assert_eq!(
+            t.scan(3, [held("w", 9, 0, 1_000)], 5_000),
+            vec![due("w", 9, 0)]
+        );
+    }
+
+    #[test]
+    fn a_proposed_expiry_is_due_again_one_retry_period_later() {
+        let mut t = timers();
+        t.scan(3, [], 0);
+        let lease = held("w", 7, 0, 1_000);
+        assert_eq!(t.scan(3, [lease.clone()], 0), vec![]);
+        assert_eq!(t.scan(3, [lease.clone()], 1_000), vec![due("w", 7, 0)]);
+        t.proposed("w", 1_020);
+        assert_eq!(t.scan(3, [lease.clone()], 1_119), vec![]);
+        assert_eq!(t.scan(3, [lease], 1_120), vec![due("w", 7, 0)]);
+    }
+
+    #[test]
+    fn leases_no_longer_held_lose_their_timers() {
+        let mut t = timers();
+        t.scan(3, [], 0);
+        t.scan(3, [held("a", 1, 0, 1_000), held("b", 2, 0, 1_000)], 0);
+        // "a" was released or expired; "b" stays armed from time 0.
+        assert_eq!(t.scan(3, [held("b", 2, 0, 1_000)], 500), vec![]);
+        assert_eq!(
+            t.scan(3, [held("a", 1, 0, 1_000), held("b", 2, 0, 1_000)], 1_000),
+            vec![due("b", 2, 0)],
+            "a re-held lease is armed afresh"
+        );
+    }
+
+    #[test]
+    fn due_timers_come_in_name_order() {
+        let mut t = timers();
+        t.scan(1, [], 0);
+        let leases = [held("b", 2, 0, 1_000), held("a", 1, 0, 1_000)];
+        t.scan(1, leases.clone(), 0);
+        assert_eq!(
+            t.scan(1, leases, 1_000),
+            vec![due("a", 1, 0), due("b", 2, 0)]
+        );
+    }
+
+    #[test]
+    fn losing_leadership_forgets_the_timers_and_the_next_term_extends_again() {
+        let mut t = timers();
+        let lease = held("w", 7, 0, 1_000);
+        t.scan(3, [lease.clone()], 0); // fires at 2_000
+        t.not_leader();
+        assert_eq!(t, timers(), "nothing remembered");
+        // Leading again later (say term 5) arms at now + ttl + extension.
+        assert_eq!(t.scan(5, [lease.clone()], 1_500), vec![]);
+        assert_eq!(t.scan(5, [lease.clone()], 3_499), vec![]);
+        assert_eq!(t.scan(5, [lease], 3_500), vec![due("w", 7, 0)]);
+    }
+
+    #[test]
+    fn a_new_term_without_stepping_down_in_between_extends_only_new_timers() {
+        // The node led term 3, then term 4, without a scan seeing it not lead: timers that
+        // still match their lease keep their time; only newly armed ones are extended.
+        let mut t = timers();
+        t.scan(3, [], 0);
+        t.scan(3, [held("w", 7, 0, 1_000)], 0); // fires at 1_000
+        assert_eq!(
+            t.scan(4, [held("w", 7, 0, 1_000), held("x", 8, 0, 1_000)], 1_000),
+            vec![due("w", 7, 0)]
+        );
+        assert_eq!(t.scan(4, [held("x", 8, 0, 1_000)], 2_999), vec![]);
+        assert_eq!(
+            t.scan(4, [held("x", 8, 0, 1_000)], 3_000),
+            vec![due("x", 8, 0)]
+        );
+    }
+
+    #[test]
+    fn a_scan_that_could_not_read_the_leases_uses_up_the_extension_of_its_term() {
+        let mut t = timers();
+        t.scan_without_leases(3);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 1_000)], 0), vec![]);
+        assert_eq!(
+            t.scan(3, [held("w", 7, 0, 1_000)], 1_000),
+            vec![due("w", 7, 0)]
+        );
+    }
+
+    #[test]
+    fn the_due_command_expires_exactly_the_armed_generation() {
+        let command = due("w", 7, 2).command(1_700_000_000_000);
+        assert_eq!(
+            command,
+            Command::ExpireLease(ExpireLease {
+                name: "w".into(),
+                token: 7,
+                renewals: 2,
+                now_ms: 1_700_000_000_000,
+            })
+        );
+    }
+}
