@@ -15,6 +15,7 @@ use quorate_raft_core::{
 };
 use quorate_transport::Transport;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
@@ -67,7 +68,8 @@ fn raft_error(e: RaftError, leader_address: impl Fn(NodeId) -> Option<String>) -
             reason: "this node knows no leader".into(),
         },
         RaftError::NoQuorum => NodeError::NoQuorum {
-            reason: "the leader has not heard from a majority within the election timeout".into(),
+            reason: "this node lost contact with a majority (check-quorum) and knows no leader"
+                .into(),
         },
         RaftError::TransferInProgress { target } => NodeError::NoQuorum {
             reason: format!("leadership is being handed to node {target}; retry shortly"),
@@ -266,8 +268,10 @@ impl<SM: StateMachine> Driver<SM> {
         Ok(())
     }
 
-    /// Persist, send, apply, answer, advance.
-    async fn process(&mut self, mut ready: Ready) -> Result<(), NodeError> {
+    /// Persist, send, apply, answer, advance; inside a `ready` span. (The span is attached to
+    /// the future, not entered: a guard held across an `.await` would tag whatever else runs
+    /// on this thread meanwhile.)
+    async fn process(&mut self, ready: Ready) -> Result<(), NodeError> {
         let span = tracing::debug_span!(
             "ready",
             entries = ready.entries.len(),
@@ -275,7 +279,10 @@ impl<SM: StateMachine> Driver<SM> {
             messages = ready.messages.len(),
             apply = ready.committed_entries.len()
         );
-        let _enter = span.enter();
+        self.process_ready(ready).instrument(span).await
+    }
+
+    async fn process_ready(&mut self, mut ready: Ready) -> Result<(), NodeError> {
         // 1. Persist: durable before anything that depends on it leaves.
         if ready.hard_state.is_some() || !ready.entries.is_empty() {
             let mut store = self.store.clone();
@@ -292,6 +299,7 @@ impl<SM: StateMachine> Driver<SM> {
             .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
         }
         // 2. Send: requests to peers; responses to the RPCs waiting for them.
+        let send = tracing::debug_span!("send", messages = ready.messages.len()).entered();
         for message in std::mem::take(&mut ready.messages) {
             if message.payload.is_response() {
                 let id = message.payload.request_id().unwrap_or_default();
@@ -302,6 +310,7 @@ impl<SM: StateMachine> Driver<SM> {
                 self.transport.send(message);
             }
         }
+        drop(send);
         if let Some(soft) = ready.soft_state {
             self.on_role(soft.role, soft.term, soft.leader_id);
         }
@@ -316,6 +325,7 @@ impl<SM: StateMachine> Driver<SM> {
         }
         self.serve_reads();
         // 5. Advance.
+        let _advance = tracing::debug_span!("advance").entered();
         self.raw
             .advance()
             .map_err(|e| NodeError::Internal(e.to_string()))

@@ -87,6 +87,7 @@ impl<S: Storage> Raft<S> {
         self.become_follower(term, None);
         self.role = Role::Leader;
         self.leader_id = Some(self.id);
+        self.quorum_lost = false;
         self.next_sequence = 1;
         let last = self.log.last_index();
         self.tracker.reset_progress(last + 1);
@@ -115,8 +116,18 @@ impl<S: Storage> Raft<S> {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader_id.is_none())
             || (req.pre_vote && msg_term > self.term);
+        // Leader stickiness holds whatever the request's term: a node can reach a later term
+        // without a leader (a refusal from a newer node, say) while it still honours the lease
+        // of the leader it acknowledged. Checking only later-term requests (as on arrival)
+        // would let such a node vote inside that lease.
+        let sticky = !req.leadership_transfer
+            && self.vote != Some(from)
+            && self.leader_id != Some(from)
+            && self.leader_recently_heard();
         let rejection = if !self.is_voter() {
             Some(VoteRejection::NotVoter)
+        } else if sticky {
+            Some(VoteRejection::LeaderAlive)
         } else if !can_vote {
             Some(VoteRejection::AlreadyVoted)
         } else if !self

@@ -14,7 +14,8 @@ pub enum Error {
         leader_hint: Option<crate::types::NodeId>,
     },
     /// The leader has not heard from a quorum within the minimum election timeout, so it
-    /// cannot know that it is still leader and refuses to accept writes.
+    /// cannot know that it is still leader and refuses to accept writes. A node that stepped
+    /// down for that reason keeps answering this until it hears from a leader again.
     #[error("no quorum: the leader has not heard from a majority within the election timeout")]
     NoQuorum,
     /// Leadership is being handed to `target`; proposals are refused until that finishes.

@@ -64,6 +64,10 @@ pub struct Raft<S: Storage> {
     /// Answered reads not yet handed out in a `Ready`.
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) next_request_id: u64,
+    /// This node stepped down because check-quorum found no majority, and has heard from no
+    /// leader since: proposals are refused with [`Error::NoQuorum`] rather than `NotLeader`,
+    /// which tells a client that no side it can reach is able to commit.
+    pub(crate) quorum_lost: bool,
 }
 
 impl<S: Storage> Raft<S> {
@@ -107,6 +111,7 @@ impl<S: Storage> Raft<S> {
             transfer: None,
             read_states: Vec::new(),
             next_request_id: 1,
+            quorum_lost: false,
             config,
         };
         raft.role = raft.follower_role();
@@ -197,6 +202,7 @@ impl<S: Storage> Raft<S> {
         self.leader_id = leader;
         if leader.is_some() {
             self.ticks_since_leader_contact = 0;
+            self.quorum_lost = false;
         }
     }
 
@@ -244,6 +250,7 @@ impl<S: Storage> Raft<S> {
             // still leader. Stepping down stops it from accepting writes at once.
             self.become_follower(self.term, None);
             self.ticks_since_leader_contact = u32::MAX;
+            self.quorum_lost = true;
             return Ok(());
         }
         self.tick_transfer();

@@ -137,6 +137,9 @@ impl<S: Storage> RawNode<S> {
     /// recent contact with a quorum (check-quorum) or hands leadership over.
     pub fn propose(&mut self, data: Bytes) -> Result<Proposal> {
         let raft = &mut self.raft;
+        if raft.role != Role::Leader && raft.quorum_lost && raft.leader_id.is_none() {
+            return Err(Error::NoQuorum);
+        }
         if raft.role != Role::Leader {
             return Err(Error::NotLeader {
                 leader_hint: raft.leader_id,

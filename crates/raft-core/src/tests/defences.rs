@@ -36,8 +36,21 @@ fn leader_without_quorum_steps_down_and_refuses_writes() {
     }
     assert_eq!(
         cluster.node(leader).propose(Bytes::from_static(b"w")),
-        Err(Error::NotLeader { leader_hint: None })
+        Err(Error::NoQuorum),
+        "the deposed leader says why it refuses"
     );
+    // Once it hears from a leader again, it points clients there instead.
+    cluster.heal();
+    cluster.tick_all_and_settle(30);
+    let new_leader = cluster.leaders()[0];
+    if new_leader != leader {
+        assert_eq!(
+            cluster.node(leader).propose(Bytes::from_static(b"w")),
+            Err(Error::NotLeader {
+                leader_hint: Some(new_leader)
+            })
+        );
+    }
 }
 
 /// Leader stickiness: a follower that heard from its leader within the minimum election
@@ -72,6 +85,64 @@ fn follower_that_heard_from_its_leader_ignores_vote_requests() {
         "the voter did not adopt the rogue term"
     );
     assert_eq!(cluster.role(leader), Role::Leader);
+}
+
+/// Leader stickiness whatever the term: a follower that acknowledged its leader moments ago can
+/// be pushed into a later term by a message that is not a vote request (here, a stray answer
+/// from the rogue node). It then has no leader and no vote in that term, but it still honours
+/// the lease of the leader it acknowledged, so the rogue's vote request is refused. Without
+/// this, a lease-holding leader and a newly elected one could coexist.
+#[test]
+fn follower_pushed_into_a_later_term_still_refuses_votes_inside_the_lease() {
+    let mut cluster = Cluster::new(3, |c| c.pre_vote = false);
+    cluster.tick_all_and_settle(30);
+    let leader = cluster.leaders()[0];
+    let (voter, rogue) = match leader {
+        1 => (2, 3),
+        2 => (1, 3),
+        _ => (1, 2),
+    };
+    // The rogue node campaigns in a later term; its request to the voter is held back.
+    cluster.node(rogue).campaign().unwrap();
+    cluster.flush(rogue);
+    let rogue_term = cluster.term(rogue);
+    let vote_request: Vec<_> = cluster
+        .in_flight
+        .iter()
+        .filter(|m| m.from == rogue && m.to == voter)
+        .cloned()
+        .collect();
+    assert_eq!(vote_request.len(), 1);
+    cluster.drop_where(|m| m.from == rogue || m.to == rogue);
+    // A stray message of the rogue's term reaches the voter first: it adopts the term
+    // without a leader and without a vote.
+    cluster
+        .node(voter)
+        .step(crate::Message {
+            from: rogue,
+            to: voter,
+            term: rogue_term,
+            payload: Payload::HeartbeatResponse(crate::HeartbeatResponse {
+                round: 0,
+                request_id: 0,
+            }),
+        })
+        .unwrap();
+    cluster.flush(voter);
+    assert_eq!(cluster.term(voter), rogue_term);
+    // Now the vote request, in the voter's own term.
+    cluster.in_flight.extend(vote_request);
+    cluster.deliver(|m| m.from == rogue && m.to == voter);
+    let answers: Vec<_> = cluster
+        .in_flight
+        .iter()
+        .filter(|m| m.from == voter && m.to == rogue)
+        .filter_map(|m| match &m.payload {
+            Payload::VoteResponse(r) => Some((r.granted, r.rejection)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![(false, Some(VoteRejection::LeaderAlive))]);
 }
 
 /// Pre-vote: a node that was partitioned away does not inflate its term, so when it returns
