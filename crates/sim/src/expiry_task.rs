@@ -74,6 +74,17 @@ impl ExpiryTask {
         }
     }
 
+    /// The node's clock: ticks since the task started.
+    pub fn now_ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Whether the task has nothing in hand: no expiry awaited and none due but unproposed.
+    /// An idle task has proposed every expiry whose timer fired at its last scan.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && self.due.is_empty()
+    }
+
     fn now_ms(&self) -> u64 {
         self.ticks * self.ms_per_tick
     }

@@ -342,6 +342,11 @@ impl Invariants {
     pub fn fail_liveness(&mut self, invariant: &'static str, at: u64, detail: String) {
         self.fail(invariant, at, detail);
     }
+
+    /// Records a safety violation a node detected itself (it alone knows its timers).
+    pub fn fail_on_node(&mut self, invariant: &'static str, at: u64, detail: String) {
+        self.fail(invariant, at, detail);
+    }
 }
 
 #[cfg(test)]

@@ -138,6 +138,7 @@ fn run_caught(config: SimConfig) -> RunReport {
                 crashes: 0,
                 committed: 0,
                 inconclusive: false,
+                zombie_checked: 0,
             }
         }
     }
@@ -247,8 +248,11 @@ fn main() -> ExitCode {
          elections={elections} linearizability-inconclusive={inconclusive}",
         elapsed.as_secs_f64()
     );
+    let zombie_checked: u64 = reports.iter().map(|r| r.zombie_checked).sum();
     println!(
-        "leases: grants={} stalls={} zombie-writes={} zombie-refused={} zombie-accepted={}",
+        "leases: grants={} stalls={} zombie-writes={} zombie-refused={} zombie-accepted={} \
+         zombie-checked={zombie_checked} (zombie-accepted counts writes whose lease had not \
+         expired yet, legitimately; zombie-checked ones had to be refused)",
         leases.grants,
         leases.stalls,
         leases.zombie_writes,

@@ -71,6 +71,10 @@ pub struct Effects {
     /// A Ready is now being synced; it completes after this delay (microticks) and
     /// `must_sync` says whether the write is synced.
     pub ready_started: Option<bool>,
+    /// Invariants this node saw broken: (name, what happened).
+    pub violations: Vec<(&'static str, String)>,
+    /// Fenced writes applied that the zombie-write check required to be refused.
+    pub zombie_checked: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +83,20 @@ struct PendingProposal {
     client: u64,
     op_id: u64,
     attempt: u32,
+    /// Set when this write, fenced with a lease token, was proposed so long after this same
+    /// leader applied the token's last grant or renewal that the leader's expiry timer must
+    /// already have proposed the lease's expiry (ahead of this write in the log): it must be
+    /// refused. The text says why.
+    must_be_refused: bool,
+}
+
+/// The last grant or renewal of a lease token this node applied while leading.
+#[derive(Clone, Copy, Debug)]
+struct LeaderRenewal {
+    term: Term,
+    ttl_ms: u64,
+    /// The expiry task's clock (this node's ticks) when it was applied.
+    at_tick: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -129,6 +147,9 @@ pub struct SimNode {
     role: Role,
     /// A leadership transfer requested while a Ready was syncing.
     pending_transfer: Option<u64>,
+    /// Per (lease name, token): its last grant or renewal applied while this node led, in its
+    /// current term (the zombie-write check; see `PendingProposal::must_be_refused`).
+    leader_renewals: BTreeMap<(String, u64), LeaderRenewal>,
 }
 
 impl SimNode {
@@ -155,6 +176,7 @@ impl SimNode {
             next_read_id: 1,
             role: Role::Follower,
             pending_transfer: None,
+            leader_renewals: BTreeMap::new(),
         }
     }
 
@@ -198,6 +220,7 @@ impl SimNode {
         self.applied_index = 0;
         self.expiry = expiry_task(&self.config);
         self.deferred_expiry = None;
+        self.leader_renewals.clear();
         self.role = Role::Follower;
         self.pending_transfer = None;
         self.incarnation += 1;
@@ -307,6 +330,10 @@ impl SimNode {
 
     fn on_soft_state(&mut self, soft: SoftState, fx: &mut Effects) {
         fx.soft_states.push(soft);
+        if soft.role != Role::Leader || self.role != Role::Leader {
+            // Renewals seen in an earlier term say nothing about this one's timers.
+            self.leader_renewals.clear();
+        }
         if self.role == Role::Leader && soft.role != Role::Leader {
             let step = self.expiry.lost_leadership();
             self.defer_expiry(step);
@@ -332,6 +359,25 @@ impl SimNode {
             let events_written = self.machine.event_count() - events_before;
             let step = self.expiry.applied(entry.index);
             self.defer_expiry(step);
+            self.note_renewal(&entry, &output);
+            if let Some(p) = self.proposals.get(&entry.index).copied() {
+                let accepted = matches!(&output, Applied::EventRecorded(r) if !r.replayed);
+                if p.must_be_refused && p.term == entry.term {
+                    fx.zombie_checked += 1;
+                }
+                if p.must_be_refused && p.term == entry.term && accepted {
+                    fx.violations.push((
+                        "zombie-write-accepted",
+                        format!(
+                            "node {} accepted the fenced write at index {} although it was \
+                             proposed after the lease's TTL, an election timeout and two scan \
+                             periods had passed since this leader applied the token's last \
+                             renewal: its expiry timer should have expired the lease first",
+                            self.id, entry.index
+                        ),
+                    ));
+                }
+            }
             if let Some(p) = self.proposals.remove(&entry.index) {
                 let reply = if p.term == entry.term {
                     Reply::Applied(output.clone())
@@ -351,6 +397,64 @@ impl SimNode {
                 events_written,
             });
         }
+    }
+
+    /// Remembers a grant or renewal applied while leading, in the entry's term: per (lease,
+    /// token), when this leader last applied one.
+    fn note_renewal(&mut self, entry: &Entry, output: &Applied) {
+        let term = self.raw.as_ref().map_or(0, |r| r.status().term);
+        if self.role != Role::Leader || term != entry.term {
+            return;
+        }
+        let Ok(command) = Command::decode(&entry.data) else {
+            return;
+        };
+        let renewal = match (&command, output) {
+            (Command::AcquireLease(c), Applied::LeaseAcquired(a)) if a.granted => {
+                Some((c.name.clone(), a.token, a.ttl_ms))
+            }
+            (Command::KeepAliveLease(c), Applied::LeaseKeptAlive(k)) => {
+                Some((c.name.clone(), c.token, k.ttl_ms))
+            }
+            _ => None,
+        };
+        if let Some((name, token, ttl_ms)) = renewal {
+            self.leader_renewals.insert(
+                (name, token),
+                LeaderRenewal {
+                    term,
+                    ttl_ms,
+                    at_tick: self.expiry.now_ticks(),
+                },
+            );
+        }
+    }
+
+    /// Whether a write fenced with `fence`, proposed now, must be refused: this node leads the
+    /// term in which it applied the token's last renewal, more than `ttl + election timeout +
+    /// 2 scan periods` of its own ticks ago, and its expiry task is idle (so it has proposed the
+    /// expiry that its timer fired at the latest by then).
+    fn zombie_must_be_refused(&self, fence: Option<&LeaseFence>) -> bool {
+        let (Some(fence), Some(raw)) = (fence, self.raw.as_ref()) else {
+            return false;
+        };
+        let Some(renewal) = self
+            .leader_renewals
+            .get(&(fence.lease.clone(), fence.token))
+        else {
+            return false;
+        };
+        let term = raw.status().term;
+        let period_ticks = u64::from(self.config.heartbeat_interval_ticks);
+        let bound_ticks = renewal.ttl_ms.div_ceil(MS_PER_TICK)
+            + u64::from(self.config.election_timeout_min_ticks)
+            + 2 * period_ticks
+            + 1;
+        self.role == Role::Leader
+            && renewal.term == term
+            && self.expiry.now_ticks() > renewal.at_tick + bound_ticks
+            && self.expiry.is_idle()
+            && self.deferred_expiry.is_none()
     }
 
     fn defer_expiry(&mut self, step: ExpiryStep) {
@@ -452,6 +556,10 @@ impl SimNode {
     /// Proposes the command of a write request; the answer comes when it is applied.
     fn on_write(&mut self, request: &Request, fx: &mut Effects) {
         let command = self.command(request);
+        let must_be_refused = match &command {
+            Command::Submit(s) => self.zombie_must_be_refused(s.fence.as_ref()),
+            _ => false,
+        };
         let Some(raw) = self.raw.as_mut() else { return };
         let reply = match raw.propose(command.encode()) {
             Ok(p) => {
@@ -462,6 +570,7 @@ impl SimNode {
                         client: request.client,
                         op_id: request.op_id,
                         attempt: request.attempt,
+                        must_be_refused,
                     },
                 );
                 return;

@@ -165,6 +165,9 @@ pub struct RunReport {
     pub committed: u64,
     /// Whether the linearizability check was inconclusive (search budget exceeded).
     pub inconclusive: bool,
+    /// Zombie writes (fenced, proposed long after their token's last renewal on the same
+    /// leader) that the `zombie-write-accepted` invariant checked.
+    pub zombie_checked: u64,
 }
 
 #[derive(Debug)]
@@ -211,6 +214,8 @@ impl Ord for Scheduled {
 
 /// The simulation state of one run.
 struct World {
+    /// Zombie writes checked by the nodes (see `RunReport::zombie_checked`).
+    zombie_checked: u64,
     config: SimConfig,
     rng: SplitMix64,
     now: u64,
@@ -333,6 +338,7 @@ impl World {
             chaos: true,
             heal_at,
             stable_at: None,
+            zombie_checked: 0,
             swarm,
             max_down: config.nodes,
             first_commit_seen: vec![None; config.nodes],
@@ -529,6 +535,10 @@ impl World {
     fn after_node(&mut self, node: usize, fx: Effects) {
         let id = self.nodes[node].id;
         let now = self.now;
+        for (invariant, detail) in &fx.violations {
+            self.invariants.fail_on_node(invariant, now, detail.clone());
+        }
+        self.zombie_checked += fx.zombie_checked;
         for (prev_term, entries) in &fx.persisted {
             self.invariants.on_persist(id, *prev_term, entries, now);
         }
@@ -975,6 +985,7 @@ impl World {
             crashes: self.crashes,
             committed: self.invariants.committed_index(),
             inconclusive,
+            zombie_checked: self.zombie_checked,
         }
     }
 
