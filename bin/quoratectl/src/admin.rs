@@ -141,6 +141,17 @@ pub async fn leader(ctx: &Context, command: LeaderCommand) -> Result<ExitCode> {
 
 /// `hash --index N`: the hash on every endpoint, so they can be compared.
 pub async fn hash(ctx: &Context, index: u64) -> Result<ExitCode> {
+    let index = if index == 0 {
+        // Nodes apply at their own pace: compare them at the lowest index all have applied,
+        // not each at its own (which would differ on any cluster taking writes).
+        let common = common_applied_index(ctx).await?;
+        if !ctx.json {
+            println!("(index {common}: the lowest applied index among the endpoints)");
+        }
+        common
+    } else {
+        index
+    };
     let mut hashes = Vec::new();
     for endpoint in &ctx.endpoints {
         let answer = match ctx.admin(endpoint).await {
@@ -191,6 +202,31 @@ pub async fn hash(ctx: &Context, index: u64) -> Result<ExitCode> {
     )
 }
 
+/// The lowest applied index among the endpoints that answer `Status`.
+async fn common_applied_index(ctx: &Context) -> Result<u64> {
+    let mut lowest: Option<u64> = None;
+    let mut errors = Vec::new();
+    for endpoint in &ctx.endpoints {
+        let applied = match ctx.admin(endpoint).await {
+            Ok(mut c) => c
+                .status(pb::StatusRequest {})
+                .await
+                .map(|r| r.into_inner().applied_index)
+                .map_err(|s| format!("{endpoint}: {}", describe(&s))),
+            Err(e) => Err(e.to_string()),
+        };
+        match applied {
+            Ok(applied) => lowest = Some(lowest.map_or(applied, |l: u64| l.min(applied))),
+            Err(e) => errors.push(e),
+        }
+    }
+    match lowest {
+        Some(0) => bail!("an endpoint has applied nothing yet: there is no index to compare"),
+        Some(index) => Ok(index),
+        None => bail!("no endpoint answered: {}", errors.join("; ")),
+    }
+}
+
 fn verdict_name(v: i32) -> &'static str {
     match pb::Verdict::try_from(v) {
         Ok(pb::Verdict::Healthy) => "HEALTHY",
@@ -224,13 +260,51 @@ fn role_name(role: i32) -> &'static str {
     }
 }
 
+/// The report of the first endpoint that is in the majority; failing that, of the first that
+/// answers. Also returns the endpoints passed over because they reported themselves in a
+/// minority: the exit status then does not depend on the order of `--endpoints`.
+async fn majority_report(
+    ctx: &Context,
+) -> Result<(String, pb::SplitBrainReportResponse, Vec<(String, u64)>)> {
+    let mut first: Option<(String, pb::SplitBrainReportResponse)> = None;
+    let mut minority = Vec::new();
+    let mut errors = Vec::new();
+    for endpoint in &ctx.endpoints {
+        let report = match ctx.admin(endpoint).await {
+            Ok(mut c) => c
+                .split_brain_report(pb::SplitBrainReportRequest {})
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| format!("{endpoint}: {}", describe(&s))),
+            Err(e) => Err(e.to_string()),
+        };
+        match report {
+            Ok(r) if r.reporter_in_majority => return Ok((endpoint.clone(), r, minority)),
+            Ok(r) => {
+                minority.push((endpoint.clone(), r.reporter_id));
+                first.get_or_insert((endpoint.clone(), r));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    match first {
+        // Nobody is in a majority: show the first answer, and do not claim otherwise.
+        Some((endpoint, r)) => Ok((endpoint, r, Vec::new())),
+        None => Err(anyhow!("no endpoint answered: {}", errors.join("; "))),
+    }
+}
+
 /// `split-brain report`.
 pub async fn split_brain(ctx: &Context, _command: SplitBrainCommand) -> Result<ExitCode> {
-    let (endpoint, r) = first_answer(ctx, |mut c| async move {
-        c.split_brain_report(pb::SplitBrainReportRequest {}).await
-    })
-    .await
-    .map_err(|e| anyhow!("{e}"))?;
+    let (endpoint, r, minority) = majority_report(ctx).await?;
+    if !ctx.json {
+        for (endpoint, reporter) in &minority {
+            println!(
+                "note: node {reporter} ({endpoint}) reports that it is NOT in the majority; \
+                 showing the report of a node that is.\n"
+            );
+        }
+    }
     if ctx.json {
         println!("{}", report_json(&endpoint, &r));
         return Ok(verdict_exit(r.verdict));

@@ -103,7 +103,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     } else {
                         "-".into()
                     },
-                    String::new(),
+                    problems(s),
                 ],
                 Err(e) => {
                     let mut row = vec![endpoint.clone()];
@@ -158,4 +158,26 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         println!("{}", line(row.iter().map(String::as_str).collect()));
     }
     println!("{rule}");
+}
+
+/// What is wrong with a node that answered, as it sees itself: the ERRORS column.
+fn problems(s: &pb::StatusResponse) -> String {
+    let mut problems = Vec::new();
+    if !s.has_leader {
+        problems.push(if s.role == pb::Role::Leader as i32 {
+            "no quorum".to_string()
+        } else {
+            "no reachable leader".to_string()
+        });
+    }
+    let unreachable: Vec<String> = s
+        .peers
+        .iter()
+        .filter(|p| !p.reachable)
+        .map(|p| p.node_id.to_string())
+        .collect();
+    if !unreachable.is_empty() {
+        problems.push(format!("cannot reach {}", unreachable.join(",")));
+    }
+    problems.join("; ")
 }

@@ -261,7 +261,17 @@ pub fn analyze(
         for hash in h.by_node.values().flatten() {
             *counts.entry(hash.as_str()).or_default() += 1;
         }
-        let reference = counts.iter().max_by_key(|(_, &n)| n).map(|(&hash, _)| hash);
+        // The reference is the hash most members hold; with a tie there is none, and every
+        // member whose hash differs from another's is named (an operator must decide).
+        let top = counts.values().copied().max().unwrap_or(0);
+        let reference = match counts.iter().filter(|(_, &n)| n == top).count() {
+            1 => counts
+                .iter()
+                .find(|(_, &n)| n == top)
+                .map(|(&hash, _)| hash),
+            _ => None,
+        };
+        divergence.undecided = counts.len() > 1 && reference.is_none();
         for (&node_id, result) in &h.by_node {
             match result {
                 Ok(hash) => {
@@ -302,6 +312,22 @@ pub fn analyze(
             .collect(),
         None => Vec::new(),
     };
+    // Links that one side of a pair, both answering, says are down. A cut link between
+    // two members that still share a partition (through a third) is a real fault: the pair
+    // cannot talk directly, and one more failure may leave either side without a majority.
+    let mut cut_links: Vec<(u64, u64)> = Vec::new();
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
+            if !(answered.contains_key(&a) && answered.contains_key(&b)) {
+                continue;
+            }
+            let a_reaches_b = view(a, b).is_some_and(|v| v.reachable);
+            let b_reaches_a = view(b, a).is_some_and(|v| v.reachable);
+            if !(a_reaches_b && b_reaches_a) {
+                cut_links.push((a, b));
+            }
+        }
+    }
     let disagreeing: Vec<u64> = match majority_leader {
         Some(leader) => answered
             .values()
@@ -317,7 +343,11 @@ pub fn analyze(
         pb::Verdict::NoMajority
     } else if !stale_leaders.is_empty() {
         pb::Verdict::StaleLeader
-    } else if !unreachable.is_empty() || !lagging.is_empty() || !disagreeing.is_empty() {
+    } else if !unreachable.is_empty()
+        || !lagging.is_empty()
+        || !disagreeing.is_empty()
+        || !cut_links.is_empty()
+    {
         pb::Verdict::Degraded
     } else {
         pb::Verdict::Healthy
@@ -335,6 +365,7 @@ pub fn analyze(
         unreachable: &unreachable,
         lagging: &lagging,
         disagreeing: &disagreeing,
+        cut_links: &cut_links,
         voters: voter_set.len(),
         settings,
     });
@@ -378,6 +409,7 @@ struct Recommendation<'a> {
     unreachable: &'a [u64],
     lagging: &'a [(u64, u64)],
     disagreeing: &'a [u64],
+    cut_links: &'a [(u64, u64)],
     voters: usize,
     settings: &'a Settings,
 }
@@ -394,12 +426,26 @@ fn recommend(r: Recommendation<'_>) -> String {
     match r.verdict {
         pb::Verdict::Diverged => {
             let ids = &r.divergence.diverged_node_ids;
+            if r.divergence.undecided {
+                return format!(
+                    "The members' event-log hashes at index {} disagree and no hash is held by \
+                     a majority ({}), so this report cannot tell which copy is right. Do not \
+                     wipe any node. Stop writers, keep every data directory, and compare the \
+                     events of each node (quoratectl payment list against each endpoint, with \
+                     --stale) to find the damaged copy.",
+                    r.divergence.common_index,
+                    list(ids)
+                );
+            }
             format!(
-                "{} hold(s) an event log whose hash at index {} differs from the other members'. \
+                "{} hold(s) an event log whose hash at index {} differs from the majority's. \
                  Its storage was changed outside Raft (disk damage, manual edits, a restored \
-                 backup). Stop {}, move its data directory aside for forensics, and start it \
-                 again with an empty --data-dir: it copies the log from the leader. Never copy \
-                 data from it to other nodes.",
+                 backup). To rebuild it safely: 1) stop {}; 2) check (quoratectl status) that \
+                 the other members still have a leader; 3) run `quoratectl leader step-down` \
+                 once, so the cluster moves to a term in which the stopped node never voted; \
+                 4) move its data directory aside for forensics and start it with an empty \
+                 --data-dir and the same --id: it copies the log from the leader. Never copy \
+                 data from it to other nodes, and rebuild one node at a time.",
                 list(ids),
                 r.divergence.common_index,
                 list(ids)
@@ -489,6 +535,18 @@ fn recommend(r: Recommendation<'_>) -> String {
             for (id, behind) in r.lagging {
                 problems.push(format!(
                     "node {id} is {behind} entries behind the leader: check its disk and network"
+                ));
+            }
+            for &(a, b) in r.cut_links {
+                if r.unreachable.contains(&a) || r.unreachable.contains(&b) {
+                    continue;
+                }
+                problems.push(format!(
+                    "nodes {a} and {b} both answer but cannot reach each other (peer \
+                     addresses {} and {}): a partial network cut, check firewalls and routes \
+                     between them",
+                    address(a),
+                    address(b)
                 ));
             }
             if !r.disagreeing.is_empty() {
@@ -689,6 +747,48 @@ mod tests {
     }
 
     #[test]
+    fn a_tie_between_hashes_names_every_member_and_wipes_none() {
+        let obs = [
+            answered(status(1, Leader, 3, 1, &[(2, true)])),
+            answered(status(2, Follower, 3, 1, &[(1, true)])),
+        ];
+        let hashes = Hashes {
+            common_index: 90,
+            by_node: BTreeMap::from([(1, Ok("aa".to_string())), (2, Ok("bb".to_string()))]),
+        };
+        let report = analyze(1, &[1, 2], &obs, Some(&hashes), &settings());
+        assert_eq!(report.verdict, pb::Verdict::Diverged as i32);
+        let divergence = report.divergence.unwrap();
+        assert!(divergence.undecided);
+        assert_eq!(divergence.diverged_node_ids, vec![1, 2]);
+        assert!(report.recommended_action.contains("Do not wipe any node"));
+    }
+
+    #[test]
+    fn the_advice_for_a_diverged_node_moves_the_term_on_before_it_is_rebuilt() {
+        let obs = [
+            answered(status(1, Leader, 3, 1, &[(2, true), (3, true)])),
+            answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
+            answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
+        ];
+        let hashes = Hashes {
+            common_index: 90,
+            by_node: BTreeMap::from([
+                (1, Ok("aa".to_string())),
+                (2, Ok("bb".to_string())),
+                (3, Ok("aa".to_string())),
+            ]),
+        };
+        let report = analyze(1, &[1, 2, 3], &obs, Some(&hashes), &settings());
+        assert!(!report.divergence.unwrap().undecided);
+        // An empty data directory forgets the node's vote: rebuilding it is only safe in a term
+        // it never voted in.
+        let action = &report.recommended_action;
+        assert!(action.starts_with("node 2 hold(s)"), "{action}");
+        assert!(action.contains("leader step-down"), "{action}");
+    }
+
+    #[test]
     fn a_lagging_member_degrades_the_cluster() {
         let mut behind = status(3, Follower, 3, 1, &[(1, true), (2, true)]);
         behind.applied_index = 10;
@@ -705,7 +805,7 @@ mod tests {
     }
 
     #[test]
-    fn a_one_way_cut_splits_the_partition() {
+    fn a_one_way_cut_between_followers_degrades_the_cluster() {
         // Node 1 reaches 3 but 3 does not reach 1: they are not mutually connected.
         let obs = [
             answered(status(1, Follower, 3, 2, &[(2, true), (3, true)])),
@@ -713,8 +813,17 @@ mod tests {
             answered(status(3, Follower, 3, 2, &[(1, false), (2, true)])),
         ];
         let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
-        // 1-2 and 2-3 are connected, so all three are one component through node 2.
+        // 1-2 and 2-3 are connected, so all three are one component through node 2...
         assert_eq!(report.partitions.len(), 1);
+        // ...but the cut link is a fault the operator must hear about.
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        assert!(
+            report
+                .recommended_action
+                .contains("nodes 1 and 3 both answer but cannot reach each other"),
+            "{}",
+            report.recommended_action
+        );
         let cells: Vec<_> = report
             .reachability
             .iter()

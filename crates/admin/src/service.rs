@@ -130,12 +130,14 @@ impl AdminService {
             .iter()
             .filter_map(|o| o.answer.as_ref().ok().map(|s| s.applied_index))
             .collect();
-        let common_index = applied.iter().copied().min().filter(|&i| i > 0)?;
+        // A member that has applied nothing has nothing to compare; the others are compared
+        // at the lowest index they have all applied.
+        let common_index = applied.iter().copied().filter(|&i| i > 0).min()?;
         let node = self.node();
         let deadline = node.config().election_timeout * 3;
         let jobs = observations
             .iter()
-            .filter(|o| o.answer.is_ok())
+            .filter(|o| o.answer.as_ref().is_ok_and(|s| s.applied_index > 0))
             .map(|o| async move {
                 let result = if o.node_id == node.id() {
                     self.hash(common_index).await.map(|h| h.hash)

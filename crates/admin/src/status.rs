@@ -71,7 +71,9 @@ pub fn status_to_proto(
         last_log_index: raft.last_log_index,
         last_log_term: raft.last_log_term,
         persisted_index: raft.persisted_index,
-        has_leader: status.has_leader(),
+        // Not just "a leader id is known": one this node can reach now (the same test that
+        // makes writes fail fast with NO_QUORUM).
+        has_leader: node.check_quorum_reachable().is_ok(),
         quorum_active: raft.quorum_active,
         lease_remaining_ms: status.lease_remaining().as_millis() as u64,
         peer_address: status.peers.get(&raft.id).cloned().unwrap_or_default(),

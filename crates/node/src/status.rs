@@ -32,7 +32,8 @@ impl NodeStatus {
         self.tick * self.raft.lease_remaining_ticks.min(u64::from(u32::MAX)) as u32
     }
 
-    /// Whether this node has a leader it heard from recently.
+    /// Whether this node knows a leader of its term (see `NodeHandle::check_quorum_reachable`
+    /// for whether it can reach one now).
     pub fn has_leader(&self) -> bool {
         self.raft.leader_id.is_some()
     }

@@ -132,10 +132,23 @@ impl Transport {
                 self.stats.sent_ok(peer, started.elapsed(), None);
                 Ok(reply.into_inner())
             }
-            Ok(Err(status)) => Err(status),
-            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                "node {peer} did not answer within {deadline:?}"
-            ))),
+            Ok(Err(status)) => {
+                // A status the peer itself sent proves the link works both ways; one made
+                // locally from a transport error (it carries the error as its source) does not.
+                if std::error::Error::source(&status).is_some() {
+                    self.stats.sent_failed(peer, status.message().to_string());
+                } else {
+                    self.stats.sent_ok(peer, started.elapsed(), None);
+                }
+                Err(status)
+            }
+            Err(_) => {
+                let status = tonic::Status::deadline_exceeded(format!(
+                    "node {peer} did not answer within {deadline:?}"
+                ));
+                self.stats.sent_failed(peer, status.message().to_string());
+                Err(status)
+            }
         }
     }
 
@@ -173,12 +186,17 @@ impl Transport {
             hash_index,
         });
         request.set_timeout(deadline);
-        self.direct(
-            peer,
-            deadline,
-            |mut c| async move { c.probe(request).await },
-        )
-        .await
+        let reply = self
+            .direct(
+                peer,
+                deadline,
+                |mut c| async move { c.probe(request).await },
+            )
+            .await?;
+        if let Some(status) = &reply.status {
+            self.stats.reported_term(peer, status.term);
+        }
+        Ok(reply)
     }
 
     /// Asks `leader` to hand leadership to `target` (0: to its best follower).

@@ -69,16 +69,56 @@ impl StatsTable {
         self.update(peer, |s| s.dropped += 1);
     }
 
-    /// An RPC from `peer` arrived, in `term`.
+    /// An RPC from `peer` arrived, in `term` (0 when the RPC carries no term: probes and
+    /// forwarded operator calls, which must not erase what Raft traffic reported).
     pub fn received(&self, peer: NodeId, term: Term) {
         self.update(peer, |s| {
             s.last_received = Some(Instant::now());
-            s.peer_term = Some(term);
+            if term > 0 {
+                s.peer_term = Some(term);
+            }
         });
+    }
+
+    /// `peer` reported its term in an answer that is not Raft traffic (a probe).
+    pub fn reported_term(&self, peer: NodeId, term: Term) {
+        if term > 0 {
+            self.update(peer, |s| s.peer_term = Some(term));
+        }
     }
 
     /// A copy of every peer's statistics.
     pub fn snapshot(&self) -> BTreeMap<NodeId, PeerStats> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_without_a_term_keeps_the_last_reported_one() {
+        let table = StatsTable::default();
+        table.received(2, 7);
+        table.received(2, 0);
+        assert_eq!(table.snapshot()[&2].peer_term, Some(7));
+        table.reported_term(2, 8);
+        table.reported_term(2, 0);
+        assert_eq!(table.snapshot()[&2].peer_term, Some(8));
+    }
+
+    #[test]
+    fn a_failure_counts_until_the_next_success() {
+        let table = StatsTable::default();
+        table.sent_failed(3, "connection refused".into());
+        table.sent_failed(3, "connection refused".into());
+        let s = &table.snapshot()[&3];
+        assert_eq!((s.consecutive_failures, s.failures), (2, 2));
+        assert_eq!(s.last_error.as_deref(), Some("connection refused"));
+        table.sent_ok(3, Duration::from_millis(1), None);
+        let s = &table.snapshot()[&3];
+        assert_eq!((s.consecutive_failures, s.failures), (0, 2));
+        assert!(s.last_sent_ok.is_some());
     }
 }
