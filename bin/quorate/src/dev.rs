@@ -49,16 +49,39 @@ pub async fn run_dev(args: DevArgs, shutdown: impl Future<Output = ()> + Send) -
             let _ = stop.wait_for(|&s| s).await;
         })));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Print the banner once every node answers (or say which did not), rather than after a
+    // fixed pause that hides a node that failed to start (a port in use, say).
+    let waited = wait_for_clients(&endpoints, Duration::from_secs(10)).await;
+    for node in &nodes {
+        if node.is_finished() {
+            stop_tx.send_replace(true);
+            let mut errors = Vec::new();
+            for node in nodes {
+                if let Ok(Err(e)) = node.await {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+            anyhow::bail!("a node failed to start: {}", errors.join("; "));
+        }
+    }
+    if let Err(missing) = waited {
+        eprintln!("warning: no answer yet from {missing}; the cluster may still be starting");
+    }
+    let ctl = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("quoratectl")))
+        .filter(|ctl| ctl.exists())
+        .map_or("quoratectl".to_string(), |ctl| ctl.display().to_string());
     let list = endpoints.join(",");
     println!(
         "\nQuorate dev cluster: 3 nodes, data under {data}\n\n\
          clients:  {list}\n\
          metrics:  http://127.0.0.1:{m1}/metrics (and :{m2}, :{m3})\n\n\
          Try:\n  \
-         quoratectl --endpoints {list} status -w table\n  \
-         quoratectl --endpoints {list} payment submit --payment-id pay-1 --kind authorized --amount 1000 --currency EUR\n  \
-         quoratectl --endpoints {list} payment get pay-1\n  \
+         {ctl} --endpoints {list} status -w table\n  \
+         {ctl} --endpoints {list} payment submit --payment-id pay-1 --kind authorized --amount 1000 --currency EUR\n  \
+         {ctl} --endpoints {list} payment get pay-1\n  \
+         {ctl} --endpoints {list} split-brain report\n  \
          grpcurl -plaintext {first} list\n\n\
          Ctrl-C stops the cluster (the data stays for the next run).\n",
         data = args.data_dir.display(),
@@ -78,4 +101,25 @@ pub async fn run_dev(args: DevArgs, shutdown: impl Future<Output = ()> + Send) -
         }
     }
     result
+}
+
+/// Waits until every endpoint accepts a TCP connection, or `limit` passes; returns the ones
+/// that did not.
+async fn wait_for_clients(endpoints: &[String], limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut missing = Vec::new();
+        for endpoint in endpoints {
+            if tokio::net::TcpStream::connect(endpoint).await.is_err() {
+                missing.push(endpoint.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(missing.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

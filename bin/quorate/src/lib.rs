@@ -123,14 +123,33 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         stopped(stop_rx.clone()),
     ));
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    // Run until asked to stop, or until the Raft node stops by itself (a storage or apply
+    // error): a node that can no longer make progress must exit non-zero so that its
+    // supervisor notices, not linger answering every request with an error.
+    let mut driver_task = node.driver;
+    let stopped_by_itself = tokio::select! {
+        () = shutdown => None,
+        result = &mut driver_task => Some(result),
+    };
     stop_tx.send_replace(true);
-    let driver = node
-        .driver
-        .await
-        .context("the node task failed")?
-        .map_err(|e| anyhow::anyhow!("{e}"));
+    let driver = match stopped_by_itself {
+        None => {
+            tracing::info!("shutting down");
+            driver_task
+                .await
+                .context("the node task failed")?
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Some(result) => {
+            let error = match result {
+                Ok(Ok(())) => anyhow::anyhow!("the Raft node stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::anyhow!("the Raft node failed: {e}"),
+                Err(e) => anyhow::anyhow!("the Raft node task failed: {e}"),
+            };
+            tracing::error!(error = %error, "stopping the servers");
+            Err(error)
+        }
+    };
     for (name, server) in [("client", client_server), ("peer", peer_server)] {
         match tokio::time::timeout(Duration::from_secs(5), server).await {
             Ok(Ok(Ok(()))) => {}

@@ -217,12 +217,12 @@ impl NodeHandle {
                 Err(NodeError::NotLeader {
                     leader: Some(leader),
                     ..
-                }) if leader != self.id() => self.forward(leader, command).await,
+                }) if leader != self.id() => self.forward_to_leader(leader, command).await,
                 other => other,
             }
         } else {
             match status.raft.leader_id {
-                Some(leader) => self.forward(leader, command).await,
+                Some(leader) => self.forward_to_leader(leader, command).await,
                 None => Err(NodeError::NoQuorum {
                     reason: "no leader".into(),
                 }),
@@ -243,9 +243,31 @@ impl NodeHandle {
         .await
     }
 
+    /// Forwards to `leader`; if it answers that another node leads now, the command was not
+    /// proposed, so it goes to that node instead (once: after that the client retries).
+    async fn forward_to_leader(
+        &self,
+        leader: NodeId,
+        command: Bytes,
+    ) -> Result<Applied, NodeError> {
+        match self.forward(leader, command.clone()).await {
+            Err(NodeError::NotLeader {
+                leader: Some(next), ..
+            }) if next != leader => {
+                if next == self.id() {
+                    self.propose_here(command).await
+                } else {
+                    self.forward(next, command).await
+                }
+            }
+            other => other,
+        }
+    }
+
     async fn forward(&self, leader: NodeId, command: Bytes) -> Result<Applied, NodeError> {
-        let config = &self.shared.config;
-        let deadline = config.election_timeout.max(config.heartbeat_interval * 2);
+        // The same patience as a write proposed on the leader itself: a follower must not
+        // give up (and answer OUTCOME_UNKNOWN) sooner than the leader would.
+        let deadline = self.shared.config.request_timeout;
         let term = self.status().raft.term;
         match self
             .shared
