@@ -1,9 +1,11 @@
 //! The payment lifecycle: which event may follow which, and what it does to the totals.
 //!
 //! - AUTHORIZED creates the payment; a second one is refused.
-//! - CAPTURED may be partial; the captured total never exceeds the authorized amount; no
-//!   capture after a void or once anything was refunded.
-//! - VOIDED only while nothing is captured, and for exactly the authorized amount.
+//! - CAPTURED may be partial (several captures); the captured total never exceeds the
+//!   authorized amount; no capture after a void. (A refund does not end capturing: it returns
+//!   money already captured, it does not release the authorization.)
+//! - VOIDED only while nothing is captured; it releases the whole authorization, so its amount
+//!   may not exceed the authorized amount.
 //! - REFUNDED never more than captured minus refunded.
 //! - Every event of a payment uses the payment's currency.
 //!
@@ -66,12 +68,6 @@ pub(crate) fn transition(
                     "payment {payment_id:?} is voided: nothing can be captured"
                 ));
             }
-            if payment.refunded_minor > 0 {
-                return Err(format!(
-                    "payment {payment_id:?} has refunds ({} refunded): it cannot be captured any more",
-                    payment.refunded_minor
-                ));
-            }
             let capturable = payment.authorized_minor - payment.captured_minor;
             if amount > capturable {
                 return Err(format!(
@@ -91,9 +87,9 @@ pub(crate) fn transition(
                     payment.captured_minor
                 ));
             }
-            if amount != payment.authorized_minor {
+            if amount > payment.authorized_minor {
                 return Err(format!(
-                    "void of {amount} must equal the authorized amount {}",
+                    "void of {amount} exceeds the authorized amount {}",
                     payment.authorized_minor
                 ));
             }
@@ -272,15 +268,21 @@ mod tests {
     }
 
     #[test]
-    fn a_capture_after_a_refund_is_refused() {
+    fn a_capture_after_a_refund_may_use_what_is_still_authorized() {
         let mut h = Harness::new();
         h.accept(authorize("p1", "k1", 1000));
         h.accept(capture("p1", "k2", 400));
         h.accept(refund("p1", "k3", 100));
+        h.accept(capture("p1", "k4", 600));
+        let payment = h.payment("p1").unwrap();
+        assert_eq!(
+            (payment.captured_minor, payment.refunded_minor),
+            (1000, 100)
+        );
         expect_invalid(
             &mut h,
-            capture("p1", "k4", 100),
-            "payment \"p1\" has refunds (100 refunded): it cannot be captured any more",
+            capture("p1", "k5", 1),
+            "capture of 1 exceeds the 0 still capturable (authorized 1000, captured 1000)",
         );
     }
 
@@ -308,19 +310,17 @@ mod tests {
     }
 
     #[test]
-    fn a_void_must_carry_exactly_the_authorized_amount() {
+    fn a_void_may_not_exceed_the_authorized_amount() {
         let mut h = Harness::new();
         h.accept(authorize("p1", "k1", 1000));
         expect_invalid(
             &mut h,
-            void("p1", "k2", 400),
-            "void of 400 must equal the authorized amount 1000",
+            void("p1", "k2", 1001),
+            "void of 1001 exceeds the authorized amount 1000",
         );
-        expect_invalid(
-            &mut h,
-            void("p1", "k3", 1001),
-            "void of 1001 must equal the authorized amount 1000",
-        );
+        // Any amount up to the authorization voids the whole payment.
+        h.accept(void("p1", "k3", 400));
+        assert_eq!(h.payment("p1").unwrap().state(), PaymentState::Voided);
     }
 
     #[test]

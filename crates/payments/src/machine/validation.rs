@@ -2,7 +2,7 @@
 //! again at apply (so a command that skipped them can never reach storage).
 //!
 //! Field names are the proto field names (`payment_id`, `fence.token`, ...), so the service
-//! can put them in the `INVALID_FIELD` error unchanged.
+//! can put them in the `INVALID_ARGUMENT` error (metadata `field`) unchanged.
 
 use super::commands::{AcquireLease, EventKind, KeepAliveLease, LeaseFence, ReleaseLease, Submit};
 
@@ -163,7 +163,33 @@ fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), 
     }
 }
 
-/// What is wrong with `value` as 1 to `max_chars` characters without control characters.
+/// Whether `c` (not a control character) prints: not a format character that renders as
+/// nothing (zero-width spaces and joiners, direction marks and overrides, the byte-order mark),
+/// not a line or paragraph separator, not private-use and not a noncharacter. Two ids that
+/// look identical on an operator's screen must be the same id.
+fn is_printable(c: char) -> bool {
+    !matches!(c as u32,
+        0x00AD                      // soft hyphen
+        | 0x034F                    // combining grapheme joiner
+        | 0x061C                    // Arabic letter mark
+        | 0x115F..=0x1160           // Hangul fillers
+        | 0x180B..=0x180F           // Mongolian variation selectors and vowel separator
+        | 0x200B..=0x200F           // zero-width space, joiners, direction marks
+        | 0x2028..=0x202E           // line and paragraph separators, embeddings, overrides
+        | 0x2060..=0x206F           // word joiner, invisible operators, isolates
+        | 0x3164                    // Hangul filler
+        | 0xE000..=0xF8FF           // private use
+        | 0xFDD0..=0xFDEF           // noncharacters
+        | 0xFE00..=0xFE0F           // variation selectors
+        | 0xFEFF                    // byte-order mark
+        | 0xFFA0                    // halfwidth Hangul filler
+        | 0xFFF0..=0xFFFB           // unassigned specials, interlinear annotation
+        | 0xE0000..=0xE0FFF         // tags and variation selectors supplement
+        | 0xF0000..=0x10FFFF        // supplementary private use
+    ) && (c as u32) & 0xFFFE != 0xFFFE // noncharacters U+xFFFE and U+xFFFF in every plane
+}
+
+/// What is wrong with `value` as 1 to `max_chars` printable characters.
 fn text_problem(value: &str, max_chars: usize) -> Option<String> {
     if value.is_empty() {
         return Some("must not be empty".into());
@@ -173,6 +199,14 @@ fn text_problem(value: &str, max_chars: usize) -> Option<String> {
         if c.is_control() {
             return Some(format!(
                 "must not contain control characters (U+{:04X} at character {})",
+                c as u32,
+                position + 1
+            ));
+        }
+        if !is_printable(c) {
+            return Some(format!(
+                "must contain only printable characters (U+{:04X} at character {} is invisible \
+                 or unassigned)",
                 c as u32,
                 position + 1
             ));
@@ -300,6 +334,37 @@ mod tests {
                 "must not contain control characters (U+000A at character 4)".into()
             )
         );
+    }
+
+    #[test]
+    fn ids_must_not_hide_invisible_characters() {
+        for (bad, code) in [
+            ("pay\u{200B}1", "U+200B"),
+            ("\u{FEFF}pay1", "U+FEFF"),
+            ("pay\u{2028}1", "U+2028"),
+            ("pay\u{E000}", "U+E000"),
+            ("pay\u{FFFF}", "U+FFFF"),
+        ] {
+            let submit = Submit {
+                payment_id: bad.into(),
+                ..valid_submit()
+            };
+            let violation = validate_submit(&submit).unwrap_err();
+            assert_eq!(violation.field, "payment_id", "{bad:?}");
+            assert!(
+                violation.description.contains(code),
+                "{bad:?}: {}",
+                violation.description
+            );
+        }
+        // Printable non-ASCII is fine.
+        for good in ["zahlung-ü-1", "支払い-1", "pay 1"] {
+            let submit = Submit {
+                payment_id: good.into(),
+                ..valid_submit()
+            };
+            assert_eq!(validate_submit(&submit), Ok(()), "{good:?}");
+        }
     }
 
     #[test]
