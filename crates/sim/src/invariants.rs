@@ -343,8 +343,9 @@ impl Invariants {
         self.fail(invariant, at, detail);
     }
 
-    /// Records a safety violation a node detected itself (it alone knows its timers).
-    pub fn fail_on_node(&mut self, invariant: &'static str, at: u64, detail: String) {
+    /// Records a violation found outside this checker: by a node (it alone knows its timers)
+    /// or by the end-of-run history check.
+    pub fn report(&mut self, invariant: &'static str, at: u64, detail: String) {
         self.fail(invariant, at, detail);
     }
 }
