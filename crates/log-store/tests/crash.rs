@@ -261,7 +261,7 @@ fn synced_entries_survive_sigkill_at_random_moments() {
         .unwrap_or(DEFAULT_CYCLES);
     println!(
         "crash test seed {seed}; replay the workload with \
-         {SEED_VAR}={seed} cargo test --release -p quorate-log-store --test crash"
+         {SEED_VAR}={seed} cargo test --release --workspace --test crash"
     );
 
     let directory = TempDir::new().unwrap();
