@@ -77,10 +77,7 @@ async fn start(directory: &TempDir) -> OneNode {
 impl OneNode {
     async fn stop(self) {
         self.stop.send_replace(true);
-        self.driver
-            .await
-            .expect("driver task")
-            .expect("clean stop");
+        self.driver.await.expect("driver task").expect("clean stop");
     }
 }
 
@@ -106,7 +103,10 @@ async fn concurrent_proposals_share_fsyncs_and_each_gets_its_own_entry() {
         .collect();
     let mut indexes = BTreeSet::new();
     for task in tasks {
-        assert!(indexes.insert(task.await.unwrap()), "one index per proposal");
+        assert!(
+            indexes.insert(task.await.unwrap()),
+            "one index per proposal"
+        );
     }
     let elapsed = started.elapsed();
     let after = node.store.write_stats();
@@ -130,7 +130,10 @@ async fn concurrent_proposals_share_fsyncs_and_each_gets_its_own_entry() {
     let node = start(&directory).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.handle.status().raft.applied_index < last {
-        assert!(Instant::now() < deadline, "the log is replayed after a restart");
+        assert!(
+            Instant::now() < deadline,
+            "the log is replayed after a restart"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stored = node.store.clone();

@@ -958,9 +958,7 @@ impl World {
                     self.invariants.report(
                         "linearizability-inconclusive",
                         self.now,
-                        format!(
-                            "the linearizability search for payment {key} exceeded its budget"
-                        ),
+                        format!("the linearizability search for payment {key} exceeded its budget"),
                     );
                 }
                 Verdict::NotLinearizable { explanation, .. } => {
