@@ -54,11 +54,31 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A port no other node of this test process was given, below the kernel's ephemeral range.
+///
+/// Asking the kernel for port 0 and releasing it is not enough: the kernel hands the same
+/// ephemeral port out again (to the next `bind(0)`, or to an outgoing connection), and two
+/// nodes of one cluster once got the same port that way. Ports here come from a counter that
+/// starts at an offset derived from the process id (so consecutive test binaries do not
+/// reuse each other's ports) and are checked to be bindable.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    const FIRST: u32 = 15_000;
+    const SPAN: u32 = 17_000; // up to 31_999, below Linux's default ephemeral range (32768-)
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    use std::sync::atomic::Ordering;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 200) * 80,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN - 1)
 }
 
 /// Addresses and directory of one node.
