@@ -118,3 +118,25 @@ pub fn authorize(payment_id: &str, key: &str, amount_minor: i64) -> pb::SubmitRe
         fence: None,
     }
 }
+
+/// Every event node `id` holds, paging through `List` in index order.
+pub async fn all_events(cluster: &Cluster, id: u64) -> Vec<pb::PaymentEvent> {
+    let mut client = cluster.payments(id).await.expect("a client for the node");
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client
+            .list(pb::ListRequest {
+                after_index: after,
+                limit: 1000,
+            })
+            .await
+            .expect("List answers")
+            .into_inner();
+        if page.events.is_empty() {
+            return events;
+        }
+        after = page.next_after_index;
+        events.extend(page.events);
+    }
+}

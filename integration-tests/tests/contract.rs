@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use quorate_integration_tests::client::authorize;
+use quorate_integration_tests::client::{all_events, authorize};
 use quorate_integration_tests::Cluster;
 use quorate_proto::payments as pb;
 use quorate_proto::payments::leases_client::LeasesClient;
@@ -90,26 +90,6 @@ impl Api {
             .into_inner()
             .payment
             .unwrap()
-    }
-
-    async fn count_events(&mut self) -> usize {
-        let mut count = 0;
-        let mut after = 0;
-        loop {
-            let page = self.nodes[0]
-                .list(pb::ListRequest {
-                    after_index: after,
-                    limit: 500,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            if page.events.is_empty() {
-                return count;
-            }
-            count += page.events.len();
-            after = page.next_after_index;
-        }
     }
 }
 
@@ -309,7 +289,7 @@ async fn bad_input_names_its_field_and_writes_nothing() {
     let mut api = Api::new(&cluster).await;
     api.ok(authorize("valid-1", "valid-1", 100)).await;
     let log_before = cluster.status(leader).await.unwrap().last_log_index;
-    let events_before = api.count_events().await;
+    let events_before = all_events(&cluster, 1).await.len();
 
     let valid = || authorize("bad-1", "bad-key-1", 100);
     let too_many: HashMap<String, String> =
@@ -434,7 +414,11 @@ async fn bad_input_names_its_field_and_writes_nothing() {
         Some("name")
     );
 
-    assert_eq!(api.count_events().await, events_before, "no event written");
+    assert_eq!(
+        all_events(&cluster, 1).await.len(),
+        events_before,
+        "no event written"
+    );
     assert_eq!(
         cluster.status(leader).await.unwrap().last_log_index,
         log_before,

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use quorate_integration_tests::client::{authorize, reason, Clients, Pick};
+use quorate_integration_tests::client::{all_events, authorize, reason, Clients, Pick};
 use quorate_integration_tests::{binary, Cluster, Signal};
 use quorate_proto::payments as pb;
 
@@ -84,27 +84,6 @@ fn token_of(line: &str) -> u64 {
         .find_map(|w| w.strip_prefix("token="))
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no token in {line:?}"))
-}
-
-async fn all_events(cluster: &Cluster, id: u64) -> Vec<pb::PaymentEvent> {
-    let mut client = cluster.payments(id).await.unwrap();
-    let mut events = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = client
-            .list(pb::ListRequest {
-                after_index: after,
-                limit: 1000,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if page.events.is_empty() {
-            return events;
-        }
-        after = page.next_after_index;
-        events.extend(page.events);
-    }
 }
 
 /// Two writer processes compete for `payment-writer`. The holder is frozen (SIGSTOP) past its
