@@ -142,10 +142,7 @@ async fn isolated_leader_stops_accepting_writes_and_the_majority_elects_another(
     eprintln!(
         "isolated leader {old} refused a write with NO_QUORUM after {took:?} (before: {before:?})"
     );
-    assert!(
-        took <= ELECTION_TIMEOUT + Duration::from_millis(200),
-        "took {took:?}"
-    );
+    assert!(took <= ELECTION_TIMEOUT, "took {took:?}");
     // Check-quorum: it steps down within an election timeout of losing its majority.
     loop {
         let status = cluster.status(old).await.unwrap();
