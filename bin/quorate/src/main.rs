@@ -30,6 +30,7 @@ enum Command {
     ///     --listen-client 0.0.0.0:2379 --listen-peer 0.0.0.0:2380 \
     ///     --listen-metrics 0.0.0.0:9090 \
     ///     --initial-cluster 1=10.0.0.1:2380,2=10.0.0.2:2380,3=10.0.0.3:2380
+    #[command(verbatim_doc_comment)]
     Serve(Box<ServeArgs>),
     /// Start a local three-node cluster under ./quorate-data and print how to reach it.
     Dev(DevArgs),
