@@ -64,8 +64,12 @@ pub fn describe(status: &tonic::Status) -> String {
         }
     }
     if let Some(bad) = details.bad_request() {
+        let named = details.error_info().map(|i| &i.metadata);
         for violation in &bad.field_violations {
-            text += &format!(" field={}", violation.field);
+            // ErrorInfo names the field already (metadata `field`): say it once.
+            if named.and_then(|m| m.get("field")) != Some(&violation.field) {
+                text += &format!(" field={}", violation.field);
+            }
         }
     }
     format!("{text}: {}", status.message())
