@@ -137,7 +137,14 @@ pub(crate) async fn expire_leases(service: PaymentsService) {
             }
         };
         for due in timers.scan(status.raft.term, held, elapsed_ms()) {
-            match service.propose(due.command(now_ms())).await {
+            // Straight to the node: the leader's own expiries are not client requests, so a
+            // refusal must not count in the clients' `no_quorum_refusals`.
+            let proposed = service
+                .node()
+                .propose(due.command(now_ms()).encode())
+                .await
+                .map(|applied| Applied::decode(&applied.output));
+            match proposed {
                 Ok(outcome) => {
                     tracing::info!(lease = %due.name, token = due.token, ?outcome, "lease expiry proposed")
                 }
