@@ -75,6 +75,8 @@ pub struct Effects {
     pub violations: Vec<(&'static str, String)>,
     /// Fenced writes applied that the zombie-write check required to be refused.
     pub zombie_checked: u64,
+    /// A finished Ready's messages went out while a vote was written but not yet durable.
+    pub sent_with_unsynced_vote: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -256,6 +258,9 @@ impl SimNode {
         if ready.must_sync {
             raw.store_mut().sync();
         }
+        // Messages leave now: if a vote they depend on is still not durable, say so (only a
+        // driver that skipped the vote's sync gets here).
+        fx.sent_with_unsynced_vote = raw.store().holds_unsynced_vote();
         fx.messages.extend(ready.messages);
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft, fx);

@@ -39,6 +39,20 @@ impl SimStorage {
         !self.unsynced.is_empty()
     }
 
+    /// Whether a vote is written but not durable: a crash now would forget it. A correct
+    /// driver never sends a vote before it is synced, so this is the worst moment to crash.
+    pub fn holds_unsynced_vote(&self) -> bool {
+        let durable = self
+            .durable
+            .initial_state()
+            .map(|s| (s.hard_state.term, s.hard_state.vote))
+            .unwrap_or_default();
+        self.unsynced
+            .iter()
+            .filter_map(|(hard_state, _)| hard_state.as_ref())
+            .any(|h| h.vote.is_some() && (h.term, h.vote) != durable)
+    }
+
     /// The process (or machine) crashed: whatever was not synced is gone.
     pub fn crash(&mut self) {
         self.current = self.durable.clone();

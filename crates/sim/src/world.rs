@@ -439,8 +439,9 @@ impl World {
                 self.set_wall_clock(node);
                 let mut fx = Effects::default();
                 self.nodes[node].finish_ready(&mut fx);
+                let unsynced_vote_sent = fx.sent_with_unsynced_vote;
                 self.after_node(node, fx);
-                self.maybe_crash_unsynced(node);
+                self.maybe_crash_unsynced(node, unsynced_vote_sent);
             }
             Event::Crash { node, incarnation } => {
                 // Crashes scheduled during the chaos phase do not outlive it.
@@ -623,7 +624,15 @@ impl World {
 
     /// A node holds unsynced writes after a Ready (e.g. a changed commit index, or a vote when
     /// a bug skips the sync): sometimes crash it before anything syncs them.
-    fn maybe_crash_unsynced(&mut self, node: usize) {
+    fn maybe_crash_unsynced(&mut self, node: usize, unsynced_vote_sent: bool) {
+        // The worst moment of all: the Ready's messages are out but its vote is not durable
+        // (only a driver that skips the vote's sync gets here). Crash soon, often.
+        if self.chaos && unsynced_vote_sent && self.rng.chance(1, 4) {
+            let incarnation = self.nodes[node].incarnation;
+            let at = self.now + self.rng.range(0, TICK);
+            self.schedule(at, Event::Crash { node, incarnation });
+            return;
+        }
         if self.chaos
             && self.nodes[node].has_unsynced()
             && self.rng.chance(self.swarm.unsynced_crash_per_mille, 1000)
