@@ -273,6 +273,11 @@ impl<S: Storage> RawNode<S> {
         self.raft.status()
     }
 
+    /// Role, term and leader now: the cheap part of [`RawNode::status`].
+    pub fn soft_state(&self) -> SoftState {
+        self.raft.soft_state()
+    }
+
     /// The storage, for reads.
     pub fn store(&self) -> &S {
         &self.raft.log.storage

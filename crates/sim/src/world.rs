@@ -869,6 +869,18 @@ impl World {
 
     /// Checks after every event: lease safety; after healing, liveness.
     fn check_every_step(&mut self) {
+        // Election safety from every node's state after every event, not only from the role
+        // changes its Readies report (a leadership can begin and end between two Readies).
+        let leading: Vec<(NodeId, u64)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raw.as_ref().map(|r| (n.id, r.soft_state())))
+            .filter(|(_, s)| s.role == Role::Leader)
+            .map(|(id, s)| (id, s.term))
+            .collect();
+        for (id, term) in leading {
+            self.invariants.on_leader(id, term, self.now);
+        }
         let holders: Vec<(NodeId, u64)> = self
             .nodes
             .iter()
