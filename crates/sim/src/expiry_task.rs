@@ -122,11 +122,12 @@ impl ExpiryTask {
         self.next_scan_tick = self.ticks + self.period_ticks;
     }
 
-    /// The scan's answer: the node leads `term` and `held` are the held leases. Returns the
-    /// first expiry to propose, if any is due.
-    pub fn scanned(&mut self, term: Term, held: Vec<LeaseRecord>) -> ExpiryStep {
+    /// The scan's answer: the node leads `term`, `held` are the held leases and `caught_up`
+    /// says whether it has applied an entry of `term`. Returns the first expiry to propose, if
+    /// any is due.
+    pub fn scanned(&mut self, term: Term, held: Vec<LeaseRecord>, caught_up: bool) -> ExpiryStep {
         let now_ms = self.now_ms();
-        self.due = self.timers.scan(term, held, now_ms).into();
+        self.due = self.timers.scan(term, held, now_ms, caught_up).into();
         if self.due.is_empty() {
             self.next_scan_tick = self.ticks + self.period_ticks;
         }
@@ -240,13 +241,13 @@ mod tests {
         let lease = held("w", 3, 1_000);
         assert_eq!(until_step(&mut t), ExpiryStep::Scan); // tick 2, 100 ms
                                                           // Armed at 100 + 1_000 + 500 ms = tick 32.
-        assert_eq!(t.scanned(1, vec![lease.clone()]), ExpiryStep::Wait);
+        assert_eq!(t.scanned(1, vec![lease.clone()], true), ExpiryStep::Wait);
         let mut scans = 0;
         let step = loop {
             match until_step(&mut t) {
                 ExpiryStep::Scan => {
                     scans += 1;
-                    match t.scanned(1, vec![lease.clone()]) {
+                    match t.scanned(1, vec![lease.clone()], true) {
                         ExpiryStep::Wait => {}
                         step => break step,
                     }
@@ -271,7 +272,7 @@ mod tests {
         assert_eq!(t.tick(), ExpiryStep::Scan);
         // Still held (the expiry did not take): due again 100 ms after it ended.
         assert_eq!(
-            t.scanned(1, vec![lease]),
+            t.scanned(1, vec![lease], true),
             ExpiryStep::Propose(due),
             "due again one retry period later"
         );
@@ -281,10 +282,11 @@ mod tests {
     fn an_awaited_proposal_ends_when_leadership_is_lost_or_after_the_timeout() {
         let mut t = task();
         until_step(&mut t);
-        t.scanned(1, vec![held("w", 3, 1_000)]);
+        t.scanned(1, vec![held("w", 3, 1_000)], true);
         let step = loop {
             if let ExpiryStep::Scan = until_step(&mut t) {
-                if let step @ ExpiryStep::Propose(_) = t.scanned(1, vec![held("w", 3, 1_000)]) {
+                if let step @ ExpiryStep::Propose(_) = t.scanned(1, vec![held("w", 3, 1_000)], true)
+                {
                     break step;
                 }
             }
@@ -308,10 +310,10 @@ mod tests {
         let mut t = task();
         until_step(&mut t);
         let leases = vec![held("a", 3, 1_000), held("b", 4, 1_000)];
-        t.scanned(1, leases.clone());
+        t.scanned(1, leases.clone(), true);
         let first = loop {
             if let ExpiryStep::Scan = until_step(&mut t) {
-                if let step @ ExpiryStep::Propose(_) = t.scanned(1, leases.clone()) {
+                if let step @ ExpiryStep::Propose(_) = t.scanned(1, leases.clone(), true) {
                     break step;
                 }
             }

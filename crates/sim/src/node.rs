@@ -482,9 +482,11 @@ impl SimNode {
                         self.expiry.not_leader();
                         return;
                     }
+                    let caught_up = machine::applied_in_term(&self.machine, status.term)
+                        .expect("a MemStore never fails a read");
                     let held =
                         machine::held_leases(&self.machine).expect("a MemStore never fails a read");
-                    self.expiry.scanned(status.term, held)
+                    self.expiry.scanned(status.term, held, caught_up)
                 }
                 ExpiryStep::Propose(due) => {
                     let Some(raw) = self.raw.as_mut() else { return };

@@ -15,9 +15,11 @@
 //! - A held lease is armed at `now + ttl` the first time this leader sees its
 //!   `(token, renewals)`: a keep-alive or a new grant changes the pair, which re-arms the
 //!   timer. A timer therefore fires late by up to one scan period, never early.
-//! - On the first scan of a term, every timer armed by that scan also gets the new-leader
-//!   extension (an election timeout): a new leader cannot know when its predecessor's
-//!   timers started, so it extends every lease, never shortens one.
+//! - A new leader cannot know when its predecessor's timers started, so it extends every
+//!   lease by the new-leader extension (an election timeout), never shortens one: every timer
+//!   armed from the first scan of a term up to and including the first scan at which the
+//!   leader has caught up (applied an entry of its own term, so it has seen every lease its
+//!   predecessors granted or renewed) gets the extension.
 //! - A timer that is due is returned as a [`DueExpiry`]; once the caller has tried to propose
 //!   it ([`LeaseTimers::proposed`]) it is due again one retry period later, in case the
 //!   expiry did not take.
@@ -64,7 +66,8 @@ impl DueExpiry {
 /// The leader's expiry timers, one per held lease. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseTimers {
-    /// Added to every timer armed on the first scan of a term (an election timeout).
+    /// Added to every timer armed before and at the first caught-up scan of a term (an
+    /// election timeout).
     new_leader_extension_ms: u64,
     /// How long after a proposed expiry its timer is due again (the scan period).
     retry_after_ms: u64,
@@ -72,11 +75,13 @@ pub struct LeaseTimers {
     timers: BTreeMap<String, Timer>,
     /// The term of the last scan while leading, if this node has led since it last did not.
     armed_in_term: Option<u64>,
+    /// Timers armed now get the extension: this leader has not yet scanned after catching up.
+    extending: bool,
 }
 
 impl LeaseTimers {
-    /// No timers yet. `new_leader_extension_ms` is added to every lease on a new leader's
-    /// first scan (the election timeout); an expiry that was proposed is due again
+    /// No timers yet. `new_leader_extension_ms` is added to every lease a new leader sees
+    /// until it has caught up (the election timeout); an expiry that was proposed is due again
     /// `retry_after_ms` later (the scan period).
     pub fn new(new_leader_extension_ms: u64, retry_after_ms: u64) -> Self {
         LeaseTimers {
@@ -84,6 +89,7 @@ impl LeaseTimers {
             retry_after_ms,
             timers: BTreeMap::new(),
             armed_in_term: None,
+            extending: false,
         }
     }
 
@@ -92,24 +98,30 @@ impl LeaseTimers {
     pub fn not_leader(&mut self) {
         self.timers.clear();
         self.armed_in_term = None;
+        self.extending = false;
     }
 
     /// A scan while leading `term`, at `now_ms` on the caller's monotonic clock. `held` are
-    /// the leases held now, by name (`held_leases`). Arms a timer for every lease generation
-    /// not seen before, drops the timers of leases no longer held, and returns the timers that
-    /// are due, by name.
+    /// the leases held now, by name (`held_leases`); `caught_up` says whether the leader has
+    /// applied an entry of `term` (its own no-op at least). Arms a timer for every lease
+    /// generation not seen before, drops the timers of leases no longer held, and returns the
+    /// timers that are due, by name.
     pub fn scan(
         &mut self,
         term: u64,
         held: impl IntoIterator<Item = LeaseRecord>,
         now_ms: u64,
+        caught_up: bool,
     ) -> Vec<DueExpiry> {
-        let new_term = self.enter_term(term);
-        let extension_ms = if new_term {
+        self.enter_term(term);
+        let extension_ms = if self.extending {
             self.new_leader_extension_ms
         } else {
             0
         };
+        if caught_up {
+            self.extending = false;
+        }
         let mut armed = BTreeMap::new();
         for lease in held {
             let timer = match self.timers.remove(&lease.name) {
@@ -136,8 +148,8 @@ impl LeaseTimers {
             .collect()
     }
 
-    /// A scan while leading `term` that could not read the leases: the term counts as
-    /// scanned (a later scan of it adds no extension) and every timer stays as it is.
+    /// A scan while leading `term` that could not read the leases: every timer stays as it
+    /// is, and timers armed later in the term are still extended until a caught-up scan.
     pub fn scan_without_leases(&mut self, term: u64) {
         self.enter_term(term);
     }
@@ -150,12 +162,13 @@ impl LeaseTimers {
         }
     }
 
-    /// Records a scan in `term`; whether it is the first since this node started leading
-    /// that term.
-    fn enter_term(&mut self, term: u64) -> bool {
-        let new_term = self.armed_in_term != Some(term);
+    /// Records a scan in `term`; the first since this node started leading that term starts
+    /// the extension period.
+    fn enter_term(&mut self, term: u64) {
+        if self.armed_in_term != Some(term) {
+            self.extending = true;
+        }
         self.armed_in_term = Some(term);
-        new_term
     }
 }
 
@@ -195,10 +208,10 @@ mod tests {
     #[test]
     fn a_new_leader_fires_a_lease_only_after_ttl_plus_the_extension() {
         let mut t = timers();
-        assert_eq!(t.scan(3, [held("w", 5, 0, 2_000)], 10_000), vec![]);
-        assert_eq!(t.scan(3, [held("w", 5, 0, 2_000)], 12_999), vec![]);
+        assert_eq!(t.scan(3, [held("w", 5, 0, 2_000)], 10_000, true), vec![]);
+        assert_eq!(t.scan(3, [held("w", 5, 0, 2_000)], 12_999, true), vec![]);
         assert_eq!(
-            t.scan(3, [held("w", 5, 0, 2_000)], 13_000),
+            t.scan(3, [held("w", 5, 0, 2_000)], 13_000, true),
             vec![due("w", 5, 0)]
         );
     }
@@ -206,11 +219,11 @@ mod tests {
     #[test]
     fn a_lease_granted_while_leading_fires_after_its_ttl_without_extension() {
         let mut t = timers();
-        assert_eq!(t.scan(3, [], 0), vec![]);
-        assert_eq!(t.scan(3, [held("w", 7, 0, 2_000)], 500), vec![]);
-        assert_eq!(t.scan(3, [held("w", 7, 0, 2_000)], 2_499), vec![]);
+        assert_eq!(t.scan(3, [], 0, true), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 2_000)], 500, true), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 2_000)], 2_499, true), vec![]);
         assert_eq!(
-            t.scan(3, [held("w", 7, 0, 2_000)], 2_500),
+            t.scan(3, [held("w", 7, 0, 2_000)], 2_500, true),
             vec![due("w", 7, 0)]
         );
     }
@@ -218,19 +231,19 @@ mod tests {
     #[test]
     fn a_renewal_or_a_new_grant_re_arms_the_timer_from_when_it_is_seen() {
         let mut t = timers();
-        t.scan(3, [], 0);
-        t.scan(3, [held("w", 7, 0, 2_000)], 100);
+        t.scan(3, [], 0, true);
+        t.scan(3, [held("w", 7, 0, 2_000)], 100, true);
         // Renewed at 1_900 (seen then): the timer now fires at 3_900, not 2_100.
-        assert_eq!(t.scan(3, [held("w", 7, 1, 2_000)], 1_900), vec![]);
-        assert_eq!(t.scan(3, [held("w", 7, 1, 2_000)], 3_899), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 1, 2_000)], 1_900, true), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 1, 2_000)], 3_899, true), vec![]);
         assert_eq!(
-            t.scan(3, [held("w", 7, 1, 2_000)], 3_900),
+            t.scan(3, [held("w", 7, 1, 2_000)], 3_900, true),
             vec![due("w", 7, 1)]
         );
         // A new grant (new token) is a new generation.
-        assert_eq!(t.scan(3, [held("w", 9, 0, 1_000)], 4_000), vec![]);
+        assert_eq!(t.scan(3, [held("w", 9, 0, 1_000)], 4_000, true), vec![]);
         assert_eq!(
-            t.scan(3, [held("w", 9, 0, 1_000)], 5_000),
+            t.scan(3, [held("w", 9, 0, 1_000)], 5_000, true),
             vec![due("w", 9, 0)]
         );
     }
@@ -238,24 +251,32 @@ mod tests {
     #[test]
     fn a_proposed_expiry_is_due_again_one_retry_period_later() {
         let mut t = timers();
-        t.scan(3, [], 0);
+        t.scan(3, [], 0, true);
         let lease = held("w", 7, 0, 1_000);
-        assert_eq!(t.scan(3, [lease.clone()], 0), vec![]);
-        assert_eq!(t.scan(3, [lease.clone()], 1_000), vec![due("w", 7, 0)]);
+        assert_eq!(t.scan(3, [lease.clone()], 0, true), vec![]);
+        assert_eq!(
+            t.scan(3, [lease.clone()], 1_000, true),
+            vec![due("w", 7, 0)]
+        );
         t.proposed("w", 1_020);
-        assert_eq!(t.scan(3, [lease.clone()], 1_119), vec![]);
-        assert_eq!(t.scan(3, [lease], 1_120), vec![due("w", 7, 0)]);
+        assert_eq!(t.scan(3, [lease.clone()], 1_119, true), vec![]);
+        assert_eq!(t.scan(3, [lease], 1_120, true), vec![due("w", 7, 0)]);
     }
 
     #[test]
     fn leases_no_longer_held_lose_their_timers() {
         let mut t = timers();
-        t.scan(3, [], 0);
-        t.scan(3, [held("a", 1, 0, 1_000), held("b", 2, 0, 1_000)], 0);
+        t.scan(3, [], 0, true);
+        t.scan(3, [held("a", 1, 0, 1_000), held("b", 2, 0, 1_000)], 0, true);
         // "a" was released or expired; "b" stays armed from time 0.
-        assert_eq!(t.scan(3, [held("b", 2, 0, 1_000)], 500), vec![]);
+        assert_eq!(t.scan(3, [held("b", 2, 0, 1_000)], 500, true), vec![]);
         assert_eq!(
-            t.scan(3, [held("a", 1, 0, 1_000), held("b", 2, 0, 1_000)], 1_000),
+            t.scan(
+                3,
+                [held("a", 1, 0, 1_000), held("b", 2, 0, 1_000)],
+                1_000,
+                true
+            ),
             vec![due("b", 2, 0)],
             "a re-held lease is armed afresh"
         );
@@ -264,11 +285,11 @@ mod tests {
     #[test]
     fn due_timers_come_in_name_order() {
         let mut t = timers();
-        t.scan(1, [], 0);
+        t.scan(1, [], 0, true);
         let leases = [held("b", 2, 0, 1_000), held("a", 1, 0, 1_000)];
-        t.scan(1, leases.clone(), 0);
+        t.scan(1, leases.clone(), 0, true);
         assert_eq!(
-            t.scan(1, leases, 1_000),
+            t.scan(1, leases, 1_000, true),
             vec![due("a", 1, 0), due("b", 2, 0)]
         );
     }
@@ -277,13 +298,13 @@ mod tests {
     fn losing_leadership_forgets_the_timers_and_the_next_term_extends_again() {
         let mut t = timers();
         let lease = held("w", 7, 0, 1_000);
-        t.scan(3, [lease.clone()], 0); // fires at 2_000
+        t.scan(3, [lease.clone()], 0, true); // fires at 2_000
         t.not_leader();
         assert_eq!(t, timers(), "nothing remembered");
         // Leading again later (say term 5) arms at now + ttl + extension.
-        assert_eq!(t.scan(5, [lease.clone()], 1_500), vec![]);
-        assert_eq!(t.scan(5, [lease.clone()], 3_499), vec![]);
-        assert_eq!(t.scan(5, [lease], 3_500), vec![due("w", 7, 0)]);
+        assert_eq!(t.scan(5, [lease.clone()], 1_500, true), vec![]);
+        assert_eq!(t.scan(5, [lease.clone()], 3_499, true), vec![]);
+        assert_eq!(t.scan(5, [lease], 3_500, true), vec![due("w", 7, 0)]);
     }
 
     #[test]
@@ -291,27 +312,55 @@ mod tests {
         // The node led term 3, then term 4, without a scan seeing it not lead: timers that
         // still match their lease keep their time; only newly armed ones are extended.
         let mut t = timers();
-        t.scan(3, [], 0);
-        t.scan(3, [held("w", 7, 0, 1_000)], 0); // fires at 1_000
+        t.scan(3, [], 0, true);
+        t.scan(3, [held("w", 7, 0, 1_000)], 0, true); // fires at 1_000
         assert_eq!(
-            t.scan(4, [held("w", 7, 0, 1_000), held("x", 8, 0, 1_000)], 1_000),
+            t.scan(
+                4,
+                [held("w", 7, 0, 1_000), held("x", 8, 0, 1_000)],
+                1_000,
+                true
+            ),
             vec![due("w", 7, 0)]
         );
-        assert_eq!(t.scan(4, [held("x", 8, 0, 1_000)], 2_999), vec![]);
+        assert_eq!(t.scan(4, [held("x", 8, 0, 1_000)], 2_999, true), vec![]);
         assert_eq!(
-            t.scan(4, [held("x", 8, 0, 1_000)], 3_000),
+            t.scan(4, [held("x", 8, 0, 1_000)], 3_000, true),
             vec![due("x", 8, 0)]
         );
     }
 
     #[test]
-    fn a_scan_that_could_not_read_the_leases_uses_up_the_extension_of_its_term() {
+    fn a_scan_that_could_not_read_the_leases_leaves_the_extension_to_the_next_one() {
         let mut t = timers();
         t.scan_without_leases(3);
-        assert_eq!(t.scan(3, [held("w", 7, 0, 1_000)], 0), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 1_000)], 0, true), vec![]);
+        assert_eq!(t.scan(3, [held("w", 7, 0, 1_000)], 1_999, true), vec![]);
         assert_eq!(
-            t.scan(3, [held("w", 7, 0, 1_000)], 1_000),
+            t.scan(3, [held("w", 7, 0, 1_000)], 2_000, true),
             vec![due("w", 7, 0)]
+        );
+    }
+
+    #[test]
+    fn a_leader_still_applying_its_predecessors_entries_extends_what_it_sees_late() {
+        // The new leader's first scans come before it applied its own no-op: a renewal its
+        // predecessor committed shows up only at the third scan, and is still extended.
+        let mut t = timers();
+        assert_eq!(t.scan(4, [], 0, false), vec![]);
+        assert_eq!(t.scan(4, [], 100, false), vec![]);
+        assert_eq!(t.scan(4, [held("w", 7, 3, 1_000)], 200, true), vec![]);
+        assert_eq!(t.scan(4, [held("w", 7, 3, 1_000)], 2_199, true), vec![]);
+        assert_eq!(
+            t.scan(4, [held("w", 7, 3, 1_000)], 2_200, true),
+            vec![due("w", 7, 3)],
+            "armed at 200 + ttl + the extension"
+        );
+        // Once caught up, a renewal in its own term gets plain TTL.
+        assert_eq!(t.scan(4, [held("w", 7, 4, 1_000)], 2_300, true), vec![]);
+        assert_eq!(
+            t.scan(4, [held("w", 7, 4, 1_000)], 3_300, true),
+            vec![due("w", 7, 4)]
         );
     }
 

@@ -59,8 +59,8 @@ pub use outputs::{
     LeaseKeptAlive, LeaseReleased, Malformed, RejectReason, SubmitRejected,
 };
 pub use reads::{
-    held_leases, list_events, machine_status, payment_with_events, EventPage, PaymentView,
-    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+    applied_in_term, held_leases, list_events, machine_status, payment_with_events, EventPage,
+    PaymentView, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 pub use records::{
     EventRecord, FencingTokenRecord, IdempotencyRecord, LeaseRecord, LeaseStatus, MetaRecord,

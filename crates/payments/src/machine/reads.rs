@@ -85,6 +85,15 @@ pub fn machine_status<S: Store + ?Sized>(store: &S) -> Result<MetaRecord, StoreE
     Ok(store.meta()?.unwrap_or_default())
 }
 
+/// Whether the machine has applied an entry of `term` (or later): a leader of `term` for which
+/// this holds has applied everything its predecessors committed, leases included. Read it
+/// before `held_leases` for the lease timers, so the leases read are at least that recent.
+pub fn applied_in_term<S: Store + ?Sized>(store: &S, term: u64) -> Result<bool, StoreError> {
+    Ok(machine_status(store)?
+        .last_token
+        .is_some_and(|token| token.term >= term))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

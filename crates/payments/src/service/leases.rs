@@ -2,9 +2,9 @@
 //!
 //! Expiry is decided by the leader and replicated: when the leader's timer for a lease fires
 //! it proposes `ExpireLease`, which takes effect only if the lease was not renewed meanwhile.
-//! A new leader does not know when its predecessor's timers started, so it re-arms every held
-//! lease at `ttl + election timeout` from its first scan as leader: leases are extended, never
-//! shortened. The timer rules live in [`LeaseTimers`] (pure, shared with the simulator); this
+//! A new leader does not know when its predecessor's timers started, so it arms every lease
+//! it sees before it has caught up (applied its own term's first entry), and at that scan, at
+//! `ttl + election timeout` from when it sees it: leases are extended, never shortened. The timer rules live in [`LeaseTimers`] (pure, shared with the simulator); this
 //! task only feeds it the node's role, the held leases and the time, and proposes what it
 //! says is due.
 
@@ -128,7 +128,11 @@ pub(crate) async fn expire_leases(service: PaymentsService) {
             timers.not_leader();
             continue;
         }
-        let held = match machine::held_leases(&service.state()) {
+        let state = service.state();
+        // Caught up first, then the leases: if it has applied its own term's entries, the
+        // leases read next include everything its predecessors granted or renewed.
+        let caught_up = machine::applied_in_term(&state, status.raft.term).unwrap_or(false);
+        let held = match machine::held_leases(&state) {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read leases");
@@ -136,7 +140,7 @@ pub(crate) async fn expire_leases(service: PaymentsService) {
                 continue;
             }
         };
-        for due in timers.scan(status.raft.term, held, elapsed_ms()) {
+        for due in timers.scan(status.raft.term, held, elapsed_ms(), caught_up) {
             // Straight to the node: the leader's own expiries are not client requests, so a
             // refusal must not count in the clients' `no_quorum_refusals`.
             let proposed = service
