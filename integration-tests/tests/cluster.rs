@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::client::{all_events, authorize, Clients, Pick};
 use quorate_integration_tests::{Cluster, MAX_ELECTION_TIMEOUT};
 use quorate_proto::admin::Role;
 use quorate_proto::payments as pb;
@@ -250,25 +250,9 @@ async fn frozen_leader_steps_down_and_nothing_it_acknowledged_is_lost_or_doubled
         check_all_readable(&cluster, id, &acked).await;
     }
     // Nothing doubled: every payment appears once in the whole event log.
-    let mut client = cluster.payments(new_leader).await.unwrap();
     let mut seen = BTreeMap::new();
-    let mut after = 0;
-    loop {
-        let page = client
-            .list(pb::ListRequest {
-                after_index: after,
-                limit: 1000,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if page.events.is_empty() {
-            break;
-        }
-        for e in &page.events {
-            *seen.entry(e.payment_id.clone()).or_insert(0) += 1;
-        }
-        after = page.next_after_index;
+    for e in all_events(&cluster, new_leader).await {
+        *seen.entry(e.payment_id).or_insert(0) += 1;
     }
     let doubled: Vec<_> = seen.iter().filter(|(_, &n)| n != 1).collect();
     assert!(

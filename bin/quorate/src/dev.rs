@@ -52,17 +52,15 @@ pub async fn run_dev(args: DevArgs, shutdown: impl Future<Output = ()> + Send) -
     // Print the banner once every node answers (or say which did not), rather than after a
     // fixed pause that hides a node that failed to start (a port in use, say).
     let waited = wait_for_clients(&endpoints, Duration::from_secs(10)).await;
-    for node in &nodes {
-        if node.is_finished() {
-            stop_tx.send_replace(true);
-            let mut errors = Vec::new();
-            for node in nodes {
-                if let Ok(Err(e)) = node.await {
-                    errors.push(format!("{e:#}"));
-                }
+    if nodes.iter().any(|node| node.is_finished()) {
+        stop_tx.send_replace(true);
+        let mut errors = Vec::new();
+        for node in nodes {
+            if let Ok(Err(e)) = node.await {
+                errors.push(format!("{e:#}"));
             }
-            anyhow::bail!("a node failed to start: {}", errors.join("; "));
         }
+        anyhow::bail!("a node failed to start: {}", errors.join("; "));
     }
     if let Err(missing) = waited {
         eprintln!("warning: no answer yet from {missing}; the cluster may still be starting");

@@ -154,14 +154,11 @@ pub async fn hash(ctx: &Context, index: u64) -> Result<ExitCode> {
     };
     let mut hashes = Vec::new();
     for endpoint in &ctx.endpoints {
-        let answer = match ctx.admin(endpoint).await {
-            Ok(mut c) => c
-                .hash_events(pb::HashEventsRequest { index })
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| describe(&s)),
-            Err(e) => Err(e.to_string()),
-        };
+        let answer = ctx
+            .ask_admin(endpoint, |mut c| async move {
+                c.hash_events(pb::HashEventsRequest { index }).await
+            })
+            .await;
         hashes.push((endpoint.clone(), answer));
     }
     let distinct: std::collections::BTreeSet<&str> = hashes
@@ -186,7 +183,7 @@ pub async fn hash(ctx: &Context, index: u64) -> Result<ExitCode> {
                     "{endpoint}: index {} hash {} ({} events)",
                     h.index, h.hash, h.events
                 ),
-                Err(e) => println!("{endpoint}: error: {e}"),
+                Err(e) => println!("error: {e}"),
             }
         }
         if distinct.len() > 1 {
@@ -206,17 +203,9 @@ pub async fn hash(ctx: &Context, index: u64) -> Result<ExitCode> {
 async fn common_applied_index(ctx: &Context) -> Result<u64> {
     let mut lowest: Option<u64> = None;
     let mut errors = Vec::new();
-    for endpoint in &ctx.endpoints {
-        let applied = match ctx.admin(endpoint).await {
-            Ok(mut c) => c
-                .status(pb::StatusRequest {})
-                .await
-                .map(|r| r.into_inner().applied_index)
-                .map_err(|s| format!("{endpoint}: {}", describe(&s))),
-            Err(e) => Err(e.to_string()),
-        };
-        match applied {
-            Ok(applied) => lowest = Some(lowest.map_or(applied, |l: u64| l.min(applied))),
+    for (_, answer) in crate::status::statuses(ctx).await {
+        match answer {
+            Ok(s) => lowest = Some(lowest.map_or(s.applied_index, |l| l.min(s.applied_index))),
             Err(e) => errors.push(e),
         }
     }
@@ -270,14 +259,11 @@ async fn majority_report(
     let mut minority = Vec::new();
     let mut errors = Vec::new();
     for endpoint in &ctx.endpoints {
-        let report = match ctx.admin(endpoint).await {
-            Ok(mut c) => c
-                .split_brain_report(pb::SplitBrainReportRequest {})
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| format!("{endpoint}: {}", describe(&s))),
-            Err(e) => Err(e.to_string()),
-        };
+        let report = ctx
+            .ask_admin(endpoint, |mut c| async move {
+                c.split_brain_report(pb::SplitBrainReportRequest {}).await
+            })
+            .await;
         match report {
             Ok(r) if r.reporter_in_majority => return Ok((endpoint.clone(), r, minority)),
             Ok(r) => {

@@ -1,5 +1,6 @@
 //! Connections to the nodes and the error reporting shared by every command.
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -44,6 +45,23 @@ impl Context {
     /// An admin client for one endpoint.
     pub async fn admin(&self, endpoint: &str) -> Result<AdminClient<Channel>> {
         Ok(AdminClient::new(self.channel(endpoint).await?))
+    }
+
+    /// Makes one admin call on `endpoint`; a failure to connect or an error status becomes a
+    /// message that names the endpoint.
+    pub async fn ask_admin<T, F, Fut>(&self, endpoint: &str, call: F) -> Result<T, String>
+    where
+        F: FnOnce(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match self.admin(endpoint).await {
+            Ok(client) => call(client)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| format!("{endpoint}: {}", describe(&s))),
+            // The connection error names the endpoint already.
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

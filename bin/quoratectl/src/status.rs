@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use quorate_proto::admin as pb;
 use serde_json::json;
 
-use crate::client::{describe, Context};
+use crate::client::Context;
 
 /// Flags of `status`.
 #[derive(Args, Debug)]
@@ -38,20 +38,23 @@ fn role_name(role: i32) -> &'static str {
     }
 }
 
-/// Asks every endpoint for its status. Exits non-zero if any endpoint failed to answer.
-pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
-    let mut rows: Vec<(String, Result<pb::StatusResponse, String>)> = Vec::new();
+/// Every endpoint's status, or why it has none.
+pub async fn statuses(ctx: &Context) -> Vec<(String, Result<pb::StatusResponse, String>)> {
+    let mut rows = Vec::new();
     for endpoint in &ctx.endpoints {
-        let answer = match ctx.admin(endpoint).await {
-            Ok(mut client) => client
-                .status(pb::StatusRequest {})
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| describe(&s)),
-            Err(e) => Err(e.to_string()),
-        };
+        let answer = ctx
+            .ask_admin(endpoint, |mut c| async move {
+                c.status(pb::StatusRequest {}).await
+            })
+            .await;
         rows.push((endpoint.clone(), answer));
     }
+    rows
+}
+
+/// Asks every endpoint for its status. Exits non-zero if any endpoint failed to answer.
+pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
+    let rows = statuses(ctx).await;
     let failed = rows.iter().any(|(_, r)| r.is_err());
     if ctx.json || args.write_out == Layout::Json {
         let docs: Vec<_> = rows

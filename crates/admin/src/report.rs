@@ -142,7 +142,11 @@ pub fn analyze(
     }
 
     // Partitions: connected where every side that answered says it reaches the other.
+    // Cut links: both sides answered and one says the link is down. A cut link between two
+    // members that still share a partition (through a third) is a real fault: the pair cannot
+    // talk directly, and one more failure may leave either side without a majority.
     let mut components = Components(ids.iter().map(|&id| (id, id)).collect());
+    let mut cut_links: Vec<(u64, u64)> = Vec::new();
     for (i, &a) in ids.iter().enumerate() {
         for &b in &ids[i + 1..] {
             let sides: Vec<bool> = [(a, b), (b, a)]
@@ -152,6 +156,8 @@ pub fn analyze(
                 .collect();
             if !sides.is_empty() && sides.iter().all(|&r| r) {
                 components.union(a, b);
+            } else if sides.len() == 2 {
+                cut_links.push((a, b));
             }
         }
     }
@@ -312,22 +318,6 @@ pub fn analyze(
             .collect(),
         None => Vec::new(),
     };
-    // Links that one side of a pair, both answering, says are down. A cut link between
-    // two members that still share a partition (through a third) is a real fault: the pair
-    // cannot talk directly, and one more failure may leave either side without a majority.
-    let mut cut_links: Vec<(u64, u64)> = Vec::new();
-    for (i, &a) in ids.iter().enumerate() {
-        for &b in &ids[i + 1..] {
-            if !(answered.contains_key(&a) && answered.contains_key(&b)) {
-                continue;
-            }
-            let a_reaches_b = view(a, b).is_some_and(|v| v.reachable);
-            let b_reaches_a = view(b, a).is_some_and(|v| v.reachable);
-            if !(a_reaches_b && b_reaches_a) {
-                cut_links.push((a, b));
-            }
-        }
-    }
     let disagreeing: Vec<u64> = match majority_leader {
         Some(leader) => answered
             .values()

@@ -137,7 +137,9 @@ impl<S: Storage> RawNode<S> {
     /// recent contact with a quorum (check-quorum) or hands leadership over.
     pub fn propose(&mut self, data: Bytes) -> Result<Proposal> {
         let raft = &mut self.raft;
-        if raft.role != Role::Leader && raft.quorum_lost && raft.leader_id.is_none() {
+        // (Set only on stepping down, cleared by any leader: never true for a leader or a
+        // node that knows one.)
+        if raft.quorum_lost {
             return Err(Error::NoQuorum);
         }
         if raft.role != Role::Leader {

@@ -88,7 +88,7 @@ struct PendingProposal {
     /// Set when this write, fenced with a lease token, was proposed so long after this same
     /// leader applied the token's last grant or renewal that the leader's expiry timer must
     /// already have proposed the lease's expiry (ahead of this write in the log): it must be
-    /// refused. The text says why.
+    /// refused.
     must_be_refused: bool,
 }
 
@@ -365,11 +365,11 @@ impl SimNode {
             let step = self.expiry.applied(entry.index);
             self.defer_expiry(step);
             self.note_renewal(&entry, &output);
-            if let Some(p) = self.proposals.get(&entry.index).copied() {
-                let accepted = matches!(&output, Applied::EventRecorded(r) if !r.replayed);
+            if let Some(p) = self.proposals.remove(&entry.index) {
                 if p.must_be_refused && p.term == entry.term {
                     fx.zombie_checked += 1;
                 }
+                let accepted = matches!(&output, Applied::EventRecorded(r) if !r.replayed);
                 if p.must_be_refused && p.term == entry.term && accepted {
                     fx.violations.push((
                         "zombie-write-accepted",
@@ -382,8 +382,6 @@ impl SimNode {
                         ),
                     ));
                 }
-            }
-            if let Some(p) = self.proposals.remove(&entry.index) {
                 let reply = if p.term == entry.term {
                     Reply::Applied(output.clone())
                 } else {
@@ -407,19 +405,22 @@ impl SimNode {
     /// Remembers a grant or renewal applied while leading, in the entry's term: per (lease,
     /// token), when this leader last applied one.
     fn note_renewal(&mut self, entry: &Entry, output: &Applied) {
-        let term = self.raw.as_ref().map_or(0, |r| r.status().term);
-        if self.role != Role::Leader || term != entry.term {
+        // Only grants and renewals matter: look at the output before decoding the command.
+        let is_renewal = match output {
+            Applied::LeaseAcquired(a) => a.granted,
+            Applied::LeaseKeptAlive(_) => true,
+            _ => false,
+        };
+        let term = self.raw.as_ref().map_or(0, |r| r.soft_state().term);
+        if !is_renewal || self.role != Role::Leader || term != entry.term {
             return;
         }
-        let Ok(command) = Command::decode(&entry.data) else {
-            return;
-        };
-        let renewal = match (&command, output) {
-            (Command::AcquireLease(c), Applied::LeaseAcquired(a)) if a.granted => {
-                Some((c.name.clone(), a.token, a.ttl_ms))
+        let renewal = match (Command::decode(&entry.data), output) {
+            (Ok(Command::AcquireLease(c)), Applied::LeaseAcquired(a)) => {
+                Some((c.name, a.token, a.ttl_ms))
             }
-            (Command::KeepAliveLease(c), Applied::LeaseKeptAlive(k)) => {
-                Some((c.name.clone(), c.token, k.ttl_ms))
+            (Ok(Command::KeepAliveLease(c)), Applied::LeaseKeptAlive(k)) => {
+                Some((c.name, c.token, k.ttl_ms))
             }
             _ => None,
         };
@@ -449,7 +450,7 @@ impl SimNode {
         else {
             return false;
         };
-        let term = raw.status().term;
+        let term = raw.soft_state().term;
         let period_ticks = u64::from(self.config.heartbeat_interval_ticks);
         let bound_ticks = renewal.ttl_ms.div_ceil(MS_PER_TICK)
             + u64::from(self.config.election_timeout_min_ticks)

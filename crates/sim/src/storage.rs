@@ -42,6 +42,9 @@ impl SimStorage {
     /// Whether a vote is written but not durable: a crash now would forget it. A correct
     /// driver never sends a vote before it is synced, so this is the worst moment to crash.
     pub fn holds_unsynced_vote(&self) -> bool {
+        if self.unsynced.is_empty() {
+            return false;
+        }
         let durable = self
             .durable
             .initial_state()

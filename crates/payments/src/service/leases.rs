@@ -4,9 +4,9 @@
 //! it proposes `ExpireLease`, which takes effect only if the lease was not renewed meanwhile.
 //! A new leader does not know when its predecessor's timers started, so it arms every lease
 //! it sees before it has caught up (applied its own term's first entry), and at that scan, at
-//! `ttl + election timeout` from when it sees it: leases are extended, never shortened. The timer rules live in [`LeaseTimers`] (pure, shared with the simulator); this
-//! task only feeds it the node's role, the held leases and the time, and proposes what it
-//! says is due.
+//! `ttl + election timeout` from when it sees it: leases are extended, never shortened. The
+//! timer rules live in [`LeaseTimers`] (pure, shared with the simulator); this task only feeds
+//! it the node's role, the held leases and the time, and proposes what it says is due.
 
 use std::time::{Duration, Instant};
 
@@ -141,14 +141,9 @@ pub(crate) async fn expire_leases(service: PaymentsService) {
             }
         };
         for due in timers.scan(status.raft.term, held, elapsed_ms(), caught_up) {
-            // Straight to the node: the leader's own expiries are not client requests, so a
-            // refusal must not count in the clients' `no_quorum_refusals`.
-            let proposed = service
-                .node()
-                .propose(due.command(now_ms()).encode())
-                .await
-                .map(|applied| Applied::decode(&applied.output));
-            match proposed {
+            // The leader's own expiries are not client requests: a refusal must not count in
+            // the clients' `no_quorum_refusals`.
+            match service.propose_uncounted(due.command(now_ms())).await {
                 Ok(outcome) => {
                     tracing::info!(lease = %due.name, token = due.token, ?outcome, "lease expiry proposed")
                 }

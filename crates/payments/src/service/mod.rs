@@ -144,20 +144,30 @@ impl PaymentsService {
         Ok((index, hash, events))
     }
 
-    /// Proposes a command and decodes the machine's output; node errors become statuses.
+    /// Proposes a client's command and decodes the machine's output; node errors become
+    /// statuses (no-quorum refusals are counted).
     pub(crate) async fn propose(
         &self,
         command: machine::Command,
     ) -> Result<Applied, tonic::Status> {
-        match self.inner.node.propose(command.encode()).await {
-            Ok(applied) => Applied::decode(&applied.output).map_err(|e| {
-                status::internal(format!(
-                    "the output of index {} cannot be decoded: {e}",
-                    applied.index
-                ))
-            }),
-            Err(e) => Err(self.refuse(&e)),
-        }
+        self.propose_uncounted(command)
+            .await
+            .map_err(|e| self.refuse(&e))
+    }
+
+    /// Proposes a command and decodes the machine's output, counting nothing: for the node's
+    /// own commands (lease expiries), which are not client requests.
+    pub(crate) async fn propose_uncounted(
+        &self,
+        command: machine::Command,
+    ) -> Result<Applied, NodeError> {
+        let applied = self.inner.node.propose(command.encode()).await?;
+        Applied::decode(&applied.output).map_err(|e| {
+            NodeError::Internal(format!(
+                "the output of index {} cannot be decoded: {e}",
+                applied.index
+            ))
+        })
     }
 
     /// A node error as a status, counting no-quorum refusals.
