@@ -203,17 +203,13 @@ async fn serve_clients(
         .build_v1alpha()
         .context("building reflection v1alpha")?;
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(payments.payment_events_server())
         .add_service(payments.leases_server())
         .add_service(admin.into_server())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stopped(stop),
-        )
+        .serve_with_incoming_shutdown(quorate_transport::incoming(listener), stopped(stop))
         .await
         .context("client server")
 }

@@ -9,6 +9,7 @@ use std::future::Future;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use quorate_node::NodeHandle;
 use quorate_raft_core::Role;
@@ -31,6 +32,13 @@ pub async fn serve(
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AppState { handle, counters });
+    // TCP_NODELAY on every accepted connection, as on the gRPC ports (see
+    // `quorate_transport::incoming`): a scrape must not wait for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a metrics connection");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

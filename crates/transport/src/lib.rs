@@ -27,5 +27,5 @@ mod stats;
 pub use client::Transport;
 pub use config::TransportConfig;
 pub use error::{Error, Result};
-pub use server::{serve, PeerHandler, RaftService};
+pub use server::{incoming, serve, PeerHandler, RaftService};
 pub use stats::{PeerStats, StatsTable};

@@ -220,11 +220,20 @@ pub async fn serve<H: PeerHandler>(
     max_message_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> crate::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(service.into_server(max_message_bytes))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// The connections accepted on `listener`, each with `TCP_NODELAY` set.
+///
+/// Every gRPC server of a node must take its connections from here. tonic's
+/// `Server::builder().tcp_nodelay(true)` applies only to listeners tonic binds itself, not to
+/// a stream passed to `serve_with_incoming*`: an accepted socket keeps Nagle's algorithm, and
+/// every response that leaves in two segments (headers, then a body of a few hundred bytes)
+/// waits for the client's delayed ACK, 40 ms on Linux.
+pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
