@@ -24,6 +24,27 @@ pub enum LogStoreError {
         #[source]
         source: rocksdb::Error,
     },
+    /// RocksDB's write-ahead log holds a damaged record that is not a torn last write. The
+    /// records after it may be synced, acknowledged writes (votes, appended entries), which
+    /// replaying only up to the damage would silently lose, so the store is refused as found.
+    #[error(
+        "corrupt write-ahead log in {path}: {} holds a damaged record that is not a torn last \
+         write ({source}); the writes after it may have been acknowledged, so the store is \
+         refused and left as found. Restore this node's store from a healthy replica (or \
+         replace the node in the cluster); do not delete or truncate the WAL to make the node \
+         start, and keep the damaged files for diagnosis",
+        describe_wal_files(wal_files)
+    )]
+    CorruptWal {
+        /// The store's directory.
+        path: PathBuf,
+        /// The WAL files the open replayed, oldest first; the damaged record is in one of them
+        /// (RocksDB does not say which).
+        wal_files: Vec<PathBuf>,
+        /// RocksDB's own error (`Corruption: checksum mismatch` and the like).
+        #[source]
+        source: rocksdb::Error,
+    },
     /// The store's directory could not be read (to measure its size).
     #[error("cannot read the directory {path}: {source}")]
     Directory {
@@ -172,6 +193,22 @@ impl From<LogStoreError> for StorageError {
     }
 }
 
+/// "WAL file a.log", "one of the WAL files a.log, b.log", or "a WAL file" when none was
+/// found, for [`LogStoreError::CorruptWal`].
+fn describe_wal_files(files: &[PathBuf]) -> String {
+    match files {
+        [] => "a WAL file".to_string(),
+        [file] => format!("WAL file {}", file.display()),
+        several => {
+            let names: Vec<String> = several
+                .iter()
+                .map(|file| file.display().to_string())
+                .collect();
+            format!("one of the WAL files {}", names.join(", "))
+        }
+    }
+}
+
 /// "entry 5 is missing" or "entries 5 to 9 are missing", for the hole between `before` and
 /// `after` (both present, `before + 1 < after`).
 fn describe_missing(before: Index, after: Index) -> String {
@@ -213,6 +250,22 @@ mod tests {
             error.to_string().contains("entries 1 to 3 are missing"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_corrupt_wal_error_names_one_file_or_all_candidates() {
+        assert_eq!(
+            describe_wal_files(&[PathBuf::from("/d/000009.log")]),
+            "WAL file /d/000009.log"
+        );
+        assert_eq!(
+            describe_wal_files(&[
+                PathBuf::from("/d/000007.log"),
+                PathBuf::from("/d/000009.log")
+            ]),
+            "one of the WAL files /d/000007.log, /d/000009.log"
+        );
+        assert_eq!(describe_wal_files(&[]), "a WAL file");
     }
 
     #[test]

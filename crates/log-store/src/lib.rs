@@ -39,9 +39,11 @@
 //!   (or [`LogStore::flush`]) makes it durable together with everything before it.
 //! - **Atomic.** A `persist` is one `WriteBatch`: the new entries, the deletion of the
 //!   replaced suffix and the hard state. RocksDB logs a batch as one WAL record and, after a
-//!   crash, replays the WAL up to the first damaged record (point-in-time recovery), so a
-//!   batch is either wholly there or wholly absent, and no later batch survives an earlier
-//!   lost one.
+//!   crash, replays every record, dropping only an incomplete last one (the write the crash
+//!   interrupted, never acknowledged), so a batch is either wholly there or wholly absent.
+//!   A damaged record anywhere else would lose the (possibly acknowledged) writes after it,
+//!   so the open fails with [`LogStoreError::CorruptWal`] instead, naming the WAL file and
+//!   telling the operator to restore the node from a replica.
 //! - **No holes, in order.** Entries are validated with [`quorate_raft_core::check_append`]
 //!   before anything is written; appending at index `i` deletes every stored entry from `i`
 //!   on that the new entries do not overwrite, in the same batch. Every open re-checks the
@@ -106,6 +108,7 @@ mod recovery;
 mod state;
 mod store;
 mod varint;
+mod wal_damage;
 mod write_stats;
 
 pub use error::{LogStoreError, Result};

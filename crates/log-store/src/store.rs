@@ -12,6 +12,7 @@ use crate::error::{LogStoreError, Result};
 use crate::meta_codec::{decode_conf_state, decode_hard_state, CONF_STATE_KEY, HARD_STATE_KEY};
 use crate::options::{OpenOptions, DEFAULT_COLUMN_FAMILY, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY};
 use crate::recovery;
+use crate::wal_damage;
 
 /// The first index of the log. Until log compaction arrives (with snapshots), the log always
 /// starts at 1 and the entry "before the first" is index 0, of term 0.
@@ -50,8 +51,9 @@ impl LogStore {
     /// Opens the store in `dir`, creating it (with `options.bootstrap` as its membership) when
     /// it does not exist, and checks it before anyone reads it: the log is contiguous from
     /// index 1, every entry decodes, terms never decrease, and the hard state's commit index
-    /// is within the log. A damaged store is refused with an error that says what is wrong
-    /// and where; nothing is repaired.
+    /// is within the log. A damaged store, including a write-ahead log damaged anywhere but in
+    /// its torn last record, is refused with an error that says what is wrong and where;
+    /// nothing is repaired.
     pub fn open(dir: &Path, options: OpenOptions) -> Result<LogStore> {
         let state_column_families = options.checked_state_column_families()?;
         let db_options = database_options();
@@ -75,8 +77,9 @@ impl LogStore {
             }
         }
 
-        let db = DB::open_cf(&db_options, dir, &column_families)
-            .map_err(rocksdb_error("open the database", dir))?;
+        let db = DB::open_cf(&db_options, dir, &column_families).map_err(|source| {
+            wal_damage::open_failure(source, dir, &db_options, &column_families)
+        })?;
         let last_index = recovery::recover(&db, dir, &options.bootstrap)?;
         Ok(LogStore {
             inner: Arc::new(Inner {
@@ -237,10 +240,16 @@ fn database_options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    // After a crash, replay the WAL up to the first damaged record and stop there: every
-    // synced write precedes any torn tail, and stopping (rather than skipping) can never
-    // leave a hole in the log. This is also RocksDB's default; it is set to be explicit.
-    options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // After a crash, replay the whole WAL, dropping only an incomplete last record: the write
+    // the crash interrupted, which never returned, so nobody was told it was durable. Any
+    // other damaged record refuses the open, because the records after it may be synced,
+    // acknowledged writes (votes, entries); RocksDB's default, `PointInTime`, would silently
+    // stop replaying there and lose them all. RocksDB's options.h on this mode: "We tolerate
+    // the last record in any log to be incomplete due to a crash while writing it" and "in
+    // case a corruption is detected during recovery, this mode will refuse to open the DB".
+    // `AbsoluteConsistency` would also refuse the torn tail every crash can leave, and
+    // `SkipAnyCorruptedRecord` would leave holes. `wal_damage` words the refusal.
+    options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
     // Tickers only (write groups, WAL syncs) for `LogStore::write_stats`; timers cost more.
     options.enable_statistics();
     options.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
