@@ -12,9 +12,9 @@
 //!
 //! After every event the safety invariants are checked ([`invariants`], among them
 //! [`lease_fencing`] and [`exactly_once`]); after faults heal, liveness is checked (a stable
-//! leader within a bound, every later client operation completing, replicas converging); at
-//! the end every replica's events are checked for exactly-once and the payment history must
-//! be linearizable ([`linearizability`]).
+//! leader that has committed its backlog within a bound, every later client operation
+//! completing, replicas converging); at the end every replica's events are checked for
+//! exactly-once and the payment history must be linearizable ([`linearizability`]).
 //!
 //! `cargo run --release -p quorate-sim -- --seeds 1000` sweeps seeds; `--seed S` replays one
 //! exactly and prints its `trace-hash`.

@@ -139,6 +139,7 @@ fn run_caught(config: SimConfig) -> RunReport {
                 committed: 0,
                 inconclusive: false,
                 zombie_checked: 0,
+                heal_backlog: 0,
             }
         }
     }

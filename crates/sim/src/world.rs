@@ -6,8 +6,9 @@
 //!
 //! 1. **chaos**: partitions (symmetric, one-way, leader isolation), loss, duplication, delay
 //!    spikes that reorder messages, crashes (some timed to hit unsynced writes) and restarts;
-//! 2. **heal**: every fault is removed and every node restarted; a stable leader must emerge
-//!    within a bound;
+//! 2. **heal**: every fault is removed and every node restarted; within a bound, a stable
+//!    leader must emerge and commit the log it held when everyone first recognised it (its
+//!    *backlog*: a leader keeps accepting proposals while faults stop it from committing);
 //! 3. **steady**: every client operation started now must complete (with a definite answer,
 //!    which may be a refusal such as `INVALID_TRANSITION`); at the end all replicas must hold
 //!    the same state.
@@ -20,7 +21,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 
 use quorate_raft_core::rng::SplitMix64;
-use quorate_raft_core::{ConfState, Config, Message, NodeId, Role};
+use quorate_raft_core::{ConfState, Config, Message, NodeId, Role, Status};
 
 use crate::client::{Client, ClientAction, Request, Response};
 use crate::clock::{microticks_to_ms, EPOCH_MS, TICK};
@@ -168,6 +169,9 @@ pub struct RunReport {
     /// Zombie writes (fenced, proposed long after their token's last renewal on the same
     /// leader) that the `zombie-write-accepted` invariant checked.
     pub zombie_checked: u64,
+    /// Entries the healed cluster's stable leader held uncommitted when everyone first
+    /// recognised it: what it had to commit before client operations were timed.
+    pub heal_backlog: u64,
 }
 
 #[derive(Debug)]
@@ -235,8 +239,11 @@ struct World {
     /// Chaos phase: faults are injected.
     chaos: bool,
     heal_at: u64,
-    /// When a stable leader was first seen after healing.
-    stable_at: Option<u64>,
+    /// The healed cluster's stable leader and the log it must commit before operations are
+    /// timed (see [`Backlog`]).
+    backlog: Option<Backlog>,
+    /// When the cluster recovered after healing: a stable leader had committed its backlog.
+    recovered_at: Option<u64>,
     swarm: Swarm,
     max_down: usize,
     /// Per node: the term in which its first commit as leader was seen.
@@ -245,7 +252,30 @@ struct World {
     commit_at_election: Vec<u64>,
 }
 
-/// Bounds of the run after healing, in nominal ticks.
+/// What a stable leader must commit after healing before client operations are timed.
+///
+/// A leader keeps accepting proposals while faults stop it from committing (a follower that
+/// answers is alive, so check-quorum keeps it leading), so it can heal with a long uncommitted
+/// tail, and followers that are far behind. A new entry commits only after that whole tail
+/// has reached a quorum, through the leader's flow control (in the simulator as little as one
+/// small entry per append, a few in flight): its latency after healing grows with the
+/// backlog, which the chaos phase does not bound, while the operation timeout is fixed. So
+/// operations are timed from when the backlog is committed; the heal bound covers getting
+/// there, and a leader that never commits still fails it.
+#[derive(Clone, Copy, Debug)]
+struct Backlog {
+    /// The stable leader.
+    leader: NodeId,
+    /// Its term: a new leader (or term) has a backlog of its own.
+    term: u64,
+    /// Its last log index when everyone first recognised it in this term.
+    last_index: u64,
+    /// Its commit index then (the report gives the backlog's size).
+    commit_index: u64,
+}
+
+/// Bounds of the run after healing, in nominal ticks. The heal bound covers electing a stable
+/// leader and that leader committing its backlog.
 const HEAL_BOUND_TICKS: u64 = 150;
 const STEADY_TICKS: u64 = 150;
 const DRAIN_TICKS: u64 = 80;
@@ -337,7 +367,8 @@ impl World {
             crashes: 0,
             chaos: true,
             heal_at,
-            stable_at: None,
+            backlog: None,
+            recovered_at: None,
             zombie_checked: 0,
             swarm,
             max_down: config.nodes,
@@ -889,20 +920,41 @@ impl World {
             .map(|r| (r.status().id, r.status().term))
             .collect();
         self.invariants.check_leases(&holders, self.now);
-        if self.chaos || self.stable_at.is_some() {
+        if self.chaos || self.recovered_at.is_some() {
             return;
         }
-        if self.stable_leader() {
-            self.stable_at = Some(self.now);
-            // Leave one attempt's worth of slack for operations racing the election.
-            let must_succeed_after = self.now + 6 * TICK;
-            for client in &mut self.clients {
-                client.must_succeed_after = Some(must_succeed_after);
+        if let Some(leader) = self.stable_leader() {
+            let backlog = match self.backlog {
+                Some(b) if b.leader == leader.id && b.term == leader.term => b,
+                _ => {
+                    let b = Backlog {
+                        leader: leader.id,
+                        term: leader.term,
+                        last_index: leader.last_log_index,
+                        commit_index: leader.commit_index,
+                    };
+                    self.log(|| format!("STABLE leader {} in term {}: {b:?}", b.leader, b.term));
+                    self.backlog = Some(b);
+                    b
+                }
+            };
+            if leader.commit_index >= backlog.last_index {
+                self.recovered_at = Some(self.now);
+                self.log(|| format!("RECOVERED: {}", self.describe_nodes()));
+                // Leave one attempt's worth of slack for operations racing the recovery.
+                let must_succeed_after = self.now + 6 * TICK;
+                for client in &mut self.clients {
+                    client.must_succeed_after = Some(must_succeed_after);
+                }
+                self.schedule(self.now + STEADY_TICKS * TICK, Event::StopClients);
+                return;
             }
-            self.schedule(self.now + STEADY_TICKS * TICK, Event::StopClients);
-        } else if self.now > self.heal_at + HEAL_BOUND_TICKS * TICK {
+        }
+        if self.now > self.heal_at + HEAL_BOUND_TICKS * TICK {
             let detail = format!(
-                "no stable leader {HEAL_BOUND_TICKS} ticks after every fault healed: {}",
+                "no stable leader that committed its log {HEAL_BOUND_TICKS} ticks after every \
+                 fault healed (backlog {:?}): {}",
+                self.backlog,
                 self.describe_nodes()
             );
             self.invariants
@@ -910,22 +962,21 @@ impl World {
         }
     }
 
-    /// One leader, recognised by every node, all in its term, all up.
-    fn stable_leader(&self) -> bool {
+    /// The leader, if there is one, recognised by every node, all in its term, all up.
+    fn stable_leader(&self) -> Option<Status> {
         let statuses: Vec<_> = self
             .nodes
             .iter()
             .filter_map(|n| n.raw.as_ref().map(|r| r.status()))
             .collect();
         if statuses.len() != self.nodes.len() {
-            return false;
+            return None;
         }
-        let Some(leader) = statuses.iter().find(|s| s.role == Role::Leader) else {
-            return false;
-        };
+        let leader = statuses.iter().find(|s| s.role == Role::Leader)?;
         statuses
             .iter()
             .all(|s| s.term == leader.term && s.leader_id == Some(leader.id))
+            .then(|| leader.clone())
     }
 
     fn describe_nodes(&self) -> String {
@@ -1016,6 +1067,9 @@ impl World {
             committed: self.invariants.committed_index(),
             inconclusive,
             zombie_checked: self.zombie_checked,
+            heal_backlog: self
+                .backlog
+                .map_or(0, |b| b.last_index.saturating_sub(b.commit_index)),
         }
     }
 
