@@ -96,6 +96,8 @@ pub struct NodeSpec {
     pub data_dir: PathBuf,
     /// The network namespace it runs in, if any.
     pub namespace: Option<String>,
+    /// Extra environment variables for its process (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running (or stopped) node process.
@@ -138,10 +140,29 @@ impl Cluster {
         Cluster::start_with(n, None, extra_args)
     }
 
+    /// `n` nodes on loopback; node `id` runs with the extra environment `env[id]`.
+    pub fn start_with_node_env(
+        n: u64,
+        mut env: BTreeMap<u64, Vec<(String, String)>>,
+    ) -> Result<Cluster> {
+        Cluster::start_configured(n, None, Vec::new(), |id| {
+            env.remove(&id).unwrap_or_default()
+        })
+    }
+
     fn start_with(
         n: u64,
         namespaces: Option<Namespaces>,
         extra_args: Vec<String>,
+    ) -> Result<Cluster> {
+        Cluster::start_configured(n, namespaces, extra_args, |_| Vec::new())
+    }
+
+    fn start_configured(
+        n: u64,
+        namespaces: Option<Namespaces>,
+        extra_args: Vec<String>,
+        mut env: impl FnMut(u64) -> Vec<(String, String)>,
     ) -> Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("quorate-it-").tempdir()?;
         let mut specs = Vec::new();
@@ -160,6 +181,7 @@ impl Cluster {
                 metrics: format!("{host}:{}", ports[2]),
                 data_dir: dir.path().join(format!("node{id}")),
                 namespace: namespaces.as_ref().map(|ns| ns.name(id)),
+                env: env(id),
             });
         }
         let initial_cluster = specs
@@ -218,6 +240,7 @@ impl Cluster {
             .args(["--listen-metrics", &node.spec.metrics])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(&self.extra_args)
+            .envs(node.spec.env.iter().map(|(k, v)| (k, v)))
             .env("QUORATE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

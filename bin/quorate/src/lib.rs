@@ -109,18 +109,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
             .await
             .context("peer server")
     });
+    let metrics_server = tokio::spawn(metrics::serve(
+        metrics_listener,
+        handle.clone(),
+        counters,
+        admin.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let client_server = tokio::spawn(serve_clients(
         client_listener,
         handle.clone(),
         payments,
         admin,
         stop_rx.clone(),
-    ));
-    let metrics_server = tokio::spawn(metrics::serve(
-        metrics_listener,
-        handle.clone(),
-        counters,
-        stopped(stop_rx.clone()),
     ));
 
     // Run until asked to stop, or until the Raft node stops by itself (a storage or apply
@@ -186,6 +187,8 @@ fn counters_to_proto(c: quorate_payments::service::Counters) -> quorate_proto::a
         invalid_transitions: c.invalid_transitions,
         key_reuse_rejections: c.key_reuse_rejections,
         fencing_rejections: c.fencing_rejections,
+        leader_clock_corrections: c.leader_clock_corrections,
+        machine_clock_unix_ms: c.machine_clock_unix_ms,
     }
 }
 

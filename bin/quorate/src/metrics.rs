@@ -19,19 +19,26 @@ use tokio::net::TcpListener;
 struct AppState {
     handle: NodeHandle,
     counters: quorate_admin::CounterSource,
+    /// For what the admin service measured of its peers (their clocks).
+    admin: quorate_admin::AdminService,
 }
 
 pub async fn serve(
     listener: TcpListener,
     handle: NodeHandle,
     counters: quorate_admin::CounterSource,
+    admin: quorate_admin::AdminService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AppState { handle, counters });
+        .with_state(AppState {
+            handle,
+            counters,
+            admin,
+        });
     // TCP_NODELAY on every accepted connection, as on the gRPC ports (see
     // `quorate_transport::incoming`): a scrape must not wait for a delayed ACK.
     let listener = listener.tap_io(|tcp| {
@@ -166,12 +173,28 @@ async fn metrics(State(state): State<AppState>) -> String {
                 "Entries rejected at apply for a non-increasing fencing token.",
                 c.fencing_rejections,
             ),
+            (
+                "quorate_leader_clock_corrections_total",
+                "Commands whose leader wall clock was outside what the replicated clock allows.",
+                c.leader_clock_corrections,
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quorate_peer_clock_offset_ms Each peer's wall clock minus this node's, from the \
+         last probe.\n# TYPE quorate_peer_clock_offset_ms gauge"
+    );
+    for (peer, offset) in state.admin.clock_offsets() {
+        let _ = writeln!(
+            out,
+            "quorate_peer_clock_offset_ms{{peer=\"{peer}\"}} {offset}"
+        );
     }
     out
 }

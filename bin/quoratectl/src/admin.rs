@@ -379,6 +379,15 @@ pub async fn split_brain(ctx: &Context, _command: SplitBrainCommand) -> Result<E
             );
         }
     }
+    if !r.clock_skews.is_empty() {
+        println!("\nWall clocks off (as the leader measured them):");
+        for c in &r.clock_skews {
+            println!(
+                "  node {}: {:+} ms from node {}'s clock",
+                c.node_id, c.offset_ms, c.measured_by
+            );
+        }
+    }
     if let Some(d) = &r.divergence {
         if d.common_index > 0 {
             println!("\nEvent-log hashes at index {}:", d.common_index);
@@ -431,6 +440,9 @@ fn report_json(endpoint: &str, r: &pb::SplitBrainReportResponse) -> serde_json::
             "common_index": d.common_index, "diverged_node_ids": d.diverged_node_ids,
             "hashes": d.hashes.iter().map(|h| json!({"node_id": h.node_id, "hash": h.hash,
                 "error": h.error})).collect::<Vec<_>>()})),
+        "clock_skews": r.clock_skews.iter().map(|c| json!({
+            "node_id": c.node_id, "offset_ms": c.offset_ms, "measured_by": c.measured_by,
+        })).collect::<Vec<_>>(),
         "recommended_action": r.recommended_action,
     })
 }

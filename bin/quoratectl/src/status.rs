@@ -67,6 +67,13 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "applied_index": s.applied_index, "last_log_index": s.last_log_index,
                     "lease_remaining_ms": s.lease_remaining_ms, "has_leader": s.has_leader,
                     "quorum_active": s.quorum_active,
+                    "wall_clock_unix_ms": s.wall_clock_unix_ms,
+                    "machine_clock_unix_ms": s.counters.as_ref().map(|c| c.machine_clock_unix_ms),
+                    "leader_clock_corrections":
+                        s.counters.as_ref().map(|c| c.leader_clock_corrections),
+                    "peer_clock_offset_ms": s.peers.iter()
+                        .filter_map(|p| p.clock_offset_ms.map(|o| (p.node_id.to_string(), o)))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
                 }),
                 Err(e) => json!({"endpoint": endpoint, "error": e}),
             })

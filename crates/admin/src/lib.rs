@@ -48,6 +48,8 @@ struct Inner {
     hashes: HashSource,
     /// Each peer's last reported status and when it was received.
     seen: Mutex<BTreeMap<u64, (pb::StatusResponse, Instant)>>,
+    /// Each peer's wall clock minus ours, from the last probe that answered.
+    clock_offsets: Mutex<BTreeMap<u64, i64>>,
 }
 
 /// The admin service of one node.
@@ -74,6 +76,7 @@ impl AdminService {
                 counters,
                 hashes,
                 seen: Mutex::new(BTreeMap::new()),
+                clock_offsets: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -100,13 +103,28 @@ impl AdminService {
         let size = tokio::task::spawn_blocking(move || store.data_size_bytes().unwrap_or(0))
             .await
             .unwrap_or(0);
-        status_to_proto(
+        let mut status = status_to_proto(
             &self.inner.node,
             &self.inner.node.status(),
             &self.inner.client_address,
             (self.inner.counters)(),
             size,
-        )
+        );
+        let offsets = self.clock_offsets();
+        for peer in &mut status.peers {
+            peer.clock_offset_ms = offsets.get(&peer.node_id).copied();
+        }
+        status
+    }
+
+    /// Each peer's wall clock minus this node's, in milliseconds, as the last probe that
+    /// answered measured it (corrected by half the round trip).
+    pub fn clock_offsets(&self) -> BTreeMap<u64, i64> {
+        self.inner
+            .clock_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The hash of the event log up to `index` (0: the applied index).
@@ -153,13 +171,27 @@ impl AdminService {
                     .copied()
                     .filter(|&id| id != node.id())
                     .collect();
-                let probes = peers
-                    .iter()
-                    .map(|&peer| node.transport().probe(peer, None, PING_INTERVAL * 2));
-                for reply in join_all(probes).await.into_iter().flatten() {
-                    if let Some(status) = reply.status {
-                        admin.remember(status);
+                let probes = peers.iter().map(|&peer| async move {
+                    let sent_wall_ms = status::wall_clock_ms();
+                    let sent = Instant::now();
+                    let reply = node.transport().probe(peer, None, PING_INTERVAL * 2).await;
+                    (reply, sent_wall_ms, sent.elapsed())
+                });
+                for (reply, sent_wall_ms, rtt) in join_all(probes).await {
+                    let Some(status) = reply.ok().and_then(|r| r.status) else {
+                        continue;
+                    };
+                    if status.wall_clock_unix_ms != 0 {
+                        let midpoint = sent_wall_ms + rtt.as_millis() as u64 / 2;
+                        let offset = status.wall_clock_unix_ms as i64 - midpoint as i64;
+                        admin
+                            .inner
+                            .clock_offsets
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(status.node_id, offset);
                     }
+                    admin.remember(status);
                 }
             }
         });

@@ -54,6 +54,8 @@ pub struct Settings {
     pub election_timeout: Duration,
     /// A member this many entries behind the leader counts as lagging.
     pub lag_threshold: u64,
+    /// A member whose wall clock is further than this from the leader's is reported.
+    pub clock_skew_threshold: Duration,
 }
 
 fn is_leader(s: &pb::StatusResponse) -> bool {
@@ -327,6 +329,25 @@ pub fn analyze(
         None => Vec::new(),
     };
 
+    // Wall clocks, as the majority leader measured them (its probes correct for the round
+    // trip; statuses gathered here are not simultaneous enough to compare).
+    let threshold = settings.clock_skew_threshold.as_millis() as i64;
+    let clock_skews: Vec<pb::ClockSkew> = match majority_leader {
+        Some(leader) => leader
+            .peers
+            .iter()
+            .filter_map(|p| {
+                let offset = p.clock_offset_ms?;
+                (offset.abs() > threshold).then_some(pb::ClockSkew {
+                    node_id: p.node_id,
+                    offset_ms: offset,
+                    measured_by: leader.node_id,
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
     let verdict = if !divergence.diverged_node_ids.is_empty() {
         pb::Verdict::Diverged
     } else if majority_leader.is_none() {
@@ -337,6 +358,7 @@ pub fn analyze(
         || !lagging.is_empty()
         || !disagreeing.is_empty()
         || !cut_links.is_empty()
+        || !clock_skews.is_empty()
     {
         pb::Verdict::Degraded
     } else {
@@ -356,6 +378,7 @@ pub fn analyze(
         lagging: &lagging,
         disagreeing: &disagreeing,
         cut_links: &cut_links,
+        clock_skews: &clock_skews,
         voters: voter_set.len(),
         settings,
     });
@@ -385,6 +408,7 @@ pub fn analyze(
         reporter_id: reporter,
         reporter_in_majority,
         duration_ms: 0,
+        clock_skews,
     }
 }
 
@@ -400,6 +424,7 @@ struct Recommendation<'a> {
     lagging: &'a [(u64, u64)],
     disagreeing: &'a [u64],
     cut_links: &'a [(u64, u64)],
+    clock_skews: &'a [pb::ClockSkew],
     voters: usize,
     settings: &'a Settings,
 }
@@ -539,6 +564,22 @@ fn recommend(r: Recommendation<'_>) -> String {
                     address(b)
                 ));
             }
+            for skew in r.clock_skews {
+                let (amount, direction) = if skew.offset_ms >= 0 {
+                    (skew.offset_ms, "ahead of")
+                } else {
+                    (-skew.offset_ms, "behind")
+                };
+                problems.push(format!(
+                    "node {}'s wall clock is {amount} ms {direction} the leader's (node {}): \
+                     fix its time synchronisation (NTP, chrony). No decision is taken from it: \
+                     only the leader stamps commands, and a leader's wall clock moves the \
+                     replicated clock by at most 5 s per term (leader_clock_corrections counts \
+                     each correction); while it leads, event timestamps drift by that much, so \
+                     do not hand it leadership until its clock is right",
+                    skew.node_id, skew.measured_by
+                ));
+            }
             if !r.disagreeing.is_empty() {
                 problems.push(format!(
                     "{} do(es) not follow node {} yet (catching up after an election)",
@@ -578,6 +619,7 @@ mod tests {
         Settings {
             election_timeout: Duration::from_secs(1),
             lag_threshold: 1000,
+            clock_skew_threshold: Duration::from_secs(1),
         }
     }
 
@@ -792,6 +834,35 @@ mod tests {
         assert!(report
             .recommended_action
             .contains("node 3 is 4990 entries behind"));
+    }
+
+    #[test]
+    fn a_member_whose_wall_clock_is_a_day_off_is_named_and_degrades_the_cluster() {
+        let mut leader = status(1, Leader, 3, 1, &[(2, true), (3, true)]);
+        leader.peers[0].clock_offset_ms = Some(-40); // within the threshold: not named
+        leader.peers[1].clock_offset_ms = Some(90_000_000);
+        let obs = [
+            answered(leader),
+            answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
+            answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
+        ];
+        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        assert_eq!(
+            report.clock_skews,
+            vec![pb::ClockSkew {
+                node_id: 3,
+                offset_ms: 90_000_000,
+                measured_by: 1,
+            }]
+        );
+        assert!(
+            report
+                .recommended_action
+                .contains("node 3's wall clock is 90000000 ms ahead of the leader's (node 1)"),
+            "{}",
+            report.recommended_action
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ use tonic::{Code, Request, Response, Status};
 use crate::report::{analyze, Hashes, Observation, Settings};
 use crate::AdminService;
 
+/// A member whose wall clock is further than this from the leader's is named in the report:
+/// ten times the default clock-drift bound, far beyond what NTP lets a LAN drift.
+const CLOCK_SKEW_THRESHOLD: Duration = Duration::from_secs(1);
+
 /// How long a leadership change may take before the call gives up.
 const LEADERSHIP_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -275,6 +279,7 @@ impl Admin for AdminService {
         let settings = Settings {
             election_timeout: self.node().config().election_timeout,
             lag_threshold: 1_000,
+            clock_skew_threshold: CLOCK_SKEW_THRESHOLD,
         };
         let mut report = analyze(
             self.node().id(),

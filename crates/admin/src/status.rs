@@ -47,6 +47,8 @@ pub fn peer_views(node: &NodeHandle, status: &NodeStatus) -> Vec<pb::PeerView> {
                 match_index: progress.map_or(0, |p| p.match_index),
                 lag: progress.map_or(0, |p| last_index.saturating_sub(p.match_index)),
                 reachable: seen.last_sent_ok.is_some_and(|t| t.elapsed() < window),
+                // Filled in by the admin service, which keeps the probes' results.
+                clock_offset_ms: None,
             }
         })
         .collect()
@@ -89,5 +91,13 @@ pub fn status_to_proto(
             (status.tick * raft.ticks_since_leader_contact.min(1 << 20)).as_millis() as u64
         },
         uptime_seconds: node.started_at().elapsed().as_secs(),
+        wall_clock_unix_ms: wall_clock_ms(),
     }
+}
+
+/// This node's wall clock, milliseconds since the Unix epoch (0 before 1970).
+pub(crate) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

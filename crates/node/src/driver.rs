@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use quorate_log_store::LogStore;
 use quorate_raft_core::{
     Error as RaftError, Index, LogWriter, Message, NodeId, RawNode, ReadState, Ready, Role, Term,
@@ -20,7 +22,7 @@ use tracing::Instrument;
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::handle::{Applied, Input};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{ProposalTime, StateMachine};
 use crate::status::NodeStatus;
 
 /// Inputs taken per turn before a Ready is produced (bounds latency under overload).
@@ -54,6 +56,15 @@ pub(crate) struct Driver<SM> {
     ticks_done: u64,
     role: Role,
     stopping_since: Option<Instant>,
+    /// The term this node leads and the instant its proposals' monotonic time counts from.
+    office: Option<(Term, Instant)>,
+}
+
+/// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970).
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn raft_error(e: RaftError, leader_address: impl Fn(NodeId) -> Option<String>) -> NodeError {
@@ -117,6 +128,7 @@ impl<SM: StateMachine> Driver<SM> {
             ticks_done: 0,
             role: Role::Follower,
             stopping_since: None,
+            office: None,
         }
     }
 
@@ -192,6 +204,33 @@ impl<SM: StateMachine> Driver<SM> {
         Ok(())
     }
 
+    /// Stamps a command with this leader's time before it is proposed: the wall clock, and the
+    /// monotonic time since the first proposal of its term. A node that is not the leader
+    /// leaves it as it is (the core refuses it).
+    fn stamp(&mut self, command: Bytes) -> Result<Bytes, NodeError> {
+        let soft = self.raw.soft_state();
+        if soft.role != Role::Leader {
+            return Ok(command);
+        }
+        let since = match self.office {
+            Some((term, since)) if term == soft.term => since,
+            _ => {
+                let now = Instant::now();
+                self.office = Some((soft.term, now));
+                now
+            }
+        };
+        let time = ProposalTime {
+            wall_ms: wall_clock_ms(),
+            term_ms: since.elapsed().as_millis() as u64,
+        };
+        let sm = self
+            .sm
+            .as_ref()
+            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
+        sm.stamp(command, time).map_err(NodeError::Invalid)
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -231,12 +270,15 @@ impl<SM: StateMachine> Driver<SM> {
                 if self.stopping_since.is_some() {
                     let _ = reply.send(Err(NodeError::ShuttingDown));
                 } else {
-                    match self.raw.propose(command) {
+                    let proposed = self
+                        .stamp(command)
+                        .and_then(|command| self.raw.propose(command).map_err(|e| map(self, e)));
+                    match proposed {
                         Ok(p) => {
                             self.proposals.insert(p.index, (p.term, reply));
                         }
                         Err(e) => {
-                            let _ = reply.send(Err(map(self, e)));
+                            let _ = reply.send(Err(e));
                         }
                     }
                 }

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 pub use config::NodeConfig;
 pub use error::{NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};
-pub use state_machine::StateMachine;
+pub use state_machine::{ProposalTime, StateMachine};
 pub use status::NodeStatus;
 
 /// A started node: its handle and the driver task.

@@ -3,6 +3,16 @@
 use bytes::Bytes;
 use quorate_raft_core::{Entry, Index};
 
+/// The time the leader gives a command it proposes (see [`StateMachine::stamp`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProposalTime {
+    /// The leader's wall clock, milliseconds since the Unix epoch.
+    pub wall_ms: u64,
+    /// The leader's monotonic clock, milliseconds since an instant of its current term (only
+    /// differences between proposals of one term mean anything).
+    pub term_ms: u64,
+}
+
 /// A deterministic state machine fed with committed entries.
 ///
 /// Duties:
@@ -18,4 +28,10 @@ pub trait StateMachine: Send + 'static {
     /// Applies committed entries, in log order (no-op entries included), and returns one
     /// output per entry (empty for no-ops). An error is fatal: the node stops.
     fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String>;
+
+    /// The bytes the leader appends for `command`, stamped with its time: called by the leader
+    /// for every command it proposes, its own and forwarded ones alike, so that no other
+    /// node's clock reaches the log. An error (bytes that are not a command) refuses the
+    /// proposal with the reason.
+    fn stamp(&self, command: Bytes, time: ProposalTime) -> Result<Bytes, String>;
 }

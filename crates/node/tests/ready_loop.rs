@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quorate_log_store::{LogStore, OpenOptions};
-use quorate_node::{NodeConfig, NodeError, NodeHandle, StateMachine};
+use quorate_node::{NodeConfig, NodeError, NodeHandle, ProposalTime, StateMachine};
 use quorate_raft_core::{ConfState, Entry, EntryKind, Index, Role};
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -22,6 +22,11 @@ struct Echo {
 impl StateMachine for Echo {
     fn applied_index(&self) -> Index {
         self.applied
+    }
+
+    /// Echo keeps no clock: commands are applied as the client sent them.
+    fn stamp(&self, command: Bytes, _time: ProposalTime) -> Result<Bytes, String> {
+        Ok(command)
     }
 
     fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String> {

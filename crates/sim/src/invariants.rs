@@ -533,7 +533,6 @@ mod tests {
                 name: "w".into(),
                 holder: holder.into(),
                 ttl_ms: 1_000,
-                now_ms: 0,
             })
         };
         let granted = |token| {

@@ -249,7 +249,6 @@ mod tests {
             name: "w".into(),
             holder: holder.into(),
             ttl_ms: 1_000,
-            now_ms: 0,
         })
     }
 
@@ -290,7 +289,6 @@ mod tests {
             name: "w".into(),
             token,
             renewals,
-            now_ms: 0,
         })
     }
 
@@ -306,7 +304,6 @@ mod tests {
             name: "w".into(),
             holder: holder.into(),
             token,
-            now_ms: 0,
         })
     }
 
@@ -353,7 +350,6 @@ mod tests {
             name: "w".into(),
             holder: "b".into(),
             token: 6,
-            now_ms: 0,
         });
         let released = Applied::LeaseReleased(LeaseReleased {
             released: true,

@@ -32,8 +32,9 @@ struct Cli {
     /// Length of the chaos phase, in ticks.
     #[arg(long, default_value_t = 800)]
     chaos_ticks: u64,
-    /// Inject a protocol bug (needs `--features bug-injection`): election-without-quorum,
-    /// commit-old-term-by-count, vote-not-persisted, lease-read-without-check-quorum.
+    /// Inject a bug (needs `--features bug-injection`): election-without-quorum,
+    /// commit-old-term-by-count, vote-not-persisted, lease-read-without-check-quorum,
+    /// follower-clock-trusted.
     #[arg(long)]
     bug: Option<String>,
     /// Worker threads for a sweep (default: all cores).
@@ -53,7 +54,7 @@ fn parse_nodes(s: &str) -> Result<usize, String> {
 }
 
 #[cfg(feature = "bug-injection")]
-type Bug = quorate_raft_core::InjectedBug;
+use quorate_sim::world::Bug;
 #[cfg(not(feature = "bug-injection"))]
 type Bug = ();
 
@@ -61,10 +62,11 @@ type Bug = ();
 fn parse_bug(name: &str) -> Result<Bug, String> {
     use quorate_raft_core::InjectedBug::*;
     Ok(match name {
-        "election-without-quorum" => ElectionWithoutQuorum,
-        "commit-old-term-by-count" => CommitOldTermByCount,
-        "vote-not-persisted" => VoteNotPersisted,
-        "lease-read-without-check-quorum" => LeaseReadWithoutCheckQuorum,
+        "election-without-quorum" => Bug::Raft(ElectionWithoutQuorum),
+        "commit-old-term-by-count" => Bug::Raft(CommitOldTermByCount),
+        "vote-not-persisted" => Bug::Raft(VoteNotPersisted),
+        "lease-read-without-check-quorum" => Bug::Raft(LeaseReadWithoutCheckQuorum),
+        "follower-clock-trusted" => Bug::FollowerClockTrusted,
         other => return Err(format!("unknown bug {other:?}")),
     })
 }

@@ -88,9 +88,15 @@ impl Network {
 
     /// The delivery delays of `message` sent now: empty if lost, two if duplicated.
     pub fn route(&mut self, rng: &mut SplitMix64, message: &Message) -> Vec<u64> {
+        self.route_between(rng, message.from, message.to)
+    }
+
+    /// The delivery delays of anything `from` sends `to` now (a message, a forwarded write):
+    /// empty if lost, two if duplicated.
+    pub fn route_between(&mut self, rng: &mut SplitMix64, from: NodeId, to: NodeId) -> Vec<u64> {
         self.stats.sent += 1;
         let w = self.weather;
-        if self.is_blocked(message.from, message.to) || rng.chance(w.drop_per_mille, 1000) {
+        if self.is_blocked(from, to) || rng.chance(w.drop_per_mille, 1000) {
             self.stats.dropped += 1;
             return Vec::new();
         }

@@ -5,15 +5,17 @@
 //!
 //! Committed entries are applied to the real payments machine (`quorate_payments::machine`)
 //! over a [`MemStore`]. Like the server, the node builds each command from a client request
-//! (stamping its wall clock and the idempotency window), validates it before proposing, and
+//! (with the idempotency window), validates it, forwards it to the leader when it follows one,
+//! and as leader stamps every command it proposes with its own clocks; it also
 //! runs the server's leader-side lease expiry task ([`ExpiryTask`], over the machine's
 //! [`LeaseTimers`]) on its own clock.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use quorate_payments::machine::{
-    self, AcquireLease, Applied, Command, KeepAliveLease, LeaseFence, LeaseTimers, MemStore,
-    ReleaseLease, Submit,
+    self, AcquireLease, Applied, Command, KeepAliveLease, LeaderClock, LeaseFence, LeaseTimers,
+    MemStore, ReleaseLease, Submit,
 };
 use quorate_raft_core::{
     ConfState, Config, Entry, Error, Index, LogWriter, Message, RawNode, ReadMode, ReadState,
@@ -53,6 +55,24 @@ pub enum Input {
     Message(Message),
     /// A client request.
     Request(Request),
+    /// A write another node received and forwarded, as the bytes that node built.
+    Forwarded {
+        /// The client's request.
+        request: Request,
+        /// The command's bytes as the receiving node encoded them.
+        command: Bytes,
+    },
+}
+
+/// A write a follower hands to the leader it knows, as the server does over `Raft.Forward`.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// The leader.
+    pub to: u64,
+    /// The client's request (the leader answers the client).
+    pub request: Request,
+    /// The command's bytes as this node encoded them.
+    pub command: Bytes,
 }
 
 /// What a node did that the rest of the world must see.
@@ -62,6 +82,8 @@ pub struct Effects {
     pub messages: Vec<Message>,
     /// Answers to clients.
     pub responses: Vec<Response>,
+    /// Writes forwarded to the leader.
+    pub forwards: Vec<Forward>,
     /// Entries written to the log: (term of the entry before the first, entries).
     pub persisted: Vec<(Term, Vec<Entry>)>,
     /// Entries applied, with what applying them did.
@@ -141,6 +163,10 @@ pub struct SimNode {
     pub wall_clock_ms: u64,
     /// Bumped at every crash, so events of an earlier life are ignored.
     pub incarnation: u64,
+    /// Injected bug `follower-clock-trusted`: the node that receives a write stamps it with
+    /// its own wall clock, and a leader keeps the stamp a forwarded write carries (the
+    /// server's behaviour before the leader alone stamped commands).
+    pub follower_clock_trusted: bool,
     in_progress: Option<InProgress>,
     inbox: Vec<Input>,
     proposals: BTreeMap<Index, PendingProposal>,
@@ -171,6 +197,7 @@ impl SimNode {
             applied_index: 0,
             wall_clock_ms: 0,
             incarnation: 0,
+            follower_clock_trusted: false,
             in_progress: None,
             inbox: Vec::new(),
             proposals: BTreeMap::new(),
@@ -311,6 +338,7 @@ impl SimNode {
                 Err(e) => panic!("node {} step failed: {e}", self.id),
             },
             Input::Request(request) => self.on_request(request, fx),
+            Input::Forwarded { request, command } => self.on_forwarded(request, command, fx),
         }
     }
 
@@ -490,8 +518,8 @@ impl SimNode {
                     self.expiry.scanned(status.term, held, caught_up)
                 }
                 ExpiryStep::Propose(due) => {
+                    let command = self.leader_stamp(&due.command().encode());
                     let Some(raw) = self.raw.as_mut() else { return };
-                    let command = due.command(self.wall_clock_ms).encode();
                     // A refusal (not the leader, no quorum) ends the proposal at once.
                     let index = raw.propose(command).ok().map(|p| p.index);
                     self.expiry.proposing(&due.name, index)
@@ -561,15 +589,77 @@ impl SimNode {
         }
     }
 
-    /// Proposes the command of a write request; the answer comes when it is applied.
+    /// A write from a client: a follower that knows the leader forwards the command's bytes
+    /// to it (as the server does); the leader, or a node that knows none, proposes it. The
+    /// answer comes when it is applied.
     fn on_write(&mut self, request: &Request, fx: &mut Effects) {
         let command = self.command(request);
-        let must_be_refused = match &command {
+        let bytes = if self.follower_clock_trusted {
+            let own = LeaderClock {
+                wall_ms: self.wall_clock_ms,
+                term_ms: self.wall_clock_ms,
+            };
+            machine::stamp(&command.encode(), own).expect("a valid command")
+        } else {
+            command.encode()
+        };
+        let Some(raw) = self.raw.as_ref() else { return };
+        let soft = raw.soft_state();
+        if soft.role != Role::Leader {
+            if let Some(leader) = soft.leader_id.filter(|&l| l != self.id) {
+                fx.forwards.push(Forward {
+                    to: leader,
+                    request: *request,
+                    command: bytes,
+                });
+                return;
+            }
+        }
+        self.propose_write(request, &command, bytes, fx);
+    }
+
+    /// A write another node forwarded: proposed here if this node leads, else the client is
+    /// told whom to ask.
+    fn on_forwarded(&mut self, request: Request, bytes: Bytes, fx: &mut Effects) {
+        let command = Command::decode(&bytes).expect("nodes forward valid commands");
+        self.propose_write(&request, &command, bytes, fx);
+    }
+
+    /// The leader's stamp on bytes it is about to propose: its wall clock and its own ticks
+    /// (its monotonic clock). Replaces whatever stamp a forwarded command carried, unless the
+    /// `follower-clock-trusted` bug keeps it.
+    fn leader_stamp(&self, bytes: &Bytes) -> Bytes {
+        let stamped_elsewhere = || matches!(machine::decode_stamped(bytes), Ok((_, Some(_))));
+        if self.follower_clock_trusted && stamped_elsewhere() {
+            return bytes.clone();
+        }
+        let clock = LeaderClock {
+            wall_ms: self.wall_clock_ms,
+            term_ms: self.expiry.now_ticks() * MS_PER_TICK,
+        };
+        machine::stamp(bytes, clock).expect("nodes propose valid commands")
+    }
+
+    /// Proposes a write's bytes (stamped here if this node leads).
+    fn propose_write(
+        &mut self,
+        request: &Request,
+        command: &Command,
+        bytes: Bytes,
+        fx: &mut Effects,
+    ) {
+        let must_be_refused = match command {
             Command::Submit(s) => self.zombie_must_be_refused(s.fence.as_ref()),
             _ => false,
         };
+        let Some(raw) = self.raw.as_ref() else { return };
+        let bytes = if raw.soft_state().role == Role::Leader {
+            self.leader_stamp(&bytes)
+        } else {
+            bytes
+        };
         let Some(raw) = self.raw.as_mut() else { return };
-        let reply = match raw.propose(command.encode()) {
+        let reply = match raw.propose(bytes) {
             Ok(p) => {
                 self.proposals.insert(
                     p.index,
@@ -624,10 +714,9 @@ impl SimNode {
         fx.responses.push(request.respond(reply));
     }
 
-    /// The command a write request stands for, stamped with this node's wall clock and
-    /// validated as the server validates it before proposing.
+    /// The command a write request stands for, validated as the server validates it before
+    /// proposing.
     fn command(&self, request: &Request) -> Command {
-        let now_ms = self.wall_clock_ms;
         let command = match request.action {
             Action::Submit {
                 payment,
@@ -645,26 +734,22 @@ impl SimNode {
                     lease: names::lease_name(f.lease),
                     token: f.token,
                 }),
-                now_ms,
                 idempotency_window_ms: IDEMPOTENCY_WINDOW_MS,
             }),
             Action::Acquire { lease, ttl_ms } => Command::AcquireLease(AcquireLease {
                 name: names::lease_name(lease),
                 holder: names::holder(request.client),
                 ttl_ms,
-                now_ms,
             }),
             Action::KeepAlive { lease, token } => Command::KeepAliveLease(KeepAliveLease {
                 name: names::lease_name(lease),
                 holder: names::holder(request.client),
                 token,
-                now_ms,
             }),
             Action::Release { lease, token } => Command::ReleaseLease(ReleaseLease {
                 name: names::lease_name(lease),
                 holder: names::holder(request.client),
                 token,
-                now_ms,
             }),
             Action::Read { .. } => unreachable!("reads are not commands"),
         };

@@ -28,7 +28,7 @@ use crate::clock::{microticks_to_ms, EPOCH_MS, TICK};
 use crate::invariants::{Invariants, LogView, Violation};
 use crate::linearizability::{self, Verdict};
 use crate::network::{Network, Weather};
-use crate::node::{Effects, Input, SimNode};
+use crate::node::{Effects, Forward, Input, SimNode, IDEMPOTENCY_WINDOW_MS};
 use crate::trace::TraceHash;
 use crate::workload::{LeaseStats, LeaseWorker, PaymentClient, Plan, Workload};
 
@@ -105,6 +105,17 @@ enum FaultKind {
     Transfer,
 }
 
+/// A bug the simulator can inject into every node, to prove that the checkers catch it.
+#[cfg(feature = "bug-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// A protocol bug in raft-core.
+    Raft(quorate_raft_core::InjectedBug),
+    /// The node that receives a write decides its time, and the leader keeps it (see
+    /// `SimNode::follower_clock_trusted`).
+    FollowerClockTrusted,
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -116,9 +127,9 @@ pub struct SimConfig {
     pub chaos_ticks: u64,
     /// Print every event to stderr.
     pub verbose: bool,
-    /// A protocol bug to inject into every node.
+    /// A bug to inject into every node.
     #[cfg(feature = "bug-injection")]
-    pub bug: Option<quorate_raft_core::InjectedBug>,
+    pub bug: Option<Bug>,
 }
 
 impl SimConfig {
@@ -183,6 +194,7 @@ enum Event {
     Restart { node: usize },
     ClientWake { client: usize },
     ClientRequest { node: usize, request: Request },
+    Forwarded { from: NodeId, forward: Forward },
     ClientResponse { from: NodeId, response: Response },
     Fault,
     Quiet { on: bool },
@@ -229,8 +241,9 @@ struct World {
     ids: Vec<NodeId>,
     clients: Vec<Client>,
     client_wake: Vec<Option<u64>>,
-    /// Per node, how far its wall clock is ahead of true time (milliseconds).
-    wall_clock_offset_ms: Vec<u64>,
+    /// Per node, how far its wall clock is ahead of true time (milliseconds; negative:
+    /// behind).
+    wall_clock_offset_ms: Vec<i64>,
     network: Network,
     invariants: Invariants,
     trace: TraceHash,
@@ -314,7 +327,7 @@ impl World {
                 #[allow(unused_mut)]
                 let mut cfg = raft_config(id, config.seed, &mut rng);
                 #[cfg(feature = "bug-injection")]
-                if let Some(bug) = config.bug {
+                if let Some(Bug::Raft(bug)) = config.bug {
                     cfg.injected_bug = Some(bug);
                     if bug == quorate_raft_core::InjectedBug::LeaseReadWithoutCheckQuorum {
                         cfg.check_quorum = false;
@@ -322,7 +335,13 @@ impl World {
                 }
                 let skew = (rng.unit() * 2.0 - 1.0) * max_skew;
                 let period = (TICK as f64 * (1.0 + skew)).round() as u64;
-                SimNode::new(cfg, conf.clone(), period)
+                #[allow(unused_mut)]
+                let mut node = SimNode::new(cfg, conf.clone(), period);
+                #[cfg(feature = "bug-injection")]
+                {
+                    node.follower_clock_trusted = config.bug == Some(Bug::FollowerClockTrusted);
+                }
+                node
             })
             .collect();
         let workload = Workload {
@@ -348,8 +367,17 @@ impl World {
             let plan = Plan::LeaseWorker(LeaseWorker::new(0));
             clients.push(Client::new(i as u64 + 1, rng.fork(), workload, plan));
         }
-        // Wall clocks disagree by up to a few hundred milliseconds (NTP on a LAN).
-        let wall_clock_offset_ms = (0..config.nodes).map(|_| rng.range(0, 300)).collect();
+        // Wall clocks disagree by up to a few hundred milliseconds (NTP on a LAN); in half the
+        // runs one node's clock is a day and an hour off, ahead or behind (bad NTP, a VM
+        // restored from an image): more than the idempotency window.
+        let mut wall_clock_offset_ms: Vec<i64> = (0..config.nodes)
+            .map(|_| rng.range(0, 300) as i64)
+            .collect();
+        if rng.chance(1, 2) {
+            let node = rng.range(0, config.nodes as u64) as usize;
+            let off = (IDEMPOTENCY_WINDOW_MS + 3_600_000) as i64;
+            wall_clock_offset_ms[node] = if rng.chance(1, 2) { off } else { -off };
+        }
         World {
             rng,
             now: 0,
@@ -498,6 +526,20 @@ impl World {
                 self.trace.u64(request.op_id);
                 self.node_input(node, Input::Request(request));
             }
+            Event::Forwarded { from, forward } => {
+                let node = (forward.to - 1) as usize;
+                if self.network.is_blocked(from, forward.to) || !self.nodes[node].is_up() {
+                    return;
+                }
+                self.trace.u64(8);
+                self.trace.u64(forward.request.op_id);
+                self.log(|| format!("forward {from} -> {}: {:?}", forward.to, forward.request));
+                let input = Input::Forwarded {
+                    request: forward.request,
+                    command: forward.command,
+                };
+                self.node_input(node, input);
+            }
             Event::ClientResponse { from, response } => {
                 self.trace.u64(5);
                 self.trace.u64(response.op_id);
@@ -552,8 +594,8 @@ impl World {
 
     /// Sets `node`'s wall clock to now, before it takes an input.
     fn set_wall_clock(&mut self, node: usize) {
-        self.nodes[node].wall_clock_ms =
-            EPOCH_MS + microticks_to_ms(self.now) + self.wall_clock_offset_ms[node];
+        self.nodes[node].wall_clock_ms = (EPOCH_MS + microticks_to_ms(self.now))
+            .saturating_add_signed(self.wall_clock_offset_ms[node]);
     }
 
     fn node_input(&mut self, node: usize, input: Input) {
@@ -630,6 +672,12 @@ impl World {
             for delay in self.network.route(&mut self.rng, &message) {
                 let copy = message.clone();
                 self.schedule(now + delay, Event::Deliver(copy));
+            }
+        }
+        for forward in fx.forwards {
+            for delay in self.network.route_between(&mut self.rng, id, forward.to) {
+                let forward = forward.clone();
+                self.schedule(now + delay, Event::Forwarded { from: id, forward });
             }
         }
         for response in fx.responses {

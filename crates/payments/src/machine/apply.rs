@@ -15,7 +15,8 @@
 
 use quorate_raft_core::{Entry, EntryKind, FencingToken, Index};
 
-use super::commands::{Command, Submit};
+use super::clock;
+use super::commands::{decode_stamped, Command, Submit};
 use super::idempotency::{self, KeyUse, PRUNE_LIMIT_PER_APPLY};
 use super::leases;
 use super::lifecycle;
@@ -96,13 +97,13 @@ fn apply_entry_body<S: Store + ?Sized>(
     let mut effects = Effects::default();
     let outcome = match command {
         None => Applied::Noop,
-        Some(bytes) => match Command::decode(bytes) {
+        Some(bytes) => match decode_stamped(bytes) {
             Err(error) => {
                 meta.malformed_commands += 1;
                 malformed(error.to_string())
             }
-            Ok(command) => {
-                meta.clock_ms = meta.clock_ms.max(command.now_ms());
+            Ok((command, stamp)) => {
+                clock::advance(&mut meta, token.term, stamp);
                 decide(store, &mut meta, index, token, command, &mut effects)?
             }
         },
@@ -276,7 +277,7 @@ fn decide_submit<S: Store + ?Sized>(
         idempotency_key: submit.idempotency_key,
         metadata: submit.metadata,
         fence: submit.fence,
-        recorded_at_unix_ms: submit.now_ms,
+        recorded_at_unix_ms: meta.clock_ms,
     };
     meta.events_recorded += 1;
     effects.payment = Some(payment);
@@ -458,12 +459,14 @@ mod tests {
     fn the_machine_clock_never_goes_backwards() {
         let mut h = Harness::new();
         h.accept(authorize("p1", "k1", 1000));
-        h.now_ms = START_MS - 60_000; // a new leader whose clock is behind
+        // A new leader whose clocks (wall and monotonic) read a minute behind.
+        h.term = 2;
+        h.sequence = 0;
+        h.now_ms = START_MS - 60_000;
         let event = h.accept(authorize("p2", "k2", 1000));
         assert_eq!(
-            event.recorded_at_unix_ms,
-            START_MS - 60_000,
-            "events keep the proposer's clock"
+            event.recorded_at_unix_ms, START_MS,
+            "events carry the machine clock"
         );
         assert_eq!(h.meta().clock_ms, START_MS);
         let record = h.store.idempotency("k2").unwrap().unwrap();
@@ -579,9 +582,8 @@ mod tests {
         h.accept(authorize("p1", "k1", 1000));
         let lease = h.grant("writer", "a");
         h.advance(DAY_MS);
-        let mut command = fenced(capture("p1", "k2", 10), "writer", lease);
-        command.set_now_ms(h.now_ms);
-        let bytes = command.encode();
+        let command = fenced(capture("p1", "k2", 10), "writer", lease);
+        let bytes = h.stamped(&command);
         let next = token(h.term, h.sequence + 1);
 
         let mut succeeded = false;
@@ -614,9 +616,8 @@ mod tests {
         record.outcome = Some(RecordedOutcome::EventIndex(99));
         h.store.put_idempotency(record);
         let before = h.store.clone();
-        let mut command = authorize("p1", "k1", 1000);
-        command.set_now_ms(h.now_ms);
-        let error = apply(&mut h.store, 2, token(1, 2), &command.encode()).unwrap_err();
+        let bytes = h.stamped(&authorize("p1", "k1", 1000));
+        let error = apply(&mut h.store, 2, token(1, 2), &bytes).unwrap_err();
         assert!(matches!(error, StoreError::Inconsistent(_)), "{error}");
         assert_eq!(h.store, before);
     }

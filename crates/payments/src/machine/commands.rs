@@ -1,8 +1,9 @@
 //! The commands the leader proposes and every replica applies, and their wire form.
 //!
-//! Every command carries `now_ms`, the leader's wall clock when it proposed. The machine's
-//! clock is the maximum `now_ms` applied so far, so it never goes backwards and every replica
-//! agrees on it; applying never reads any other clock.
+//! A command is built by whichever node a client reached, and carries no time of its own: the
+//! leader, and only the leader, stamps it with a [`LeaderClock`] when it proposes it
+//! ([`stamp`]). Applying reads no other clock; how far a stamp may move the machine clock is
+//! decided in `clock.rs`.
 
 use std::collections::BTreeMap;
 
@@ -55,7 +56,7 @@ pub struct LeaseFence {
 /// Appends one event to a payment (`PaymentEvents.Submit`).
 ///
 /// Fields 1 to 7 have the names and tags of `quorate.payments.v1.SubmitRequest`; the leader
-/// adds `now_ms` and `idempotency_window_ms` so that every replica decides the same way.
+/// adds `idempotency_window_ms` so that every replica decides the same way.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Submit {
     /// The payment the event belongs to.
@@ -79,9 +80,7 @@ pub struct Submit {
     /// The writer lease the submitter claims to hold, if any.
     #[prost(message, optional, tag = "7")]
     pub fence: Option<LeaseFence>,
-    /// The leader's wall clock when it proposed, in milliseconds since the Unix epoch.
-    #[prost(uint64, tag = "8")]
-    pub now_ms: u64,
+    // Tag 8 carried the receiving node's wall clock in earlier versions: never reuse it.
     /// How long the idempotency key is remembered after this command, chosen by the leader
     /// and carried here so that every replica expires it at the same machine time.
     #[prost(uint64, tag = "9")]
@@ -100,9 +99,7 @@ pub struct AcquireLease {
     /// How long the lease lives without a keep-alive; the leader's timer enforces it.
     #[prost(uint64, tag = "3")]
     pub ttl_ms: u64,
-    /// The leader's wall clock when it proposed.
-    #[prost(uint64, tag = "4")]
-    pub now_ms: u64,
+    // Tag 4 carried the receiving node's wall clock in earlier versions: never reuse it.
 }
 
 /// Extends a lease its holder still holds with that token.
@@ -117,9 +114,7 @@ pub struct KeepAliveLease {
     /// The token the holder was granted.
     #[prost(uint64, tag = "3")]
     pub token: u64,
-    /// The leader's wall clock when it proposed.
-    #[prost(uint64, tag = "4")]
-    pub now_ms: u64,
+    // Tag 4 carried the receiving node's wall clock in earlier versions: never reuse it.
 }
 
 /// Gives a lease up.
@@ -134,9 +129,7 @@ pub struct ReleaseLease {
     /// The token the holder was granted.
     #[prost(uint64, tag = "3")]
     pub token: u64,
-    /// The leader's wall clock when it proposed.
-    #[prost(uint64, tag = "4")]
-    pub now_ms: u64,
+    // Tag 4 carried the receiving node's wall clock in earlier versions: never reuse it.
 }
 
 /// Ends a lease whose time ran out. The leader proposes it when its timer for the lease
@@ -153,9 +146,7 @@ pub struct ExpireLease {
     /// The renewal count the timer was armed for.
     #[prost(uint64, tag = "3")]
     pub renewals: u64,
-    /// The leader's wall clock when it proposed.
-    #[prost(uint64, tag = "4")]
-    pub now_ms: u64,
+    // Tag 4 carried the receiving node's wall clock in earlier versions: never reuse it.
 }
 
 /// A command of the payments state machine: what a log entry of kind `Command` carries.
@@ -183,30 +174,8 @@ mod tag {
 }
 
 impl Command {
-    /// The leader's wall clock when it proposed the command.
-    pub fn now_ms(&self) -> u64 {
-        match self {
-            Command::Submit(c) => c.now_ms,
-            Command::AcquireLease(c) => c.now_ms,
-            Command::KeepAliveLease(c) => c.now_ms,
-            Command::ReleaseLease(c) => c.now_ms,
-            Command::ExpireLease(c) => c.now_ms,
-        }
-    }
-
-    /// Sets the leader's clock reading (tests stamp commands with a simulated clock).
-    #[cfg(test)]
-    pub(crate) fn set_now_ms(&mut self, now_ms: u64) {
-        match self {
-            Command::Submit(c) => c.now_ms = now_ms,
-            Command::AcquireLease(c) => c.now_ms = now_ms,
-            Command::KeepAliveLease(c) => c.now_ms = now_ms,
-            Command::ReleaseLease(c) => c.now_ms = now_ms,
-            Command::ExpireLease(c) => c.now_ms = now_ms,
-        }
-    }
-
-    /// The bytes a log entry carries.
+    /// The command's bytes, without a clock: what a node that received the request proposes
+    /// or forwards to the leader. The leader stamps them ([`stamp`]) before they enter the log.
     pub fn encode(&self) -> Bytes {
         match self {
             Command::Submit(c) => encode_variant(tag::SUBMIT, c),
@@ -217,27 +186,71 @@ impl Command {
         }
     }
 
-    /// Parses [`Command::encode`]'s output. Never panics, whatever the bytes.
+    /// Parses [`Command::encode`]'s (or [`stamp`]'s) output, ignoring any clock. Never
+    /// panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
-        const WHAT: &str = "command";
-        let envelope = <CommandEnvelope as prost::Message>::decode(bytes)
-            .map_err(|source| DecodeError::Protobuf { what: WHAT, source })?;
-        Ok(match envelope.command {
-            Some(CommandVariant::Submit(c)) => Command::Submit(c),
-            Some(CommandVariant::AcquireLease(c)) => Command::AcquireLease(c),
-            Some(CommandVariant::KeepAliveLease(c)) => Command::KeepAliveLease(c),
-            Some(CommandVariant::ReleaseLease(c)) => Command::ReleaseLease(c),
-            Some(CommandVariant::ExpireLease(c)) => Command::ExpireLease(c),
-            None => return Err(DecodeError::UnknownVariant { what: WHAT }),
-        })
+        decode_stamped(bytes).map(|(command, _)| command)
     }
 }
 
-/// The wire form of [`Command`], used for decoding.
+/// The time a leader gives a command when it proposes it: the only clock the machine reads.
+///
+/// `wall_ms` is the leader's wall clock; `term_ms` its monotonic clock, counted from some
+/// instant of its term (only differences between stamps of one term mean anything, and one
+/// term has one leader, one process). The machine trusts the monotonic part and lets the
+/// wall clock move its clock only within a bound (see `clock.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct LeaderClock {
+    /// The leader's wall clock when it proposed, in milliseconds since the Unix epoch.
+    #[prost(uint64, tag = "1")]
+    pub wall_ms: u64,
+    /// The leader's monotonic clock when it proposed, in milliseconds.
+    #[prost(uint64, tag = "2")]
+    pub term_ms: u64,
+}
+
+/// Stamps command bytes with the leader's clock, replacing any stamp they carried: the leader
+/// calls this on every command it proposes, its own and forwarded ones alike, so no other
+/// node's clock can reach the log. Refuses bytes that are not a command.
+pub fn stamp(command: &[u8], clock: LeaderClock) -> Result<Bytes, DecodeError> {
+    let mut envelope = decode_envelope(command)?;
+    envelope.leader_clock = Some(clock);
+    Ok(Bytes::from(prost::Message::encode_to_vec(&envelope)))
+}
+
+/// Parses a log entry's command and the leader's stamp (`None`: the command was never
+/// stamped, and moves no clock). Never panics, whatever the bytes.
+pub fn decode_stamped(bytes: &[u8]) -> Result<(Command, Option<LeaderClock>), DecodeError> {
+    let envelope = decode_envelope(bytes)?;
+    let command = match envelope.command {
+        Some(CommandVariant::Submit(c)) => Command::Submit(c),
+        Some(CommandVariant::AcquireLease(c)) => Command::AcquireLease(c),
+        Some(CommandVariant::KeepAliveLease(c)) => Command::KeepAliveLease(c),
+        Some(CommandVariant::ReleaseLease(c)) => Command::ReleaseLease(c),
+        Some(CommandVariant::ExpireLease(c)) => Command::ExpireLease(c),
+        None => unreachable!("decode_envelope refuses an envelope without a command"),
+    };
+    Ok((command, envelope.leader_clock))
+}
+
+fn decode_envelope(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
+    const WHAT: &str = "command";
+    let envelope = <CommandEnvelope as prost::Message>::decode(bytes)
+        .map_err(|source| DecodeError::Protobuf { what: WHAT, source })?;
+    if envelope.command.is_none() {
+        return Err(DecodeError::UnknownVariant { what: WHAT });
+    }
+    Ok(envelope)
+}
+
+/// The wire form of [`Command`], used for decoding and stamping.
 #[derive(Clone, PartialEq, prost::Message)]
 struct CommandEnvelope {
     #[prost(oneof = "CommandVariant", tags = "1, 2, 3, 4, 5")]
     command: Option<CommandVariant>,
+    /// Set by the leader when it proposes ([`stamp`]).
+    #[prost(message, optional, tag = "15")]
+    leader_clock: Option<LeaderClock>,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -275,32 +288,27 @@ mod tests {
                     lease: "writer".into(),
                     token: 42,
                 }),
-                now_ms: 1_700_000_000_000,
                 idempotency_window_ms: 86_400_000,
             }),
             Command::AcquireLease(AcquireLease {
                 name: "writer".into(),
                 holder: "worker-a".into(),
                 ttl_ms: 10_000,
-                now_ms: 5,
             }),
             Command::KeepAliveLease(KeepAliveLease {
                 name: "writer".into(),
                 holder: "worker-a".into(),
                 token: 9,
-                now_ms: 6,
             }),
             Command::ReleaseLease(ReleaseLease {
                 name: "writer".into(),
                 holder: "worker-a".into(),
                 token: 9,
-                now_ms: 7,
             }),
             Command::ExpireLease(ExpireLease {
                 name: "writer".into(),
                 token: 9,
                 renewals: 3,
-                now_ms: 8,
             }),
         ]
     }
@@ -325,15 +333,47 @@ mod tests {
             };
             let envelope = CommandEnvelope {
                 command: Some(variant),
+                leader_clock: None,
             };
             assert_eq!(command.encode().to_vec(), envelope.encode_to_vec());
         }
     }
 
     #[test]
-    fn now_ms_reads_every_variant() {
-        let clocks: Vec<u64> = every_command().iter().map(Command::now_ms).collect();
-        assert_eq!(clocks, vec![1_700_000_000_000, 5, 6, 7, 8]);
+    fn a_stamp_is_added_and_replaced_and_never_changes_the_command() {
+        let first = LeaderClock {
+            wall_ms: 1_700_000_000_000,
+            term_ms: 5,
+        };
+        let second = LeaderClock {
+            wall_ms: 17,
+            term_ms: 9,
+        };
+        for command in every_command() {
+            let unstamped = command.encode();
+            assert_eq!(decode_stamped(&unstamped).unwrap(), (command.clone(), None));
+            let stamped = stamp(&unstamped, first).unwrap();
+            assert_eq!(
+                decode_stamped(&stamped).unwrap(),
+                (command.clone(), Some(first))
+            );
+            // A forwarded command that already carries a stamp gets the leader's instead.
+            let restamped = stamp(&stamped, second).unwrap();
+            assert_eq!(decode_stamped(&restamped).unwrap(), (command, Some(second)));
+        }
+    }
+
+    #[test]
+    fn stamping_refuses_bytes_that_are_not_a_command() {
+        let clock = LeaderClock::default();
+        assert!(matches!(
+            stamp(&[0xff, 0xff, 0xff], clock),
+            Err(DecodeError::Protobuf { .. })
+        ));
+        assert_eq!(
+            stamp(&[], clock).unwrap_err(),
+            DecodeError::UnknownVariant { what: "command" }
+        );
     }
 
     #[test]

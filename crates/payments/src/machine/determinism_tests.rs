@@ -11,7 +11,7 @@ use prost::Message;
 use quorate_raft_core::{FencingToken, Index};
 
 use super::apply::{apply, apply_noop};
-use super::commands::{Command, EventKind, LeaseFence, Submit};
+use super::commands::{stamp, Command, EventKind, LeaderClock, LeaseFence, Submit};
 use super::mem_store::MemStore;
 use super::outputs::Applied;
 use super::records::{EventRecord, IdempotencyRecord, LeaseRecord, MetaRecord, PaymentRecord};
@@ -103,7 +103,6 @@ fn random_submit(rng: &mut XorShift, store: &MemStore) -> Submit {
         currency: rng.pick(CURRENCIES).to_owned(),
         metadata,
         fence,
-        now_ms: 0,
         idempotency_window_ms: [600_000, 3_600_000, 86_400_000][rng.below(3) as usize],
     }
 }
@@ -166,7 +165,7 @@ fn generate(seed: u64, steps: usize) -> (Vec<LoggedEntry>, Vec<Applied>, MemStor
     let mut store = MemStore::new();
     let mut log = Vec::with_capacity(steps);
     let mut outputs = Vec::with_capacity(steps);
-    let (mut term, mut sequence, mut now_ms) = (1u64, 0u64, START_MS);
+    let (mut term, mut sequence, mut now_ms, mut mono_ms) = (1u64, 0u64, START_MS, 0u64);
     let mut last_token = FencingToken::default();
     let mut lease_tokens: BTreeMap<String, u64> = BTreeMap::new();
     let mut recent = Vec::new();
@@ -190,19 +189,26 @@ fn generate(seed: u64, steps: usize) -> (Vec<LoggedEntry>, Vec<Applied>, MemStor
             }
         };
         last_token = last_token.max(token);
-        // Clock: mostly forwards, sometimes a leader whose clock is a little behind.
-        if rng.chance(5) {
-            now_ms -= rng.below(60_000);
-        } else {
-            now_ms += rng.below(900_000);
+        // Clocks: the monotonic one only forwards; the wall clock mostly with it, sometimes
+        // set back a little, sometimes (a leader with a bad clock) hours off.
+        let elapsed = rng.below(900_000);
+        mono_ms += elapsed;
+        match rng.below(40) {
+            0..=1 => now_ms -= rng.below(60_000),
+            2 => now_ms += 5 * 3_600_000,
+            3 => now_ms -= 5 * 3_600_000,
+            _ => now_ms += elapsed,
         }
         let data = match rng.below(30) {
             0 => None,
             1 => Some((0..rng.below(12)).map(|_| rng.next() as u8).collect()),
             _ => {
-                let mut command = random_command(&mut rng, &store, &mut recent);
-                command.set_now_ms(now_ms);
-                Some(command.encode().to_vec())
+                let command = random_command(&mut rng, &store, &mut recent);
+                let clock = LeaderClock {
+                    wall_ms: now_ms,
+                    term_ms: mono_ms,
+                };
+                Some(stamp(&command.encode(), clock).unwrap().to_vec())
             }
         };
         let applied = match &data {

@@ -16,18 +16,16 @@ use super::store::IdempotencyExpiry;
 pub const PRUNE_LIMIT_PER_APPLY: usize = 32;
 
 /// The canonical encoding of a submit's request: the submit's own protobuf encoding with the
-/// fields that may differ between retries (the key itself, `now_ms`, the window) cleared, so
+/// fields that may differ between retries (the key itself, the window) cleared, so
 /// what remains is exactly payment id, kind, amount, currency, metadata (encoded in key
 /// order) and fence. Compared byte for byte, never hashed.
 ///
 /// Takes the submit mutably to avoid copying it; the fields are restored before returning.
 pub(crate) fn canonical_request(submit: &mut Submit) -> Vec<u8> {
     let key = std::mem::take(&mut submit.idempotency_key);
-    let now_ms = std::mem::take(&mut submit.now_ms);
     let window_ms = std::mem::take(&mut submit.idempotency_window_ms);
     let bytes = prost::Message::encode_to_vec(&*submit);
     submit.idempotency_key = key;
-    submit.now_ms = now_ms;
     submit.idempotency_window_ms = window_ms;
     bytes
 }
@@ -123,11 +121,10 @@ mod tests {
     use crate::machine::testing::*;
 
     #[test]
-    fn the_canonical_request_ignores_key_clock_and_window_and_restores_them() {
+    fn the_canonical_request_ignores_key_and_window_and_restores_them() {
         let mut a = submit("p1", "k1", EventKind::Captured, 10);
         let mut b = Submit {
             idempotency_key: "other".into(),
-            now_ms: 99,
             idempotency_window_ms: 5,
             ..a.clone()
         };

@@ -51,14 +51,12 @@ pub struct DueExpiry {
 }
 
 impl DueExpiry {
-    /// The command to propose, stamped with the leader's wall clock `now_ms` (milliseconds
-    /// since the Unix epoch, like every command's clock; not the timers' clock).
-    pub fn command(&self, now_ms: u64) -> Command {
+    /// The command to propose (the leader stamps it like any other).
+    pub fn command(&self) -> Command {
         Command::ExpireLease(ExpireLease {
             name: self.name.clone(),
             token: self.token,
             renewals: self.renewals,
-            now_ms,
         })
     }
 }
@@ -366,14 +364,13 @@ mod tests {
 
     #[test]
     fn the_due_command_expires_exactly_the_armed_generation() {
-        let command = due("w", 7, 2).command(1_700_000_000_000);
+        let command = due("w", 7, 2).command();
         assert_eq!(
             command,
             Command::ExpireLease(ExpireLease {
                 name: "w".into(),
                 token: 7,
                 renewals: 2,
-                now_ms: 1_700_000_000_000,
             })
         );
     }

@@ -15,8 +15,9 @@
 //!    live token, checked at apply, so a late arrival is still refused.
 //! 5. **The payment lifecycle** (`lifecycle`).
 //!
-//! The machine's clock is the largest `now_ms` of any applied command; applying reads no
-//! other clock, draws no random numbers, and iterates only ordered collections.
+//! The machine's clock moves only with the leader's stamp on each command ([`stamp`],
+//! `clock.rs`), within a bound of the leader's monotonic time; applying reads no other clock,
+//! draws no random numbers, and iterates only ordered collections.
 //!
 //! Refusals are outputs, not errors; an `Err` from [`apply`] means the store failed a read,
 //! and then nothing was written.
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod clock;
 mod codec;
 mod commands;
 mod idempotency;
@@ -47,9 +49,11 @@ mod determinism_tests;
 mod testing;
 
 pub use apply::{apply, apply_entry, apply_noop};
+pub use clock::MAX_WALL_CLOCK_LEAD_MS;
 pub use codec::DecodeError;
 pub use commands::{
-    AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease, LeaseFence, ReleaseLease, Submit,
+    decode_stamped, stamp, AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease,
+    LeaderClock, LeaseFence, ReleaseLease, Submit,
 };
 pub use idempotency::PRUNE_LIMIT_PER_APPLY;
 pub use lease_timers::{DueExpiry, LeaseTimers};

@@ -157,7 +157,7 @@ pub struct EventRecord {
     /// The writer lease that fenced the submission, if any.
     #[prost(message, optional, tag = "10")]
     pub fence: Option<LeaseFence>,
-    /// The leader's wall clock when it proposed the event (the command's `now_ms`).
+    /// The machine clock when the event was applied (milliseconds since the Unix epoch).
     #[prost(uint64, tag = "11")]
     pub recorded_at_unix_ms: u64,
 }
@@ -275,7 +275,8 @@ pub struct MetaRecord {
     /// The token of the last entry that passed the fencing check; `None` before the first.
     #[prost(message, optional, tag = "2")]
     pub last_token: Option<FencingTokenRecord>,
-    /// The machine clock: the largest `now_ms` of any applied command.
+    /// The machine clock, in milliseconds since the Unix epoch: moved only by leaders' stamps,
+    /// within bounds (see `clock.rs`).
     #[prost(uint64, tag = "3")]
     pub clock_ms: u64,
     /// Entries refused because their fencing token did not increase.
@@ -302,6 +303,19 @@ pub struct MetaRecord {
     /// Expired idempotency keys deleted.
     #[prost(uint64, tag = "11")]
     pub idempotency_keys_pruned: u64,
+    /// The leader term of the last stamped command applied (see `clock.rs`).
+    #[prost(uint64, tag = "12")]
+    pub clock_term: u64,
+    /// The clock when that term's first stamp was applied.
+    #[prost(uint64, tag = "13")]
+    pub clock_anchor_ms: u64,
+    /// That first stamp's monotonic reading (`LeaderClock::term_ms`).
+    #[prost(uint64, tag = "14")]
+    pub clock_anchor_term_ms: u64,
+    /// Stamps whose wall clock lay outside what the leader's monotonic clock allowed, by more
+    /// than `MAX_WALL_CLOCK_LEAD_MS`: a leader whose wall clock is wrong.
+    #[prost(uint64, tag = "15")]
+    pub leader_clock_corrections: u64,
 }
 
 #[cfg(test)]
@@ -422,6 +436,10 @@ mod tests {
             malformed_commands: 6,
             events_recorded: 7,
             idempotency_keys_pruned: 8,
+            clock_term: 2,
+            clock_anchor_ms: 1,
+            clock_anchor_term_ms: 10,
+            leader_clock_corrections: 11,
         };
         assert_eq!(
             MetaRecord::decode(meta.encode_to_vec().as_slice()).unwrap(),

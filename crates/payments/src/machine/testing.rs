@@ -7,7 +7,8 @@ use quorate_raft_core::{FencingToken, Index};
 
 use super::apply::{apply, apply_noop};
 use super::commands::{
-    AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease, LeaseFence, ReleaseLease, Submit,
+    stamp, AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease, LeaderClock, LeaseFence,
+    ReleaseLease, Submit,
 };
 use super::mem_store::MemStore;
 use super::outputs::{Applied, RejectReason};
@@ -49,11 +50,22 @@ impl Harness {
         (self.index, token)
     }
 
-    /// Applies `command` at the next index with the next token, stamped with the clock.
-    pub fn run(&mut self, mut command: Command) -> Applied {
-        command.set_now_ms(self.now_ms);
+    /// Applies `command` at the next index with the next token, stamped as a leader whose wall
+    /// and monotonic clocks agree (both read `now_ms`).
+    pub fn run(&mut self, command: Command) -> Applied {
+        let bytes = self.stamped(&command);
         let (index, token) = self.next_position();
-        apply(&mut self.store, index, token, &command.encode()).expect("MemStore never fails")
+        apply(&mut self.store, index, token, &bytes).expect("MemStore never fails")
+    }
+
+    /// `command`'s bytes as the leader proposes them: stamped with `now_ms` as both its wall
+    /// and its monotonic clock.
+    pub fn stamped(&self, command: &Command) -> bytes::Bytes {
+        let clock = LeaderClock {
+            wall_ms: self.now_ms,
+            term_ms: self.now_ms,
+        };
+        stamp(&command.encode(), clock).expect("a valid command")
     }
 
     /// Applies a no-op at the next index with the next token.
@@ -102,7 +114,6 @@ pub(crate) fn submit(payment_id: &str, key: &str, kind: EventKind, amount_minor:
         currency: "USD".into(),
         metadata: BTreeMap::new(),
         fence: None,
-        now_ms: 0,
         idempotency_window_ms: DAY_MS,
     }
 }
@@ -142,7 +153,6 @@ pub(crate) fn acquire(name: &str, holder: &str, ttl_ms: u64) -> Command {
         name: name.into(),
         holder: holder.into(),
         ttl_ms,
-        now_ms: 0,
     })
 }
 
@@ -151,7 +161,6 @@ pub(crate) fn keep_alive(name: &str, holder: &str, token: u64) -> Command {
         name: name.into(),
         holder: holder.into(),
         token,
-        now_ms: 0,
     })
 }
 
@@ -160,7 +169,6 @@ pub(crate) fn release(name: &str, holder: &str, token: u64) -> Command {
         name: name.into(),
         holder: holder.into(),
         token,
-        now_ms: 0,
     })
 }
 
@@ -169,7 +177,6 @@ pub(crate) fn expire(name: &str, token: u64, renewals: u64) -> Command {
         name: name.into(),
         token,
         renewals,
-        now_ms: 0,
     })
 }
 

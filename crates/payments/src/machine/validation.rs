@@ -239,7 +239,6 @@ mod tests {
                 lease: "writer".into(),
                 token: 3,
             }),
-            now_ms: 1,
             idempotency_window_ms: 1000,
         }
     }
@@ -472,7 +471,6 @@ mod tests {
             name: "writer".into(),
             holder: "worker-a".into(),
             ttl_ms: 10_000,
-            now_ms: 0,
         }
     }
 
@@ -515,7 +513,6 @@ mod tests {
             name: "writer".into(),
             holder: "worker-a".into(),
             token: 4,
-            now_ms: 0,
         };
         assert_eq!(validate_keep_alive(&keep_alive), Ok(()));
         let zero = KeepAliveLease {
@@ -533,7 +530,6 @@ mod tests {
             name: "writer".into(),
             holder: "worker-a".into(),
             token: 4,
-            now_ms: 0,
         };
         assert_eq!(validate_release(&release), Ok(()));
         let zero = ReleaseLease {

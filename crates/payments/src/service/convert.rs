@@ -4,8 +4,9 @@ use quorate_proto::payments as pb;
 
 use crate::machine::{self, EventRecord, PaymentRecord, PaymentState};
 
-/// The machine's submit command for a request (time and window filled in by the caller).
-pub fn submit_command(request: pb::SubmitRequest, now_ms: u64, window_ms: u64) -> machine::Submit {
+/// The machine's submit command for a request (the window filled in by the caller; the time
+/// is the leader's stamp, added when it proposes).
+pub fn submit_command(request: pb::SubmitRequest, window_ms: u64) -> machine::Submit {
     machine::Submit {
         payment_id: request.payment_id,
         idempotency_key: request.idempotency_key,
@@ -18,7 +19,6 @@ pub fn submit_command(request: pb::SubmitRequest, now_ms: u64, window_ms: u64) -
             lease: f.lease,
             token: f.token,
         }),
-        now_ms,
         idempotency_window_ms: window_ms,
     }
 }

@@ -9,7 +9,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{event_to_proto, payment_to_proto, submit_command};
-use super::{now_ms, status, PaymentsService};
+use super::{status, PaymentsService};
 use crate::machine::{self, Applied, RejectReason};
 
 /// A stream of events for `Watch`.
@@ -37,7 +37,7 @@ impl PaymentEvents for PaymentsService {
             .record("payment_id", request.payment_id.as_str())
             .record("kind", request.kind);
         let window = self.config().idempotency_window.as_millis() as u64;
-        let submit = submit_command(request, now_ms(), window);
+        let submit = submit_command(request, window);
         // Validate before proposing: bad input never reaches the log.
         machine::validate_submit(&submit).map_err(|v| status::invalid_field(&v))?;
         match self.propose(machine::Command::Submit(submit)).await? {

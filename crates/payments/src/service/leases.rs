@@ -15,7 +15,7 @@ use quorate_proto::payments::leases_server::Leases;
 use quorate_raft_core::Role;
 use tonic::{Request, Response, Status};
 
-use super::{now_ms, status, PaymentsService};
+use super::{status, PaymentsService};
 use crate::machine::{self, Applied, Command, LeaseTimers};
 
 #[tonic::async_trait]
@@ -33,7 +33,6 @@ impl Leases for PaymentsService {
             name: r.name,
             holder: r.holder,
             ttl_ms: r.ttl_ms,
-            now_ms: now_ms(),
         };
         machine::validate_acquire(&command).map_err(|v| status::invalid_field(&v))?;
         match self.propose(Command::AcquireLease(command)).await? {
@@ -63,7 +62,6 @@ impl Leases for PaymentsService {
             name: r.name,
             holder: r.holder,
             token: r.token,
-            now_ms: now_ms(),
         };
         machine::validate_keep_alive(&command).map_err(|v| status::invalid_field(&v))?;
         match self.propose(Command::KeepAliveLease(command)).await? {
@@ -86,7 +84,6 @@ impl Leases for PaymentsService {
             name: r.name,
             holder: r.holder,
             token: r.token,
-            now_ms: now_ms(),
         };
         machine::validate_release(&command).map_err(|v| status::invalid_field(&v))?;
         match self.propose(Command::ReleaseLease(command)).await? {
@@ -109,7 +106,7 @@ fn millis(d: Duration) -> u64 {
 /// `(token, renewals)`) re-arms a lease's timer at `now + ttl`, so a timer may fire late by a
 /// scan period, never early (to the millisecond); a new leader extends every lease by an
 /// election timeout. The timers' clock is the whole milliseconds since this task started
-/// (monotonic); the commands carry the wall clock, as every command does.
+/// (monotonic); the leader stamps the expiry commands with its clock, as every command.
 pub(crate) async fn expire_leases(service: PaymentsService) {
     let node = service.node().clone();
     let period = node.config().heartbeat_interval;
@@ -143,7 +140,7 @@ pub(crate) async fn expire_leases(service: PaymentsService) {
         for due in timers.scan(status.raft.term, held, elapsed_ms(), caught_up) {
             // The leader's own expiries are not client requests: a refusal must not count in
             // the clients' `no_quorum_refusals`.
-            match service.propose_uncounted(due.command(now_ms())).await {
+            match service.propose_uncounted(due.command()).await {
                 Ok(outcome) => {
                     tracing::info!(lease = %due.name, token = due.token, ?outcome, "lease expiry proposed")
                 }

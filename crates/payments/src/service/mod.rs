@@ -8,7 +8,7 @@ mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use quorate_log_store::LogStore;
 use quorate_node::{NodeError, NodeHandle};
@@ -48,6 +48,10 @@ pub struct Counters {
     pub key_reuse_rejections: u64,
     /// Entries rejected at apply because their fencing token did not increase.
     pub fencing_rejections: u64,
+    /// Stamps whose leader wall clock lay outside what the replicated clock allows.
+    pub leader_clock_corrections: u64,
+    /// The replicated clock (milliseconds since the Unix epoch).
+    pub machine_clock_unix_ms: u64,
 }
 
 struct Inner {
@@ -62,15 +66,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct PaymentsService {
     inner: Arc<Inner>,
-}
-
-/// Milliseconds since the epoch on this node's clock: carried in commands, so that replicas
-/// agree on time without reading their own clocks.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl PaymentsService {
@@ -124,6 +119,8 @@ impl PaymentsService {
             invalid_transitions: meta.invalid_transitions,
             key_reuse_rejections: meta.key_reuse_rejections,
             fencing_rejections: meta.fencing_rejections,
+            leader_clock_corrections: meta.leader_clock_corrections,
+            machine_clock_unix_ms: meta.clock_ms,
         }
     }
 

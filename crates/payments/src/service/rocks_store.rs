@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 use quorate_log_store::{LogStore, StateBatch};
-use quorate_node::StateMachine;
+use quorate_node::{ProposalTime, StateMachine};
 use quorate_raft_core::{Entry, Index};
 
 use crate::machine::{
@@ -375,6 +375,14 @@ impl RocksMachine {
 impl StateMachine for RocksMachine {
     fn applied_index(&self) -> Index {
         self.applied_index
+    }
+
+    fn stamp(&self, command: Bytes, time: ProposalTime) -> Result<Bytes, String> {
+        let clock = machine::LeaderClock {
+            wall_ms: time.wall_ms,
+            term_ms: time.term_ms,
+        };
+        machine::stamp(&command, clock).map_err(|e| e.to_string())
     }
 
     fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String> {
