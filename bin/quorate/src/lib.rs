@@ -100,6 +100,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     let peer_service = RaftService::new(
         cluster_id,
         config.id,
+        config.initial_cluster.keys().copied(),
         admin.peer_handler(),
         node.stats.clone(),
     );

@@ -1,5 +1,6 @@
 //! The receiving side: the `quorate.raft.v1.Raft` service.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -47,16 +48,29 @@ pub trait PeerHandler: Clone + Send + Sync + 'static {
 pub struct RaftService<H> {
     cluster_id: u64,
     node_id: NodeId,
+    /// The other members: the only senders accepted. Every RPC names its sender, and `Forward`
+    /// (propose any command, lease expiries included) and `Transfer` act on it, so a sender
+    /// outside the membership is refused. (The sender is self-declared: mutual TLS, which
+    /// proves it, is a separate step.)
+    peers: BTreeSet<NodeId>,
     handler: H,
     stats: Arc<StatsTable>,
 }
 
 impl<H: PeerHandler> RaftService<H> {
-    /// A service for `node_id` of `cluster_id`, handing requests to `handler`.
-    pub fn new(cluster_id: u64, node_id: NodeId, handler: H, stats: Arc<StatsTable>) -> Self {
+    /// A service for `node_id` of `cluster_id`, accepting requests from `members` (this node
+    /// excepted) and handing them to `handler`.
+    pub fn new(
+        cluster_id: u64,
+        node_id: NodeId,
+        members: impl IntoIterator<Item = NodeId>,
+        handler: H,
+        stats: Arc<StatsTable>,
+    ) -> Self {
         RaftService {
             cluster_id,
             node_id,
+            peers: members.into_iter().filter(|&id| id != node_id).collect(),
             handler,
             stats,
         }
@@ -83,6 +97,13 @@ impl<H: PeerHandler> RaftService<H> {
             return Err(Status::failed_precondition(format!(
                 "message for node {} reached node {}: check the peer addresses",
                 h.to, self.node_id
+            )));
+        }
+        if !self.peers.contains(&h.from) {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a member of cluster {:x} (members besides node {}: {:?}): \
+                 requests are accepted only from members",
+                h.from, self.cluster_id, self.node_id, self.peers
             )));
         }
         self.stats.received(h.from, h.term);

@@ -59,6 +59,7 @@ async fn start_peer(id: u64, delay: Duration, cluster_id: u64) -> String {
     let service = RaftService::new(
         cluster_id,
         id,
+        [1, 2, 3, 4],
         Echo { id, delay },
         Arc::new(StatsTable::default()),
     );
@@ -162,4 +163,35 @@ async fn forward_reaches_the_leader_and_returns_its_output() {
         (reply.index, reply.term, reply.output.as_ref()),
         (7, 1, &b"command"[..])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
+    // Node 9 claims to be a peer of the same cluster, but the cluster's members are 1 to 4.
+    let leader = start_peer(2, Duration::ZERO, 42).await;
+    let (inbox, _replies) = mpsc::channel(16);
+    let transport = Transport::start(
+        TransportConfig::new(42, 9, BTreeMap::from([(2, leader)])),
+        inbox,
+        Arc::new(StatsTable::default()),
+    )
+    .unwrap();
+    let forwarded = transport
+        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        forwarded.code(),
+        tonic::Code::PermissionDenied,
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.message().contains("node 9 is not a member"),
+        "{forwarded}"
+    );
+    let transferred = transport
+        .transfer(2, 0, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(transferred.code(), tonic::Code::PermissionDenied);
 }
