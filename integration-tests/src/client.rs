@@ -129,6 +129,8 @@ pub async fn all_events(cluster: &Cluster, id: u64) -> Vec<pb::PaymentEvent> {
             .list(pb::ListRequest {
                 after_index: after,
                 limit: 1000,
+                // This node's own events, whether or not it reaches a quorum.
+                consistency: pb::Consistency::Stale as i32,
             })
             .await
             .expect("List answers")

@@ -446,6 +446,7 @@ async fn watch_list_and_lease_fences_through_the_contract() {
         .clone()
         .watch(pb::WatchRequest {
             after_index: first.index,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -470,6 +471,7 @@ async fn watch_list_and_lease_fences_through_the_contract() {
         .list(pb::ListRequest {
             after_index: 0,
             limit: 3,
+            ..Default::default()
         })
         .await
         .unwrap()

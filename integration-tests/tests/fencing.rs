@@ -252,8 +252,9 @@ async fn retries_across_a_leader_kill_have_exactly_one_effect() {
     );
 }
 
-/// With two of three nodes frozen, the third refuses writes and linearizable reads with
-/// NO_QUORUM within an election timeout, and still serves stale reads, labelled as such.
+/// With two of three nodes frozen, the third refuses writes and linearizable reads (Get, List,
+/// Watch) with NO_QUORUM within an election timeout, and still serves stale reads, labelled
+/// as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_left_alone_refuses_writes_and_serves_stale_reads() {
     let _serial = SERIAL.lock().await;
@@ -314,6 +315,49 @@ async fn a_node_left_alone_refuses_writes_and_serves_stale_reads() {
     assert!(stale.stale);
     assert!(stale.applied_index >= index);
     assert_eq!(stale.payment.unwrap().events.len(), 1);
+    // List and Watch choose the same way: linearizable by default (refused here), stale on
+    // request, and a stale answer says so.
+    let list = |consistency: pb::Consistency| pb::ListRequest {
+        after_index: 0,
+        limit: 10,
+        consistency: consistency as i32,
+    };
+    let refused = client
+        .list(list(pb::Consistency::Unspecified))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused).as_deref(), Some("NO_QUORUM"), "{refused}");
+    let page = client
+        .list(list(pb::Consistency::Stale))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.stale);
+    assert!(page.applied_index >= index);
+    assert_eq!(page.events.len(), 1);
+    let watch = client
+        .watch(pb::WatchRequest {
+            after_index: 0,
+            consistency: pb::Consistency::Linearizable as i32,
+        })
+        .await
+        .expect_err("a linearizable watch is refused without a quorum");
+    assert_eq!(reason(&watch).as_deref(), Some("NO_QUORUM"), "{watch}");
+    let mut stream = client
+        .watch(pb::WatchRequest {
+            after_index: 0,
+            consistency: pb::Consistency::Stale as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stale watch streams at once")
+        .unwrap()
+        .expect("an event");
+    assert_eq!(first.payment_id, "before");
+    drop(stream);
     cluster.sigcont(1).unwrap();
     cluster.sigcont(2).unwrap();
     cluster

@@ -209,6 +209,8 @@ async fn isolated_leader_stops_accepting_writes_and_the_majority_elects_another(
         .list(quorate_proto::payments::ListRequest {
             after_index: 0,
             limit: 1000,
+            // What the old leader itself holds.
+            consistency: quorate_proto::payments::Consistency::Stale as i32,
         })
         .await
         .unwrap()

@@ -59,13 +59,30 @@ pub enum PaymentCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// List this node's events without confirming leadership (works without a quorum;
+        /// may be behind).
+        #[arg(long)]
+        stale: bool,
     },
     /// Print events as they are applied (after --after), until interrupted.
     Watch {
         /// Start after this index.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Start from this node's state without confirming leadership (works without a
+        /// quorum; may start behind).
+        #[arg(long)]
+        stale: bool,
     },
+}
+
+/// The read consistency for `--stale`.
+fn consistency(stale: bool) -> i32 {
+    if stale {
+        pb::Consistency::Stale as i32
+    } else {
+        pb::Consistency::Linearizable as i32
+    }
 }
 
 /// Event kinds.
@@ -133,14 +150,9 @@ pub async fn run(ctx: &Context, command: PaymentCommand) -> Result<ExitCode> {
             submit(ctx, request).await
         }
         PaymentCommand::Get { payment_id, stale } => {
-            let consistency = if stale {
-                pb::Consistency::Stale
-            } else {
-                pb::Consistency::Linearizable
-            };
             let request = pb::GetRequest {
                 payment_id,
-                consistency: consistency as i32,
+                consistency: consistency(stale),
             };
             let mut last_error = None;
             for endpoint in &ctx.endpoints {
@@ -191,13 +203,18 @@ pub async fn run(ctx: &Context, command: PaymentCommand) -> Result<ExitCode> {
                 last_error.unwrap_or_default()
             ))
         }
-        PaymentCommand::List { after, limit } => {
+        PaymentCommand::List {
+            after,
+            limit,
+            stale,
+        } => {
             let endpoint = first_reachable(ctx).await?;
             let mut client = ctx.payments(&endpoint).await?;
             let reply = client
                 .list(pb::ListRequest {
                     after_index: after,
                     limit,
+                    consistency: consistency(stale),
                 })
                 .await
                 .map_err(|s| anyhow!("{endpoint}: {}", describe(&s)))?
@@ -216,14 +233,17 @@ pub async fn run(ctx: &Context, command: PaymentCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        PaymentCommand::Watch { after } => {
+        PaymentCommand::Watch { after, stale } => {
             let endpoint = first_reachable(ctx).await?;
             let channel = ctx.channel(&endpoint).await?;
             // A watch outlives any request deadline.
             let mut client =
                 quorate_proto::payments::payment_events_client::PaymentEventsClient::new(channel);
             let mut stream = client
-                .watch(pb::WatchRequest { after_index: after })
+                .watch(pb::WatchRequest {
+                    after_index: after,
+                    consistency: consistency(stale),
+                })
                 .await
                 .map_err(|s| anyhow!("{endpoint}: {}", describe(&s)))?
                 .into_inner();

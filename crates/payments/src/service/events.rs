@@ -4,7 +4,6 @@ use std::pin::Pin;
 
 use quorate_proto::payments as pb;
 use quorate_proto::payments::payment_events_server::PaymentEvents;
-use quorate_raft_core::ReadMode;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -63,22 +62,7 @@ impl PaymentEvents for PaymentsService {
         let request = request.into_inner();
         tracing::Span::current().record("payment_id", request.payment_id.as_str());
         check_id("payment_id", &request.payment_id)?;
-        let stale = match pb::Consistency::try_from(request.consistency) {
-            Ok(pb::Consistency::Stale) => true,
-            Ok(pb::Consistency::Unspecified | pb::Consistency::Linearizable) => false,
-            Err(_) => return Err(status::invalid("consistency", "unknown consistency level")),
-        };
-        if !stale {
-            let mode = if self.node().config().lease_reads {
-                ReadMode::Lease
-            } else {
-                ReadMode::Quorum
-            };
-            self.node()
-                .read_index(mode)
-                .await
-                .map_err(|e| self.refuse(&e))?;
-        }
+        let stale = self.confirm_read(request.consistency).await?;
         let state = self.state();
         let applied_index = machine::machine_status(&state)
             .map_err(|e| status::internal(e.to_string()))?
@@ -104,11 +88,18 @@ impl PaymentEvents for PaymentsService {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let request = request.into_inner();
-        let page = machine::list_events(&self.state(), request.after_index, request.limit)
+        let stale = self.confirm_read(request.consistency).await?;
+        let state = self.state();
+        let applied_index = machine::machine_status(&state)
+            .map_err(|e| status::internal(e.to_string()))?
+            .applied_index;
+        let page = machine::list_events(&state, request.after_index, request.limit)
             .map_err(|e| status::internal(e.to_string()))?;
         Ok(Response::new(pb::ListResponse {
             events: page.events.into_iter().map(event_to_proto).collect(),
             next_after_index: page.next_after_index,
+            applied_index,
+            stale,
         }))
     }
 
@@ -119,7 +110,9 @@ impl PaymentEvents for PaymentsService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let mut after = request.into_inner().after_index;
+        let request = request.into_inner();
+        let mut after = request.after_index;
+        self.confirm_read(request.consistency).await?;
         let service = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {

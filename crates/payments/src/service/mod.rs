@@ -14,6 +14,7 @@ use quorate_log_store::LogStore;
 use quorate_node::{NodeError, NodeHandle};
 use quorate_proto::payments::leases_server::LeasesServer;
 use quorate_proto::payments::payment_events_server::PaymentEventsServer;
+use quorate_raft_core::ReadMode;
 use tokio::sync::watch;
 
 use crate::machine::{self, Applied, MetaRecord};
@@ -176,6 +177,31 @@ impl PaymentsService {
                 .fetch_add(1, Ordering::Relaxed);
         }
         status::node(e)
+    }
+
+    /// The one place reads choose their consistency (`Get`, `List`, `Watch`): a linearizable
+    /// read (the default) first confirms leadership (the lease when lease reads are on, else
+    /// a ReadIndex round) and waits until this node has applied the confirmed index; a stale
+    /// one reads this node's state at once. Returns whether the read is stale.
+    pub(crate) async fn confirm_read(&self, consistency: i32) -> Result<bool, tonic::Status> {
+        use quorate_proto::payments::Consistency;
+        let stale = match Consistency::try_from(consistency) {
+            Ok(Consistency::Stale) => true,
+            Ok(Consistency::Unspecified | Consistency::Linearizable) => false,
+            Err(_) => return Err(status::invalid("consistency", "unknown consistency level")),
+        };
+        if !stale {
+            let mode = if self.node().config().lease_reads {
+                ReadMode::Lease
+            } else {
+                ReadMode::Quorum
+            };
+            self.node()
+                .read_index(mode)
+                .await
+                .map_err(|e| self.refuse(&e))?;
+        }
+        Ok(stale)
     }
 
     pub(crate) fn node(&self) -> &NodeHandle {
