@@ -170,9 +170,15 @@ impl<SM: StateMachine> Driver<SM> {
     async fn turn(&mut self) -> Result<(), NodeError> {
         self.catch_up_ticks()?;
         for _ in 0..MAX_INPUTS_PER_TURN {
+            // Time is brought up to date after each input is taken and before it is decided:
+            // an input that arrived after a pause inside this loop (SIGSTOP, a descheduled
+            // thread) must not be judged with the tick from before it, or a leader could
+            // serve a lease read from a lease that ran out during the pause.
             if let Ok(input) = self.inputs.try_recv() {
+                self.catch_up_ticks()?;
                 self.handle_input(input)?;
             } else if let Ok(message) = self.replies.try_recv() {
+                self.catch_up_ticks()?;
                 self.step(message)?;
             } else {
                 break;
