@@ -380,10 +380,10 @@ pub async fn split_brain(ctx: &Context, _command: SplitBrainCommand) -> Result<E
         }
     }
     if !r.clock_skews.is_empty() {
-        println!("\nWall clocks off (as the leader measured them):");
+        println!("\nWall clocks off the cluster's median clock:");
         for c in &r.clock_skews {
             println!(
-                "  node {}: {:+} ms from node {}'s clock",
+                "  node {}: {:+} ms (measured by node {})",
                 c.node_id, c.offset_ms, c.measured_by
             );
         }

@@ -40,6 +40,9 @@ pub type HashSource = Arc<dyn Fn(u64) -> Result<pb::HashEventsResponse, String> 
 /// How often the pinger probes each peer.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long a peer's measured clock offset is reported after its last successful probe.
+pub const CLOCK_OFFSET_MAX_AGE: Duration = Duration::from_secs(10);
+
 struct Inner {
     node: NodeHandle,
     store: LogStore,
@@ -48,8 +51,8 @@ struct Inner {
     hashes: HashSource,
     /// Each peer's last reported status and when it was received.
     seen: Mutex<BTreeMap<u64, (pb::StatusResponse, Instant)>>,
-    /// Each peer's wall clock minus ours, from the last probe that answered.
-    clock_offsets: Mutex<BTreeMap<u64, i64>>,
+    /// Each peer's wall clock minus ours, from the last probe that answered, and when.
+    clock_offsets: Mutex<BTreeMap<u64, (i64, Instant)>>,
 }
 
 /// The admin service of one node.
@@ -118,13 +121,17 @@ impl AdminService {
     }
 
     /// Each peer's wall clock minus this node's, in milliseconds, as the last probe that
-    /// answered measured it (corrected by half the round trip).
+    /// answered measured it (corrected by half the round trip); a measurement older than
+    /// [`CLOCK_OFFSET_MAX_AGE`] (the peer stopped answering) is not reported.
     pub fn clock_offsets(&self) -> BTreeMap<u64, i64> {
         self.inner
             .clock_offsets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < CLOCK_OFFSET_MAX_AGE)
+            .map(|(&id, &(offset, _))| (id, offset))
+            .collect()
     }
 
     /// The hash of the event log up to `index` (0: the applied index).
@@ -189,7 +196,7 @@ impl AdminService {
                             .clock_offsets
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(status.node_id, offset);
+                            .insert(status.node_id, (offset, Instant::now()));
                     }
                     admin.remember(status);
                 }

@@ -329,22 +329,8 @@ pub fn analyze(
         None => Vec::new(),
     };
 
-    // Wall clocks, as the majority leader measured them (its probes correct for the round
-    // trip; statuses gathered here are not simultaneous enough to compare).
-    let threshold = settings.clock_skew_threshold.as_millis() as i64;
-    let clock_skews: Vec<pb::ClockSkew> = match majority_leader {
-        Some(leader) => leader
-            .peers
-            .iter()
-            .filter_map(|p| {
-                let offset = p.clock_offset_ms?;
-                (offset.abs() > threshold).then_some(pb::ClockSkew {
-                    node_id: p.node_id,
-                    offset_ms: offset,
-                    measured_by: leader.node_id,
-                })
-            })
-            .collect(),
+    let clock_skews = match majority_leader {
+        Some(leader) => clock_skews(leader, settings.clock_skew_threshold),
         None => Vec::new(),
     };
 
@@ -410,6 +396,34 @@ pub fn analyze(
         duration_ms: 0,
         clock_skews,
     }
+}
+
+/// Members whose wall clock is further than `threshold` from the median of every member's
+/// clock, the leader's included, as `leader` measured them (its probes correct for the round
+/// trip; the statuses a report gathers are not simultaneous enough to compare). The median,
+/// not the leader's clock, is the reference: when the leader's own clock is the wrong one,
+/// it is the one named.
+fn clock_skews(leader: &pb::StatusResponse, threshold: Duration) -> Vec<pb::ClockSkew> {
+    let mut offsets: Vec<(u64, i64)> = vec![(leader.node_id, 0)];
+    offsets.extend(
+        leader
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.node_id, p.clock_offset_ms?))),
+    );
+    let mut sorted: Vec<i64> = offsets.iter().map(|&(_, o)| o).collect();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    let threshold = threshold.as_millis() as i64;
+    offsets
+        .into_iter()
+        .filter(|&(_, offset)| (offset - median).abs() > threshold)
+        .map(|(node_id, offset)| pb::ClockSkew {
+            node_id,
+            offset_ms: offset - median,
+            measured_by: leader.node_id,
+        })
+        .collect()
 }
 
 struct Recommendation<'a> {
@@ -570,13 +584,20 @@ fn recommend(r: Recommendation<'_>) -> String {
                 } else {
                     (-skew.offset_ms, "behind")
                 };
+                let leads = if skew.node_id == m.leader_id {
+                    "; it leads now: hand leadership to another node (quoratectl leader \
+                     transfer --to N) until its clock is right"
+                        .to_string()
+                } else {
+                    "; do not hand it leadership until its clock is right".to_string()
+                };
                 problems.push(format!(
-                    "node {}'s wall clock is {amount} ms {direction} the leader's (node {}): \
-                     fix its time synchronisation (NTP, chrony). No decision is taken from it: \
-                     only the leader stamps commands, and a leader's wall clock moves the \
-                     replicated clock by at most 5 s per term (leader_clock_corrections counts \
-                     each correction); while it leads, event timestamps drift by that much, so \
-                     do not hand it leadership until its clock is right",
+                    "node {}'s wall clock is {amount} ms {direction} the cluster's median clock \
+                     (measured by node {}): fix its time synchronisation (NTP, chrony). No \
+                     decision is taken from it: only the leader stamps commands, and a leader's \
+                     wall clock moves the replicated clock by at most 5 s per term \
+                     (leader_clock_corrections counts each correction), but while it leads, \
+                     event timestamps drift by that much{leads}",
                     skew.node_id, skew.measured_by
                 ));
             }
@@ -857,9 +878,38 @@ mod tests {
             }]
         );
         assert!(
+            report.recommended_action.contains(
+                "node 3's wall clock is 90000000 ms ahead of the cluster's median clock \
+                 (measured by node 1)"
+            ),
+            "{}",
+            report.recommended_action
+        );
+    }
+
+    #[test]
+    fn a_leader_whose_wall_clock_is_a_day_off_is_the_one_named() {
+        // Node 1 leads and runs a day fast: it sees both followers a day behind.
+        let mut leader = status(1, Leader, 3, 1, &[(2, true), (3, true)]);
+        leader.peers[0].clock_offset_ms = Some(-90_000_000);
+        leader.peers[1].clock_offset_ms = Some(-90_000_030);
+        let obs = [
+            answered(leader),
+            answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
+            answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
+        ];
+        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        let named: Vec<(u64, i64)> = report
+            .clock_skews
+            .iter()
+            .map(|c| (c.node_id, c.offset_ms))
+            .collect();
+        assert_eq!(named, vec![(1, 90_000_000)]);
+        assert!(
             report
                 .recommended_action
-                .contains("node 3's wall clock is 90000000 ms ahead of the leader's (node 1)"),
+                .contains("it leads now: hand leadership"),
             "{}",
             report.recommended_action
         );

@@ -13,8 +13,8 @@ use tonic::{Code, Request, Response, Status};
 use crate::report::{analyze, Hashes, Observation, Settings};
 use crate::AdminService;
 
-/// A member whose wall clock is further than this from the leader's is named in the report:
-/// ten times the default clock-drift bound, far beyond what NTP lets a LAN drift.
+/// A member whose wall clock is further than this from the cluster's median clock is named in
+/// the report: NTP keeps a LAN's clocks within milliseconds of each other.
 const CLOCK_SKEW_THRESHOLD: Duration = Duration::from_secs(1);
 
 /// How long a leadership change may take before the call gives up.

@@ -67,6 +67,7 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
         "vote-not-persisted" => Bug::Raft(VoteNotPersisted),
         "lease-read-without-check-quorum" => Bug::Raft(LeaseReadWithoutCheckQuorum),
         "follower-clock-trusted" => Bug::FollowerClockTrusted,
+        "leader-clock-unbounded" => Bug::LeaderClockUnbounded,
         other => return Err(format!("unknown bug {other:?}")),
     })
 }

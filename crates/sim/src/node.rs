@@ -164,8 +164,9 @@ pub struct SimNode {
     /// Bumped at every crash, so events of an earlier life are ignored.
     pub incarnation: u64,
     /// Injected bug `follower-clock-trusted`: the node that receives a write stamps it with
-    /// its own wall clock, and a leader keeps the stamp a forwarded write carries (the
-    /// server's behaviour before the leader alone stamped commands).
+    /// its own clocks, and a leader keeps the stamp a forwarded write carries (with apply's
+    /// bound switched off too, the server's behaviour before the leader alone stamped
+    /// commands).
     pub follower_clock_trusted: bool,
     in_progress: Option<InProgress>,
     inbox: Vec<Input>,
@@ -597,7 +598,7 @@ impl SimNode {
         let bytes = if self.follower_clock_trusted {
             let own = LeaderClock {
                 wall_ms: self.wall_clock_ms,
-                term_ms: self.wall_clock_ms,
+                term_ms: self.expiry.now_ticks() * MS_PER_TICK,
             };
             machine::stamp(&command.encode(), own).expect("a valid command")
         } else {

@@ -20,6 +20,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 
+use quorate_payments::machine::{self, MAX_WALL_CLOCK_LEAD_MS};
 use quorate_raft_core::rng::SplitMix64;
 use quorate_raft_core::{ConfState, Config, Message, NodeId, Role, Status};
 
@@ -111,9 +112,12 @@ enum FaultKind {
 pub enum Bug {
     /// A protocol bug in raft-core.
     Raft(quorate_raft_core::InjectedBug),
-    /// The node that receives a write decides its time, and the leader keeps it (see
-    /// `SimNode::follower_clock_trusted`).
+    /// The node that receives a write stamps it with its own clocks, the leader keeps that
+    /// stamp (see `SimNode::follower_clock_trusted`), and apply trusts the stamp's wall clock
+    /// without a bound: the server before the leader alone stamped commands.
     FollowerClockTrusted,
+    /// Apply trusts the leader's wall clock without a bound (only the bound is missing).
+    LeaderClockUnbounded,
 }
 
 /// What to run.
@@ -244,6 +248,8 @@ struct World {
     /// Per node, how far its wall clock is ahead of true time (milliseconds; negative:
     /// behind).
     wall_clock_offset_ms: Vec<i64>,
+    /// How far the first stamp applied anywhere put the machine clock from true time.
+    clock_origin_offset_ms: Option<i64>,
     network: Network,
     invariants: Invariants,
     trace: TraceHash,
@@ -313,6 +319,11 @@ fn raft_config(id: NodeId, seed: u64, rng: &mut SplitMix64) -> Config {
 
 impl World {
     fn new(config: SimConfig) -> Self {
+        #[cfg(feature = "bug-injection")]
+        quorate_payments::machine::inject_unbounded_wall_clock(matches!(
+            config.bug,
+            Some(Bug::FollowerClockTrusted | Bug::LeaderClockUnbounded)
+        ));
         let mut rng = SplitMix64::new(config.seed ^ 0x5eed_0fc1_a57e_2500);
         let ids: Vec<NodeId> = (1..=config.nodes as u64).collect();
         let conf = ConfState::with_voters(ids.iter().copied());
@@ -388,6 +399,7 @@ impl World {
             clients,
             client_wake: vec![None; client_count],
             wall_clock_offset_ms,
+            clock_origin_offset_ms: None,
             network: Network::new(),
             invariants: Invariants::default(),
             trace: TraceHash::default(),
@@ -649,6 +661,9 @@ impl World {
                 now,
             );
         }
+        if !fx.applied.is_empty() {
+            self.check_clock_bounded(node);
+        }
         let committed_before = self.invariants.committed_index();
         if let Some(raw) = self.nodes[node].raw.as_ref() {
             let status = raw.status();
@@ -719,6 +734,40 @@ impl World {
             let incarnation = self.nodes[node].incarnation;
             let at = self.now + self.rng.range(0, 3 * TICK);
             self.schedule(at, Event::Crash { node, incarnation });
+        }
+    }
+
+    /// `clock-bounded`: a node's machine clock is never further ahead of true time than the
+    /// first stamp put it (the first leader's wall clock sets the origin, whatever it reads)
+    /// plus `MAX_WALL_CLOCK_LEAD_MS` for every term whose leader stamped commands (each term's
+    /// leader may move it that far beyond its monotonic clock), plus a second of slack for
+    /// replication delays and the honest clocks' few hundred milliseconds.
+    fn check_clock_bounded(&mut self, node: usize) {
+        let meta = machine::machine_status(&self.nodes[node].machine)
+            .expect("a MemStore never fails a read");
+        if meta.clock_ms == 0 {
+            return;
+        }
+        let true_ms = (EPOCH_MS + microticks_to_ms(self.now)) as i64;
+        let origin = *self
+            .clock_origin_offset_ms
+            .get_or_insert(meta.clock_ms as i64 - true_ms);
+        let bound =
+            true_ms + origin + (MAX_WALL_CLOCK_LEAD_MS * meta.clock_term.max(1)) as i64 + 1_000;
+        if meta.clock_ms as i64 > bound {
+            let id = self.nodes[node].id;
+            self.invariants.report(
+                "clock-bounded",
+                self.now,
+                format!(
+                    "node {id}'s machine clock is {} ms ahead of true time, beyond the first \
+                     stamp's {origin} ms and {} ms for each of {} terms: some node's wall clock \
+                     moved it",
+                    meta.clock_ms as i64 - true_ms,
+                    MAX_WALL_CLOCK_LEAD_MS,
+                    meta.clock_term
+                ),
+            );
         }
     }
 

@@ -28,11 +28,29 @@ use super::records::MetaRecord;
 /// push the clock ahead each time it is elected.
 pub const MAX_WALL_CLOCK_LEAD_MS: u64 = 5_000;
 
+#[cfg(feature = "bug-injection")]
+thread_local! {
+    static UNBOUNDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Injected bug (simulator only): apply trusts the stamp's wall clock without any bound, as
+/// the machine did before this module (`clock = max(clock, wall)`). Set per thread, for the
+/// run on it.
+#[cfg(feature = "bug-injection")]
+pub fn inject_unbounded_wall_clock(on: bool) {
+    UNBOUNDED.with(|u| u.set(on));
+}
+
 /// Advances `meta`'s clock for a command of leader term `term` carrying `stamp`.
 pub(crate) fn advance(meta: &mut MetaRecord, term: u64, stamp: Option<LeaderClock>) {
     let Some(stamp) = stamp else {
         return;
     };
+    #[cfg(feature = "bug-injection")]
+    if UNBOUNDED.with(std::cell::Cell::get) {
+        meta.clock_ms = meta.clock_ms.max(stamp.wall_ms);
+        return;
+    }
     if meta.clock_ms == 0 {
         meta.clock_ms = stamp.wall_ms;
         anchor(meta, term, stamp);

@@ -213,34 +213,37 @@ pub struct LeaderClock {
 /// calls this on every command it proposes, its own and forwarded ones alike, so no other
 /// node's clock can reach the log. Refuses bytes that are not a command.
 pub fn stamp(command: &[u8], clock: LeaderClock) -> Result<Bytes, DecodeError> {
-    let mut envelope = decode_envelope(command)?;
-    envelope.leader_clock = Some(clock);
+    let (variant, _) = decode_envelope(command)?;
+    let envelope = CommandEnvelope {
+        command: Some(variant),
+        leader_clock: Some(clock),
+    };
     Ok(Bytes::from(prost::Message::encode_to_vec(&envelope)))
 }
 
 /// Parses a log entry's command and the leader's stamp (`None`: the command was never
 /// stamped, and moves no clock). Never panics, whatever the bytes.
 pub fn decode_stamped(bytes: &[u8]) -> Result<(Command, Option<LeaderClock>), DecodeError> {
-    let envelope = decode_envelope(bytes)?;
-    let command = match envelope.command {
-        Some(CommandVariant::Submit(c)) => Command::Submit(c),
-        Some(CommandVariant::AcquireLease(c)) => Command::AcquireLease(c),
-        Some(CommandVariant::KeepAliveLease(c)) => Command::KeepAliveLease(c),
-        Some(CommandVariant::ReleaseLease(c)) => Command::ReleaseLease(c),
-        Some(CommandVariant::ExpireLease(c)) => Command::ExpireLease(c),
-        None => unreachable!("decode_envelope refuses an envelope without a command"),
+    let (variant, clock) = decode_envelope(bytes)?;
+    let command = match variant {
+        CommandVariant::Submit(c) => Command::Submit(c),
+        CommandVariant::AcquireLease(c) => Command::AcquireLease(c),
+        CommandVariant::KeepAliveLease(c) => Command::KeepAliveLease(c),
+        CommandVariant::ReleaseLease(c) => Command::ReleaseLease(c),
+        CommandVariant::ExpireLease(c) => Command::ExpireLease(c),
     };
-    Ok((command, envelope.leader_clock))
+    Ok((command, clock))
 }
 
-fn decode_envelope(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
+/// The envelope's command (refused when it carries none this version knows) and stamp.
+fn decode_envelope(bytes: &[u8]) -> Result<(CommandVariant, Option<LeaderClock>), DecodeError> {
     const WHAT: &str = "command";
     let envelope = <CommandEnvelope as prost::Message>::decode(bytes)
         .map_err(|source| DecodeError::Protobuf { what: WHAT, source })?;
-    if envelope.command.is_none() {
-        return Err(DecodeError::UnknownVariant { what: WHAT });
-    }
-    Ok(envelope)
+    let variant = envelope
+        .command
+        .ok_or(DecodeError::UnknownVariant { what: WHAT })?;
+    Ok((variant, envelope.leader_clock))
 }
 
 /// The wire form of [`Command`], used for decoding and stamping.

@@ -49,6 +49,8 @@ mod determinism_tests;
 mod testing;
 
 pub use apply::{apply, apply_entry, apply_noop};
+#[cfg(feature = "bug-injection")]
+pub use clock::inject_unbounded_wall_clock;
 pub use clock::MAX_WALL_CLOCK_LEAD_MS;
 pub use codec::DecodeError;
 pub use commands::{
