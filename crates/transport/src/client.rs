@@ -249,9 +249,14 @@ impl PeerTask {
             tokio::select! {
                 message = self.queue.recv(), if waiting_appends.len() < self.config.queue_capacity => {
                     let Some(message) = message else { break };
-                    if self.is_down() {
+                    let is_append = matches!(message.payload, Payload::AppendRequest(_));
+                    // Back-off holds back only appends (bulky, and Raft retransmits them).
+                    // Heartbeats, votes, TimeoutNow and ReadIndex always go: they are small,
+                    // fail fast on a dead connection, and dropping them would cost the leader
+                    // its quorum (check-quorum) or an election its votes.
+                    if is_append && self.is_down() {
                         self.stats.dropped(self.peer);
-                    } else if matches!(message.payload, Payload::AppendRequest(_)) {
+                    } else if is_append {
                         waiting_appends.push_back(message);
                     } else if let Some(rpc) = self.start(message) {
                         in_flight.push(rpc);
@@ -374,10 +379,12 @@ impl PeerTask {
                     format!("{:?}: {}", status.code(), status.message()),
                 );
                 // Refusals by a live peer (wrong cluster, bad request) are not a reason to
-                // back off; an unreachable or timing-out peer is.
+                // back off, and neither is a deadline: a peer whose fsync outlasts the RPC
+                // deadline is alive and answers its heartbeats; backing off would starve it
+                // of appends it is about to accept. An unreachable peer is.
                 if matches!(
                     status.code(),
-                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+                    tonic::Code::Unavailable | tonic::Code::Unknown
                 ) {
                     self.down_until = Some(Instant::now() + self.backoff);
                     self.backoff = (self.backoff * 2).min(self.config.backoff_max);

@@ -10,15 +10,21 @@ use quorate_transport::{serve, PeerHandler, RaftService, StatsTable, Transport, 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-/// Answers heartbeats after `delay`, like a node would.
+/// Answers heartbeats after `delay`, like a node would; holds appends for `append_delay`
+/// (a slow fsync) and then gives no answer.
 #[derive(Clone)]
 struct Echo {
     id: u64,
     delay: Duration,
+    append_delay: Duration,
 }
 
 impl PeerHandler for Echo {
     async fn deliver(&self, m: Message) -> Result<Option<Message>, tonic::Status> {
+        if matches!(m.payload, Payload::AppendRequest(_)) {
+            tokio::time::sleep(self.append_delay).await;
+            return Ok(None);
+        }
         tokio::time::sleep(self.delay).await;
         let Payload::HeartbeatRequest(r) = m.payload else {
             return Ok(None);
@@ -54,13 +60,26 @@ impl PeerHandler for Echo {
 }
 
 async fn start_peer(id: u64, delay: Duration, cluster_id: u64) -> String {
+    start_peer_with_appends(id, delay, Duration::ZERO, cluster_id).await
+}
+
+async fn start_peer_with_appends(
+    id: u64,
+    delay: Duration,
+    append_delay: Duration,
+    cluster_id: u64,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let service = RaftService::new(
         cluster_id,
         id,
         [1, 2, 3, 4],
-        Echo { id, delay },
+        Echo {
+            id,
+            delay,
+            append_delay,
+        },
         Arc::new(StatsTable::default()),
     );
     tokio::spawn(serve(listener, service, 1 << 20, std::future::pending()));
@@ -194,4 +213,51 @@ async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(transferred.code(), tonic::Code::PermissionDenied);
+}
+
+/// Issue 9: a follower whose fsync outlasts the RPC deadline made its appends time out, the
+/// transport backed the peer off, and the back-off dropped heartbeats too, so the leader lost
+/// its quorum (check-quorum) although the follower answered every heartbeat at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_reach_a_peer_whose_appends_time_out() {
+    let slow_disk = start_peer_with_appends(2, Duration::ZERO, Duration::from_secs(5), 42).await;
+    let (inbox, mut replies) = mpsc::channel(4096);
+    let config = TransportConfig {
+        rpc_timeout: Duration::from_millis(100),
+        ..TransportConfig::new(42, 1, BTreeMap::from([(2, slow_disk)]))
+    };
+    let transport = Transport::start(config, inbox, Arc::new(StatsTable::default())).unwrap();
+    let rounds = 60;
+    for round in 1..=rounds {
+        transport.send(append(2, round));
+        transport.send(heartbeat(2, round));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut answered = 0;
+    while let Ok(reply) = replies.try_recv() {
+        if matches!(reply.payload, Payload::HeartbeatResponse(_)) {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, rounds,
+        "heartbeats answered: {answered} of {rounds} (appends timing out must not hold them back)"
+    );
+}
+
+fn append(to: u64, n: u64) -> Message {
+    Message {
+        from: 1,
+        to,
+        term: 3,
+        payload: Payload::AppendRequest(quorate_raft_core::AppendRequest {
+            prev_log_index: n,
+            prev_log_term: 3,
+            entries: Vec::new(),
+            leader_commit: 0,
+            round: n,
+            request_id: 0,
+        }),
+    }
 }
