@@ -101,6 +101,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         cluster_id,
         config.id,
         config.initial_cluster.keys().copied(),
+        handle.config().timing(),
         admin.peer_handler(),
         node.stats.clone(),
     );

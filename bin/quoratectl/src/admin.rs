@@ -84,6 +84,11 @@ pub async fn members(ctx: &Context, _command: MembersCommand) -> Result<ExitCode
         for m in &reply.members {
             let view = match &m.view {
                 None => "this node".to_string(),
+                // Reachable but refusing (another cluster's settings, not a member): say why.
+                Some(v) if v.reachable && v.consecutive_failures > 0 => format!(
+                    "reachable, rtt {} us, but its last {} request(s) failed: {}",
+                    v.rtt_us, v.consecutive_failures, v.last_error
+                ),
                 Some(v) if v.reachable => format!("reachable, rtt {} us", v.rtt_us),
                 Some(v) => format!("UNREACHABLE ({})", v.last_error),
             };

@@ -54,6 +54,16 @@ impl NodeConfig {
         d.as_micros().div_ceil(tick).min(u128::from(u32::MAX)) as u32
     }
 
+    /// The settings the leader lease depends on, as peers exchange them: every member must
+    /// run with the same (the peer port refuses a request carrying others).
+    pub fn timing(&self) -> quorate_proto::raft::Timing {
+        quorate_proto::raft::Timing {
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            election_timeout_ms: self.election_timeout.as_millis() as u64,
+            max_clock_drift_ms: self.max_clock_drift.as_millis() as u64,
+        }
+    }
+
     /// The core's configuration.
     pub fn raft_config(&self) -> Config {
         let election_min = self.ticks(self.election_timeout);

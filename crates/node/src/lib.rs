@@ -71,7 +71,10 @@ pub fn start<SM: StateMachine>(
         .map(|(&id, address)| (id, address.clone()))
         .collect();
     let transport = Transport::start(
-        TransportConfig::new(config.cluster_id, config.id, peers),
+        TransportConfig {
+            timing: config.timing(),
+            ..TransportConfig::new(config.cluster_id, config.id, peers)
+        },
         reply_tx,
         stats.clone(),
     )

@@ -44,6 +44,19 @@ pub enum PeerRequest {
     ReadIndex(pb::ReadIndexRequest),
 }
 
+impl PeerRequest {
+    /// The request's header (every request has one once built by [`request_to_proto`]).
+    pub fn header_mut(&mut self) -> &mut Option<pb::Header> {
+        match self {
+            PeerRequest::Vote(r) => &mut r.header,
+            PeerRequest::Append(r) => &mut r.header,
+            PeerRequest::Heartbeat(r) => &mut r.header,
+            PeerRequest::TimeoutNow(r) => &mut r.header,
+            PeerRequest::ReadIndex(r) => &mut r.header,
+        }
+    }
+}
+
 /// A core response, ready to be returned as an RPC reply.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PeerResponse {
@@ -63,6 +76,7 @@ fn header(cluster_id: u64, m: &Message) -> Option<pb::Header> {
         from: m.from,
         to: m.to,
         term: m.term,
+        timing: None,
     })
 }
 

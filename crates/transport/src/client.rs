@@ -107,6 +107,7 @@ impl Transport {
             from: self.config.node_id,
             to,
             term,
+            timing: Some(self.config.timing),
         })
     }
 
@@ -301,7 +302,7 @@ impl PeerTask {
     }
 
     fn start(&self, message: Message) -> Option<RpcFuture> {
-        let Some(request) = convert::request_to_proto(self.config.cluster_id, &message) else {
+        let Some(mut request) = convert::request_to_proto(self.config.cluster_id, &message) else {
             tracing::warn!(
                 peer = self.peer,
                 kind = message.payload.kind(),
@@ -309,6 +310,9 @@ impl PeerTask {
             );
             return None;
         };
+        if let Some(header) = request.header_mut() {
+            header.timing = Some(self.config.timing);
+        }
         let is_append = matches!(request, PeerRequest::Append(_));
         let mut client = self.client.clone();
         let deadline = self.config.rpc_timeout;

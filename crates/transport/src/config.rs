@@ -28,6 +28,9 @@ pub struct TransportConfig {
     pub backoff_min: Duration,
     /// Longest back-off.
     pub backoff_max: Duration,
+    /// This node's timing settings, sent with every request; peers refuse requests whose
+    /// settings differ from theirs.
+    pub timing: quorate_proto::raft::Timing,
 }
 
 impl TransportConfig {
@@ -44,6 +47,7 @@ impl TransportConfig {
             max_message_bytes: 16 << 20,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_millis(1_000),
+            timing: quorate_proto::raft::Timing::default(),
         }
     }
 }

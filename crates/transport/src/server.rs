@@ -53,6 +53,8 @@ pub struct RaftService<H> {
     /// outside the membership is refused. (The sender is self-declared: mutual TLS, which
     /// proves it, is a separate step.)
     peers: BTreeSet<NodeId>,
+    /// This node's timing settings; a request carrying other settings is refused.
+    timing: pb::Timing,
     handler: H,
     stats: Arc<StatsTable>,
 }
@@ -64,6 +66,7 @@ impl<H: PeerHandler> RaftService<H> {
         cluster_id: u64,
         node_id: NodeId,
         members: impl IntoIterator<Item = NodeId>,
+        timing: pb::Timing,
         handler: H,
         stats: Arc<StatsTable>,
     ) -> Self {
@@ -71,6 +74,7 @@ impl<H: PeerHandler> RaftService<H> {
             cluster_id,
             node_id,
             peers: members.into_iter().filter(|&id| id != node_id).collect(),
+            timing,
             handler,
             stats,
         }
@@ -106,6 +110,20 @@ impl<H: PeerHandler> RaftService<H> {
                 h.from, self.cluster_id, self.node_id, self.peers
             )));
         }
+        if h.timing != Some(self.timing) {
+            let theirs = h
+                .timing
+                .map_or("no timing settings".to_string(), describe_timing);
+            return Err(Status::failed_precondition(format!(
+                "node {} runs with {theirs}, node {} with {}: every member must run with the \
+                 same timing settings, because the leader lease relies on each follower waiting \
+                 as long as the leader's lease lasts. Change them on every node together (stop \
+                 all nodes, then start them all with the new settings)",
+                h.from,
+                self.node_id,
+                describe_timing(self.timing)
+            )));
+        }
         self.stats.received(h.from, h.term);
         Ok(())
     }
@@ -126,6 +144,13 @@ impl<H: PeerHandler> RaftService<H> {
             .await?
             .ok_or_else(|| Status::unavailable("the node produced no answer"))
     }
+}
+
+fn describe_timing(t: pb::Timing) -> String {
+    format!(
+        "--heartbeat-interval {}ms --election-timeout {}ms --max-clock-drift {}ms",
+        t.heartbeat_interval_ms, t.election_timeout_ms, t.max_clock_drift_ms
+    )
 }
 
 fn mismatch() -> Status {

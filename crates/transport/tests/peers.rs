@@ -5,10 +5,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use quorate_proto::raft::Timing;
 use quorate_raft_core::{HeartbeatRequest, HeartbeatResponse, Index, Message, Payload, Term};
 use quorate_transport::{serve, PeerHandler, RaftService, StatsTable, Transport, TransportConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+/// The timing settings every peer of these tests runs with.
+const TIMING: Timing = Timing {
+    heartbeat_interval_ms: 100,
+    election_timeout_ms: 1_000,
+    max_clock_drift_ms: 100,
+};
+
+/// A transport from node `id` with the peers' timing settings.
+fn config(cluster_id: u64, id: u64, peers: BTreeMap<u64, String>) -> TransportConfig {
+    TransportConfig {
+        timing: TIMING,
+        ..TransportConfig::new(cluster_id, id, peers)
+    }
+}
 
 /// Answers heartbeats after `delay`, like a node would; holds appends for `append_delay`
 /// (a slow fsync) and then gives no answer.
@@ -75,6 +91,7 @@ async fn start_peer_with_appends(
         cluster_id,
         id,
         [1, 2, 3, 4],
+        TIMING,
         Echo {
             id,
             delay,
@@ -116,8 +133,7 @@ async fn a_dead_peer_and_a_slow_peer_do_not_delay_a_healthy_one() {
     let peers = BTreeMap::from([(2, healthy), (3, slow), (4, dead)]);
     let (inbox, mut replies) = mpsc::channel(1024);
     let stats = Arc::new(StatsTable::default());
-    let transport =
-        Transport::start(TransportConfig::new(42, 1, peers), inbox, stats.clone()).unwrap();
+    let transport = Transport::start(config(42, 1, peers), inbox, stats.clone()).unwrap();
     let started = Instant::now();
     for round in 1..=50 {
         transport.send(heartbeat(4, round));
@@ -152,7 +168,7 @@ async fn messages_for_another_cluster_are_refused() {
     let (inbox, mut replies) = mpsc::channel(16);
     let stats = Arc::new(StatsTable::default());
     let transport = Transport::start(
-        TransportConfig::new(42, 1, BTreeMap::from([(2, other)])),
+        config(42, 1, BTreeMap::from([(2, other)])),
         inbox,
         stats.clone(),
     )
@@ -169,7 +185,7 @@ async fn forward_reaches_the_leader_and_returns_its_output() {
     let leader = start_peer(2, Duration::ZERO, 42).await;
     let (inbox, _replies) = mpsc::channel(16);
     let transport = Transport::start(
-        TransportConfig::new(42, 1, BTreeMap::from([(2, leader)])),
+        config(42, 1, BTreeMap::from([(2, leader)])),
         inbox,
         Arc::new(StatsTable::default()),
     )
@@ -190,7 +206,7 @@ async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
     let leader = start_peer(2, Duration::ZERO, 42).await;
     let (inbox, _replies) = mpsc::channel(16);
     let transport = Transport::start(
-        TransportConfig::new(42, 9, BTreeMap::from([(2, leader)])),
+        config(42, 9, BTreeMap::from([(2, leader)])),
         inbox,
         Arc::new(StatsTable::default()),
     )
@@ -224,7 +240,7 @@ async fn heartbeats_reach_a_peer_whose_appends_time_out() {
     let (inbox, mut replies) = mpsc::channel(4096);
     let config = TransportConfig {
         rpc_timeout: Duration::from_millis(100),
-        ..TransportConfig::new(42, 1, BTreeMap::from([(2, slow_disk)]))
+        ..config(42, 1, BTreeMap::from([(2, slow_disk)]))
     };
     let transport = Transport::start(config, inbox, Arc::new(StatsTable::default())).unwrap();
     let rounds = 60;
@@ -260,4 +276,43 @@ fn append(to: u64, n: u64) -> Message {
             request_id: 0,
         }),
     }
+}
+
+/// Issue 9: the lease a leader holds is computed from its own election timeout, stickiness
+/// from each follower's own, so a rolling change of the timeout let a leader hold a lease
+/// longer than a follower waited before electing another. Members refuse each other's
+/// requests unless their timing settings agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_other_timing_settings_is_refused() {
+    let peer = start_peer(2, Duration::ZERO, 42).await;
+    let (inbox, mut replies) = mpsc::channel(16);
+    let stats = Arc::new(StatsTable::default());
+    let longer = TransportConfig {
+        timing: Timing {
+            election_timeout_ms: 3_000,
+            ..TIMING
+        },
+        ..TransportConfig::new(42, 1, BTreeMap::from([(2, peer)]))
+    };
+    let transport = Transport::start(longer, inbox, stats.clone()).unwrap();
+    transport.send(heartbeat(2, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        replies.try_recv().is_err(),
+        "no heartbeat crosses the mismatch"
+    );
+    let error = stats.snapshot()[&2].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("--election-timeout 3000ms") && error.contains("same timing settings"),
+        "{error}"
+    );
+    let forwarded = transport
+        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        forwarded.code(),
+        tonic::Code::FailedPrecondition,
+        "{forwarded}"
+    );
 }
