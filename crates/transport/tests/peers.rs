@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quorate_proto::raft::Timing;
+use quorate_proto::raft::{ForwardResponse, Timing};
 use quorate_raft_core::{HeartbeatRequest, HeartbeatResponse, Index, Message, Payload, Term};
 use quorate_transport::{serve, PeerHandler, RaftService, StatsTable, Transport, TransportConfig};
 use tokio::net::TcpListener;
@@ -24,6 +24,23 @@ fn config(cluster_id: u64, id: u64, peers: BTreeMap<u64, String>) -> TransportCo
         timing: TIMING,
         ..TransportConfig::new(cluster_id, id, peers)
     }
+}
+
+/// A transport started with `config`, its replies and its statistics.
+fn start_transport(
+    config: TransportConfig,
+) -> (Transport, mpsc::Receiver<Message>, Arc<StatsTable>) {
+    let (inbox, replies) = mpsc::channel(4096);
+    let stats = Arc::new(StatsTable::default());
+    let transport = Transport::start(config, inbox, stats.clone()).unwrap();
+    (transport, replies, stats)
+}
+
+/// Forwards a command to node 2.
+async fn forward_to_2(transport: &Transport) -> Result<ForwardResponse, tonic::Status> {
+    transport
+        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
+        .await
 }
 
 /// Answers heartbeats after `delay`, like a node would; holds appends for `append_delay`
@@ -183,17 +200,8 @@ async fn messages_for_another_cluster_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_reaches_the_leader_and_returns_its_output() {
     let leader = start_peer(2, Duration::ZERO, 42).await;
-    let (inbox, _replies) = mpsc::channel(16);
-    let transport = Transport::start(
-        config(42, 1, BTreeMap::from([(2, leader)])),
-        inbox,
-        Arc::new(StatsTable::default()),
-    )
-    .unwrap();
-    let reply = transport
-        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
-        .await
-        .unwrap();
+    let (transport, _, _) = start_transport(config(42, 1, BTreeMap::from([(2, leader)])));
+    let reply = forward_to_2(&transport).await.unwrap();
     assert_eq!(
         (reply.index, reply.term, reply.output.as_ref()),
         (7, 1, &b"command"[..])
@@ -204,17 +212,8 @@ async fn forward_reaches_the_leader_and_returns_its_output() {
 async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
     // Node 9 claims to be a peer of the same cluster, but the cluster's members are 1 to 4.
     let leader = start_peer(2, Duration::ZERO, 42).await;
-    let (inbox, _replies) = mpsc::channel(16);
-    let transport = Transport::start(
-        config(42, 9, BTreeMap::from([(2, leader)])),
-        inbox,
-        Arc::new(StatsTable::default()),
-    )
-    .unwrap();
-    let forwarded = transport
-        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
-        .await
-        .unwrap_err();
+    let (transport, _, _) = start_transport(config(42, 9, BTreeMap::from([(2, leader)])));
+    let forwarded = forward_to_2(&transport).await.unwrap_err();
     assert_eq!(
         forwarded.code(),
         tonic::Code::PermissionDenied,
@@ -237,12 +236,10 @@ async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_reach_a_peer_whose_appends_time_out() {
     let slow_disk = start_peer_with_appends(2, Duration::ZERO, Duration::from_secs(5), 42).await;
-    let (inbox, mut replies) = mpsc::channel(4096);
-    let config = TransportConfig {
+    let (transport, mut replies, _) = start_transport(TransportConfig {
         rpc_timeout: Duration::from_millis(100),
         ..config(42, 1, BTreeMap::from([(2, slow_disk)]))
-    };
-    let transport = Transport::start(config, inbox, Arc::new(StatsTable::default())).unwrap();
+    });
     let rounds = 60;
     for round in 1..=rounds {
         transport.send(append(2, round));
@@ -285,16 +282,13 @@ fn append(to: u64, n: u64) -> Message {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_other_timing_settings_is_refused() {
     let peer = start_peer(2, Duration::ZERO, 42).await;
-    let (inbox, mut replies) = mpsc::channel(16);
-    let stats = Arc::new(StatsTable::default());
-    let longer = TransportConfig {
+    let (transport, mut replies, stats) = start_transport(TransportConfig {
         timing: Timing {
             election_timeout_ms: 3_000,
             ..TIMING
         },
         ..TransportConfig::new(42, 1, BTreeMap::from([(2, peer)]))
-    };
-    let transport = Transport::start(longer, inbox, stats.clone()).unwrap();
+    });
     transport.send(heartbeat(2, 1));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -306,10 +300,7 @@ async fn a_peer_with_other_timing_settings_is_refused() {
         error.contains("--election-timeout 3000ms") && error.contains("same timing settings"),
         "{error}"
     );
-    let forwarded = transport
-        .forward(2, 3, Bytes::from_static(b"command"), Duration::from_secs(1))
-        .await
-        .unwrap_err();
+    let forwarded = forward_to_2(&transport).await.unwrap_err();
     assert_eq!(
         forwarded.code(),
         tonic::Code::FailedPrecondition,
