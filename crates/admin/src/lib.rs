@@ -179,7 +179,7 @@ impl AdminService {
                     .filter(|&id| id != node.id())
                     .collect();
                 let probes = peers.iter().map(|&peer| async move {
-                    let sent_wall_ms = status::wall_clock_ms();
+                    let sent_wall_ms = quorate_node::wall_clock_ms();
                     let sent = Instant::now();
                     let reply = node.transport().probe(peer, None, PING_INTERVAL * 2).await;
                     (reply, sent_wall_ms, sent.elapsed())

@@ -91,13 +91,6 @@ pub fn status_to_proto(
             (status.tick * raft.ticks_since_leader_contact.min(1 << 20)).as_millis() as u64
         },
         uptime_seconds: node.started_at().elapsed().as_secs(),
-        wall_clock_unix_ms: wall_clock_ms(),
+        wall_clock_unix_ms: quorate_node::wall_clock_ms(),
     }
-}
-
-/// This node's wall clock, milliseconds since the Unix epoch (0 before 1970).
-pub(crate) fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -60,8 +60,9 @@ pub(crate) struct Driver<SM> {
     office: Option<(Term, Instant)>,
 }
 
-/// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970).
-fn wall_clock_ms() -> u64 {
+/// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970): what
+/// a leader stamps on commands and what `Status` reports for peers to compare.
+pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -35,6 +35,7 @@ use quorate_transport::{StatsTable, Transport, TransportConfig};
 use tokio::sync::{mpsc, watch};
 
 pub use config::NodeConfig;
+pub use driver::wall_clock_ms;
 pub use error::{NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};
 pub use state_machine::{ProposalTime, StateMachine};
