@@ -596,11 +596,7 @@ impl SimNode {
     fn on_write(&mut self, request: &Request, fx: &mut Effects) {
         let command = self.command(request);
         let bytes = if self.follower_clock_trusted {
-            let own = LeaderClock {
-                wall_ms: self.wall_clock_ms,
-                term_ms: self.expiry.now_ticks() * MS_PER_TICK,
-            };
-            machine::stamp(&command.encode(), own).expect("a valid command")
+            machine::stamp(&command.encode(), self.clocks()).expect("a valid command")
         } else {
             command.encode()
         };
@@ -634,11 +630,15 @@ impl SimNode {
         if self.follower_clock_trusted && stamped_elsewhere() {
             return bytes.clone();
         }
-        let clock = LeaderClock {
+        machine::stamp(bytes, self.clocks()).expect("nodes propose valid commands")
+    }
+
+    /// This node's clocks as a stamp: its wall clock, and its own ticks (its monotonic clock).
+    fn clocks(&self) -> LeaderClock {
+        LeaderClock {
             wall_ms: self.wall_clock_ms,
             term_ms: self.expiry.now_ticks() * MS_PER_TICK,
-        };
-        machine::stamp(bytes, clock).expect("nodes propose valid commands")
+        }
     }
 
     /// Proposes a write's bytes (stamped here if this node leads).
