@@ -216,6 +216,10 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u64) -> Result<()> {
+        self.spawn_with(id, &[])
+    }
+
+    fn spawn_with(&mut self, id: u64, more_args: &[&str]) -> Result<()> {
         let node = self
             .nodes
             .get_mut(&id)
@@ -240,6 +244,7 @@ impl Cluster {
             .args(["--listen-metrics", &node.spec.metrics])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(&self.extra_args)
+            .args(more_args)
             .envs(node.spec.env.iter().map(|(k, v)| (k, v)))
             .env("QUORATE_LOG", "info")
             .stdin(Stdio::null())
@@ -328,6 +333,11 @@ impl Cluster {
     /// Starts a node again on its data directory (reaping it first if it was killed with
     /// [`Cluster::signal`]).
     pub fn restart(&mut self, id: u64) -> Result<()> {
+        self.restart_with(id, &[])
+    }
+
+    /// [`Cluster::restart`] with extra flags for this start only.
+    pub fn restart_with(&mut self, id: u64, more_args: &[&str]) -> Result<()> {
         let node = self
             .nodes
             .get_mut(&id)
@@ -347,7 +357,36 @@ impl Cluster {
             }
             node.child = None;
         }
-        self.spawn(id)
+        self.spawn_with(id, more_args)
+    }
+
+    /// Waits up to `timeout` for node `id`'s process to exit by itself; returns its status, or
+    /// `None` if it still runs.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let started = Instant::now();
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
+        let Some(child) = node.child.as_mut() else {
+            bail!("node {id} is not running");
+        };
+        loop {
+            if let Some(status) = child.try_wait()? {
+                node.child = None;
+                node.stopped.set(true);
+                return Ok(Some(status));
+            }
+            if started.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything node `id` logged so far (all its starts).
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.nodes[&id].log).unwrap_or_default()
     }
 
     /// A channel to a node's client port.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use quorate_raft_core::bootstrap::ClusterState;
 use quorate_raft_core::NodeId;
 use serde::Deserialize;
 
@@ -67,6 +68,25 @@ pub struct ServeArgs {
     /// How long idempotency keys are remembered. [default: 24h]
     #[arg(long, env = "QUORATE_IDEMPOTENCY_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
     pub idempotency_window: Option<Duration>,
+    /// What a node whose data directory is empty does. `new`: form a new cluster; it starts
+    /// once every member has answered and none holds data, and refuses if the cluster already
+    /// holds data (this member lost its disk). `existing`: this member lost or replaced its
+    /// disk; it rejoins as a non-voter once every member has answered, and votes again once a
+    /// leader elected without it has brought it up to date. Ignored when the data directory
+    /// holds data. [default: new]
+    #[arg(long, env = "QUORATE_INITIAL_CLUSTER_STATE", value_name = "STATE", value_parser = parse_cluster_state)]
+    pub initial_cluster_state: Option<ClusterState>,
+}
+
+/// Parses `new` or `existing`.
+pub fn parse_cluster_state(text: &str) -> Result<ClusterState, String> {
+    match text.trim() {
+        "new" => Ok(ClusterState::New),
+        "existing" => Ok(ClusterState::Existing),
+        other => Err(format!(
+            "{other:?}: use new (form a new cluster) or existing (rejoin after a lost disk)"
+        )),
+    }
 }
 
 /// The same options, read from `--config`.
@@ -86,6 +106,7 @@ struct FileConfig {
     lease_reads: Option<bool>,
     request_timeout: Option<String>,
     idempotency_window: Option<String>,
+    initial_cluster_state: Option<String>,
 }
 
 /// Everything `quorate serve` needs, resolved and checked.
@@ -117,6 +138,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Idempotency window.
     pub idempotency_window: Duration,
+    /// What to do with an empty data directory.
+    pub initial_cluster_state: ClusterState,
 }
 
 /// Parses `100ms`, `1s`, `1.5s`, `2m`, `24h`.
@@ -276,6 +299,12 @@ impl ServeArgs {
                 "idempotency-window",
                 "24h",
             )?,
+            initial_cluster_state: match (self.initial_cluster_state, &file.initial_cluster_state) {
+                (Some(state), _) => state,
+                (None, Some(text)) => parse_cluster_state(text)
+                    .map_err(|e| anyhow!("initial-cluster-state in --config: {e}"))?,
+                (None, None) => ClusterState::New,
+            },
         };
         if config.heartbeat_interval < Duration::from_millis(2) {
             bail!("--heartbeat-interval must be at least 2ms");

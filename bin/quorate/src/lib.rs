@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use quorate_log_store::{LogStore, OpenOptions};
-use quorate_node::{NodeConfig, NodeHandle};
+use quorate_node::{ClusterState, NodeConfig, NodeHandle, StartingPeer};
 use quorate_payments::service::{PaymentsService, RocksMachine, ServiceConfig};
 use quorate_raft_core::ConfState;
-use quorate_transport::RaftService;
+use quorate_transport::{RaftService, StatsTable};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -50,6 +50,15 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     let peer_listener = bind(&config.listen_peer, "--listen-peer").await?;
     let client_listener = bind(&config.listen_client, "--listen-client").await?;
     let metrics_listener = bind(&config.listen_metrics, "--listen-metrics").await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let prepared = tokio::select! {
+        prepared = prepare_store(&store, &node_config, config.initial_cluster_state, peer_listener) => Some(prepared?),
+        () = &mut shutdown => None,
+    };
+    let Some(peer_listener) = prepared else {
+        tracing::info!("stopped before the data directory was ready");
+        return Ok(());
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let node = quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
@@ -167,6 +176,48 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     store.flush().context("flushing storage")?;
     tracing::info!("stopped");
     driver
+}
+
+/// Readies the data directory ([`quorate_node::prepare_store`]). While a blank node waits for
+/// its peers, a stand-in peer server answers their probes on `peer_listener`, which is handed
+/// back for the real one.
+async fn prepare_store(
+    store: &LogStore,
+    config: &NodeConfig,
+    mode: ClusterState,
+    peer_listener: TcpListener,
+) -> Result<TcpListener> {
+    if !store.is_blank()? {
+        quorate_node::prepare_store(store, config, mode).await?;
+        return Ok(peer_listener);
+    }
+    let listener = peer_listener.into_std()?;
+    let stand_in = TcpListener::from_std(listener.try_clone()?)?;
+    let service = RaftService::new(
+        config.cluster_id,
+        config.id,
+        config.peers.keys().copied(),
+        config.timing(),
+        StartingPeer { id: config.id },
+        Arc::new(StatsTable::default()),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(quorate_transport::serve(
+        stand_in,
+        service,
+        1 << 20,
+        stopped(stop_rx),
+    ));
+    let prepared = quorate_node::prepare_store(store, config, mode).await;
+    stop_tx.send_replace(true);
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the stand-in peer server did not stop within 5 s");
+    }
+    prepared?;
+    Ok(TcpListener::from_std(listener)?)
 }
 
 async fn bind(address: &str, flag: &str) -> Result<TcpListener> {

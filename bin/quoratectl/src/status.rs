@@ -67,6 +67,8 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "applied_index": s.applied_index, "last_log_index": s.last_log_index,
                     "lease_remaining_ms": s.lease_remaining_ms, "has_leader": s.has_leader,
                     "quorum_active": s.quorum_active,
+                    "rejoining_after_term": s.rejoining_after_term,
+                    "corrupt": s.corrupt,
                     "wall_clock_unix_ms": s.wall_clock_unix_ms,
                     "machine_clock_unix_ms": s.counters.as_ref().map(|c| c.machine_clock_unix_ms),
                     "leader_clock_corrections":
@@ -173,6 +175,9 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 /// What is wrong with a node that answered, as it sees itself: the ERRORS column.
 fn problems(s: &pb::StatusResponse) -> String {
     let mut problems = Vec::new();
+    if !s.corrupt.is_empty() {
+        problems.push(s.corrupt.clone());
+    }
     if !s.has_leader {
         problems.push(if s.role == pb::Role::Leader as i32 {
             "no quorum".to_string()
@@ -188,6 +193,12 @@ fn problems(s: &pb::StatusResponse) -> String {
         .collect();
     if !unreachable.is_empty() {
         problems.push(format!("cannot reach {}", unreachable.join(",")));
+    }
+    if let Some(term) = s.rejoining_after_term {
+        problems.push(format!(
+            "rejoining after a lost disk: no vote until a leader of a term after {term} has \
+             brought it up to date"
+        ));
     }
     problems.join("; ")
 }

@@ -469,12 +469,14 @@ fn recommend(r: Recommendation<'_>) -> String {
             format!(
                 "{} hold(s) an event log whose hash at index {} differs from the majority's. \
                  Its storage was changed outside Raft (disk damage, manual edits, a restored \
-                 backup). To rebuild it safely: 1) stop {}; 2) check (quoratectl status) that \
-                 the other members still have a leader; 3) run `quoratectl leader step-down` \
-                 once, so the cluster moves to a term in which the stopped node never voted; \
-                 4) move its data directory aside for forensics and start it with an empty \
-                 --data-dir and the same --id: it copies the log from the leader. Never copy \
-                 data from it to other nodes, and rebuild one node at a time.",
+                 backup). To rebuild it safely, one node at a time and only while every other \
+                 member is up: 1) stop {}; 2) check (quoratectl status) that the other members \
+                 still have a leader; 3) move its data directory aside for forensics; 4) start \
+                 it with an empty --data-dir, the same --id and --initial-cluster-state \
+                 existing. It waits until every other member answers, rejoins as a non-voter \
+                 in a new term, copies the log from the leader, and votes again once a leader \
+                 elected without it has brought it up to date (quoratectl status says \
+                 'rejoining' until then). Never copy data from it to other nodes.",
                 list(ids),
                 r.divergence.common_index,
                 list(ids)
@@ -818,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn the_advice_for_a_diverged_node_moves_the_term_on_before_it_is_rebuilt() {
+    fn the_advice_for_a_diverged_node_rebuilds_it_as_a_rejoining_member() {
         let obs = [
             answered(status(1, Leader, 3, 1, &[(2, true), (3, true)])),
             answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
@@ -834,11 +836,15 @@ mod tests {
         };
         let report = analyze(1, &[1, 2, 3], &obs, Some(&hashes), &settings());
         assert!(!report.divergence.unwrap().undecided);
-        // An empty data directory forgets the node's vote: rebuilding it is only safe in a term
-        // it never voted in.
+        // An empty data directory forgets the node's votes and acknowledgements: it must rejoin
+        // as a non-voter (`--initial-cluster-state existing`), never start as a new member.
         let action = &report.recommended_action;
         assert!(action.starts_with("node 2 hold(s)"), "{action}");
-        assert!(action.contains("leader step-down"), "{action}");
+        assert!(
+            action.contains("--initial-cluster-state existing"),
+            "{action}"
+        );
+        assert!(action.contains("every other member is up"), "{action}");
     }
 
     #[test]

@@ -92,5 +92,7 @@ pub fn status_to_proto(
         },
         uptime_seconds: node.started_at().elapsed().as_secs(),
         wall_clock_unix_ms: quorate_node::wall_clock_ms(),
+        rejoining_after_term: raft.rejoining,
+        corrupt: status.corrupt.clone().unwrap_or_default(),
     }
 }

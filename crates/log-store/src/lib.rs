@@ -16,6 +16,7 @@
 //! | `raft_log` | entry index, 8 bytes big-endian (byte order is log order) | encoded entry |
 //! | `raft_meta` | `hard_state` | encoded [`quorate_raft_core::HardState`] |
 //! | `raft_meta` | `conf_state` | encoded [`quorate_raft_core::ConfState`], written once at creation |
+//! | `raft_meta` | `identity` | cluster id and member id ([`Identity`]), written once the node decided to start |
 //! | each of [`OpenOptions::state_column_families`] | the state machine's | the state machine's |
 //!
 //! RocksDB's `default` column family exists but holds nothing.
@@ -114,5 +115,5 @@ mod write_stats;
 pub use error::{LogStoreError, Result};
 pub use options::{OpenOptions, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY};
 pub use state::StateBatch;
-pub use store::LogStore;
+pub use store::{Identity, LogStore};
 pub use write_stats::WriteStats;

@@ -2,8 +2,9 @@
 //!
 //! | key | value (format version 1) |
 //! | --- | --- |
-//! | `hard_state` | version `1`, term, vote (`0` for none, else `1` then the node id), commit |
+//! | `hard_state` | version `1`, term, vote (`0` for none, else `1` then the node id), commit, then only while the node rejoins after a lost disk: `1` and the term it rejoined at |
 //! | `conf_state` | version `1`, then voters, learners, outgoing voters: each a count followed by that many node ids, ascending |
+//! | `identity` | version `1`, cluster id, member id: written once the node has decided to start a new cluster or rejoin one (absent: the node never started) |
 //!
 //! Every number is LEB128. A record must be consumed exactly: trailing bytes are damage.
 
@@ -11,12 +12,16 @@ use std::collections::BTreeSet;
 
 use quorate_raft_core::{ConfState, HardState, NodeId};
 
+use crate::store::Identity;
 use crate::varint;
 
 /// The key of the hard state record.
 pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
 /// The key of the membership record.
 pub(crate) const CONF_STATE_KEY: &[u8] = b"conf_state";
+
+/// The key of the identity record.
+pub(crate) const IDENTITY_KEY: &[u8] = b"identity";
 
 /// The meta format this release writes.
 const META_FORMAT_VERSION: u8 = 1;
@@ -33,6 +38,10 @@ pub(crate) fn encode_hard_state(hard_state: &HardState) -> Vec<u8> {
         }
     }
     varint::put(&mut out, hard_state.commit);
+    if let Some(term) = hard_state.rejoining {
+        out.push(1);
+        varint::put(&mut out, term);
+    }
     out
 }
 
@@ -50,8 +59,41 @@ pub(crate) fn decode_hard_state(value: &[u8]) -> Result<HardState, String> {
         other => return Err(format!("invalid vote marker {other}")),
     };
     let commit = varint::take(&mut input).map_err(|reason| format!("commit: {reason}"))?;
+    let rejoining = match input.split_first() {
+        None => None,
+        Some((1, rest)) => {
+            input = rest;
+            Some(varint::take(&mut input).map_err(|reason| format!("rejoining: {reason}"))?)
+        }
+        Some((other, _)) => return Err(format!("invalid rejoining marker {other}")),
+    };
     expect_end(input)?;
-    Ok(HardState { term, vote, commit })
+    Ok(HardState {
+        term,
+        vote,
+        commit,
+        rejoining,
+    })
+}
+
+/// The stored value of `identity`.
+pub(crate) fn encode_identity(identity: &Identity) -> Vec<u8> {
+    let mut out = vec![META_FORMAT_VERSION];
+    varint::put(&mut out, identity.cluster_id);
+    varint::put(&mut out, identity.member_id);
+    out
+}
+
+/// The identity stored as `value`; the error says what is wrong.
+pub(crate) fn decode_identity(value: &[u8]) -> Result<Identity, String> {
+    let mut input = take_version(value)?;
+    let cluster_id = varint::take(&mut input).map_err(|reason| format!("cluster id: {reason}"))?;
+    let member_id = varint::take(&mut input).map_err(|reason| format!("member id: {reason}"))?;
+    expect_end(input)?;
+    Ok(Identity {
+        cluster_id,
+        member_id,
+    })
 }
 
 /// The stored value of `conf_state`.
@@ -125,16 +167,36 @@ mod tests {
                 term: 9,
                 vote: Some(3),
                 commit: 1_000_000,
+                rejoining: None,
             },
             HardState {
                 term: u64::MAX,
                 vote: None,
                 commit: u64::MAX,
+                rejoining: None,
+            },
+            HardState {
+                term: 7,
+                vote: None,
+                commit: 0,
+                rejoining: Some(7),
             },
         ] {
             let value = encode_hard_state(&hard_state);
             assert_eq!(decode_hard_state(&value), Ok(hard_state));
         }
+    }
+
+    #[test]
+    fn identities_round_trip() {
+        let identity = Identity {
+            cluster_id: u64::MAX,
+            member_id: 3,
+        };
+        assert_eq!(decode_identity(&encode_identity(&identity)), Ok(identity));
+        assert!(decode_identity(&[1, 5])
+            .unwrap_err()
+            .starts_with("member id"));
     }
 
     #[test]
@@ -153,7 +215,7 @@ mod tests {
     #[test]
     fn damaged_meta_records_are_refused_with_a_reason() {
         let mut trailing = encode_hard_state(&HardState::default());
-        trailing.push(0);
+        trailing.extend([1, 7, 0]);
         assert_eq!(
             decode_hard_state(&trailing),
             Err("1 unexpected trailing bytes".to_string())

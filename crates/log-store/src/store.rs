@@ -5,11 +5,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use quorate_raft_core::{ConfState, HardState, Index};
-use rocksdb::{statistics::StatsLevel, ColumnFamily, DBRecoveryMode, FlushOptions, Options, DB};
+use quorate_raft_core::{ConfState, HardState, Index, NodeId};
+use rocksdb::{
+    statistics::StatsLevel, ColumnFamily, DBRecoveryMode, FlushOptions, Options, WriteOptions, DB,
+};
 
 use crate::error::{LogStoreError, Result};
-use crate::meta_codec::{decode_conf_state, decode_hard_state, CONF_STATE_KEY, HARD_STATE_KEY};
+use crate::meta_codec::{
+    decode_conf_state, decode_hard_state, decode_identity, encode_identity, CONF_STATE_KEY,
+    HARD_STATE_KEY, IDENTITY_KEY,
+};
 use crate::options::{OpenOptions, DEFAULT_COLUMN_FAMILY, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY};
 use crate::recovery;
 use crate::wal_damage;
@@ -17,6 +22,15 @@ use crate::wal_damage;
 /// The first index of the log. Until log compaction arrives (with snapshots), the log always
 /// starts at 1 and the entry "before the first" is index 0, of term 0.
 pub(crate) const FIRST_INDEX: Index = 1;
+
+/// Which cluster, and which member of it, a store belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub member_id: NodeId,
+}
 
 /// The Raft log, hard state, membership and state-machine data of one node, in RocksDB.
 ///
@@ -96,6 +110,51 @@ impl LogStore {
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The cluster and member this store belongs to; `None` until the node first decided to
+    /// start (see [`Self::set_identity`]).
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        let inner = &self.inner;
+        let Some(value) = inner
+            .db
+            .get_pinned_cf(inner.meta_column_family(), IDENTITY_KEY)
+            .map_err(rocksdb_error("read the identity", &inner.path))?
+        else {
+            return Ok(None);
+        };
+        decode_identity(&value)
+            .map(Some)
+            .map_err(|reason| LogStoreError::UndecodableMeta {
+                path: inner.path.clone(),
+                record: "identity",
+                reason,
+            })
+    }
+
+    /// Records, synced, which cluster and member this store belongs to.
+    pub fn set_identity(&self, identity: &Identity) -> Result<()> {
+        let inner = &self.inner;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        inner
+            .db
+            .put_cf_opt(
+                inner.meta_column_family(),
+                IDENTITY_KEY,
+                encode_identity(identity),
+                &write_options,
+            )
+            .map_err(rocksdb_error("write the identity", &inner.path))
+    }
+
+    /// Whether the store holds nothing a node ever promised: no identity, no hard state, no
+    /// entry. Such a store is ambiguous (a new member, or one whose disk was lost), and the
+    /// node must ask its peers before it runs (`quorate_raft_core::bootstrap`).
+    pub fn is_blank(&self) -> Result<bool> {
+        Ok(self.identity()?.is_none()
+            && self.inner.hard_state()?.is_none()
+            && *self.inner.read_last_index() == 0)
     }
 
     /// Writes every memtable to SST files and syncs the WAL, so that the next open replays

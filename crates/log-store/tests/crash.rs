@@ -115,6 +115,7 @@ fn next_write(rng: &mut SplitMix64, tip: &Tip) -> Step {
             term: new_term,
             vote: Some(rng.range(1, 4)),
             commit: hs.commit,
+            rejoining: None,
         };
         return Step {
             hard_state: Some(hard_state),
@@ -127,6 +128,7 @@ fn next_write(rng: &mut SplitMix64, tip: &Tip) -> Step {
                 term: term + 1,
                 vote: Some(rng.range(1, 4)),
                 commit: hs.commit,
+                rejoining: None,
             }
         } else {
             HardState {

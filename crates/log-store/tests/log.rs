@@ -34,6 +34,7 @@ fn a_hard_state_committing_beyond_the_log_is_refused_and_changes_nothing() {
         term: 1,
         vote: None,
         commit: 6,
+        rejoining: None,
     };
     let error = store
         .persist(Some(&too_far), &entries(4, 5, 1), true)
@@ -60,6 +61,7 @@ fn a_persist_with_nothing_to_write_succeeds_and_changes_nothing() {
         term: 2,
         vote: Some(3),
         commit: 1,
+        rejoining: None,
     };
     store
         .persist(Some(&hard_state), &entries(1, 2, 2), false)

@@ -22,6 +22,7 @@ fn closed_store_with_ten_entries() -> TempDir {
         term: 2,
         vote: Some(1),
         commit: 9,
+        rejoining: None,
     };
     store
         .persist(Some(&hard_state), &entries(1, 10, 2), true)
@@ -56,7 +57,8 @@ fn reopening_keeps_hard_state_membership_and_entries_and_ignores_a_new_bootstrap
         HardState {
             term: 2,
             vote: Some(1),
-            commit: 9
+            commit: 9,
+            rejoining: None,
         }
     );
     assert_eq!(state.conf_state, ConfState::with_voters([1, 2, 3]));

@@ -46,6 +46,7 @@ fn hard_state_of_batch(batch: u64) -> HardState {
         term: TERM,
         vote: Some(1),
         commit: last_index_of_batch(batch - 1),
+        rejoining: None,
     }
 }
 

@@ -58,6 +58,11 @@ pub(crate) struct Driver<SM> {
     stopping_since: Option<Instant>,
     /// The term this node leads and the instant its proposals' monotonic time counts from.
     office: Option<(Term, Instant)>,
+    /// Set once a leader sent an entry that conflicts with a committed one this node holds:
+    /// from then on the node takes no part in the cluster (no ticks, no Raft messages) and
+    /// refuses every request with `CORRUPT`, keeping its data directory as it is for the
+    /// operator. A restart runs the same check again.
+    corrupt: Option<String>,
 }
 
 /// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970): what
@@ -130,6 +135,7 @@ impl<SM: StateMachine> Driver<SM> {
             role: Role::Follower,
             stopping_since: None,
             office: None,
+            corrupt: None,
         }
     }
 
@@ -202,6 +208,10 @@ impl<SM: StateMachine> Driver<SM> {
     /// it lost its followers meanwhile.
     fn catch_up_ticks(&mut self) -> Result<(), NodeError> {
         let due = (self.started.elapsed().as_micros() / self.config.tick().as_micros()) as u64;
+        if self.corrupt.is_some() {
+            // A node that stopped taking part never campaigns.
+            self.ticks_done = due;
+        }
         while self.ticks_done < due {
             self.raw
                 .tick()
@@ -248,10 +258,17 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     fn step(&mut self, message: Message) -> Result<(), NodeError> {
+        if self.corrupt.is_some() {
+            return Ok(());
+        }
         match self.raw.step(message) {
             Ok(()) => Ok(()),
             Err(RaftError::InvalidMessage(reason)) => {
                 tracing::warn!(%reason, "message refused");
+                Ok(())
+            }
+            Err(e @ RaftError::CommittedEntryConflict { .. }) => {
+                self.stop_taking_part(e.to_string());
                 Ok(())
             }
             Err(RaftError::Storage(e)) => Err(NodeError::Internal(format!("storage: {e}"))),
@@ -262,8 +279,48 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
+    /// A committed entry is in conflict: stop taking part in the cluster, keep everything as it
+    /// is on disk, and say so loudly and in every answer.
+    fn stop_taking_part(&mut self, what: String) {
+        let reason = format!(
+            "{what}. This node no longer takes part in the cluster and refuses every request; \
+             its data directory is kept as it is. Run `quoratectl split-brain report` to see \
+             which members agree, and keep this directory for forensics"
+        );
+        tracing::error!(%reason, "CORRUPT: a committed entry is in conflict");
+        let error = NodeError::Corrupt(reason.clone());
+        for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, waiter) in std::mem::take(&mut self.reads) {
+            let _ = waiter.reply.send(Err(error.clone()));
+        }
+        self.rpc_waiters.clear();
+        self.corrupt = Some(reason);
+    }
+
     fn handle_input(&mut self, input: Input) -> Result<(), NodeError> {
         let map = |this: &Self, e: RaftError| raft_error(e, |l| this.leader_address(l));
+        if let Some(reason) = &self.corrupt {
+            let error = NodeError::Corrupt(reason.clone());
+            match input {
+                // Dropping the reply fails the peer's RPC.
+                Input::Peer { .. } => {}
+                Input::Propose { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+                Input::Read { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+                Input::Transfer { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+                Input::StepDown { reply } => {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            return Ok(());
+        }
         match input {
             Input::Peer { mut message, reply } => {
                 if let Some(reply) = reply {
@@ -476,6 +533,7 @@ impl<SM: StateMachine> Driver<SM> {
             tick: self.config.tick(),
             peers: self.config.peers.clone(),
             stopping: self.stopping_since.is_some(),
+            corrupt: self.corrupt.clone(),
         };
         self.status_tx.send_replace(status);
     }

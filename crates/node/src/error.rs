@@ -44,6 +44,10 @@ pub enum NodeError {
     /// Storage or another internal failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// This node found its log in conflict with a committed entry it holds and stopped taking
+    /// part in the cluster; the text says what it found.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl NodeError {
@@ -56,6 +60,7 @@ impl NodeError {
             NodeError::ShuttingDown => "SHUTTING_DOWN",
             NodeError::Invalid(_) => "INVALID_ARGUMENT",
             NodeError::Internal(_) => "INTERNAL",
+            NodeError::Corrupt(_) => "CORRUPT",
         }
     }
 
@@ -64,6 +69,7 @@ impl NodeError {
         let code = match self {
             NodeError::Invalid(_) => Code::InvalidArgument,
             NodeError::Internal(_) => Code::Internal,
+            NodeError::Corrupt(_) => Code::DataLoss,
             _ => Code::Unavailable,
         };
         let mut metadata = std::collections::HashMap::new();

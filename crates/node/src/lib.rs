@@ -16,6 +16,9 @@
 //!   resolves once the local state machine has caught up; followers ask the leader.
 //! - **Fail fast**: a node that cannot reach a leader with a quorum refuses at once with
 //!   `NO_QUORUM` and says why ([`NodeHandle::check_quorum_reachable`]).
+//! - **Joining**: before it runs, a node checks that its data directory belongs to it; one whose
+//!   store is blank asks every peer whether the cluster already holds data, and starts a new
+//!   cluster, rejoins as a non-voter, or refuses ([`prepare_store`]).
 //! - **Shutdown**: a leader hands leadership to its best follower, in-flight work finishes
 //!   (within an election timeout), storage is flushed.
 #![deny(missing_docs)]
@@ -24,6 +27,7 @@ mod config;
 mod driver;
 mod error;
 mod handle;
+mod join;
 mod state_machine;
 mod status;
 
@@ -38,6 +42,8 @@ pub use config::NodeConfig;
 pub use driver::wall_clock_ms;
 pub use error::{NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};
+pub use join::{prepare_store, StartingPeer};
+pub use quorate_raft_core::bootstrap::ClusterState;
 pub use state_machine::{ProposalTime, StateMachine};
 pub use status::NodeStatus;
 
@@ -86,6 +92,7 @@ pub fn start<SM: StateMachine>(
         tick: config.tick(),
         peers: config.peers.clone(),
         stopping: false,
+        corrupt: None,
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (applied_tx, applied_rx) = watch::channel(sm.applied_index());

@@ -16,6 +16,9 @@ pub struct NodeStatus {
     pub peers: BTreeMap<NodeId, String>,
     /// The node is shutting down: it accepts no new requests.
     pub stopping: bool,
+    /// Set when the node found its log in conflict with a committed entry it holds: it no
+    /// longer takes part in the cluster, and says why.
+    pub corrupt: Option<String>,
 }
 
 impl NodeStatus {

@@ -143,6 +143,7 @@ fn rejection_to_proto(r: Option<core::VoteRejection>) -> pb::VoteRejection {
         Some(core::VoteRejection::StaleLog) => pb::VoteRejection::StaleLog,
         Some(core::VoteRejection::LeaderAlive) => pb::VoteRejection::LeaderAlive,
         Some(core::VoteRejection::NotVoter) => pb::VoteRejection::NotVoter,
+        Some(core::VoteRejection::Rejoining) => pb::VoteRejection::Rejoining,
     }
 }
 
@@ -154,6 +155,7 @@ fn rejection_from_proto(r: i32) -> Option<core::VoteRejection> {
         pb::VoteRejection::StaleLog => Some(core::VoteRejection::StaleLog),
         pb::VoteRejection::LeaderAlive => Some(core::VoteRejection::LeaderAlive),
         pb::VoteRejection::NotVoter => Some(core::VoteRejection::NotVoter),
+        pb::VoteRejection::Rejoining => Some(core::VoteRejection::Rejoining),
     }
 }
 

@@ -18,6 +18,9 @@ pub enum InjectedBug {
     VoteNotPersisted,
     /// Serve lease reads without check-quorum (and so without leader stickiness).
     LeaseReadWithoutCheckQuorum,
+    /// A node rejoining after a lost disk votes and campaigns at once, as if it remembered
+    /// every vote and acknowledgement it gave before the loss.
+    AmnesiacVoter,
 }
 
 /// How a node behaves. Times are in ticks; the driver decides how long a tick is.

@@ -15,7 +15,7 @@ impl<S: Storage> Raft<S> {
     /// Starts an election: a pre-vote round first (unless disabled, or the campaign follows a
     /// leadership transfer, whose target is known to be wanted).
     pub(crate) fn start_election(&mut self, leadership_transfer: bool) -> Result<()> {
-        if !self.is_voter() {
+        if !self.may_elect() {
             return Ok(());
         }
         if self.config.pre_vote && !leadership_transfer {
@@ -126,6 +126,8 @@ impl<S: Storage> Raft<S> {
             && self.leader_recently_heard();
         let rejection = if !self.is_voter() {
             Some(VoteRejection::NotVoter)
+        } else if !self.may_elect() {
+            Some(VoteRejection::Rejoining)
         } else if sticky {
             Some(VoteRejection::LeaderAlive)
         } else if !can_vote {

@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::types::{Index, NodeId};
+use crate::types::{Index, NodeId, Term};
 
 /// Everything that can go wrong when driving a node.
 ///
@@ -52,6 +52,29 @@ pub enum Error {
     /// Storage failed; the node cannot continue safely.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    /// A leader sent an entry that would replace one this node holds as committed: the
+    /// cluster's logs have diverged (a member that lost its disk started as a new one, a
+    /// damaged or hand-edited store, or a bug). Nothing was changed; the node must stop taking
+    /// part rather than overwrite what it acknowledged.
+    #[error(
+        "CORRUPT: node {leader} (leader of term {term}) sent entry {index} of term {new_term}, \
+         but this node holds entry {index} of term {held_term} as committed (commit index \
+         {committed}): the members' logs have diverged"
+    )]
+    CommittedEntryConflict {
+        /// The leader that sent it.
+        leader: NodeId,
+        /// Its term.
+        term: Term,
+        /// The index in conflict.
+        index: Index,
+        /// The term of the entry this node holds there.
+        held_term: Term,
+        /// The term of the entry the leader sent.
+        new_term: Term,
+        /// This node's commit index.
+        committed: Index,
+    },
 }
 
 /// Errors a [`crate::Storage`] implementation reports.

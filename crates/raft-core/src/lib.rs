@@ -47,6 +47,7 @@
 //! ([`SnapshotMeta`]); the quorum arithmetic already handles joint configurations.
 #![deny(missing_docs)]
 
+pub mod bootstrap;
 mod config;
 mod election;
 mod error;

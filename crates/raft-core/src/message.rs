@@ -138,6 +138,9 @@ pub enum VoteRejection {
     LeaderAlive,
     /// The voter is not a voting member.
     NotVoter,
+    /// The voter lost its disk and has not yet been brought up to date by a leader elected
+    /// without it (see [`crate::HardState::rejoining`]).
+    Rejoining,
 }
 
 /// RequestVote results.

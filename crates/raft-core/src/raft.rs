@@ -68,6 +68,8 @@ pub struct Raft<S: Storage> {
     /// leader since: proposals are refused with [`Error::NoQuorum`] rather than `NotLeader`,
     /// which tells a client that no side it can reach is able to commit.
     pub(crate) quorum_lost: bool,
+    /// Persistent: see [`HardState::rejoining`].
+    pub(crate) rejoining: Option<Term>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -112,6 +114,7 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             next_request_id: 1,
             quorum_lost: false,
+            rejoining: state.hard_state.rejoining,
             config,
         };
         raft.role = raft.follower_role();
@@ -125,6 +128,7 @@ impl<S: Storage> Raft<S> {
             term: self.term,
             vote: self.vote,
             commit: self.log.committed,
+            rejoining: self.rejoining,
         }
     }
 
@@ -139,6 +143,40 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn is_voter(&self) -> bool {
         self.tracker.conf.is_voter(self.id)
+    }
+
+    /// Whether this node may vote and campaign: it is a voter, and not rejoining after a lost
+    /// disk (see [`HardState::rejoining`]).
+    pub(crate) fn may_elect(&self) -> bool {
+        #[cfg(feature = "bug-injection")]
+        if self
+            .config
+            .has_bug(crate::config::InjectedBug::AmnesiacVoter)
+        {
+            return self.is_voter();
+        }
+        self.is_voter() && self.rejoining.is_none()
+    }
+
+    /// Ends rejoining once this node durably holds a committed entry of the current term whose
+    /// leader it follows, in a term later than the one it rejoined at. That leader was elected
+    /// without this node's vote (it gives none while rejoining), so by the usual intersection
+    /// of majorities (only this node's disk was lost) it holds every entry committed before its
+    /// term, including those this node acknowledged before it lost them; this node now holds
+    /// them too. And the terms this node voted in before the loss are all at most the one it
+    /// rejoined at, so it can no longer vote twice in one term. Called after every `Ready`.
+    pub(crate) fn maybe_end_rejoin(&mut self) -> Result<()> {
+        let Some(since) = self.rejoining else {
+            return Ok(());
+        };
+        if self.term <= since || self.leader_id.is_none() || self.role == Role::Leader {
+            return Ok(());
+        }
+        let held = self.log.committed.min(self.log.persisted);
+        if held > 0 && self.log.term(held)? == self.term {
+            self.rejoining = None;
+        }
+        Ok(())
     }
 
     fn follower_role(&self) -> Role {

@@ -1,7 +1,7 @@
 //! The log as the core sees it: stable storage plus the unstable in-memory tail, with the
 //! commit, persist and apply positions.
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result, StorageError};
 use crate::storage::Storage;
 use crate::types::{Entry, Index, Term};
 use crate::unstable::Unstable;
@@ -128,12 +128,18 @@ impl<S: Storage> RaftLog<S> {
         }
         let last_new = prev_index + entries.len() as u64;
         if let Some(conflict) = self.find_conflict(entries)? {
-            assert!(
-                conflict > self.committed,
-                "entry {conflict} conflicts with committed entry (committed = {}): \
-                 Raft safety is broken",
-                self.committed
-            );
+            if conflict <= self.committed {
+                // Never overwrite a committed entry; refuse without changing anything. The
+                // caller names the leader.
+                return Err(Error::CommittedEntryConflict {
+                    leader: 0,
+                    term: 0,
+                    index: conflict,
+                    held_term: self.term(conflict)?,
+                    new_term: entries[(conflict - prev_index - 1) as usize].term,
+                    committed: self.committed,
+                });
+            }
             self.append(&entries[(conflict - prev_index - 1) as usize..]);
         }
         self.commit_to(leader_commit.min(last_new));
@@ -309,11 +315,24 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "conflicts with committed entry")]
-    fn overwriting_a_committed_entry_panics() {
+    fn overwriting_a_committed_entry_is_refused_and_changes_nothing() {
         let mut log = log_with(&[(1, 1), (2, 1)], &[]);
         log.commit_to(2);
-        let _ = log.maybe_append(1, 1, 2, &[entry(2, 2)]);
+        let refused = log.maybe_append(1, 1, 2, &[entry(2, 2), entry(3, 2)]);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::CommittedEntryConflict {
+                    index: 2,
+                    held_term: 1,
+                    new_term: 2,
+                    committed: 2,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!((log.last_index(), log.term(2).unwrap()), (2, 1));
     }
 
     #[test]

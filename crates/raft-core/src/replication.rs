@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result, StorageError};
 use crate::message::{
     AppendOutcome, AppendRequest, AppendResponse, HeartbeatRequest, HeartbeatResponse, Payload,
 };
@@ -137,6 +137,39 @@ impl<S: Storage> Raft<S> {
 
     /// Follower: the consistency check, then storing the entries.
     pub(crate) fn handle_append_request(&mut self, from: NodeId, req: AppendRequest) -> Result<()> {
+        let term = self.term;
+        let name_leader = |e: Error| match e {
+            Error::CommittedEntryConflict {
+                index,
+                held_term,
+                new_term,
+                committed,
+                ..
+            } => Error::CommittedEntryConflict {
+                leader: from,
+                term,
+                index,
+                held_term,
+                new_term,
+                committed,
+            },
+            other => other,
+        };
+        // Within the committed prefix every leader's log equals this one (log matching): a
+        // leader that disagrees there holds a different history.
+        if req.prev_log_index > 0 && req.prev_log_index <= self.log.committed {
+            let held_term = self.log.term(req.prev_log_index)?;
+            if held_term != req.prev_log_term {
+                return Err(name_leader(Error::CommittedEntryConflict {
+                    leader: from,
+                    term: self.term,
+                    index: req.prev_log_index,
+                    held_term,
+                    new_term: req.prev_log_term,
+                    committed: self.log.committed,
+                }));
+            }
+        }
         let outcome = if req.prev_log_index < self.log.committed {
             // Everything up to the commit index matches any leader's log: a stale or
             // duplicated append. Tell the leader where this log really is.
@@ -144,12 +177,16 @@ impl<S: Storage> Raft<S> {
                 match_index: self.log.committed,
             }
         } else {
-            match self.log.maybe_append(
-                req.prev_log_index,
-                req.prev_log_term,
-                req.leader_commit,
-                &req.entries,
-            )? {
+            match self
+                .log
+                .maybe_append(
+                    req.prev_log_index,
+                    req.prev_log_term,
+                    req.leader_commit,
+                    &req.entries,
+                )
+                .map_err(name_leader)?
+            {
                 Some(last_new) => AppendOutcome::Accepted {
                     match_index: last_new,
                 },
@@ -298,7 +335,7 @@ impl<S: Storage> Raft<S> {
     /// acknowledgement.
     pub(crate) fn on_persisted(&mut self, persisted: Index) -> Result<()> {
         if self.role != crate::types::Role::Leader {
-            return Ok(());
+            return self.maybe_end_rejoin();
         }
         if let Some(me) = self.tracker.progress.get_mut(&self.id) {
             me.maybe_update(persisted);

@@ -63,6 +63,9 @@ pub struct Status {
     pub conf: ConfState,
     /// Leader: its view of every member, itself included.
     pub progress: BTreeMap<NodeId, PeerProgress>,
+    /// `Some(term)` while the node rejoins after a lost disk (it neither votes nor campaigns;
+    /// see [`crate::HardState::rejoining`]).
+    pub rejoining: Option<Term>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -111,6 +114,7 @@ impl<S: Storage> Raft<S> {
             pending_reads: self.reads.len(),
             conf: self.tracker.conf.clone(),
             progress,
+            rejoining: self.rejoining,
         }
     }
 }

@@ -128,6 +128,7 @@ fn append_leaving_a_hole_is_refused_and_changes_nothing<H: StorageHarness>(h: &m
         term: 9,
         vote: Some(2),
         commit: 1,
+        rejoining: None,
     };
     assert!(store.persist(Some(&hs), &entries(5, 6, 1), true).is_err());
     assert_eq!(all(&store), entries(1, 3, 1));
@@ -154,6 +155,7 @@ fn hard_state_reads_back<H: StorageHarness>(h: &mut H) {
         term: 4,
         vote: Some(3),
         commit: 0,
+        rejoining: None,
     };
     store.persist(Some(&hs), &[], true).unwrap();
     assert_eq!(store.initial_state().unwrap().hard_state, hs);
@@ -161,6 +163,7 @@ fn hard_state_reads_back<H: StorageHarness>(h: &mut H) {
         term: 5,
         vote: None,
         commit: 2,
+        rejoining: None,
     };
     store.persist(Some(&hs2), &entries(1, 2, 5), true).unwrap();
     assert_eq!(store.initial_state().unwrap().hard_state, hs2);
@@ -172,6 +175,7 @@ fn synced_writes_survive_reopen<H: StorageHarness>(h: &mut H) {
         term: 3,
         vote: Some(1),
         commit: 4,
+        rejoining: None,
     };
     store.persist(Some(&hs), &entries(1, 5, 3), true).unwrap();
     let store = h.reopen(store);

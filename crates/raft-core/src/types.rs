@@ -102,6 +102,13 @@ pub struct HardState {
     /// The highest index known to be committed. Losing it in a crash is harmless (it is
     /// recovered from the leader), so a change of only this field does not require a sync.
     pub commit: Index,
+    /// `Some(term)` while this node is *rejoining*: it started again from an empty disk (a lost
+    /// or replaced data directory) and learnt from every peer that the cluster had reached
+    /// `term` and no later one (see [`crate::bootstrap`]). Its votes and acknowledgements from
+    /// before the loss are gone, so it neither votes nor campaigns until it durably holds a
+    /// committed entry of a leader of a later term: that leader was elected without it and so
+    /// holds every entry committed before (see `Raft::maybe_end_rejoin`).
+    pub rejoining: Option<Term>,
 }
 
 /// The membership of the cluster.

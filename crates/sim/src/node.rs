@@ -17,9 +17,10 @@ use quorate_payments::machine::{
     self, AcquireLease, Applied, Command, KeepAliveLease, LeaderClock, LeaseFence, LeaseTimers,
     MemStore, ReleaseLease, Submit,
 };
+use quorate_raft_core::bootstrap::{ClusterState, PeerState};
 use quorate_raft_core::{
-    ConfState, Config, Entry, Error, Index, LogWriter, Message, RawNode, ReadMode, ReadState,
-    Ready, Role, SoftState, Term,
+    ConfState, Config, Entry, Error, HardState, Index, LogWriter, Message, RawNode, ReadMode,
+    ReadState, Ready, Role, SoftState, Storage, Term,
 };
 
 use crate::client::{Action, ReadKind, Reply, Request, Response};
@@ -149,6 +150,11 @@ pub struct SimNode {
     pub raw: Option<RawNode<SimStorage>>,
     /// The disk while the node is down.
     disk: Option<SimStorage>,
+    /// The membership (a new disk starts with it).
+    conf: ConfState,
+    /// The node is down and its disk is gone: it restarts only through
+    /// [`quorate_raft_core::bootstrap::decide`], started as this.
+    pub disk_lost: Option<ClusterState>,
     /// The payments machine's records (rebuilt from the log after a restart).
     pub machine: MemStore,
     /// The index of the last entry applied to `machine`.
@@ -184,7 +190,7 @@ pub struct SimNode {
 impl SimNode {
     /// A fresh node with an empty disk.
     pub fn new(config: Config, conf: ConfState, tick_period: u64) -> Self {
-        let disk = SimStorage::new(conf);
+        let disk = SimStorage::new(conf.clone());
         let raw = RawNode::new(config.clone(), disk, 0).expect("valid simulator config");
         SimNode {
             id: config.id,
@@ -194,6 +200,8 @@ impl SimNode {
             tick_period,
             raw: Some(raw),
             disk: None,
+            conf,
+            disk_lost: None,
             machine: MemStore::new(),
             applied_index: 0,
             wall_clock_ms: 0,
@@ -254,6 +262,52 @@ impl SimNode {
         self.role = Role::Follower;
         self.pending_transfer = None;
         self.incarnation += 1;
+    }
+
+    /// The machine dies and its disk is replaced by an empty one; the operator will start it
+    /// again as `mode` (`--initial-cluster-state`).
+    pub fn lose_disk(&mut self, mode: ClusterState) {
+        self.crash();
+        self.disk = None;
+        self.disk_lost = Some(mode);
+    }
+
+    /// Starts a node whose disk was lost on an empty disk holding only `hard_state` (what
+    /// `bootstrap::decide` said to write; nothing for a new cluster).
+    pub fn start_on_new_disk(&mut self, hard_state: Option<HardState>) {
+        let mut disk = SimStorage::new(self.conf.clone());
+        if let Some(hard_state) = hard_state {
+            disk.persist(Some(&hard_state), &[], true)
+                .expect("a hard state without entries is always valid");
+        }
+        self.disk_lost = None;
+        self.disk = Some(disk);
+        self.restart();
+    }
+
+    /// What this node answers a peer that asks whether the cluster holds data (`None` while
+    /// it is down).
+    pub fn peer_state(&self) -> Option<PeerState> {
+        let status = self.raw.as_ref()?.status();
+        Some(PeerState {
+            term: status.term,
+            last_index: status.last_log_index,
+        })
+    }
+
+    /// Whether this node lost its disk and is not whole again: down without a disk, or
+    /// rejoining (running, or down with the mark on its disk).
+    pub fn is_amnesiac(&self) -> bool {
+        let on_disk = |disk: &SimStorage| {
+            disk.initial_state()
+                .is_ok_and(|s| s.hard_state.rejoining.is_some())
+        };
+        self.disk_lost.is_some()
+            || self
+                .raw
+                .as_ref()
+                .is_some_and(|r| r.status().rejoining.is_some())
+            || self.disk.as_ref().is_some_and(on_disk)
     }
 
     /// The process starts again from its disk; the state machine replays the log.

@@ -155,6 +155,7 @@ mod tests {
             term: 2,
             vote: Some(1),
             commit: 0,
+            rejoining: None,
         };
         store
             .persist(Some(&vote), &entries(4, 5, 2), false)

@@ -18,9 +18,10 @@
 //! exactly-once and the payment history goes through the linearizability checker.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use quorate_payments::machine::{self, MAX_WALL_CLOCK_LEAD_MS};
+use quorate_raft_core::bootstrap::{self, ClusterState, Decision, PeerState};
 use quorate_raft_core::rng::SplitMix64;
 use quorate_raft_core::{ConfState, Config, Message, NodeId, Role, Status};
 
@@ -63,6 +64,10 @@ pub struct Swarm {
     /// in its term, before anything it sends next leaves: the moment a leader first acts on
     /// what it believes is committed.
     pub crash_after_first_commit_per_mille: u64,
+    /// Machines that die with their disk: the node is started again on an empty one, by an
+    /// operator who sometimes forgets to say it rejoins (`--initial-cluster-state new`). One
+    /// disk at a time: until the last one is whole again, no other is lost.
+    pub disk_loss: bool,
 }
 
 impl Swarm {
@@ -79,6 +84,7 @@ impl Swarm {
             flap_per_mille: 0,
             unsynced_crash_per_mille: 0,
             crash_after_first_commit_per_mille: 0,
+            disk_loss: false,
         };
         if rng.chance(1, 2) {
             swarm.crash_after_first_commit_per_mille = rng.range(100, 700);
@@ -101,6 +107,7 @@ enum FaultKind {
     OneWayCut,
     CrashAny,
     CrashLeader,
+    LoseDisk,
     Storm,
     Calm,
     Transfer,
@@ -371,7 +378,15 @@ impl World {
             })
             .collect();
         let heal_at = config.chaos_ticks * TICK;
-        let swarm = Swarm::draw(&mut rng);
+        #[allow(unused_mut)]
+        let mut swarm = Swarm::draw(&mut rng);
+        // From a stream of its own, so that runs without disk loss stay what they were before
+        // it existed.
+        swarm.disk_loss = SplitMix64::new(config.seed ^ 0xd15c_1055).chance(1, 2);
+        #[cfg(feature = "bug-injection")]
+        if config.bug == Some(Bug::Raft(quorate_raft_core::InjectedBug::AmnesiacVoter)) {
+            swarm.disk_loss = true;
+        }
         // Drawn after the swarm, so that a seed's node configurations, clock rates and fault
         // mix stay what they were before lease workers and wall clocks existed.
         for i in payment_clients..client_count {
@@ -867,9 +882,91 @@ impl World {
         }
     }
 
+    /// A machine dies with its disk. Most often a follower that holds the leader's latest
+    /// entries (so it may be needed to keep a write committed), sometimes any node. Never
+    /// while another node is still without its disk or rejoining.
+    fn lose_disk(&mut self) {
+        let amnesiac = self.nodes.iter().any(SimNode::is_amnesiac);
+        let down = self.nodes.iter().filter(|n| !n.is_up()).count();
+        if amnesiac || down >= self.max_down {
+            return;
+        }
+        let leader = self.leader();
+        let best_follower = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_up() && Some(n.id) != leader)
+            .max_by_key(|(_, n)| n.raw.as_ref().map(|r| r.status().last_log_index))
+            .map(|(i, _)| i);
+        let node = match best_follower {
+            Some(node) if self.rng.chance(2, 3) => node,
+            _ => self.rng.range(0, self.nodes.len() as u64) as usize,
+        };
+        if !self.nodes[node].is_up() {
+            return;
+        }
+        let mode = if self.rng.chance(1, 2) {
+            ClusterState::New
+        } else {
+            ClusterState::Existing
+        };
+        self.crashes += 1;
+        self.trace.u64(11);
+        self.trace.u64(node as u64);
+        self.log(|| format!("LOSE DISK node {} (will start as {mode:?})", node + 1));
+        self.nodes[node].lose_disk(mode);
+        let downtime = self.rng.range(1, 60) * TICK;
+        self.schedule(self.now + downtime, Event::Restart { node });
+    }
+
+    /// Starts a node whose disk was lost as `bootstrap::decide` says, from the answers of the
+    /// peers it can reach both ways. Returns false if it must try again later.
+    fn start_without_disk(&mut self, node: usize, mode: ClusterState) -> bool {
+        let me = self.nodes[node].id;
+        let answers: BTreeMap<NodeId, Option<PeerState>> = (0..self.nodes.len())
+            .filter(|&peer| peer != node)
+            .map(|peer| {
+                let id = self.nodes[peer].id;
+                let reachable =
+                    !self.network.is_blocked(me, id) && !self.network.is_blocked(id, me);
+                let answer = if reachable {
+                    self.nodes[peer].peer_state()
+                } else {
+                    None
+                };
+                (id, answer)
+            })
+            .collect();
+        match bootstrap::decide(me, mode, &answers) {
+            Decision::Bootstrap => self.nodes[node].start_on_new_disk(None),
+            Decision::Rejoin(hard_state) => {
+                self.log(|| format!("REJOIN node {me} at {hard_state:?}"));
+                self.nodes[node].start_on_new_disk(Some(hard_state));
+            }
+            Decision::Wait { missing } => {
+                self.log(|| format!("node {me} waits for peers {missing:?}"));
+                return false;
+            }
+            Decision::Refuse(reason) => {
+                // The operator reads the reason and starts it as it says.
+                self.log(|| format!("node {me} refuses to start: {reason}"));
+                self.nodes[node].disk_lost = Some(ClusterState::Existing);
+                return false;
+            }
+        }
+        true
+    }
+
     fn restart(&mut self, node: usize) {
         if self.nodes[node].is_up() {
             return;
+        }
+        if let Some(mode) = self.nodes[node].disk_lost {
+            if !self.start_without_disk(node, mode) {
+                self.schedule(self.now + TICK, Event::Restart { node });
+                return;
+            }
         }
         self.trace.u64(9);
         self.trace.u64(node as u64);
@@ -900,6 +997,8 @@ impl World {
             (swarm.one_way_cuts, FaultKind::OneWayCut),
             (swarm.crashes, FaultKind::CrashAny),
             (swarm.crashes, FaultKind::CrashLeader),
+            (swarm.disk_loss, FaultKind::LoseDisk),
+            (swarm.disk_loss, FaultKind::LoseDisk),
             (swarm.storms, FaultKind::Storm),
             (swarm.storms, FaultKind::Calm),
             (swarm.transfers, FaultKind::Transfer),
@@ -952,6 +1051,7 @@ impl World {
                     self.crash((leader - 1) as usize);
                 }
             }
+            FaultKind::LoseDisk => self.lose_disk(),
             FaultKind::Storm => self.network.weather = Weather::stormy(&mut self.rng),
             FaultKind::Calm => self.network.weather = Weather::calm(),
             FaultKind::Transfer => {
@@ -1171,6 +1271,18 @@ impl World {
     }
 
     fn check_convergence(&mut self) {
+        // A node that lost its disk is whole again once a leader elected without it has
+        // brought it up to date; a healed cluster that commits elects one.
+        if let Some(node) = self.nodes.iter().find(|n| n.is_amnesiac()) {
+            let detail = format!(
+                "node {} is still rejoining after its disk was lost, {DRAIN_TICKS} ticks after                  the last operation: {}",
+                node.id,
+                self.describe_nodes()
+            );
+            self.invariants
+                .fail_liveness("liveness-rejoin", self.now, detail);
+            return;
+        }
         let states: Vec<(NodeId, u64, u64)> = self
             .nodes
             .iter()

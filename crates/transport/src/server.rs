@@ -87,7 +87,17 @@ impl<H: PeerHandler> RaftService<H> {
             .max_encoding_message_size(max_message_bytes)
     }
 
+    /// A request that acts on this node: from a member of this cluster, with this node's
+    /// timing settings.
     fn check_header(&self, header: Option<&pb::Header>) -> Result<(), Status> {
+        let h = self.check_member(header)?;
+        self.check_timing(h)?;
+        self.stats.received(h.from, h.term);
+        Ok(())
+    }
+
+    /// A request from a member of this cluster, addressed to this node.
+    fn check_member<'h>(&self, header: Option<&'h pb::Header>) -> Result<&'h pb::Header, Status> {
         let Some(h) = header else {
             return Err(Status::invalid_argument("header is required"));
         };
@@ -110,6 +120,11 @@ impl<H: PeerHandler> RaftService<H> {
                 h.from, self.cluster_id, self.node_id, self.peers
             )));
         }
+        Ok(h)
+    }
+
+    /// Settings the leader lease depends on, as this node's.
+    fn check_timing(&self, h: &pb::Header) -> Result<(), Status> {
         if h.timing != Some(self.timing) {
             let theirs = h
                 .timing
@@ -124,7 +139,6 @@ impl<H: PeerHandler> RaftService<H> {
                 describe_timing(self.timing)
             )));
         }
-        self.stats.received(h.from, h.term);
         Ok(())
     }
 
@@ -243,7 +257,11 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         request: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeResponse>, Status> {
         let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        // A probe only reads: it is answered whatever the sender's timing settings, so a
+        // member started with other settings still finds out whether the cluster holds data,
+        // and the split-brain report still sees it.
+        let h = self.check_member(r.header.as_ref())?;
+        self.stats.received(h.from, h.term);
         Ok(Response::new(self.handler.probe(r.hash_index).await?))
     }
 

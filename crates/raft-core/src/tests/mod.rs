@@ -1,6 +1,7 @@
 //! Tests of whole groups of nodes over an in-memory network that the test controls message by
 //! message.
 
+mod amnesia;
 mod defences;
 mod interaction;
 mod paper;
@@ -118,6 +119,19 @@ impl Cluster {
         self.in_flight.retain(|m| m.from != id && m.to != id);
         self.nodes
             .insert(id, RawNode::new(config, storage, applied).unwrap());
+    }
+
+    /// `id` loses its disk and starts again from an empty store holding only `hard_state`
+    /// (what [`crate::bootstrap::decide`] told it to write); its state machine is gone too.
+    pub fn lose_disk(&mut self, id: NodeId, hard_state: HardState) {
+        let node = &self.nodes[&id];
+        let config = node.config().clone();
+        let mut storage = MemStorage::new(node.status().conf);
+        storage.persist(Some(&hard_state), &[], true).unwrap();
+        self.in_flight.retain(|m| m.from != id && m.to != id);
+        self.applied.insert(id, Vec::new());
+        self.nodes
+            .insert(id, RawNode::new(config, storage, 0).unwrap());
     }
 
     /// Processes every pending Ready of `id`: persist, queue messages, apply, advance.
@@ -264,5 +278,6 @@ pub fn hs(term: Term) -> HardState {
         term,
         vote: None,
         commit: 0,
+        rejoining: None,
     }
 }

@@ -348,7 +348,8 @@ fn vote_is_durable_before_the_response_figure_2() {
         Some(HardState {
             term: 1,
             vote: Some(1),
-            commit: 0
+            commit: 0,
+            rejoining: None,
         })
     );
     assert!(

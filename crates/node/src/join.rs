@@ -1,0 +1,196 @@
+//! Before the Raft node runs: which cluster and member the data directory belongs to, and what
+//! a node whose store is blank does.
+//!
+//! A blank store (no identity, no hard state, no entry) is ambiguous: a member of a cluster
+//! that starts for the first time, or a member whose disk was lost or replaced, which must not
+//! act as if it had never voted or acknowledged anything. The node asks every peer for its
+//! term and log (`Probe` on the peer port) and does what
+//! [`quorate_raft_core::bootstrap::decide`] says: start a new cluster, rejoin as a non-voter,
+//! wait for the peers that did not answer, or refuse with the command that recovers it. While
+//! it waits it answers its peers' probes as blank ([`StartingPeer`]), so the members of a new
+//! cluster, all blank, find each other.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quorate_log_store::{Identity, LogStore};
+use quorate_proto::{admin as admin_pb, raft as pb};
+use quorate_raft_core::bootstrap::{self, ClusterState, Decision, PeerState};
+use quorate_raft_core::{Index, LogWriter, Message, NodeId, Term};
+use quorate_transport::{PeerHandler, StatsTable, Transport, TransportConfig};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::{NodeConfig, NodeError};
+
+/// How long one probe of a peer may take.
+const PROBE_DEADLINE: Duration = Duration::from_secs(1);
+/// Pause between two rounds of probes while some peers have not answered.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// How often the node says, while it waits, which peers it is waiting for.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Checks that `store` belongs to this member of this cluster, and readies a blank store as
+/// `mode` (`--initial-cluster-state`) and the peers' answers say. Returns once the Raft node may
+/// start over `store`; an error says why it must not and what to do.
+pub async fn prepare_store(
+    store: &LogStore,
+    config: &NodeConfig,
+    mode: ClusterState,
+) -> Result<(), NodeError> {
+    let storage = |e: quorate_log_store::LogStoreError| NodeError::Internal(e.to_string());
+    let wanted = Identity {
+        cluster_id: config.cluster_id,
+        member_id: config.id,
+    };
+    if let Some(found) = store.identity().map_err(storage)? {
+        return check_identity(store, found, wanted);
+    }
+    if !store.is_blank().map_err(storage)? {
+        // Written by a release that kept no identity: it is this member's own.
+        return store.set_identity(&wanted).map_err(storage);
+    }
+    let decision = ask_peers(config, mode).await?;
+    match decision {
+        Decision::Bootstrap => {
+            tracing::info!("every peer answered and none holds data: starting a new cluster");
+        }
+        Decision::Rejoin(hard_state) => {
+            tracing::warn!(
+                term = hard_state.term,
+                "rejoining with an empty data directory: this member will neither vote nor \
+                 campaign until a leader elected without it has brought it up to date"
+            );
+            let mut writer = store.clone();
+            writer
+                .persist(Some(&hard_state), &[], true)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+        }
+        Decision::Refuse(reason) => return Err(NodeError::Invalid(reason)),
+        Decision::Wait { .. } => unreachable!("ask_peers waits until the decision is final"),
+    }
+    store.set_identity(&wanted).map_err(storage)
+}
+
+fn check_identity(store: &LogStore, found: Identity, wanted: Identity) -> Result<(), NodeError> {
+    if found == wanted {
+        return Ok(());
+    }
+    Err(NodeError::Invalid(format!(
+        "the data directory {} belongs to member {} of cluster {:016x}, but this node was \
+         started as member {} of cluster {:016x}: --id and --initial-cluster must be the ones \
+         the data directory was created with",
+        store.path().display(),
+        found.member_id,
+        found.cluster_id,
+        wanted.member_id,
+        wanted.cluster_id
+    )))
+}
+
+/// Probes every peer until [`bootstrap::decide`] gives a final answer.
+async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<Decision, NodeError> {
+    let peers: BTreeMap<NodeId, String> = config
+        .peers
+        .iter()
+        .filter(|(&id, _)| id != config.id)
+        .map(|(&id, address)| (id, address.clone()))
+        .collect();
+    // A transport of its own, for probes only: nothing is ever sent through its queues.
+    let (inbox, _unused) = mpsc::channel(1);
+    let transport = Transport::start(
+        TransportConfig {
+            timing: config.timing(),
+            ..TransportConfig::new(config.cluster_id, config.id, peers.clone())
+        },
+        inbox,
+        Arc::new(StatsTable::default()),
+    )
+    .map_err(|e| NodeError::Invalid(e.to_string()))?;
+    tracing::info!(
+        ?mode,
+        peers = ?peers.keys().collect::<Vec<_>>(),
+        "the data directory is empty: asking every peer whether the cluster already holds data"
+    );
+    let started = Instant::now();
+    let mut reported: Option<Instant> = None;
+    loop {
+        let mut answers = BTreeMap::new();
+        let mut failures = Vec::new();
+        for &peer in peers.keys() {
+            let answer = match transport.probe(peer, None, PROBE_DEADLINE).await {
+                Ok(reply) => reply.status.map(|s| PeerState {
+                    term: s.term,
+                    last_index: s.last_log_index,
+                }),
+                Err(status) => {
+                    failures.push(format!("{peer}: {}", status.message()));
+                    None
+                }
+            };
+            answers.insert(peer, answer);
+        }
+        match bootstrap::decide(config.id, mode, &answers) {
+            Decision::Wait { missing } => {
+                if reported.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                    reported = Some(Instant::now());
+                    tracing::warn!(
+                        ?missing,
+                        waited_s = started.elapsed().as_secs(),
+                        errors = failures.join("; "),
+                        "an empty member starts only once every peer has answered (one that \
+                         stays silent may hold the only record of what this member promised \
+                         before): still waiting"
+                    );
+                }
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            decision => return Ok(decision),
+        }
+    }
+}
+
+/// The peer-port handler while the node waits in [`prepare_store`]: it answers probes as a
+/// blank member and refuses everything else as unavailable.
+#[derive(Clone)]
+pub struct StartingPeer {
+    /// This node.
+    pub id: NodeId,
+}
+
+impl StartingPeer {
+    fn unavailable(&self) -> Status {
+        Status::unavailable(format!(
+            "member {} is starting: its data directory is empty and it waits for every peer \
+             to answer before it runs",
+            self.id
+        ))
+    }
+}
+
+impl PeerHandler for StartingPeer {
+    async fn deliver(&self, _message: Message) -> Result<Option<Message>, Status> {
+        Err(self.unavailable())
+    }
+
+    async fn forward(&self, _command: Bytes) -> Result<(Index, Term, Bytes), Status> {
+        Err(self.unavailable())
+    }
+
+    async fn probe(&self, _hash_index: Option<u64>) -> Result<pb::ProbeResponse, Status> {
+        Ok(pb::ProbeResponse {
+            status: Some(admin_pb::StatusResponse {
+                node_id: self.id,
+                ..Default::default()
+            }),
+            hash: None,
+            hash_error: "the node is starting".to_string(),
+        })
+    }
+
+    async fn transfer(&self, _target: NodeId) -> Result<NodeId, Status> {
+        Err(self.unavailable())
+    }
+}
