@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorate_raft_core::{Index, Message, NodeId, Payload, ReadMode, Role, Term};
+use quorate_raft_core::{
+    Index, Message, NoContact, NodeId, Payload, ReadMode, Role, Term, CONTACT_SILENCE_HEARTBEATS,
+};
 use quorate_transport::{PeerStats, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -147,53 +149,36 @@ impl NodeHandle {
             return Err(NodeError::ShuttingDown);
         }
         // A leader or follower that has been out of touch for this long cannot commit or
-        // confirm anything now; refusing at once beats accepting work that will hang.
-        let silence_limit = self.shared.config.heartbeat_interval * 3;
-        match (raft.role, raft.leader_id) {
-            (Role::Leader, _) => {
-                let recent = raft
-                    .progress
-                    .iter()
-                    .filter(|(_, p)| {
-                        !p.is_learner && status.tick * p.ticks_since_ack <= silence_limit
-                    })
-                    .count();
-                let voters = raft.progress.values().filter(|p| !p.is_learner).count();
-                if raft.quorum_active && recent > voters / 2 {
-                    Ok(())
-                } else {
-                    Err(NodeError::NoQuorum {
-                        reason: format!(
-                            "node {} leads term {} but only {recent} of {voters} voters (itself \
-                             included) answered within {} ms",
-                            raft.id,
-                            raft.term,
-                            silence_limit.as_millis()
-                        ),
-                    })
-                }
-            }
-            (_, None) => Err(NodeError::NoQuorum {
-                reason: format!(
-                    "node {} is a {} in term {} and knows no leader: it cannot reach a majority",
-                    raft.id, raft.role, raft.term
-                ),
-            }),
-            (_, Some(leader)) => {
-                let silent = status.tick * raft.ticks_since_leader_contact;
-                if silent > silence_limit {
-                    Err(NodeError::NoQuorum {
-                        reason: format!(
-                            "node {} has not heard from its leader (node {leader}) for {} ms",
-                            raft.id,
-                            silent.as_millis()
-                        ),
-                    })
-                } else {
-                    Ok(())
-                }
-            }
-        }
+        // confirm anything now; refusing at once beats accepting work that will hang. The
+        // rule is raft-core's, which the simulator runs too.
+        let heartbeat = self.shared.config.raft_config().heartbeat_interval_ticks;
+        let silence_ticks = heartbeat * CONTACT_SILENCE_HEARTBEATS;
+        let ms = |ticks: u32| (status.tick * ticks).as_millis();
+        raft.contact(silence_ticks)
+            .map_err(|lost| NodeError::NoQuorum {
+                reason: match lost {
+                    NoContact::LeaderWithoutQuorum { recent, voters } => format!(
+                        "node {} leads term {} but only {recent} of {voters} voters (itself \
+                         included) answered within {} ms",
+                        raft.id,
+                        raft.term,
+                        ms(silence_ticks)
+                    ),
+                    NoContact::NoLeader => format!(
+                        "node {} is a {} in term {} and knows no leader: it cannot reach a \
+                         majority",
+                        raft.id, raft.role, raft.term
+                    ),
+                    NoContact::LeaderSilent {
+                        leader,
+                        silent_ticks,
+                    } => format!(
+                        "node {} has not heard from its leader (node {leader}) for {} ms",
+                        raft.id,
+                        ms(silent_ticks.min(1 << 20))
+                    ),
+                },
+            })
     }
 
     /// Proposes `command` and waits until it is applied, forwarding it to the leader when this

@@ -4,7 +4,7 @@
 //! the Ready loop; everything else talks to it through a [`NodeHandle`].
 //!
 //! - **Time**: ticks come from the monotonic clock (`tick = heartbeat_interval / 2`); ticks
-//!   missed while the loop was busy are caught up before any input is handled.
+//!   missed while the loop was busy are fed before every input (`RawNode::tick_to`).
 //! - **Durability**: a Ready's hard state and entries are written to RocksDB (fsynced when the
 //!   core says so) on a blocking thread before any of its messages leave. Proposals that
 //!   arrive meanwhile wait in the input queue and go into the next Ready together: one fsync

@@ -86,7 +86,7 @@ pub use message::{
 pub use progress::ProgressState;
 pub use raw_node::{Proposal, RawNode, Ready};
 pub use read_only::ReadState;
-pub use status::{PeerProgress, Status};
+pub use status::{NoContact, PeerProgress, Status, CONTACT_SILENCE_HEARTBEATS};
 pub use storage::{check_append, limit_size, LogWriter, MemStorage, RaftState, Storage};
 pub use types::{
     ConfState, Entry, EntryKind, FencingToken, HardState, Index, NodeId, Role, SnapshotMeta,

@@ -128,6 +128,20 @@ impl<S: Storage> RawNode<S> {
         self.raft.tick()
     }
 
+    /// Brings the node's clock to `due` ticks since it started, feeding every tick missed
+    /// (a long fsync, a stopped process); returns how many it fed. A driver calls it before
+    /// **every** input with the ticks its monotonic clock says have passed, so that no decision
+    /// (a lease read, a proposal, a vote) is taken with time from before a pause. The server's
+    /// driver and the simulator both do.
+    pub fn tick_to(&mut self, due: u64) -> Result<u64> {
+        let mut fed = 0;
+        while self.raft.now_tick < due {
+            self.raft.tick()?;
+            fed += 1;
+        }
+        Ok(fed)
+    }
+
     /// Handles a message from a peer.
     pub fn step(&mut self, message: Message) -> Result<()> {
         self.raft.step(message)
@@ -231,8 +245,11 @@ impl<S: Storage> RawNode<S> {
         let committed_entries = raft
             .log
             .next_committed_entries(raft.config.max_apply_bytes_per_ready)?;
+        // (The end of rejoining is synced too: a node that forgets it stays out of elections
+        // until a leader brings it up to date again.)
         let durable_state_changed = hard_state.term != self.prev_hard_state.term
-            || hard_state.vote != self.prev_hard_state.vote;
+            || hard_state.vote != self.prev_hard_state.vote
+            || hard_state.rejoining != self.prev_hard_state.rejoining;
         #[cfg(feature = "bug-injection")]
         let durable_state_changed =
             durable_state_changed && !raft.config.has_bug(InjectedBug::VoteNotPersisted);

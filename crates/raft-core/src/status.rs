@@ -68,6 +68,67 @@ pub struct Status {
     pub rejoining: Option<Term>,
 }
 
+/// Heartbeat intervals of silence after which a node refuses requests at once (see
+/// [`Status::contact`]).
+pub const CONTACT_SILENCE_HEARTBEATS: u32 = 3;
+
+/// Why a node cannot commit or confirm anything now (see [`Status::contact`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoContact {
+    /// It leads, but fewer than a majority of voters (itself included) answered recently, or
+    /// check-quorum no longer holds.
+    LeaderWithoutQuorum {
+        /// Voters that answered within the limit, itself included.
+        recent: usize,
+        /// Voters.
+        voters: usize,
+    },
+    /// It knows no leader.
+    NoLeader,
+    /// It follows a leader it has not heard from within the limit.
+    LeaderSilent {
+        /// The leader.
+        leader: NodeId,
+        /// Ticks since it last heard from it.
+        silent_ticks: u32,
+    },
+}
+
+impl Status {
+    /// Whether this node can reach a leader with a quorum now: a leader whose majority
+    /// answered within `silence_ticks`, or a follower that heard from its leader within
+    /// them. A node that cannot refuses requests at once (`NO_QUORUM`) instead of accepting
+    /// work that will hang, and fails work in flight when contact is lost. The server's node
+    /// and the simulator both decide with this.
+    pub fn contact(&self, silence_ticks: u32) -> Result<(), NoContact> {
+        match (self.role, self.leader_id) {
+            (Role::Leader, _) => {
+                let voters = self.progress.values().filter(|p| !p.is_learner).count();
+                let recent = self
+                    .progress
+                    .iter()
+                    .filter(|(&id, p)| {
+                        !p.is_learner && (id == self.id || p.ticks_since_ack <= silence_ticks)
+                    })
+                    .count();
+                if self.quorum_active && recent > voters / 2 {
+                    Ok(())
+                } else {
+                    Err(NoContact::LeaderWithoutQuorum { recent, voters })
+                }
+            }
+            (_, None) => Err(NoContact::NoLeader),
+            (_, Some(leader)) if self.ticks_since_leader_contact > silence_ticks => {
+                Err(NoContact::LeaderSilent {
+                    leader,
+                    silent_ticks: self.ticks_since_leader_contact,
+                })
+            }
+            (_, Some(_)) => Ok(()),
+        }
+    }
+}
+
 impl<S: Storage> Raft<S> {
     /// The node's state now.
     pub fn status(&self) -> Status {

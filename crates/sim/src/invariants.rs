@@ -7,8 +7,8 @@
 //!   and one predecessor term, which by induction makes equal prefixes;
 //! - **committed entries never change**: once any node reports index `i` committed, every node
 //!   that later reports `i` committed has the same term there;
-//! - **leader completeness**: a new leader's log holds every committed entry (§5.4); and, in
-//!   its potential form, every node that *could* win an election holds the latest committed
+//! - **leader completeness**: a new leader's log holds every entry committed in an earlier
+//!   term (§5.4); and, in its potential form, every node that *could* win an election holds the latest committed
 //!   entry `(K, T)`: a node whose log is at least as up to date as that of a holder of
 //!   `(K, T)` must hold it too. (The highest committed entry is always committed directly by
 //!   the leader of its own term `T`; every leader of a later term holds it, by the §5.4.3
@@ -18,7 +18,10 @@
 //!   commit, not only when an unlucky election later exposes it;
 //! - **state-machine safety**: no two nodes apply different entries at one index (§5.4.3);
 //! - **fencing**: applied tokens strictly increase on every node;
-//! - **lease safety**: never two nodes holding a valid leader lease at one instant;
+//! - **lease safety**: never two nodes holding a valid leader lease at one instant, each judged
+//!   by its own clock at that instant (a frozen process's lease runs out while it is frozen);
+//!   and no lease read is answered with a lease that has run out by the node's clock
+//!   (`lease-read-stale-clock`: time from before a pause);
 //! - **lease fencing**: no replica records a write fenced by a writer-lease token that is not
 //!   the lease's live token at that point of the log ([`crate::lease_fencing`]);
 //! - **exactly once**: per idempotency key, at most one event is ever recorded, on any
@@ -210,6 +213,13 @@ impl Invariants {
         at: u64,
     ) {
         for (i, &committed_term) in self.committed.iter().enumerate() {
+            if committed_term >= term {
+                // Raft §5.4 promises the leaders of *later* terms every committed entry. A
+                // leader of an older term can still be elected late (its votes waited out a
+                // pause) and can commit nothing: its appends are refused by the majority that
+                // moved on. Terms never decrease along the log, so nothing after this counts.
+                break;
+            }
             let index = i as Index + 1;
             if term_at(index) != Some(committed_term) {
                 let detail = format!(

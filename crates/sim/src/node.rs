@@ -19,8 +19,8 @@ use quorate_payments::machine::{
 };
 use quorate_raft_core::bootstrap::{ClusterState, PeerState};
 use quorate_raft_core::{
-    ConfState, Config, Entry, Error, HardState, Index, LogWriter, Message, RawNode, ReadMode,
-    ReadState, Ready, Role, SoftState, Storage, Term,
+    ConfState, Config, Entry, Error, HardState, Index, LogWriter, Message, NoContact, RawNode,
+    ReadMode, ReadState, Ready, Role, SoftState, Term, CONTACT_SILENCE_HEARTBEATS,
 };
 
 use crate::client::{Action, ReadKind, Reply, Request, Response};
@@ -50,7 +50,8 @@ pub struct AppliedEntry {
 /// An input to a node.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// One tick of the node's clock.
+    /// The node's periodic wake-up (the server's interval timer): it brings the clock up to
+    /// date, as every other input does first.
     Tick,
     /// A message from a peer.
     Message(Message),
@@ -169,6 +170,21 @@ pub struct SimNode {
     pub wall_clock_ms: u64,
     /// Bumped at every crash, so events of an earlier life are ignored.
     pub incarnation: u64,
+    /// True time now (microticks), which the world sets before every input: the node's
+    /// monotonic clock reads `(now - started_at) / tick_period` ticks.
+    pub now: u64,
+    /// When the running process started (microticks).
+    started_at: u64,
+    /// The process is frozen (SIGSTOP, a stalled VM): inputs wait in `inbox` until `resume`.
+    paused: bool,
+    /// A sync finished while the process was frozen.
+    sync_done_while_paused: bool,
+    /// The inbox holds inputs that waited out a pause.
+    after_pause: bool,
+    /// Injected bug `ticks-once-per-turn`: inputs that waited out a pause are handled without
+    /// bringing the clock up to date first (the server's driver before every input caught up:
+    /// it caught up once per turn, so a stall inside a turn left the rest of it with old time).
+    pub stale_time_after_pause: bool,
     /// Injected bug `follower-clock-trusted`: the node that receives a write stamps it with
     /// its own clocks, and a leader keeps the stamp a forwarded write carries (with apply's
     /// bound switched off too, the server's behaviour before the leader alone stamped
@@ -206,6 +222,12 @@ impl SimNode {
             applied_index: 0,
             wall_clock_ms: 0,
             incarnation: 0,
+            now: 0,
+            started_at: 0,
+            paused: false,
+            sync_done_while_paused: false,
+            after_pause: false,
+            stale_time_after_pause: false,
             follower_clock_trusted: false,
             in_progress: None,
             inbox: Vec::new(),
@@ -261,6 +283,9 @@ impl SimNode {
         self.leader_renewals.clear();
         self.role = Role::Follower;
         self.pending_transfer = None;
+        self.paused = false;
+        self.sync_done_while_paused = false;
+        self.after_pause = false;
         self.incarnation += 1;
     }
 
@@ -296,17 +321,14 @@ impl SimNode {
     }
 
     /// Whether this node lost its disk and is not whole again: down without a disk, or
-    /// rejoining (running, or down with the mark on its disk).
+    /// rejoining (in memory, or on its disk: a crash would bring the mark back).
     pub fn is_amnesiac(&self) -> bool {
-        let on_disk = |disk: &SimStorage| {
-            disk.initial_state()
-                .is_ok_and(|s| s.hard_state.rejoining.is_some())
-        };
+        let on_disk = |disk: &SimStorage| disk.durable_hard_state().rejoining.is_some();
         self.disk_lost.is_some()
             || self
                 .raw
                 .as_ref()
-                .is_some_and(|r| r.status().rejoining.is_some())
+                .is_some_and(|r| r.status().rejoining.is_some() || on_disk(r.store()))
             || self.disk.as_ref().is_some_and(on_disk)
     }
 
@@ -315,7 +337,108 @@ impl SimNode {
         if let Some(disk) = self.disk.take() {
             let raw = RawNode::new(self.config.clone(), disk, 0).expect("restart from disk");
             self.raw = Some(raw);
+            self.started_at = self.now;
         }
+    }
+
+    /// Whether this node's lease holds at true time `now`: by its own clock as it stands at
+    /// `now` (ticks since it started), not as it stood at its last input. A frozen process's
+    /// lease runs out while it is frozen.
+    pub fn lease_holds_at(&self, now: u64) -> bool {
+        let Some(raw) = self.raw.as_ref() else {
+            return false;
+        };
+        let status = raw.status();
+        let due = now.saturating_sub(self.started_at) / self.tick_period;
+        status.lease_remaining_ticks > 0 && status.now_tick + status.lease_remaining_ticks > due
+    }
+
+    /// Whether the process is frozen.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The process freezes: it handles nothing until [`Self::resume`].
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// The process runs again and handles what waited, in order, each after bringing the
+    /// clock up to date (unless the `ticks-once-per-turn` bug is injected).
+    pub fn resume(&mut self, fx: &mut Effects) {
+        if !self.paused {
+            return;
+        }
+        self.paused = false;
+        self.after_pause = true;
+        if !self.stale_time_after_pause {
+            // The interval timer that was due fires at once.
+            self.catch_up(fx);
+        }
+        if self.sync_done_while_paused {
+            self.sync_done_while_paused = false;
+            self.finish_ready(fx);
+        } else if self.in_progress.is_none() {
+            self.drain_inbox(fx);
+            self.start_ready(fx);
+        }
+    }
+
+    /// Handles the inputs that waited for a sync or a pause.
+    fn drain_inbox(&mut self, fx: &mut Effects) {
+        let stale = std::mem::take(&mut self.after_pause) && self.stale_time_after_pause;
+        for input in std::mem::take(&mut self.inbox) {
+            if stale {
+                self.handle(input, fx);
+            } else {
+                self.feed(input, fx);
+            }
+        }
+    }
+
+    /// Brings the clock up to date: feeds the ticks due since the process started (the
+    /// server's rule, `RawNode::tick_to`), runs the expiry task for each, and, as the server's
+    /// `unless_cut_off` does, fails work in flight once this node cannot reach a leader with
+    /// a quorum (`Status::contact`): writes end unknown, reads refused.
+    fn catch_up(&mut self, fx: &mut Effects) {
+        let Some(raw) = self.raw.as_mut() else { return };
+        let due = self.now.saturating_sub(self.started_at) / self.tick_period;
+        let fed = raw.tick_to(due).expect("tick");
+        if fed == 0 {
+            return;
+        }
+        for _ in 0..fed {
+            let step = self.expiry.tick();
+            self.run_expiry(step);
+        }
+        if self.contact().is_ok() {
+            return;
+        }
+        for (_, p) in std::mem::take(&mut self.proposals) {
+            fx.responses.push(Response {
+                client: p.client,
+                op_id: p.op_id,
+                attempt: p.attempt,
+                reply: Reply::Unknown,
+            });
+        }
+        for (_, r) in std::mem::take(&mut self.reads) {
+            fx.responses.push(Response {
+                client: r.client,
+                op_id: r.op_id,
+                attempt: r.attempt,
+                reply: Reply::Refused,
+            });
+        }
+    }
+
+    /// Whether this node can reach a leader with a quorum now (the server's fail-fast rule).
+    fn contact(&self) -> Result<(), NoContact> {
+        let Some(raw) = self.raw.as_ref() else {
+            return Err(NoContact::NoLeader);
+        };
+        let silence = self.config.heartbeat_interval_ticks * CONTACT_SILENCE_HEARTBEATS;
+        raw.status().contact(silence)
     }
 
     /// Feeds an input, or queues it while a Ready is being synced.
@@ -323,7 +446,7 @@ impl SimNode {
         if self.raw.is_none() {
             return;
         }
-        if self.in_progress.is_some() {
+        if self.in_progress.is_some() || self.paused {
             self.inbox.push(input);
             return;
         }
@@ -333,6 +456,11 @@ impl SimNode {
 
     /// The sync of the current Ready finished: send, apply, advance, then take queued inputs.
     pub fn finish_ready(&mut self, fx: &mut Effects) {
+        if self.paused {
+            // The write completed; the process sees it when it runs again.
+            self.sync_done_while_paused = self.in_progress.is_some();
+            return;
+        }
         let Some(InProgress { ready }) = self.in_progress.take() else {
             return;
         };
@@ -358,9 +486,7 @@ impl SimNode {
         if let Some(step) = self.deferred_expiry.take() {
             self.run_expiry(step);
         }
-        for input in std::mem::take(&mut self.inbox) {
-            self.feed(input, fx);
-        }
+        self.drain_inbox(fx);
         if let (Some(target), Some(raw)) = (self.pending_transfer.take(), self.raw.as_mut()) {
             let _ = raw.transfer_leadership(target);
         }
@@ -380,14 +506,17 @@ impl SimNode {
         }
     }
 
+    /// Handles an input with the clock brought up to date first, as the server's driver does
+    /// before every input.
     fn feed(&mut self, input: Input, fx: &mut Effects) {
+        self.catch_up(fx);
+        self.handle(input, fx);
+    }
+
+    fn handle(&mut self, input: Input, fx: &mut Effects) {
         let Some(raw) = self.raw.as_mut() else { return };
         match input {
-            Input::Tick => {
-                raw.tick().expect("tick");
-                let step = self.expiry.tick();
-                self.run_expiry(step);
-            }
+            Input::Tick => {}
             Input::Message(m) => match raw.step(m) {
                 Ok(()) | Err(Error::InvalidMessage(_)) => {}
                 Err(e) => panic!("node {} step failed: {e}", self.id),
@@ -638,6 +767,19 @@ impl SimNode {
     }
 
     fn on_request(&mut self, request: Request, fx: &mut Effects) {
+        // Refuse at once without a reachable leader with a quorum (the server's
+        // `check_quorum_reachable`); a stale read needs none.
+        let stale = matches!(
+            request.action,
+            Action::Read {
+                kind: ReadKind::Stale,
+                ..
+            }
+        );
+        if !stale && self.contact().is_err() {
+            fx.responses.push(request.respond(Reply::Refused));
+            return;
+        }
         match request.action {
             Action::Read { payment, kind } => self.on_read(&request, payment, kind, fx),
             _ => self.on_write(&request, fx),
@@ -740,6 +882,21 @@ impl SimNode {
             let events = self.read_payment(payment);
             fx.responses.push(request.respond(Reply::Events(events)));
             return;
+        }
+        let believes_lease = self.raw.as_ref().is_some_and(|r| r.has_valid_lease());
+        if kind == ReadKind::Lease && believes_lease && !self.lease_holds_at(self.now) {
+            // A lease read decided with time from before a pause: the lease this node
+            // believes in has run out by its own clock.
+            fx.violations.push((
+                "lease-read-stale-clock",
+                format!(
+                    "node {} answers a lease read with its clock at tick {} while {} ticks \
+                     have passed: its lease ran out meanwhile",
+                    self.id,
+                    self.raw.as_ref().map_or(0, |r| r.status().now_tick),
+                    self.now.saturating_sub(self.started_at) / self.tick_period
+                ),
+            ));
         }
         let Some(raw) = self.raw.as_mut() else { return };
         let mode = if kind == ReadKind::Lease {

@@ -56,6 +56,14 @@ impl SimStorage {
             .any(|h| h.vote.is_some() && (h.term, h.vote) != durable)
     }
 
+    /// The hard state a crash now would leave.
+    pub fn durable_hard_state(&self) -> HardState {
+        self.durable
+            .initial_state()
+            .map(|s| s.hard_state)
+            .unwrap_or_default()
+    }
+
     /// The process (or machine) crashed: whatever was not synced is gone.
     pub fn crash(&mut self) {
         self.current = self.durable.clone();

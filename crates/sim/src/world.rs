@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use quorate_payments::machine::{self, MAX_WALL_CLOCK_LEAD_MS};
 use quorate_raft_core::bootstrap::{self, ClusterState, Decision, PeerState};
 use quorate_raft_core::rng::SplitMix64;
-use quorate_raft_core::{ConfState, Config, Message, NodeId, Role, Status};
+use quorate_raft_core::{ConfState, Config, Index, Message, NodeId, Role, Status};
 
 use crate::client::{Client, ClientAction, Request, Response};
 use crate::clock::{microticks_to_ms, EPOCH_MS, TICK};
@@ -68,6 +68,9 @@ pub struct Swarm {
     /// operator who sometimes forgets to say it rejoins (`--initial-cluster-state new`). One
     /// disk at a time: until the last one is whole again, no other is lost.
     pub disk_loss: bool,
+    /// Processes frozen for a while (SIGSTOP, a stalled VM), often the leader's: what reached
+    /// them meanwhile is handled when they run again.
+    pub pauses: bool,
 }
 
 impl Swarm {
@@ -85,6 +88,7 @@ impl Swarm {
             unsynced_crash_per_mille: 0,
             crash_after_first_commit_per_mille: 0,
             disk_loss: false,
+            pauses: false,
         };
         if rng.chance(1, 2) {
             swarm.crash_after_first_commit_per_mille = rng.range(100, 700);
@@ -108,6 +112,7 @@ enum FaultKind {
     CrashAny,
     CrashLeader,
     LoseDisk,
+    Pause,
     Storm,
     Calm,
     Transfer,
@@ -125,6 +130,9 @@ pub enum Bug {
     FollowerClockTrusted,
     /// Apply trusts the leader's wall clock without a bound (only the bound is missing).
     LeaderClockUnbounded,
+    /// Inputs that waited out a pause are handled with the time from before it (see
+    /// `SimNode::stale_time_after_pause`).
+    TicksOncePerTurn,
 }
 
 /// What to run.
@@ -203,6 +211,7 @@ enum Event {
     ReadyDone { node: usize, incarnation: u64 },
     Crash { node: usize, incarnation: u64 },
     Restart { node: usize },
+    Resume { node: usize, incarnation: u64 },
     ClientWake { client: usize },
     ClientRequest { node: usize, request: Request },
     Forwarded { from: NodeId, forward: Forward },
@@ -264,6 +273,12 @@ struct World {
     crashes: u64,
     /// Chaos phase: faults are injected.
     chaos: bool,
+    /// The run is over (see `Event::End`).
+    finished: bool,
+    /// The slowest node's applied index at the last drain extension.
+    drain_progress: Option<Index>,
+    /// Drain periods added while a node was still catching up.
+    drain_extensions: u32,
     heal_at: u64,
     /// The healed cluster's stable leader and the log it must commit before operations are
     /// timed (see [`Backlog`]).
@@ -358,6 +373,7 @@ impl World {
                 #[cfg(feature = "bug-injection")]
                 {
                     node.follower_clock_trusted = config.bug == Some(Bug::FollowerClockTrusted);
+                    node.stale_time_after_pause = config.bug == Some(Bug::TicksOncePerTurn);
                 }
                 node
             })
@@ -382,10 +398,16 @@ impl World {
         let mut swarm = Swarm::draw(&mut rng);
         // From a stream of its own, so that runs without disk loss stay what they were before
         // it existed.
-        swarm.disk_loss = SplitMix64::new(config.seed ^ 0xd15c_1055).chance(1, 2);
+        let mut own_stream = SplitMix64::new(config.seed ^ 0xd15c_1055);
+        swarm.disk_loss = own_stream.chance(1, 2);
+        swarm.pauses = own_stream.chance(1, 2);
         #[cfg(feature = "bug-injection")]
         if config.bug == Some(Bug::Raft(quorate_raft_core::InjectedBug::AmnesiacVoter)) {
             swarm.disk_loss = true;
+        }
+        #[cfg(feature = "bug-injection")]
+        if config.bug == Some(Bug::TicksOncePerTurn) {
+            swarm.pauses = true;
         }
         // Drawn after the swarm, so that a seed's node configurations, clock rates and fault
         // mix stay what they were before lease workers and wall clocks existed.
@@ -421,6 +443,9 @@ impl World {
             steps: 0,
             crashes: 0,
             chaos: true,
+            finished: false,
+            drain_progress: None,
+            drain_extensions: 0,
             heal_at,
             backlog: None,
             recovered_at: None,
@@ -473,10 +498,9 @@ impl World {
         while let Some(Scheduled { at, event, .. }) = self.queue.pop() {
             self.now = at;
             self.steps += 1;
-            let end = matches!(event, Event::End);
             self.handle(event);
             self.check_every_step();
-            if end || self.invariants.violation.is_some() || self.steps > MAX_STEPS {
+            if self.finished || self.invariants.violation.is_some() || self.steps > MAX_STEPS {
                 break;
             }
         }
@@ -540,6 +564,11 @@ impl World {
                 self.crash(node);
             }
             Event::Restart { node } => self.restart(node),
+            Event::Resume { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.resume(node);
+                }
+            }
             Event::ClientWake { client } => {
                 if self.client_wake[client] != Some(self.now) {
                     return; // superseded
@@ -615,12 +644,30 @@ impl World {
                 let end = self.now + DRAIN_TICKS * TICK;
                 self.schedule(end, Event::End);
             }
-            Event::End => {}
+            Event::End => {
+                // A node that is still catching up (a rejoined node copies the whole log,
+                // at its own fsync pace) gets more time while it makes progress.
+                let slowest = self.nodes.iter().map(SimNode::applied_index).min();
+                let converged = self
+                    .nodes
+                    .iter()
+                    .all(|n| n.applied_index() == self.nodes[0].applied_index());
+                if !converged && slowest > self.drain_progress && self.drain_extensions < 20 {
+                    self.drain_progress = slowest;
+                    self.drain_extensions += 1;
+                    self.schedule(self.now + DRAIN_TICKS * TICK, Event::End);
+                } else {
+                    self.finished = true;
+                }
+            }
         }
     }
 
     /// Sets `node`'s wall clock to now, before it takes an input.
+    /// Sets a node's clocks before it handles anything: true time (its monotonic clock
+    /// derives from it) and its wall clock.
     fn set_wall_clock(&mut self, node: usize) {
+        self.nodes[node].now = self.now;
         self.nodes[node].wall_clock_ms = (EPOCH_MS + microticks_to_ms(self.now))
             .saturating_add_signed(self.wall_clock_offset_ms[node]);
     }
@@ -882,6 +929,38 @@ impl World {
         }
     }
 
+    /// A process freezes for 5 to 40 ticks (often the leader): longer than an election
+    /// timeout, the others elect a new leader meanwhile.
+    fn pause(&mut self) {
+        let node = match self.leader() {
+            Some(leader) if self.rng.chance(2, 3) => (leader - 1) as usize,
+            _ => self.rng.range(0, self.nodes.len() as u64) as usize,
+        };
+        if !self.nodes[node].is_up() || self.nodes[node].is_paused() {
+            return;
+        }
+        let ticks = self.rng.range(5, 40);
+        self.trace.u64(12);
+        self.trace.u64(node as u64);
+        self.log(|| format!("PAUSE node {} for {ticks} ticks", node + 1));
+        self.nodes[node].pause();
+        let incarnation = self.nodes[node].incarnation;
+        self.schedule(self.now + ticks * TICK, Event::Resume { node, incarnation });
+    }
+
+    fn resume(&mut self, node: usize) {
+        if !self.nodes[node].is_paused() {
+            return;
+        }
+        self.trace.u64(13);
+        self.trace.u64(node as u64);
+        self.log(|| format!("RESUME node {}", node + 1));
+        self.set_wall_clock(node);
+        let mut fx = Effects::default();
+        self.nodes[node].resume(&mut fx);
+        self.after_node(node, fx);
+    }
+
     /// A machine dies with its disk. Most often a follower that holds the leader's latest
     /// entries (so it may be needed to keep a write committed), sometimes any node. Never
     /// while another node is still without its disk or rejoining.
@@ -971,6 +1050,7 @@ impl World {
         self.trace.u64(9);
         self.trace.u64(node as u64);
         self.log(|| format!("RESTART node {}", node + 1));
+        self.nodes[node].now = self.now;
         self.nodes[node].restart();
         self.invariants.on_restart(self.nodes[node].id);
         let incarnation = self.nodes[node].incarnation;
@@ -999,6 +1079,8 @@ impl World {
             (swarm.crashes, FaultKind::CrashLeader),
             (swarm.disk_loss, FaultKind::LoseDisk),
             (swarm.disk_loss, FaultKind::LoseDisk),
+            (swarm.pauses, FaultKind::Pause),
+            (swarm.pauses, FaultKind::Pause),
             (swarm.storms, FaultKind::Storm),
             (swarm.storms, FaultKind::Calm),
             (swarm.transfers, FaultKind::Transfer),
@@ -1052,6 +1134,7 @@ impl World {
                 }
             }
             FaultKind::LoseDisk => self.lose_disk(),
+            FaultKind::Pause => self.pause(),
             FaultKind::Storm => self.network.weather = Weather::stormy(&mut self.rng),
             FaultKind::Calm => self.network.weather = Weather::calm(),
             FaultKind::Transfer => {
@@ -1059,7 +1142,9 @@ impl World {
                     let target = all[self.rng.range(0, all.len() as u64) as usize];
                     self.set_wall_clock((leader - 1) as usize);
                     let node = &mut self.nodes[(leader - 1) as usize];
-                    if node.is_syncing() {
+                    if node.is_paused() {
+                        // A frozen process takes no operator request.
+                    } else if node.is_syncing() {
                         node.queue_transfer(target);
                     } else if let Some(raw) = node.raw.as_mut() {
                         // Refusals (e.g. a transfer already running) are fine.
@@ -1091,6 +1176,7 @@ impl World {
         self.network.weather = Weather::calm();
         self.log(|| "HEAL".to_string());
         for node in 0..self.nodes.len() {
+            self.resume(node);
             self.restart(node);
         }
     }
@@ -1109,11 +1195,14 @@ impl World {
         for (id, term) in leading {
             self.invariants.on_leader(id, term, self.now);
         }
+        // Judged at true time: a node's lease ends by its own clock, whether or not it has
+        // handled an input since (a frozen process's lease runs out while it is frozen).
+        let now = self.now;
         let holders: Vec<(NodeId, u64)> = self
             .nodes
             .iter()
+            .filter(|n| n.lease_holds_at(now))
             .filter_map(|n| n.raw.as_ref())
-            .filter(|r| r.has_valid_lease())
             .map(|r| (r.status().id, r.status().term))
             .collect();
         self.invariants.check_leases(&holders, self.now);
@@ -1275,7 +1364,8 @@ impl World {
         // brought it up to date; a healed cluster that commits elects one.
         if let Some(node) = self.nodes.iter().find(|n| n.is_amnesiac()) {
             let detail = format!(
-                "node {} is still rejoining after its disk was lost, {DRAIN_TICKS} ticks after                  the last operation: {}",
+                "node {} is still rejoining after its disk was lost, {DRAIN_TICKS} ticks after \
+                 the last operation: {}",
                 node.id,
                 self.describe_nodes()
             );

@@ -419,3 +419,57 @@ fn fencing_tokens_restart_with_each_leader_term() {
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     assert_eq!(tokens.len(), 5); // no-op, a, b, no-op, c
 }
+
+/// Time missed during a pause is fed before the next decision (`tick_to`): a leader frozen
+/// past its lease neither serves a lease read nor keeps leading when it runs again.
+#[test]
+fn tick_to_feeds_the_time_a_pause_took_before_the_next_decision() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.tick_all_and_settle(30);
+    let leader = cluster.leaders()[0];
+    assert!(cluster.node(leader).has_valid_lease());
+    let now = cluster.nodes[&leader].status().now_tick;
+    let pause = u64::from(cluster.nodes[&leader].config().election_timeout_max_ticks) * 3;
+    assert_eq!(cluster.node(leader).tick_to(now + pause).unwrap(), pause);
+    assert!(!cluster.node(leader).has_valid_lease());
+    assert_ne!(
+        cluster.role(leader),
+        Role::Leader,
+        "check-quorum saw the silence"
+    );
+    // Nothing more to feed: the clock is up to date.
+    assert_eq!(cluster.node(leader).tick_to(now + pause).unwrap(), 0);
+}
+
+/// The fail-fast rule (`Status::contact`): a follower that has not heard from its leader
+/// for the silence limit, or a leader whose majority went quiet, cannot commit or confirm
+/// anything and says why.
+#[test]
+fn contact_is_lost_after_the_silence_limit() {
+    use crate::NoContact;
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.tick_all_and_settle(30);
+    let leader = cluster.leaders()[0];
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    assert_eq!(cluster.nodes[&leader].status().contact(6), Ok(()));
+    assert_eq!(cluster.nodes[&follower].status().contact(6), Ok(()));
+    cluster.isolate(leader);
+    for _ in 0..7 {
+        cluster.tick(follower);
+        cluster.tick(leader);
+    }
+    assert_eq!(
+        cluster.nodes[&follower].status().contact(6),
+        Err(NoContact::LeaderSilent {
+            leader,
+            silent_ticks: 7
+        })
+    );
+    assert_eq!(
+        cluster.nodes[&leader].status().contact(6),
+        Err(NoContact::LeaderWithoutQuorum {
+            recent: 1,
+            voters: 3
+        })
+    );
+}
