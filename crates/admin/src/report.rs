@@ -329,6 +329,20 @@ pub fn analyze(
         None => Vec::new(),
     };
 
+    // Members that lost their disk and have not been brought up to date yet: they answer
+    // but do not vote. And members that stopped taking part after finding a conflict with a
+    // committed entry.
+    let rejoining: Vec<u64> = answered
+        .values()
+        .filter(|s| s.rejoining_after_term.is_some())
+        .map(|s| s.node_id)
+        .collect();
+    let corrupt: Vec<(u64, String)> = answered
+        .values()
+        .filter(|s| !s.corrupt.is_empty())
+        .map(|s| (s.node_id, s.corrupt.clone()))
+        .collect();
+
     let clock_skews = match majority_leader {
         Some(leader) => clock_skews(leader, settings.clock_skew_threshold),
         None => Vec::new(),
@@ -345,6 +359,8 @@ pub fn analyze(
         || !disagreeing.is_empty()
         || !cut_links.is_empty()
         || !clock_skews.is_empty()
+        || !rejoining.is_empty()
+        || !corrupt.is_empty()
     {
         pb::Verdict::Degraded
     } else {
@@ -365,6 +381,8 @@ pub fn analyze(
         disagreeing: &disagreeing,
         cut_links: &cut_links,
         clock_skews: &clock_skews,
+        rejoining: &rejoining,
+        corrupt: &corrupt,
         voters: voter_set.len(),
         settings,
     });
@@ -439,6 +457,8 @@ struct Recommendation<'a> {
     disagreeing: &'a [u64],
     cut_links: &'a [(u64, u64)],
     clock_skews: &'a [pb::ClockSkew],
+    rejoining: &'a [u64],
+    corrupt: &'a [(u64, String)],
     voters: usize,
     settings: &'a Settings,
 }
@@ -610,7 +630,29 @@ fn recommend(r: Recommendation<'_>) -> String {
                     m.leader_id
                 ));
             }
-            let spare = m.node_ids.len().saturating_sub(r.voters / 2 + 1);
+            for (id, what) in r.corrupt {
+                problems.push(format!(
+                    "node {id} stopped taking part and refuses every request (CORRUPT): {what}. \
+                     Rebuild it as a rejoining member (move its data directory aside, start it \
+                     with an empty --data-dir, the same --id and --initial-cluster-state \
+                     existing), only while every other member is up"
+                ));
+            }
+            if !r.rejoining.is_empty() {
+                problems.push(format!(
+                    "{} rejoin(s) after a lost disk and do(es) not vote until a leader elected \
+                     without it has brought it up to date: until then do not stop, restart or \
+                     rebuild any other member",
+                    list(r.rejoining)
+                ));
+            }
+            // Members that answer but cannot vote do not help the majority survive a failure.
+            let out_of_votes = m
+                .node_ids
+                .iter()
+                .filter(|id| r.rejoining.contains(id) || r.corrupt.iter().any(|(c, _)| c == *id))
+                .count();
+            let spare = (m.node_ids.len() - out_of_votes).saturating_sub(r.voters / 2 + 1);
             format!(
                 "The majority ({}) is healthy: node {} leads term {} and commits writes. {}. \
                  The cluster survives {} more failure(s) right now.",
@@ -845,6 +887,29 @@ mod tests {
             "{action}"
         );
         assert!(action.contains("every other member is up"), "{action}");
+    }
+
+    #[test]
+    fn a_rejoining_member_degrades_the_cluster_and_counts_for_no_failure() {
+        let mut rejoining = status(3, Follower, 5, 1, &[(1, true), (2, true)]);
+        rejoining.rejoining_after_term = Some(4);
+        let obs = [
+            answered(status(1, Leader, 5, 1, &[(2, true), (3, true)])),
+            answered(status(2, Follower, 5, 1, &[(1, true), (3, true)])),
+            answered(rejoining),
+        ];
+        let report = analyze(1, &[1, 2, 3], &obs, None, &settings());
+        assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
+        let action = &report.recommended_action;
+        assert!(
+            action.contains("node 3 rejoin(s) after a lost disk"),
+            "{action}"
+        );
+        assert!(
+            action.contains("do not stop, restart or rebuild"),
+            "{action}"
+        );
+        assert!(action.contains("survives 0 more failure(s)"), "{action}");
     }
 
     #[test]
