@@ -15,16 +15,10 @@ pub fn reason(status: &tonic::Status) -> Option<String> {
     status.get_details_error_info().map(|i| i.reason)
 }
 
-/// Whether a failed write may be retried with the same idempotency key.
+/// Whether a failed write may be retried with the same idempotency key (the contract's rule,
+/// the one `quoratectl` follows).
 pub fn retryable(status: &tonic::Status) -> bool {
-    match reason(status).as_deref() {
-        Some("OUTCOME_UNKNOWN" | "NO_QUORUM" | "NOT_LEADER" | "SHUTTING_DOWN") => true,
-        Some(_) => false,
-        None => matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
-        ),
-    }
+    quorate_proto::errors::retryable(reason(status).as_deref(), status.code())
 }
 
 /// A small deterministic generator for picking nodes.

@@ -93,14 +93,8 @@ pub fn describe(status: &tonic::Status) -> String {
     format!("{text}: {}", status.message())
 }
 
-/// Whether a failed write may be retried elsewhere with the same idempotency key.
+/// Whether a failed write may be retried elsewhere with the same idempotency key (the
+/// contract's rule, `quorate_proto::errors::retryable`).
 pub fn retryable(status: &tonic::Status) -> bool {
-    match reason(status).as_deref() {
-        Some("OUTCOME_UNKNOWN" | "NO_QUORUM" | "NOT_LEADER" | "SHUTTING_DOWN") => true,
-        Some(_) => false,
-        None => matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-        ),
-    }
+    quorate_proto::errors::retryable(reason(status).as_deref(), status.code())
 }

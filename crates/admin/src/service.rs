@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use quorate_node::NodeError;
+use quorate_node::{error_status, NodeError};
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_server::Admin;
+use quorate_proto::errors::reason;
 use quorate_raft_core::Role;
 use tonic::{Code, Request, Response, Status};
 
@@ -35,18 +36,23 @@ impl AdminService {
                     return Ok(current);
                 }
                 if status.changed().await.is_err() {
-                    return Err(Status::unavailable("node shutting down"));
+                    return Err(NodeError::ShuttingDown.to_status());
                 }
             }
         })
         .await;
         match waited {
             Ok(result) => result,
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "{what} did not happen within {} s: is the target caught up and reachable? \
-                 (quoratectl split-brain report shows each node's view)",
-                LEADERSHIP_DEADLINE.as_secs()
-            ))),
+            Err(_) => Err(error_status(
+                Code::DeadlineExceeded,
+                reason::OUTCOME_UNKNOWN,
+                format!(
+                    "{what} did not happen within {} s: is the target caught up and reachable? \
+                     (quoratectl split-brain report shows each node's view)",
+                    LEADERSHIP_DEADLINE.as_secs()
+                ),
+                None,
+            )),
         }
     }
 
@@ -218,10 +224,15 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
         let target = request.into_inner().target_id;
         if !self.node().config().peers.contains_key(&target) {
-            return Err(Status::invalid_argument(format!(
-                "target_id: node {target} is not a member (members: {:?})",
-                self.node().config().peers.keys().collect::<Vec<_>>()
-            )));
+            return Err(error_status(
+                Code::InvalidArgument,
+                reason::INVALID_ARGUMENT,
+                format!(
+                    "target_id: node {target} is not a member (members: {:?})",
+                    self.node().config().peers.keys().collect::<Vec<_>>()
+                ),
+                Some("target_id"),
+            ));
         }
         if self.node().status().raft.leader_id != Some(target) {
             self.transfer_on_leader(target).await?;
@@ -265,7 +276,7 @@ impl Admin for AdminService {
         self.hash(index)
             .await
             .map(Response::new)
-            .map_err(|e| Status::new(Code::OutOfRange, e))
+            .map_err(|e| error_status(Code::OutOfRange, reason::INVALID_ARGUMENT, e, Some("index")))
     }
 
     #[tracing::instrument(name = "Admin.SplitBrainReport", skip_all)]

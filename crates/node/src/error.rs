@@ -8,8 +8,8 @@ use quorate_raft_core::NodeId;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// The error domain of every `ErrorInfo` Quorate returns.
-pub const ERROR_DOMAIN: &str = "quorate";
+use quorate_proto::errors::reason;
+pub use quorate_proto::errors::ERROR_DOMAIN;
 
 /// What can go wrong with a proposal or a read.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,17 +50,31 @@ pub enum NodeError {
     Corrupt(String),
 }
 
+/// A status with `code`, a Quorate `reason` (see `quorate_proto::errors::reason`) and, when
+/// the error is about one request field, that field (in `ErrorInfo` metadata and a
+/// `BadRequest` detail): for services whose errors are not [`NodeError`]s.
+pub fn error_status(code: Code, why: &str, message: String, field: Option<&str>) -> Status {
+    let metadata = field
+        .map(|f| std::collections::HashMap::from([("field".to_string(), f.to_string())]))
+        .unwrap_or_default();
+    let mut details = ErrorDetails::with_error_info(why, ERROR_DOMAIN, metadata);
+    if let Some(field) = field {
+        details.add_bad_request_violation(field, message.clone());
+    }
+    Status::with_error_details(code, message, details)
+}
+
 impl NodeError {
     /// The machine-readable reason carried in `ErrorInfo`.
     pub fn reason(&self) -> &'static str {
         match self {
-            NodeError::NoQuorum { .. } => "NO_QUORUM",
-            NodeError::NotLeader { .. } => "NOT_LEADER",
-            NodeError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
-            NodeError::ShuttingDown => "SHUTTING_DOWN",
-            NodeError::Invalid(_) => "INVALID_ARGUMENT",
-            NodeError::Internal(_) => "INTERNAL",
-            NodeError::Corrupt(_) => "CORRUPT",
+            NodeError::NoQuorum { .. } => reason::NO_QUORUM,
+            NodeError::NotLeader { .. } => reason::NOT_LEADER,
+            NodeError::OutcomeUnknown { .. } => reason::OUTCOME_UNKNOWN,
+            NodeError::ShuttingDown => reason::SHUTTING_DOWN,
+            NodeError::Invalid(_) => reason::INVALID_ARGUMENT,
+            NodeError::Internal(_) => reason::INTERNAL,
+            NodeError::Corrupt(_) => reason::CORRUPT,
         }
     }
 
@@ -90,22 +104,22 @@ impl NodeError {
     /// be reached, or did not answer in time.
     pub fn from_status(status: &Status) -> NodeError {
         let info = status.get_details_error_info();
-        let reason = info.as_ref().map(|i| i.reason.as_str());
+        let why = info.as_ref().map(|i| i.reason.as_str());
         let message = status.message().to_string();
-        match reason {
-            Some("NO_QUORUM") => NodeError::NoQuorum { reason: message },
-            Some("NOT_LEADER") => {
+        match why {
+            Some(reason::NO_QUORUM) => NodeError::NoQuorum { reason: message },
+            Some(reason::NOT_LEADER) => {
                 let info = info.as_ref().expect("present");
                 NodeError::NotLeader {
                     leader: info.metadata.get("leader_id").and_then(|l| l.parse().ok()),
                     address: info.metadata.get("leader_address").cloned(),
                 }
             }
-            Some("OUTCOME_UNKNOWN") => NodeError::OutcomeUnknown { reason: message },
-            Some("SHUTTING_DOWN") => NodeError::OutcomeUnknown {
+            Some(reason::OUTCOME_UNKNOWN) => NodeError::OutcomeUnknown { reason: message },
+            Some(reason::SHUTTING_DOWN) => NodeError::OutcomeUnknown {
                 reason: "the leader is shutting down".into(),
             },
-            Some("INVALID_ARGUMENT") => NodeError::Invalid(message),
+            Some(reason::INVALID_ARGUMENT) => NodeError::Invalid(message),
             Some(_) => NodeError::Internal(message),
             // A transport failure after the request may have left: the leader may have
             // received and committed it.

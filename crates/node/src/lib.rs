@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use config::NodeConfig;
 pub use driver::wall_clock_ms;
-pub use error::{NodeError, ERROR_DOMAIN};
+pub use error::{error_status, NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};
 pub use join::{prepare_store, StartingPeer};
 pub use quorate_raft_core::bootstrap::ClusterState;

@@ -38,6 +38,7 @@ pub use quorate::payments::v1 as payments;
 pub use quorate::admin::v1 as admin;
 
 pub mod convert;
+pub mod errors;
 
 /// The file descriptor set of every Quorate service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

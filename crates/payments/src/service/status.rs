@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use quorate_node::{NodeError, ERROR_DOMAIN};
+use quorate_node::NodeError;
+use quorate_proto::errors::{reason, ERROR_DOMAIN};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -17,7 +18,7 @@ pub fn invalid_field(v: &FieldViolation) -> Status {
 /// `INVALID_ARGUMENT` for `field`.
 pub fn invalid(field: &str, description: &str) -> Status {
     let mut details = ErrorDetails::with_error_info(
-        "INVALID_ARGUMENT",
+        reason::INVALID_ARGUMENT,
         ERROR_DOMAIN,
         HashMap::from([("field".to_string(), field.to_string())]),
     );
@@ -30,14 +31,14 @@ pub fn invalid(field: &str, description: &str) -> Status {
 }
 
 /// A rejection decided by the state machine.
-pub fn rejected(reason: RejectReason, message: &str, replayed: bool) -> Status {
-    let code = match reason {
+pub fn rejected(why: RejectReason, message: &str, replayed: bool) -> Status {
+    let code = match why {
         RejectReason::InvalidTransition | RejectReason::StaleToken => Code::FailedPrecondition,
         RejectReason::IdempotencyKeyReused => Code::AlreadyExists,
         _ => Code::Internal,
     };
     let metadata = HashMap::from([("replayed".to_string(), replayed.to_string())]);
-    let details = ErrorDetails::with_error_info(reason.code(), ERROR_DOMAIN, metadata);
+    let details = ErrorDetails::with_error_info(why.code(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message.to_string(), details)
 }
 
@@ -48,17 +49,37 @@ pub fn stale_token(message: &str) -> Status {
 
 /// `NOT_FOUND`.
 pub fn not_found(what: String) -> Status {
-    let details = ErrorDetails::with_error_info("NOT_FOUND", ERROR_DOMAIN, HashMap::new());
+    let details = ErrorDetails::with_error_info(reason::NOT_FOUND, ERROR_DOMAIN, HashMap::new());
     Status::with_error_details(Code::NotFound, what, details)
 }
 
 /// `INTERNAL`, for what should never happen (an undecodable output, storage failure).
 pub fn internal(message: String) -> Status {
-    let details = ErrorDetails::with_error_info("INTERNAL", ERROR_DOMAIN, HashMap::new());
+    let details = ErrorDetails::with_error_info(reason::INTERNAL, ERROR_DOMAIN, HashMap::new());
     Status::with_error_details(Code::Internal, message, details)
 }
 
 /// A node error (no quorum, outcome unknown, ...).
 pub fn node(e: &NodeError) -> Status {
     e.to_status()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine names its rejections itself (it runs without the protocol crate, in the
+    /// simulator); they must be the contract's names.
+    #[test]
+    fn the_machine_rejections_use_the_contract_names() {
+        assert_eq!(
+            RejectReason::InvalidTransition.code(),
+            reason::INVALID_TRANSITION
+        );
+        assert_eq!(RejectReason::StaleToken.code(), reason::STALE_TOKEN);
+        assert_eq!(
+            RejectReason::IdempotencyKeyReused.code(),
+            reason::IDEMPOTENCY_KEY_REUSED
+        );
+    }
 }

@@ -1,0 +1,91 @@
+//! The error contract every Quorate service follows (DESIGN.md, "Errors"): a gRPC status whose
+//! `google.rpc.ErrorInfo` detail (domain [`ERROR_DOMAIN`]) carries one of the [`reason`]s, and
+//! the one rule clients follow to decide whether a failed write may be sent again. The servers
+//! build their statuses with these names; `quoratectl` and the integration tests retry with
+//! [`retryable`].
+
+use tonic::Code;
+
+/// The `ErrorInfo` domain of every Quorate error.
+pub const ERROR_DOMAIN: &str = "quorate";
+
+/// The `ErrorInfo` reasons. Clients match on these strings: they are part of the public
+/// contract and never change.
+pub mod reason {
+    /// No leader this node can reach has a quorum: nothing was written (UNAVAILABLE).
+    pub const NO_QUORUM: &str = "NO_QUORUM";
+    /// Not the leader, and forwarding was impossible; metadata names the leader (UNAVAILABLE).
+    pub const NOT_LEADER: &str = "NOT_LEADER";
+    /// The write may or may not have been committed (UNAVAILABLE).
+    pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+    /// The node is stopping; another node can take the request (UNAVAILABLE).
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// The node found its log in conflict with a committed entry and takes no part in the
+    /// cluster; another node can take the request (DATA_LOSS).
+    pub const CORRUPT: &str = "CORRUPT";
+    /// A field is invalid; metadata and a `BadRequest` detail name it (INVALID_ARGUMENT).
+    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    /// No such payment (NOT_FOUND).
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// A fencing token older than one already applied (FAILED_PRECONDITION).
+    pub const STALE_TOKEN: &str = "STALE_TOKEN";
+    /// The payment's lifecycle forbids the event (FAILED_PRECONDITION).
+    pub const INVALID_TRANSITION: &str = "INVALID_TRANSITION";
+    /// The idempotency key was used for a different request (ALREADY_EXISTS).
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    /// A failure inside the node (INTERNAL).
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// Whether a failed write may be sent again, to any node, with the same idempotency key, in
+/// the hope of a definite answer: the node did not decide it (no quorum, not the leader,
+/// stopping, corrupt) or may have decided it without saying (outcome unknown). A status
+/// without a Quorate reason is retryable when the call may never have reached a node, or was
+/// cut off on the way back (UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN: a broken connection).
+/// Every other reason is a definite answer: retrying repeats it.
+pub fn retryable(reason: Option<&str>, code: Code) -> bool {
+    match reason {
+        Some(
+            reason::OUTCOME_UNKNOWN
+            | reason::NO_QUORUM
+            | reason::NOT_LEADER
+            | reason::SHUTTING_DOWN
+            | reason::CORRUPT,
+        ) => true,
+        Some(_) => false,
+        None => matches!(
+            code,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_undecided_writes_are_retried() {
+        for reason in [
+            reason::OUTCOME_UNKNOWN,
+            reason::NO_QUORUM,
+            reason::NOT_LEADER,
+            reason::SHUTTING_DOWN,
+            reason::CORRUPT,
+        ] {
+            assert!(retryable(Some(reason), Code::Unavailable), "{reason}");
+        }
+        for reason in [
+            reason::STALE_TOKEN,
+            reason::INVALID_TRANSITION,
+            reason::IDEMPOTENCY_KEY_REUSED,
+            reason::INVALID_ARGUMENT,
+            reason::NOT_FOUND,
+            reason::INTERNAL,
+        ] {
+            assert!(!retryable(Some(reason), Code::Unavailable), "{reason}");
+        }
+        assert!(retryable(None, Code::Unknown), "a connection cut mid-call");
+        assert!(!retryable(None, Code::PermissionDenied));
+    }
+}
