@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use quorate_node::defaults;
+use quorate_payments::machine::DEFAULT_IDEMPOTENCY_WINDOW_MS;
 use quorate_raft_core::bootstrap::ClusterState;
 use quorate_raft_core::NodeId;
 use serde::Deserialize;
@@ -215,12 +217,12 @@ impl ServeArgs {
         let duration = |flag: Option<Duration>,
                         file: &Option<String>,
                         name: &str,
-                        default: &str| match (flag, file) {
+                        default: Duration| match (flag, file) {
             (Some(d), _) => Ok(d),
             (None, Some(text)) => {
                 parse_duration(text).map_err(|e| anyhow!("{name} in --config: {e}"))
             }
-            (None, None) => parse_duration(default).map_err(|e| anyhow!(e)),
+            (None, None) => Ok(default),
         };
         let id = self
             .id
@@ -272,32 +274,35 @@ impl ServeArgs {
                 self.heartbeat_interval,
                 &file.heartbeat_interval,
                 "heartbeat-interval",
-                "100ms",
+                defaults::HEARTBEAT_INTERVAL,
             )?,
             election_timeout: duration(
                 self.election_timeout,
                 &file.election_timeout,
                 "election-timeout",
-                "1s",
+                defaults::ELECTION_TIMEOUT,
             )?,
             max_clock_drift: duration(
                 self.max_clock_drift,
                 &file.max_clock_drift,
                 "max-clock-drift",
-                "100ms",
+                defaults::MAX_CLOCK_DRIFT,
             )?,
-            lease_reads: self.lease_reads.or(file.lease_reads).unwrap_or(true),
+            lease_reads: self
+                .lease_reads
+                .or(file.lease_reads)
+                .unwrap_or(defaults::LEASE_READS),
             request_timeout: duration(
                 self.request_timeout,
                 &file.request_timeout,
                 "request-timeout",
-                "5s",
+                defaults::REQUEST_TIMEOUT,
             )?,
             idempotency_window: duration(
                 self.idempotency_window,
                 &file.idempotency_window,
                 "idempotency-window",
-                "24h",
+                Duration::from_millis(DEFAULT_IDEMPOTENCY_WINDOW_MS),
             )?,
             initial_cluster_state: match (self.initial_cluster_state, &file.initial_cluster_state) {
                 (Some(state), _) => state,
@@ -324,9 +329,52 @@ impl ServeArgs {
     }
 }
 
+/// A duration as `--help` and the flags write it: `100ms`, `1s`, `24h`.
+pub fn display_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms > 0 && ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms > 0 && ms % 1_000 == 0 {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--help` states the defaults in words; they must be the ones the code applies.
+    #[test]
+    fn help_states_the_defaults_the_code_applies() {
+        use clap::{Args, Command};
+        let help = ServeArgs::augment_args(Command::new("serve"))
+            .term_width(1000)
+            .render_long_help()
+            .to_string();
+        for (flag, default) in [
+            ("heartbeat-interval", defaults::HEARTBEAT_INTERVAL),
+            ("election-timeout", defaults::ELECTION_TIMEOUT),
+            ("max-clock-drift", defaults::MAX_CLOCK_DRIFT),
+            ("request-timeout", defaults::REQUEST_TIMEOUT),
+            (
+                "idempotency-window",
+                Duration::from_millis(DEFAULT_IDEMPOTENCY_WINDOW_MS),
+            ),
+        ] {
+            let section = help
+                .split(&format!("--{flag} "))
+                .nth(1)
+                .unwrap_or_else(|| panic!("--{flag} in --help"));
+            let section = section.split("\n  -").next().unwrap_or(section);
+            let stated = format!("[default: {}]", display_duration(default));
+            assert!(
+                section.contains(&stated),
+                "--{flag} must say {stated}: {section}"
+            );
+        }
+    }
 
     #[test]
     fn durations_need_a_unit() {

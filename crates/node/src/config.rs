@@ -5,6 +5,23 @@ use std::time::Duration;
 
 use quorate_raft_core::{Config, NodeId};
 
+/// The defaults, once: `NodeConfig::new`, `quorate serve` and its `--help` use these.
+/// Suited to a LAN, as etcd's are.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// How often a leader sends heartbeats.
+    pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+    /// The minimum election timeout.
+    pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(1_000);
+    /// The clock-drift bound the lease allows for.
+    pub const MAX_CLOCK_DRIFT: Duration = Duration::from_millis(100);
+    /// Lease reads on.
+    pub const LEASE_READS: bool = true;
+    /// How long a write may wait to be applied before its outcome is reported unknown.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
 /// How a node runs.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -29,18 +46,18 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults suited to a LAN (etcd's): 100 ms heartbeats, 1 s election timeout, 100 ms
-    /// drift bound, lease reads on.
+    /// The [`defaults`]: 100 ms heartbeats, 1 s election timeout, 100 ms drift bound, lease
+    /// reads on, 5 s request timeout.
     pub fn new(id: NodeId, cluster_id: u64, peers: BTreeMap<NodeId, String>) -> Self {
         NodeConfig {
             id,
             cluster_id,
             peers,
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(1_000),
-            max_clock_drift: Duration::from_millis(100),
-            lease_reads: true,
-            request_timeout: Duration::from_secs(5),
+            heartbeat_interval: defaults::HEARTBEAT_INTERVAL,
+            election_timeout: defaults::ELECTION_TIMEOUT,
+            max_clock_drift: defaults::MAX_CLOCK_DRIFT,
+            lease_reads: defaults::LEASE_READS,
+            request_timeout: defaults::REQUEST_TIMEOUT,
         }
     }
 

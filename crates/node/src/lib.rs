@@ -38,7 +38,7 @@ use quorate_raft_core::RawNode;
 use quorate_transport::{StatsTable, Transport, TransportConfig};
 use tokio::sync::{mpsc, watch};
 
-pub use config::NodeConfig;
+pub use config::{defaults, NodeConfig};
 pub use driver::wall_clock_ms;
 pub use error::{error_status, NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};

@@ -31,7 +31,7 @@ use crate::storage::SimStorage;
 
 /// How long idempotency keys are remembered: the server's default, a day, far longer than a
 /// run, so any second event for a key is a bug.
-pub const IDEMPOTENCY_WINDOW_MS: u64 = 86_400_000;
+pub const IDEMPOTENCY_WINDOW_MS: u64 = machine::DEFAULT_IDEMPOTENCY_WINDOW_MS;
 
 /// How long the expiry task awaits a proposal: the server's default request timeout, 5 s.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;

@@ -11,6 +11,10 @@ use super::commands::{EventKind, Submit};
 use super::records::{IdempotencyRecord, RecordedOutcome};
 use super::store::IdempotencyExpiry;
 
+/// How long idempotency keys are remembered unless the operator says otherwise: a day. The
+/// server's `--idempotency-window` and the simulator start from it.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 86_400_000;
+
 /// The most expired keys one applied entry deletes. Each entry records at most one key, so
 /// pruning keeps up with any sustained rate of submits.
 pub const PRUNE_LIMIT_PER_APPLY: usize = 32;

@@ -57,7 +57,7 @@ pub use commands::{
     decode_stamped, stamp, AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease,
     LeaderClock, LeaseFence, ReleaseLease, Submit,
 };
-pub use idempotency::PRUNE_LIMIT_PER_APPLY;
+pub use idempotency::{DEFAULT_IDEMPOTENCY_WINDOW_MS, PRUNE_LIMIT_PER_APPLY};
 pub use lease_timers::{DueExpiry, LeaseTimers};
 pub use mem_store::MemStore;
 pub use outputs::{
