@@ -102,18 +102,18 @@
 mod disk_usage;
 mod error;
 mod log_codec;
+mod machine_state;
 mod meta_codec;
 mod options;
 mod raft_storage;
 mod recovery;
-mod state;
 mod store;
 mod varint;
 mod wal_damage;
 mod write_stats;
 
 pub use error::{LogStoreError, Result};
+pub use machine_state::StateBatch;
 pub use options::{OpenOptions, LOG_COLUMN_FAMILY, META_COLUMN_FAMILY};
-pub use state::StateBatch;
 pub use store::{Identity, LogStore};
 pub use write_stats::WriteStats;

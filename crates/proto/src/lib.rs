@@ -37,8 +37,8 @@ pub use quorate::payments::v1 as payments;
 /// `quorate.admin.v1`: operating a node.
 pub use quorate::admin::v1 as admin;
 
-pub mod convert;
 pub mod errors;
+pub mod raft_convert;
 
 /// The file descriptor set of every Quorate service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use quorate_proto::convert::{self, PeerRequest, PeerResponse};
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_client::RaftClient;
+use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Message, NodeId, Payload};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -302,7 +302,8 @@ impl PeerTask {
     }
 
     fn start(&self, message: Message) -> Option<RpcFuture> {
-        let Some(mut request) = convert::request_to_proto(self.config.cluster_id, &message) else {
+        let Some(mut request) = raft_convert::request_to_proto(self.config.cluster_id, &message)
+        else {
             tracing::warn!(
                 peer = self.peer,
                 kind = message.payload.kind(),
@@ -357,7 +358,7 @@ impl PeerTask {
         match done.result {
             Ok(reply) => {
                 self.backoff = self.config.backoff_min;
-                let message = reply.map(convert::response_from_proto);
+                let message = reply.map(raft_convert::response_from_proto);
                 let term = match &message {
                     Some(Ok(m)) => Some(m.term),
                     _ => None,

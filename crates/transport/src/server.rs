@@ -5,9 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use quorate_proto::convert::{self, PeerRequest, PeerResponse};
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_server::{Raft, RaftServer};
+use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Index, Message, NodeId, Term};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -143,12 +143,12 @@ impl<H: PeerHandler> RaftService<H> {
     }
 
     async fn exchange(&self, request: PeerRequest) -> Result<Option<PeerResponse>, Status> {
-        let message = convert::request_from_proto(request)
+        let message = raft_convert::request_from_proto(request)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let Some(reply) = self.handler.deliver(message).await? else {
             return Ok(None);
         };
-        convert::response_to_proto(self.cluster_id, &reply)
+        raft_convert::response_to_proto(self.cluster_id, &reply)
             .map(Some)
             .map_err(|e| Status::internal(e.to_string()))
     }

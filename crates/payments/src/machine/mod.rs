@@ -40,6 +40,10 @@ mod mem_store;
 mod outputs;
 mod reads;
 mod records;
+// The machine's second store, on the node's RocksDB (the first, `MemStore`, is the
+// simulator's); it needs the log store, so only the server build has it.
+#[cfg(feature = "service")]
+mod rocks_store;
 mod store;
 mod validation;
 
@@ -72,6 +76,8 @@ pub use records::{
     EventRecord, FencingTokenRecord, IdempotencyRecord, LeaseRecord, LeaseStatus, MetaRecord,
     PaymentRecord, PaymentState, RecordedOutcome, RecordedRejection,
 };
+#[cfg(feature = "service")]
+pub use rocks_store::{hash_events, RocksMachine, RocksState};
 pub use store::{IdempotencyExpiry, Store, StoreError};
 pub use validation::{
     validate_acquire, validate_keep_alive, validate_release, validate_submit, FieldViolation,

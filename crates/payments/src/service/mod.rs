@@ -3,7 +3,6 @@
 mod convert;
 mod events;
 mod leases;
-mod rocks_store;
 mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +17,7 @@ use quorate_raft_core::ReadMode;
 use tokio::sync::watch;
 
 use crate::machine::{self, Applied, MetaRecord};
-pub use rocks_store::{hash_events, RocksMachine, RocksState};
+pub use crate::machine::{hash_events, RocksMachine, RocksState};
 
 /// Settings of the services.
 #[derive(Clone, Debug)]
