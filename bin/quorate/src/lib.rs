@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use quorate_log_store::{LogStore, OpenOptions};
-use quorate_node::{ClusterState, NodeConfig, NodeHandle, StartingPeer};
+use quorate_node::{ClusterState, NodeConfig, NodeHandle, NodePeer, StartingPeer};
 use quorate_payments::service::{PaymentsService, RocksMachine, ServiceConfig};
 use quorate_raft_core::ConfState;
 use quorate_transport::{RaftService, StatsTable};
@@ -111,7 +111,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         config.id,
         config.initial_cluster.keys().copied(),
         handle.config().timing(),
-        admin.peer_handler(),
+        NodePeer::new(handle.clone(), admin.peer_handler()),
         node.stats.clone(),
     );
     let peer_stop = stopped(stop_rx.clone());

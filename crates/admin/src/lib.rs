@@ -89,7 +89,7 @@ impl AdminService {
         AdminServer::new(self)
     }
 
-    /// The handler for the peer port.
+    /// The operator RPCs of the peer port (probes, transfers), for `quorate_node::NodePeer`.
     pub fn peer_handler(&self) -> AdminPeer {
         AdminPeer {
             admin: self.clone(),

@@ -1,32 +1,21 @@
-//! The peer-port handler: Raft messages and forwarded writes go to the node; probes and
-//! leadership transfers are answered here.
+//! The operator's peer RPCs: probes (for another node's split-brain report) and leadership
+//! transfers forwarded to the leader. Raft messages and forwarded writes are the node's own
+//! (`quorate_node::NodePeer`).
 
-use bytes::Bytes;
+use quorate_node::OperatorRpcs;
 use quorate_proto::raft as pb;
-use quorate_raft_core::{Index, Message, NodeId, Term};
-use quorate_transport::PeerHandler;
+use quorate_raft_core::NodeId;
 use tonic::Status;
 
 use crate::AdminService;
 
-/// What the transport's server calls.
+/// What `quorate_node::NodePeer` calls for probes and transfers.
 #[derive(Clone)]
 pub struct AdminPeer {
     pub(crate) admin: AdminService,
 }
 
-impl PeerHandler for AdminPeer {
-    async fn deliver(&self, message: Message) -> Result<Option<Message>, Status> {
-        self.admin.node().deliver(message).await
-    }
-
-    async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), Status> {
-        match self.admin.node().propose_here(command).await {
-            Ok(applied) => Ok((applied.index, applied.term, applied.output)),
-            Err(e) => Err(e.to_status()),
-        }
-    }
-
+impl OperatorRpcs for AdminPeer {
     async fn probe(&self, hash_index: Option<u64>) -> Result<pb::ProbeResponse, Status> {
         let status = self.admin.local_status().await;
         let (hash, hash_error) = match hash_index {

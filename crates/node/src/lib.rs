@@ -28,6 +28,7 @@ mod driver;
 mod error;
 mod handle;
 mod join;
+mod peer;
 mod state_machine;
 mod status;
 
@@ -43,6 +44,7 @@ pub use driver::wall_clock_ms;
 pub use error::{error_status, NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};
 pub use join::{prepare_store, StartingPeer};
+pub use peer::{NodePeer, OperatorRpcs};
 pub use quorate_raft_core::bootstrap::ClusterState;
 pub use state_machine::{ProposalTime, StateMachine};
 pub use status::NodeStatus;
