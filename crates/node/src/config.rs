@@ -98,14 +98,11 @@ impl NodeConfig {
     /// `--initial-cluster` flags refuse each other's messages.
     pub fn cluster_id_for(peers: &BTreeMap<NodeId, String>) -> u64 {
         // FNV-1a over "id=address," pairs: stable across platforms and releases.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut hash = quorate_raft_core::fnv::Fnv1a::default();
         for (id, address) in peers {
-            for b in format!("{id}={address},").bytes() {
-                hash ^= u64::from(b);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
+            hash.write(format!("{id}={address},").as_bytes());
         }
-        hash
+        hash.finish()
     }
 }
 

@@ -51,6 +51,7 @@ pub mod bootstrap;
 mod config;
 mod election;
 mod error;
+pub mod fnv;
 mod lease;
 mod message;
 mod progress;

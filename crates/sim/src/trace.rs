@@ -1,22 +1,16 @@
 //! The trace hash: a fingerprint of everything a run did, equal on every replay of a seed.
 
-/// FNV-1a, 64 bit: tiny, stable across platforms and Rust versions (unlike `DefaultHasher`).
-#[derive(Clone, Debug)]
-pub struct TraceHash(u64);
+use quorate_raft_core::fnv::Fnv1a;
 
-impl Default for TraceHash {
-    fn default() -> Self {
-        TraceHash(0xcbf2_9ce4_8422_2325)
-    }
-}
+/// FNV-1a over everything a run did (raft-core's [`Fnv1a`]: stable across platforms and Rust
+/// versions).
+#[derive(Clone, Debug, Default)]
+pub struct TraceHash(Fnv1a);
 
 impl TraceHash {
     /// Mixes `bytes` in.
     pub fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0.write(bytes);
     }
 
     /// Mixes a number in.
@@ -26,7 +20,7 @@ impl TraceHash {
 
     /// The fingerprint so far.
     pub fn finish(&self) -> u64 {
-        self.0
+        self.0.finish()
     }
 }
 

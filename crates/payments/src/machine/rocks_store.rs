@@ -309,13 +309,7 @@ impl Store for RocksState {
 /// events (damage, manual edits) shows. Returns the number of events and the hash.
 pub fn hash_events(db: &LogStore, up_to: Index) -> Result<(u64, u64), StoreError> {
     const PAGE: usize = 4096;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut mix = |bytes: &[u8]| {
-        for &b in bytes {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut hash = quorate_raft_core::fnv::Fnv1a::default();
     let mut count = 0u64;
     let mut start = 1u64.to_be_bytes().to_vec();
     loop {
@@ -326,16 +320,16 @@ pub fn hash_events(db: &LogStore, up_to: Index) -> Result<(u64, u64), StoreError
                 StoreError::Inconsistent(format!("event key of {} bytes", key.len()))
             })?);
             if index > up_to {
-                return Ok((count, hash));
+                return Ok((count, hash.finish()));
             }
-            mix(&key);
-            mix(&(value.len() as u64).to_be_bytes());
-            mix(&value);
+            hash.write(&key);
+            hash.write(&(value.len() as u64).to_be_bytes());
+            hash.write(&value);
             count += 1;
             start = (index + 1).to_be_bytes().to_vec();
         }
         if !full {
-            return Ok((count, hash));
+            return Ok((count, hash.finish()));
         }
     }
 }
