@@ -329,21 +329,21 @@ impl ServeArgs {
     }
 }
 
-/// A duration as `--help` and the flags write it: `100ms`, `1s`, `24h`.
-pub fn display_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms > 0 && ms % 3_600_000 == 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms > 0 && ms % 1_000 == 0 {
-        format!("{}s", ms / 1_000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A duration as `--help` and the flags write it: `100ms`, `1s`, `24h`.
+    fn display_duration(d: Duration) -> String {
+        let ms = d.as_millis();
+        if ms > 0 && ms % 3_600_000 == 0 {
+            format!("{}h", ms / 3_600_000)
+        } else if ms > 0 && ms % 1_000 == 0 {
+            format!("{}s", ms / 1_000)
+        } else {
+            format!("{ms}ms")
+        }
+    }
 
     /// `--help` states the defaults in words; they must be the ones the code applies.
     #[test]

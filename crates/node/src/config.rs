@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quorate_raft_core::{Config, NodeId};
+use quorate_raft_core::{Config, NodeId, CONTACT_SILENCE_HEARTBEATS};
 
 /// The defaults, once: `NodeConfig::new`, `quorate serve` and its `--help` use these.
 /// Suited to a LAN, as etcd's are.
@@ -21,6 +21,9 @@ pub mod defaults {
     /// How long a write may wait to be applied before its outcome is reported unknown.
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 }
+
+/// Core ticks per heartbeat interval: a tick is half a heartbeat interval.
+const HEARTBEAT_TICKS: u32 = 2;
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -63,7 +66,7 @@ impl NodeConfig {
 
     /// The length of one core tick: half a heartbeat interval.
     pub fn tick(&self) -> Duration {
-        self.heartbeat_interval / 2
+        self.heartbeat_interval / HEARTBEAT_TICKS
     }
 
     fn ticks(&self, d: Duration) -> u32 {
@@ -87,11 +90,17 @@ impl NodeConfig {
         Config {
             election_timeout_min_ticks: election_min,
             election_timeout_max_ticks: election_min * 2,
-            heartbeat_interval_ticks: 2,
+            heartbeat_interval_ticks: HEARTBEAT_TICKS,
             max_clock_drift_ticks: self.ticks(self.max_clock_drift),
             lease_reads: self.lease_reads,
             ..Config::new(self.id)
         }
+    }
+
+    /// Ticks of silence after which this node refuses requests at once (`Status::contact`):
+    /// [`CONTACT_SILENCE_HEARTBEATS`] heartbeat intervals.
+    pub fn contact_silence_ticks(&self) -> u32 {
+        HEARTBEAT_TICKS * CONTACT_SILENCE_HEARTBEATS
     }
 
     /// A cluster id derived from the initial membership, so nodes started with different

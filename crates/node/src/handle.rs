@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorate_raft_core::{
-    Index, Message, NoContact, NodeId, Payload, ReadMode, Role, Term, CONTACT_SILENCE_HEARTBEATS,
-};
+use quorate_raft_core::{Index, Message, NoContact, NodeId, Payload, ReadMode, Role, Term};
 use quorate_transport::{PeerStats, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -151,8 +149,7 @@ impl NodeHandle {
         // A leader or follower that has been out of touch for this long cannot commit or
         // confirm anything now; refusing at once beats accepting work that will hang. The
         // rule is raft-core's, which the simulator runs too.
-        let heartbeat = self.shared.config.raft_config().heartbeat_interval_ticks;
-        let silence_ticks = heartbeat * CONTACT_SILENCE_HEARTBEATS;
+        let silence_ticks = self.shared.config.contact_silence_ticks();
         let ms = |ticks: u32| (status.tick * ticks).as_millis();
         raft.contact(silence_ticks)
             .map_err(|lost| NodeError::NoQuorum {

@@ -160,14 +160,14 @@ impl<S: Storage> Raft<S> {
         if req.prev_log_index > 0 && req.prev_log_index <= self.log.committed {
             let held_term = self.log.term(req.prev_log_index)?;
             if held_term != req.prev_log_term {
-                return Err(name_leader(Error::CommittedEntryConflict {
+                return Err(Error::CommittedEntryConflict {
                     leader: from,
-                    term: self.term,
+                    term,
                     index: req.prev_log_index,
                     held_term,
                     new_term: req.prev_log_term,
                     committed: self.log.committed,
-                }));
+                });
             }
         }
         let outcome = if req.prev_log_index < self.log.committed {

@@ -345,12 +345,12 @@ impl SimNode {
     /// `now` (ticks since it started), not as it stood at its last input. A frozen process's
     /// lease runs out while it is frozen.
     pub fn lease_holds_at(&self, now: u64) -> bool {
-        let Some(raw) = self.raw.as_ref() else {
+        let Some(raw) = self.raw.as_ref().filter(|r| r.has_valid_lease()) else {
             return false;
         };
         let status = raw.status();
         let due = now.saturating_sub(self.started_at) / self.tick_period;
-        status.lease_remaining_ticks > 0 && status.now_tick + status.lease_remaining_ticks > due
+        status.now_tick + status.lease_remaining_ticks > due
     }
 
     /// Whether the process is frozen.
@@ -414,20 +414,25 @@ impl SimNode {
         if self.contact().is_ok() {
             return;
         }
-        for (_, p) in std::mem::take(&mut self.proposals) {
-            fx.responses.push(Response {
-                client: p.client,
-                op_id: p.op_id,
-                attempt: p.attempt,
-                reply: Reply::Unknown,
-            });
-        }
+        self.proposals_unknown(fx);
         for (_, r) in std::mem::take(&mut self.reads) {
             fx.responses.push(Response {
                 client: r.client,
                 op_id: r.op_id,
                 attempt: r.attempt,
                 reply: Reply::Refused,
+            });
+        }
+    }
+
+    /// Ends every pending proposal as unknown: it may or may not commit.
+    fn proposals_unknown(&mut self, fx: &mut Effects) {
+        for (_, p) in std::mem::take(&mut self.proposals) {
+            fx.responses.push(Response {
+                client: p.client,
+                op_id: p.op_id,
+                attempt: p.attempt,
+                reply: Reply::Unknown,
             });
         }
     }
@@ -555,14 +560,7 @@ impl SimNode {
             let step = self.expiry.lost_leadership();
             self.defer_expiry(step);
             // Leadership lost: pending proposals may or may not commit.
-            for (_, p) in std::mem::take(&mut self.proposals) {
-                fx.responses.push(Response {
-                    client: p.client,
-                    op_id: p.op_id,
-                    attempt: p.attempt,
-                    reply: Reply::Unknown,
-                });
-            }
+            self.proposals_unknown(fx);
         }
         self.role = soft.role;
     }

@@ -93,7 +93,7 @@ impl World {
             .iter()
             .filter(|n| n.lease_holds_at(now))
             .filter_map(|n| n.raw.as_ref())
-            .map(|r| (r.status().id, r.status().term))
+            .map(|r| (r.status().id, r.soft_state().term))
             .collect();
         self.invariants.check_leases(&holders, self.now);
         if self.chaos || self.recovered_at.is_some() {
