@@ -61,7 +61,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// nodes of one cluster once got the same port that way. Ports here come from a counter that
 /// starts at an offset derived from the process id (so consecutive test binaries do not
 /// reuse each other's ports) and are checked to be bindable.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     const FIRST: u32 = 15_000;
     const SPAN: u32 = 17_000; // up to 31_999, below Linux's default ephemeral range (32768-)
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
@@ -267,7 +267,8 @@ impl Cluster {
             .collect()
     }
 
-    fn pid(&self, id: u64) -> Result<Pid> {
+    /// The process id of node `id`, while its process runs.
+    pub fn pid(&self, id: u64) -> Result<Pid> {
         let child = self.nodes[&id]
             .child
             .as_ref()

@@ -2,9 +2,10 @@
 //!
 //! Each turn: catch up ticks from the monotonic clock, take every queued input (so all
 //! proposals that arrived while the last fsync ran go into one Ready: group commit), then for
-//! each Ready **persist** (RocksDB, on a blocking thread, synced when the core says so) →
-//! **send** (requests to the transport, responses to the RPCs waiting for them) → **apply**
-//! (state machine, on a blocking thread) → answer waiters → **advance**.
+//! each Ready **send early** (a leader's appends, so followers write while it does) →
+//! **persist** (RocksDB, on a blocking thread, synced when the core says so) → **send**
+//! (requests to the transport, responses to the RPCs waiting for them) → **apply** (state
+//! machine, on a blocking thread) → answer waiters → **advance**.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -384,6 +385,11 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     async fn process_ready(&mut self, mut ready: Ready) -> Result<(), NodeError> {
+        // 0. A leader's appends and heartbeats go at once: the followers write while this
+        //    node does (raft-core decides which messages may; see `may_precede_persist`).
+        for message in std::mem::take(&mut ready.early_messages) {
+            self.transport.send(message);
+        }
         // 1. Persist: durable before anything that depends on it leaves.
         if ready.hard_state.is_some() || !ready.entries.is_empty() {
             let mut store = self.store.clone();

@@ -21,6 +21,9 @@ pub enum InjectedBug {
     /// A node rejoining after a lost disk votes and campaigns at once, as if it remembered
     /// every vote and acknowledgement it gave before the loss.
     AmnesiacVoter,
+    /// A follower's append acknowledgements leave before its entries are persisted, so a
+    /// crash can lose an entry the leader already counted towards a commit.
+    AckBeforePersist,
 }
 
 /// How a node behaves. Times are in ticks; the driver decides how long a tick is.

@@ -85,7 +85,7 @@ pub use message::{
     VoteResponse,
 };
 pub use progress::ProgressState;
-pub use raw_node::{Proposal, RawNode, Ready};
+pub use raw_node::{may_precede_persist, Proposal, RawNode, Ready};
 pub use read_only::ReadState;
 pub use status::{NoContact, PeerProgress, Status, CONTACT_SILENCE_HEARTBEATS};
 pub use storage::{check_append, limit_size, LogWriter, MemStorage, RaftState, Storage};

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::message::{Message, ReadMode};
+use crate::message::{Message, Payload, ReadMode};
 use crate::raft::Raft;
 use crate::read_only::ReadState;
 use crate::status::Status;
@@ -16,12 +16,20 @@ use crate::config::InjectedBug;
 
 /// Everything the driver must do after feeding inputs, in this order:
 ///
-/// 1. persist `hard_state` and `entries` (fsync when `must_sync`);
-/// 2. only then send `messages`: they may grant votes or acknowledge entries that must
+/// 1. send `early_messages` (they may go at once, even while step 2 runs);
+/// 2. persist `hard_state` and `entries` (fsync when `must_sync`);
+/// 3. only then send `messages`: they may grant votes or acknowledge entries that must
 ///    survive a crash;
-/// 3. apply `committed_entries` to the state machine, in order;
-/// 4. serve `read_states` once the applied index reaches theirs;
-/// 5. call [`RawNode::advance`].
+/// 4. apply `committed_entries` to the state machine, in order;
+/// 5. serve `read_states` once the applied index reaches theirs;
+/// 6. call [`RawNode::advance`].
+///
+/// Early messages are a leader's appends and heartbeats (Raft thesis §10.2.1: the leader
+/// writes its log in parallel with replicating it). They promise nothing about this node's
+/// disk: the leader counts its own copy of an entry towards the commit only once `advance`
+/// says it is persisted, and its term and vote were durable before it could lead (a Ready
+/// that changes either has no early messages). Votes, acknowledgements and everything else
+/// wait for the sync.
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be processed and then advanced"]
 pub struct Ready {
@@ -35,6 +43,9 @@ pub struct Ready {
     /// Whether the write must be durable before `messages` are sent: true whenever the term,
     /// the vote or the log changed. (A change of the commit index alone can be lost safely.)
     pub must_sync: bool,
+    /// Messages that may be sent before (or while) this Ready is persisted: see
+    /// [`may_precede_persist`].
+    pub early_messages: Vec<Message>,
     /// Messages to send after persisting.
     pub messages: Vec<Message>,
     /// Committed entries to apply, in log order.
@@ -49,10 +60,24 @@ impl Ready {
         self.soft_state.is_none()
             && self.hard_state.is_none()
             && self.entries.is_empty()
+            && self.early_messages.is_empty()
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
     }
+}
+
+/// Whether a message may leave before the Ready that carries it is persisted: only a leader's
+/// appends and heartbeats, and only when the Ready changes neither the term nor the vote.
+/// They acknowledge nothing and grant nothing; whatever they carry that is not yet durable
+/// here (the leader's new entries) counts towards a commit only once persisted.
+pub fn may_precede_persist(role: Role, durable_state_changed: bool, payload: &Payload) -> bool {
+    role == Role::Leader
+        && !durable_state_changed
+        && matches!(
+            payload,
+            Payload::AppendRequest(_) | Payload::HeartbeatRequest(_)
+        )
 }
 
 /// Where a proposal landed: the caller waits until `index` is applied and checks that the
@@ -87,6 +112,7 @@ struct Outstanding {
 ///     node.tick().unwrap();
 ///     while node.has_ready() {
 ///         let ready = node.ready().unwrap();
+///         // 0. send ready.early_messages to peers (none here)
 ///         // 1. persist (a real driver fsyncs when ready.must_sync)
 ///         node.store_mut()
 ///             .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
@@ -253,11 +279,21 @@ impl<S: Storage> RawNode<S> {
         #[cfg(feature = "bug-injection")]
         let durable_state_changed =
             durable_state_changed && !raft.config.has_bug(InjectedBug::VoteNotPersisted);
+        let (early_messages, messages) =
+            std::mem::take(&mut raft.msgs).into_iter().partition(|m| {
+                let early = may_precede_persist(raft.role, durable_state_changed, &m.payload);
+                #[cfg(feature = "bug-injection")]
+                let early = early
+                    || (raft.config.has_bug(InjectedBug::AckBeforePersist)
+                        && matches!(m.payload, Payload::AppendResponse(_)));
+                early
+            });
         let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
             must_sync: !entries.is_empty() || durable_state_changed,
-            messages: std::mem::take(&mut raft.msgs),
+            early_messages,
+            messages,
             read_states: std::mem::take(&mut raft.read_states),
             entries,
             committed_entries,

@@ -34,7 +34,8 @@ struct Cli {
     chaos_ticks: u64,
     /// Inject a bug (needs `--features bug-injection`): election-without-quorum,
     /// commit-old-term-by-count, vote-not-persisted, lease-read-without-check-quorum,
-    /// follower-clock-trusted, leader-clock-unbounded, amnesiac-voter, ticks-once-per-turn.
+    /// follower-clock-trusted, leader-clock-unbounded, amnesiac-voter, ticks-once-per-turn,
+    /// ack-before-persist.
     #[arg(long)]
     bug: Option<String>,
     /// Worker threads for a sweep (default: all cores).
@@ -67,6 +68,7 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
         "vote-not-persisted" => Bug::Raft(VoteNotPersisted),
         "lease-read-without-check-quorum" => Bug::Raft(LeaseReadWithoutCheckQuorum),
         "amnesiac-voter" => Bug::Raft(AmnesiacVoter),
+        "ack-before-persist" => Bug::Raft(AckBeforePersist),
         "ticks-once-per-turn" => Bug::TicksOncePerTurn,
         "follower-clock-trusted" => Bug::FollowerClockTrusted,
         "leader-clock-unbounded" => Bug::LeaderClockUnbounded,

@@ -19,8 +19,9 @@ use quorate_payments::machine::{
 };
 use quorate_raft_core::bootstrap::{ClusterState, PeerState};
 use quorate_raft_core::{
-    ConfState, Config, Entry, Error, HardState, Index, LogWriter, Message, NoContact, RawNode,
-    ReadMode, ReadState, Ready, Role, SoftState, Term, CONTACT_SILENCE_HEARTBEATS,
+    AppendOutcome, AppendResponse, ConfState, Config, Entry, Error, HardState, Index, LogWriter,
+    Message, NoContact, Payload, RawNode, ReadMode, ReadState, Ready, Role, SoftState, Term,
+    CONTACT_SILENCE_HEARTBEATS,
 };
 
 use crate::client::{Action, ReadKind, Reply, Request, Response};
@@ -476,7 +477,7 @@ impl SimNode {
         // Messages leave now: if a vote they depend on is still not durable, say so (only a
         // driver that skipped the vote's sync gets here).
         fx.sent_with_unsynced_vote = raw.store().holds_unsynced_vote();
-        fx.messages.extend(ready.messages);
+        self.send(ready.messages, fx);
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft, fx);
         }
@@ -537,7 +538,7 @@ impl SimNode {
         if !raw.has_ready() {
             return;
         }
-        let ready = raw.ready().expect("ready");
+        let mut ready = raw.ready().expect("ready");
         if let Some(first) = ready.entries.first() {
             let prev_term = raw.term_at(first.index - 1).unwrap_or(0);
             fx.persisted.push((prev_term, ready.entries.clone()));
@@ -546,8 +547,39 @@ impl SimNode {
         raw.store_mut()
             .persist(ready.hard_state.as_ref(), &ready.entries, false)
             .expect("the page cache accepts the write");
+        // A leader's appends and heartbeats leave at once, while the write is not durable yet.
+        let early = std::mem::take(&mut ready.early_messages);
+        self.send(early, fx);
         fx.ready_started = Some(ready.must_sync);
         self.in_progress = Some(InProgress { ready });
+    }
+
+    /// Sends `messages`, checking that none acknowledges an entry this node's disk would
+    /// lose in a crash now (invariant `acked-before-durable`): a leader counts every
+    /// acknowledgement towards a commit.
+    fn send(&self, messages: Vec<Message>, fx: &mut Effects) {
+        if let Some(raw) = self.raw.as_ref() {
+            let durable = raw.store().durable_last_index();
+            for m in &messages {
+                if let Payload::AppendResponse(AppendResponse {
+                    outcome: AppendOutcome::Accepted { match_index },
+                    ..
+                }) = &m.payload
+                {
+                    if *match_index > durable {
+                        fx.violations.push((
+                            "acked-before-durable",
+                            format!(
+                                "node {} acknowledged entries up to index {match_index} to \
+                                 node {} while only {durable} were durable on its disk",
+                                self.id, m.to
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        fx.messages.extend(messages);
     }
 
     fn on_soft_state(&mut self, soft: SoftState, fx: &mut Effects) {

@@ -56,6 +56,11 @@ impl SimStorage {
             .any(|h| h.vote.is_some() && (h.term, h.vote) != durable)
     }
 
+    /// The last index a crash now would leave.
+    pub fn durable_last_index(&self) -> Index {
+        self.durable.last_index()
+    }
+
     /// The hard state a crash now would leave.
     pub fn durable_hard_state(&self) -> HardState {
         self.durable

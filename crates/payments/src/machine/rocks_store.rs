@@ -17,6 +17,7 @@
 //! durable, and the meta record travels in the same batch, so after a crash the state is
 //! either before or after the batch and the node replays the log from the recorded index.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -60,6 +61,15 @@ fn expiry_key(expires_at_ms: u64, key: &str) -> Vec<u8> {
     out
 }
 
+/// The expiry time at the front of an `idempotency_expiry` key.
+fn expiry_time(key: &[u8]) -> Result<u64, StoreError> {
+    let at: [u8; 8] = key
+        .get(..8)
+        .and_then(|at| at.try_into().ok())
+        .ok_or_else(|| StoreError::Inconsistent("short expiry key".into()))?;
+    Ok(u64::from_be_bytes(at))
+}
+
 /// Writes not yet committed to RocksDB; reads consult them first.
 #[derive(Default)]
 struct Overlay {
@@ -88,6 +98,11 @@ impl Overlay {
 pub struct RocksState {
     db: LogStore,
     overlay: Overlay,
+    /// The earliest expiry among the committed `idempotency_expiry` keys (`Some(None)`: there
+    /// is none), once looked up; `None` until then. Every applied entry asks which keys have
+    /// expired, and until the earliest one has, the answer needs no RocksDB iterator. Kept
+    /// up to date by `commit`, which only adds later expiries unless it prunes.
+    committed_earliest_expiry: Cell<Option<Option<u64>>>,
 }
 
 impl RocksState {
@@ -96,7 +111,25 @@ impl RocksState {
         RocksState {
             db,
             overlay: Overlay::default(),
+            committed_earliest_expiry: Cell::new(None),
         }
+    }
+
+    /// See [`RocksState::committed_earliest_expiry`].
+    fn committed_earliest_expiry(&self) -> Result<Option<u64>, StoreError> {
+        if let Some(known) = self.committed_earliest_expiry.get() {
+            return Ok(known);
+        }
+        let first = self
+            .db
+            .state_scan(IDEMPOTENCY_EXPIRY, &[], 1)
+            .map_err(backend)?;
+        let earliest = match first.first() {
+            None => None,
+            Some((key, _)) => Some(expiry_time(key)?),
+        };
+        self.committed_earliest_expiry.set(Some(earliest));
+        Ok(earliest)
     }
 
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -136,7 +169,22 @@ impl RocksState {
         if let Some(meta) = &overlay.meta {
             batch.put(META, META_KEY, meta.encode_to_vec());
         }
-        self.db.state_write(batch, false).map_err(backend)
+        let result = self.db.state_write(batch, false).map_err(backend);
+        let pruned = overlay.expiry.values().any(|present| !present);
+        let added = overlay
+            .expiry
+            .iter()
+            .find(|(_, present)| **present)
+            .map(|((at, _), _)| *at);
+        let known = self.committed_earliest_expiry.get();
+        self.committed_earliest_expiry.set(match (known, added) {
+            // A failed write or a pruned key: look again when next asked.
+            _ if result.is_err() || pruned => None,
+            (Some(earliest), Some(added)) => Some(Some(earliest.map_or(added, |e| e.min(added)))),
+            (known, None) => known,
+            (None, Some(_)) => None,
+        });
+        result
     }
 }
 
@@ -201,29 +249,37 @@ impl Store for RocksState {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<IdempotencyExpiry>, StoreError> {
-        let deleted = self.overlay.expiry.values().filter(|p| !**p).count();
+        // The overlay is in expiry order: only its entries due by `now_ms` matter.
+        let due = || {
+            self.overlay
+                .expiry
+                .iter()
+                .take_while(|((expires_at_ms, _), _)| *expires_at_ms <= now_ms)
+        };
         let mut found = Vec::new();
-        for (key, _) in self
-            .db
-            .state_scan(IDEMPOTENCY_EXPIRY, &[], limit + deleted)
-            .map_err(backend)?
+        if self
+            .committed_earliest_expiry()?
+            .is_some_and(|earliest| earliest <= now_ms)
         {
-            if key.len() < 8 {
-                return Err(StoreError::Inconsistent("short expiry key".into()));
-            }
-            let (at, name) = key.split_at(8);
-            let expires_at_ms = u64::from_be_bytes(at.try_into().expect("8 bytes"));
-            if expires_at_ms > now_ms {
-                break;
-            }
-            let key = String::from_utf8(name.to_vec())
-                .map_err(|_| StoreError::Inconsistent("expiry key is not UTF-8".into()))?;
-            if self.overlay.expiry.get(&(expires_at_ms, key.clone())) != Some(&false) {
-                found.push(IdempotencyExpiry { expires_at_ms, key });
+            let deleted = due().filter(|(_, present)| !**present).count();
+            for (key, _) in self
+                .db
+                .state_scan(IDEMPOTENCY_EXPIRY, &[], limit + deleted)
+                .map_err(backend)?
+            {
+                let expires_at_ms = expiry_time(&key)?;
+                if expires_at_ms > now_ms {
+                    break;
+                }
+                let key = String::from_utf8(key[8..].to_vec())
+                    .map_err(|_| StoreError::Inconsistent("expiry key is not UTF-8".into()))?;
+                if self.overlay.expiry.get(&(expires_at_ms, key.clone())) != Some(&false) {
+                    found.push(IdempotencyExpiry { expires_at_ms, key });
+                }
             }
         }
-        for ((expires_at_ms, key), present) in &self.overlay.expiry {
-            if *present && *expires_at_ms <= now_ms {
+        for ((expires_at_ms, key), present) in due() {
+            if *present {
                 found.push(IdempotencyExpiry {
                     expires_at_ms: *expires_at_ms,
                     key: key.clone(),
@@ -398,5 +454,82 @@ impl StateMachine for RocksMachine {
             self.applied_index = self.applied_index.max(last.index);
         }
         Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quorate_log_store::OpenOptions;
+    use quorate_raft_core::{ConfState, EntryKind};
+
+    use super::*;
+    use crate::machine::testing::{submit, Harness};
+    use crate::machine::{Command, EventKind, MemStore};
+
+    /// The RocksDB machine decides exactly as the in-memory one, batch by batch, while keys
+    /// expire and are pruned: its expiry shortcut (no scan until the earliest committed key is
+    /// due) changes no answer.
+    #[test]
+    fn rocks_machine_prunes_expired_keys_exactly_as_the_memory_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let families = RocksMachine::column_families();
+        let names: Vec<&str> = families.iter().map(String::as_str).collect();
+        let db = LogStore::open(
+            dir.path(),
+            OpenOptions::new(ConfState::with_voters([1]), &names),
+        )
+        .unwrap();
+        let mut rocks = RocksMachine::open(db.clone()).unwrap();
+        let mut memory = MemStore::new();
+        let mut leader = Harness::new();
+        let mut batch = Vec::new();
+        let mut index = 0;
+        let mut pruned_total = 0;
+        for n in 0..600u64 {
+            // A window of 50 ms and a clock that moves 1 to 3 ms per command: keys expire
+            // all the time, sometimes many per apply (more than the per-apply limit).
+            let mut command = submit(
+                &format!("p{}", n % 97),
+                &format!("k{}", n % 131),
+                EventKind::Authorized,
+                100,
+            );
+            command.idempotency_window_ms = 50;
+            leader.advance(1 + n % 3);
+            if n % 150 == 149 {
+                leader.advance(400);
+            }
+            index += 1;
+            batch.push(Entry {
+                index,
+                term: 1,
+                sequence: index,
+                kind: EntryKind::Command,
+                data: leader.stamped(&Command::Submit(command)),
+            });
+            // Batches of 1 to 40 entries, as the node's Readys deliver them.
+            if batch.len() as u64 > (n * 7) % 40 {
+                let outputs = rocks.apply(&batch).unwrap();
+                for (entry, output) in batch.drain(..).zip(outputs) {
+                    let expected = machine::apply_entry(&mut memory, &entry).unwrap();
+                    assert_eq!(output, expected.encode(), "output at index {}", entry.index);
+                }
+                let (r, m) = (
+                    rocks.state.meta().unwrap().unwrap(),
+                    memory.meta().unwrap().unwrap(),
+                );
+                assert_eq!(r, m, "meta after index {index}");
+                pruned_total = m.idempotency_keys_pruned;
+            }
+        }
+        assert!(pruned_total > 100, "only {pruned_total} keys were pruned");
+        for k in 0..131 {
+            let key = format!("k{k}");
+            assert_eq!(
+                RocksState::new(db.clone()).idempotency(&key).unwrap(),
+                memory.idempotency(&key).unwrap(),
+                "record of {key}"
+            );
+        }
     }
 }

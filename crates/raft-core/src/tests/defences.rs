@@ -4,7 +4,9 @@
 use bytes::Bytes;
 
 use super::Cluster;
-use crate::{Error, FencingToken, Payload, ReadMode, ReadState, Role, VoteRejection};
+use crate::{
+    Error, FencingToken, LogWriter, Message, Payload, ReadMode, ReadState, Role, VoteRejection,
+};
 
 /// Defaults: pre-vote, check-quorum and lease reads on.
 fn defaults(_: &mut crate::Config) {}
@@ -472,4 +474,108 @@ fn contact_is_lost_after_the_silence_limit() {
             voters: 3
         })
     );
+}
+
+/// Raft thesis §10.2.1: the leader sends its new entries before its own write of them is
+/// durable, and counts its own copy towards the commit only once `advance` says it persisted.
+#[test]
+fn leader_replicates_before_its_own_persist_and_counts_itself_only_after() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    let commit_before = cluster.commit(1);
+    let proposal = cluster
+        .node(1)
+        .propose(bytes::Bytes::from_static(b"x"))
+        .unwrap();
+    let ready = cluster.node(1).ready().unwrap();
+    assert_eq!(ready.entries.len(), 1);
+    let appends: Vec<Message> = ready
+        .early_messages
+        .iter()
+        .filter(|m| matches!(&m.payload, Payload::AppendRequest(r) if !r.entries.is_empty()))
+        .cloned()
+        .collect();
+    assert_eq!(appends.len(), 2, "the entry goes to both followers at once");
+    assert!(
+        !ready
+            .messages
+            .iter()
+            .any(|m| matches!(m.payload, Payload::AppendRequest(_))),
+        "no append waits for the leader's own persist"
+    );
+    // Follower 2 stores the entry and acknowledges it while the leader's write is still in
+    // progress: one acknowledgement plus the leader's unpersisted copy is not a quorum.
+    let to_2 = appends.into_iter().find(|m| m.to == 2).unwrap();
+    cluster.node(2).step(to_2).unwrap();
+    cluster.flush(2);
+    let acks: Vec<Message> = std::mem::take(&mut cluster.in_flight)
+        .into_iter()
+        .filter(|m| m.to == 1 && matches!(m.payload, Payload::AppendResponse(_)))
+        .collect();
+    assert!(!acks.is_empty(), "node 2 acknowledged");
+    for ack in acks {
+        cluster.node(1).step(ack).unwrap();
+    }
+    assert_eq!(
+        cluster.commit(1),
+        commit_before,
+        "committed before the leader persisted its own copy"
+    );
+    // The leader's write completes: now two of three hold it durably.
+    cluster
+        .node(1)
+        .store_mut()
+        .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
+        .unwrap();
+    cluster.node(1).advance().unwrap();
+    assert_eq!(cluster.commit(1), proposal.index);
+}
+
+/// Only a leader's appends and heartbeats leave before the Ready is persisted: votes,
+/// acknowledgements, a candidate's requests and anything sent in a Ready that changes the
+/// term or the vote wait for the sync.
+#[test]
+fn votes_and_acknowledgements_never_leave_before_the_sync() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.elect(1);
+    for data in [&b"a"[..], b"b", b"c"] {
+        cluster.propose(1, data);
+        cluster.settle();
+    }
+    cluster.tick_all_and_settle(3);
+    // A second election (by transfer), so that votes are granted in a later term too.
+    cluster.node(1).transfer_leadership(2).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.role(2), Role::Leader);
+    cluster.propose(2, b"d");
+    cluster.settle();
+    let mut early = 0;
+    for (id, readies) in &cluster.readies {
+        let mut term_and_vote = (0, None);
+        for ready in readies {
+            let changed = ready
+                .hard_state
+                .is_some_and(|h| (h.term, h.vote) != term_and_vote);
+            if let Some(h) = ready.hard_state {
+                term_and_vote = (h.term, h.vote);
+            }
+            for m in &ready.early_messages {
+                early += 1;
+                assert!(
+                    matches!(
+                        m.payload,
+                        Payload::AppendRequest(_) | Payload::HeartbeatRequest(_)
+                    ),
+                    "node {id} sent {} before its sync",
+                    m.payload.kind()
+                );
+                assert!(
+                    !changed,
+                    "node {id} sent {} early in a Ready that changed its term or vote",
+                    m.payload.kind()
+                );
+            }
+        }
+    }
+    assert!(early > 0, "the leaders sent nothing early");
 }

@@ -20,6 +20,7 @@ use crate::{
 pub struct SeenReady {
     pub hard_state: Option<HardState>,
     pub must_sync: bool,
+    pub early_messages: Vec<Message>,
     pub messages: Vec<Message>,
 }
 
@@ -145,9 +146,10 @@ impl Cluster {
             self.readies.get_mut(&id).unwrap().push(SeenReady {
                 hard_state: ready.hard_state,
                 must_sync: ready.must_sync,
+                early_messages: ready.early_messages.clone(),
                 messages: ready.messages.clone(),
             });
-            for m in ready.messages {
+            for m in ready.early_messages.into_iter().chain(ready.messages) {
                 if !self.isolated.contains(&m.from) && !self.isolated.contains(&m.to) {
                     self.in_flight.push(m);
                 }
