@@ -435,10 +435,7 @@ impl<S: Storage> Raft<S> {
             Payload::TimeoutNow => self.handle_timeout_now(from),
             Payload::ReadIndexRequest(req) => self.handle_read_index_request(from, req),
             Payload::ReadIndexResponse(resp) => {
-                self.read_states.push(ReadState {
-                    read_id: resp.read_id,
-                    index: resp.index,
-                });
+                self.handle_read_index_response(resp);
                 Ok(())
             }
         }

@@ -247,6 +247,7 @@ impl<S: Storage> RawNode<S> {
             || !raft.read_states.is_empty()
             || raft.broadcast_pending
             || raft.reads.needs_round
+            || !raft.reads.to_forward.is_empty()
     }
 
     /// Collects what the driver must do. Call [`Self::advance`] once it is done.
@@ -260,6 +261,7 @@ impl<S: Storage> RawNode<S> {
         if raft.broadcast_pending {
             raft.broadcast_append()?;
         }
+        raft.forward_reads()?;
         if raft.reads.needs_round && raft.role == Role::Leader {
             raft.broadcast_heartbeat();
         }

@@ -6,9 +6,11 @@
 //! first waits until an entry of its own term is committed, since only then does it know the
 //! true commit index. With a valid lease the confirmation round is skipped.
 //!
-//! Reads that arrive while a `Ready` is being processed share one confirmation round.
+//! Reads that arrive while a `Ready` is being processed share one confirmation round, and a
+//! follower forwards them to its leader as one request: every read in the batch began before
+//! the request left, so the index the leader confirms for the request serves each of them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::{Error, Result};
 use crate::message::{Payload, ReadIndexRequest, ReadIndexResponse, ReadMode};
@@ -55,13 +57,25 @@ pub struct ReadQueue {
     waiting_for_commit: Vec<(u64, ReadMode, Requester)>,
     /// Some pending read needs a round that has not been started yet.
     pub(crate) needs_round: bool,
+    /// A follower's reads to forward with the next `Ready`, as one request per mode.
+    pub(crate) to_forward: Vec<(u64, ReadMode)>,
+    /// A follower's forwarded batches, by the id the request carried, waiting for the answer.
+    forwarded: BTreeMap<u64, Vec<u64>>,
+    next_batch: u64,
 }
+
+/// Forwarded batches a follower keeps waiting for an answer; beyond this the oldest are
+/// refused (their callers have long given up: the leader answers within a round trip).
+const MAX_FORWARDED_BATCHES: usize = 1024;
 
 #[allow(clippy::len_without_is_empty)]
 impl ReadQueue {
     /// Reads not answered yet.
     pub fn len(&self) -> usize {
-        self.pending.len() + self.waiting_for_commit.len()
+        self.pending.len()
+            + self.waiting_for_commit.len()
+            + self.to_forward.len()
+            + self.forwarded.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -72,16 +86,79 @@ impl<S: Storage> Raft<S> {
             return self.leader_read(read_id, mode, Requester::Local);
         }
         match self.leader_id {
-            Some(leader) => {
-                let request = ReadIndexRequest {
-                    read_id,
-                    mode,
-                    request_id: self.next_request_id(),
-                };
-                self.send(leader, self.term, Payload::ReadIndexRequest(request));
+            Some(_) => {
+                // Forwarded with the next Ready, together with every other read until then.
+                self.reads.to_forward.push((read_id, mode));
                 Ok(())
             }
             None => Err(Error::NotLeader { leader_hint: None }),
+        }
+    }
+
+    /// Sends the reads gathered since the last Ready to the leader, one request per mode (a
+    /// node that became leader meanwhile serves them itself; one that lost its leader refuses
+    /// them).
+    pub(crate) fn forward_reads(&mut self) -> Result<()> {
+        if self.reads.to_forward.is_empty() {
+            return Ok(());
+        }
+        let reads = std::mem::take(&mut self.reads.to_forward);
+        if self.role == Role::Leader {
+            for (read_id, mode) in reads {
+                self.leader_read(read_id, mode, Requester::Local)?;
+            }
+            return Ok(());
+        }
+        let Some(leader) = self.leader_id else {
+            for (read_id, _) in reads {
+                self.read_states.push(ReadState {
+                    read_id,
+                    index: None,
+                });
+            }
+            return Ok(());
+        };
+        for mode in [ReadMode::Quorum, ReadMode::Lease] {
+            let read_ids: Vec<u64> = reads
+                .iter()
+                .filter(|(_, m)| *m == mode)
+                .map(|(id, _)| *id)
+                .collect();
+            if read_ids.is_empty() {
+                continue;
+            }
+            self.reads.next_batch += 1;
+            let batch = self.reads.next_batch;
+            self.reads.forwarded.insert(batch, read_ids);
+            while self.reads.forwarded.len() > MAX_FORWARDED_BATCHES {
+                if let Some((_, abandoned)) = self.reads.forwarded.pop_first() {
+                    for read_id in abandoned {
+                        self.read_states.push(ReadState {
+                            read_id,
+                            index: None,
+                        });
+                    }
+                }
+            }
+            let request = ReadIndexRequest {
+                read_id: batch,
+                mode,
+                request_id: self.next_request_id(),
+            };
+            self.send(leader, self.term, Payload::ReadIndexRequest(request));
+        }
+        Ok(())
+    }
+
+    /// The leader answered a forwarded batch: the index serves every read in it.
+    pub(crate) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
+        if let Some(read_ids) = self.reads.forwarded.remove(&response.read_id) {
+            for read_id in read_ids {
+                self.read_states.push(ReadState {
+                    read_id,
+                    index: response.index,
+                });
+            }
         }
     }
 
@@ -180,11 +257,11 @@ impl<S: Storage> Raft<S> {
 
     /// Leadership is lost: refuse every read not yet answered.
     pub(crate) fn fail_pending_reads(&mut self) {
-        let queue = std::mem::take(&mut self.reads);
-        for read in queue.pending {
+        self.reads.needs_round = false;
+        for read in std::mem::take(&mut self.reads.pending) {
             self.answer_read(read.read_id, None, read.requester);
         }
-        for (read_id, _, requester) in queue.waiting_for_commit {
+        for (read_id, _, requester) in std::mem::take(&mut self.reads.waiting_for_commit) {
             self.answer_read(read_id, None, requester);
         }
     }

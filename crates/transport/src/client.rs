@@ -12,7 +12,7 @@ use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_client::RaftClient;
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Message, NodeId, Payload};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::TransportConfig;
@@ -25,8 +25,23 @@ pub struct Transport {
     config: Arc<TransportConfig>,
     queues: Arc<BTreeMap<NodeId, mpsc::Sender<Message>>>,
     clients: Arc<BTreeMap<NodeId, RaftClient<Channel>>>,
+    forwarders: Arc<BTreeMap<NodeId, mpsc::Sender<ForwardJob>>>,
     stats: Arc<StatsTable>,
 }
+
+/// One forwarded command waiting to go out in a batch.
+struct ForwardJob {
+    term: u64,
+    command: Bytes,
+    deadline: Duration,
+    reply: oneshot::Sender<std::result::Result<pb::ForwardResponse, tonic::Status>>,
+}
+
+/// Forward batches in flight to one leader at a time. Commands that arrive while they are
+/// all out wait and leave together in the next one.
+const FORWARD_BATCHES_IN_FLIGHT: usize = 4;
+/// The most commands in one forward batch.
+const MAX_FORWARD_BATCH: usize = 256;
 
 type RpcFuture = Pin<Box<dyn Future<Output = RpcDone> + Send>>;
 
@@ -48,6 +63,7 @@ impl Transport {
         let config = Arc::new(config);
         let mut queues = BTreeMap::new();
         let mut clients = BTreeMap::new();
+        let mut forwarders = BTreeMap::new();
         for (&peer, address) in &config.peers {
             if peer == config.node_id {
                 continue;
@@ -65,6 +81,15 @@ impl Transport {
             let client = RaftClient::new(endpoint.connect_lazy())
                 .max_decoding_message_size(config.max_message_bytes)
                 .max_encoding_message_size(config.max_message_bytes);
+            let (forward_tx, forward_rx) = mpsc::channel(config.queue_capacity);
+            tokio::spawn(forward_batches(
+                client.clone(),
+                forward_rx,
+                config.clone(),
+                stats.clone(),
+                peer,
+            ));
+            forwarders.insert(peer, forward_tx);
             let (tx, rx) = mpsc::channel(config.queue_capacity);
             let task = PeerTask {
                 peer,
@@ -84,6 +109,7 @@ impl Transport {
             config,
             queues: Arc::new(queues),
             clients: Arc::new(clients),
+            forwarders: Arc::new(forwarders),
             stats,
         })
     }
@@ -154,7 +180,8 @@ impl Transport {
     }
 
     /// Asks `leader` to propose `command` and waits for its output (for followers forwarding
-    /// client writes).
+    /// client writes). Commands forwarded while earlier ones are in flight travel together in
+    /// one `ForwardBatch`; each gets the answer `Forward` would have given it.
     pub async fn forward(
         &self,
         leader: NodeId,
@@ -162,17 +189,29 @@ impl Transport {
         command: Bytes,
         deadline: Duration,
     ) -> std::result::Result<pb::ForwardResponse, tonic::Status> {
-        let mut request = tonic::Request::new(pb::ForwardRequest {
-            header: self.header(leader, term),
+        let Some(queue) = self.forwarders.get(&leader) else {
+            return Err(tonic::Status::internal(format!(
+                "node {leader} is not a peer"
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = ForwardJob {
+            term,
             command,
-        });
-        request.set_timeout(deadline);
-        self.direct(
-            leader,
             deadline,
-            |mut c| async move { c.forward(request).await },
-        )
-        .await
+            reply,
+        };
+        if queue.try_send(job).is_err() {
+            self.stats.dropped(leader);
+            return Err(tonic::Status::unavailable(format!(
+                "too many writes are waiting to be forwarded to node {leader}"
+            )));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(tonic::Status::unavailable(
+                "the forwarding task stopped (shutting down)",
+            ))
+        })
     }
 
     /// Asks `peer` for its own view (and a hash of its event log up to `hash_index`).
@@ -227,6 +266,139 @@ impl Transport {
     /// The peer address of `node`, if it is a member.
     pub fn address_of(&self, node: NodeId) -> Option<&str> {
         self.config.peers.get(&node).map(String::as_str)
+    }
+}
+
+/// Sends the commands forwarded to one peer, in batches of whatever arrived while earlier
+/// batches were in flight (at most [`FORWARD_BATCHES_IN_FLIGHT`] of them).
+async fn forward_batches(
+    client: RaftClient<Channel>,
+    mut queue: mpsc::Receiver<ForwardJob>,
+    config: Arc<TransportConfig>,
+    stats: Arc<StatsTable>,
+    peer: NodeId,
+) {
+    let slots = Arc::new(Semaphore::new(FORWARD_BATCHES_IN_FLIGHT));
+    loop {
+        // A slot first: while every batch is out, commands wait in the queue and leave
+        // together.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let mut bytes = first.command.len();
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_FORWARD_BATCH && bytes < config.max_message_bytes / 2 {
+            match queue.try_recv() {
+                Ok(job) => {
+                    bytes += job.command.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let client = client.clone();
+        let config = config.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            send_forward_batch(client, jobs, &config, &stats, peer).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn send_forward_batch(
+    mut client: RaftClient<Channel>,
+    jobs: Vec<ForwardJob>,
+    config: &TransportConfig,
+    stats: &StatsTable,
+    peer: NodeId,
+) {
+    let term = jobs.iter().map(|j| j.term).max().unwrap_or_default();
+    let deadline = jobs.iter().map(|j| j.deadline).max().unwrap_or_default();
+    let header = Some(pb::Header {
+        cluster_id: config.cluster_id,
+        from: config.node_id,
+        to: peer,
+        term,
+        timing: Some(config.timing),
+    });
+    let started = Instant::now();
+    let request = timed(
+        pb::ForwardBatchRequest {
+            header,
+            commands: jobs.iter().map(|j| j.command.clone()).collect(),
+        },
+        deadline,
+    );
+    let result = match tokio::time::timeout(deadline, client.forward_batch(request)).await {
+        Ok(result) => result.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "node {peer} did not answer within {deadline:?}"
+        ))),
+    };
+    match result {
+        Ok(reply) if reply.outcomes.len() == jobs.len() => {
+            stats.sent_ok(peer, started.elapsed(), None);
+            for (job, outcome) in jobs.into_iter().zip(reply.outcomes) {
+                let answer = match outcome.outcome {
+                    Some(pb::forward_outcome::Outcome::Applied(applied)) => Ok(applied),
+                    Some(pb::forward_outcome::Outcome::Error(e)) => {
+                        Err(tonic::Status::with_details(
+                            tonic::Code::from_i32(e.code),
+                            e.message,
+                            e.details,
+                        ))
+                    }
+                    None => Err(tonic::Status::internal(format!(
+                        "node {peer} answered a forwarded write with nothing"
+                    ))),
+                };
+                let _ = job.reply.send(answer);
+            }
+        }
+        Ok(reply) => {
+            let status = tonic::Status::internal(format!(
+                "node {peer} answered {} of {} forwarded writes",
+                reply.outcomes.len(),
+                jobs.len()
+            ));
+            for job in jobs {
+                let _ = job.reply.send(Err(status.clone()));
+            }
+        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            // A leader that predates `ForwardBatch` (a rolling upgrade): one call each.
+            for job in jobs {
+                let request = timed(
+                    pb::ForwardRequest {
+                        header,
+                        command: job.command,
+                    },
+                    job.deadline,
+                );
+                let answer = client
+                    .forward(request)
+                    .await
+                    .map(tonic::Response::into_inner);
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(status) => {
+            // As in `Transport::direct`: a status the peer sent proves the link works.
+            if std::error::Error::source(&status).is_some()
+                || status.code() == tonic::Code::DeadlineExceeded
+            {
+                stats.sent_failed(peer, status.message().to_string());
+            } else {
+                stats.sent_ok(peer, started.elapsed(), None);
+            }
+            for job in jobs {
+                let _ = job.reply.send(Err(status.clone()));
+            }
+        }
     }
 }
 

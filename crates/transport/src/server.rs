@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_server::{Raft, RaftServer};
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
@@ -249,6 +250,37 @@ impl<H: PeerHandler> Raft for RaftService<H> {
             term,
             output,
         }))
+    }
+
+    #[tracing::instrument(name = "Raft.ForwardBatch", level = "trace", skip_all)]
+    async fn forward_batch(
+        &self,
+        request: Request<pb::ForwardBatchRequest>,
+    ) -> Result<Response<pb::ForwardBatchResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        // Proposed together (they reach the Ready loop in one turn: one fsync), answered each.
+        let results = join_all(r.commands.into_iter().map(|c| self.handler.forward(c))).await;
+        let outcomes = results
+            .into_iter()
+            .map(|result| pb::ForwardOutcome {
+                outcome: Some(match result {
+                    Ok((index, term, output)) => {
+                        pb::forward_outcome::Outcome::Applied(pb::ForwardResponse {
+                            index,
+                            term,
+                            output,
+                        })
+                    }
+                    Err(status) => pb::forward_outcome::Outcome::Error(pb::ForwardError {
+                        code: status.code() as i32,
+                        message: status.message().to_string(),
+                        details: Bytes::copy_from_slice(status.details()),
+                    }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::ForwardBatchResponse { outcomes }))
     }
 
     #[tracing::instrument(name = "Raft.Probe", level = "trace", skip_all)]

@@ -1,6 +1,6 @@
 //! The transport against real gRPC servers on loopback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use quorate_raft_core::{HeartbeatRequest, HeartbeatResponse, Index, Message, Pay
 use quorate_transport::{serve, PeerHandler, RaftService, StatsTable, Transport, TransportConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// The timing settings every peer of these tests runs with.
 const TIMING: Timing = Timing {
@@ -74,6 +75,17 @@ impl PeerHandler for Echo {
     }
 
     async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), tonic::Status> {
+        if let Some(n) = command.strip_prefix(b"slow-") {
+            // A leader's propose takes a while: later forwards queue behind it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if n.starts_with(b"bad") {
+                return Err(tonic::Status::with_error_details(
+                    tonic::Code::FailedPrecondition,
+                    format!("refused {}", String::from_utf8_lossy(n)),
+                    ErrorDetails::with_error_info("NOT_LEADER", "quorate", HashMap::new()),
+                ));
+            }
+        }
         Ok((7, 1, command))
     }
 
@@ -306,4 +318,51 @@ async fn a_peer_with_other_timing_settings_is_refused() {
         tonic::Code::FailedPrecondition,
         "{forwarded}"
     );
+}
+
+/// Forwards sent while others are in flight travel in batches, and each caller still gets its
+/// own answer: the output of its command, or the leader's error for it with its code, message
+/// and `ErrorInfo` reason, as a single `Forward` would have answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_forwards_each_get_their_own_answer() {
+    let leader = start_peer(2, Duration::ZERO, 7).await;
+    let (transport, _replies, _stats) = start_transport(config(
+        7,
+        1,
+        BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, leader)]),
+    ));
+    let calls = (0..200).map(|i| {
+        let transport = transport.clone();
+        async move {
+            let command = if i % 7 == 3 {
+                format!("slow-bad-{i}")
+            } else {
+                format!("slow-ok-{i}")
+            };
+            let answer = transport
+                .forward(2, 3, Bytes::from(command), Duration::from_secs(5))
+                .await;
+            (i, answer)
+        }
+    });
+    for (i, answer) in futures_util::future::join_all(calls).await {
+        if i % 7 == 3 {
+            let status = answer.expect_err("a refused command");
+            assert_eq!(
+                status.code(),
+                tonic::Code::FailedPrecondition,
+                "command {i}"
+            );
+            assert_eq!(status.message(), format!("refused bad-{i}"));
+            let reason = status.get_details_error_info().map(|e| e.reason);
+            assert_eq!(reason.as_deref(), Some("NOT_LEADER"), "command {i}");
+        } else {
+            let applied = answer.expect("an applied command");
+            assert_eq!(
+                applied.output,
+                format!("slow-ok-{i}").into_bytes(),
+                "command {i}"
+            );
+        }
+    }
 }

@@ -267,6 +267,58 @@ fn follower_read_index_is_confirmed_by_the_leader() {
     );
 }
 
+/// The reads a follower takes between two Readys go to the leader as one request (one per
+/// mode), and the index confirmed for it serves each of them.
+#[test]
+fn follower_forwards_the_reads_of_one_ready_as_one_request() {
+    let mut cluster = Cluster::new(3, |c| c.lease_reads = false);
+    cluster.elect(1);
+    cluster.propose(1, b"a");
+    cluster.settle();
+    for read_id in [10, 11, 12] {
+        cluster
+            .node(2)
+            .read_index(read_id, ReadMode::Quorum)
+            .unwrap();
+    }
+    cluster.node(2).read_index(13, ReadMode::Lease).unwrap();
+    cluster.flush(2);
+    let requests: Vec<ReadMode> = cluster
+        .in_flight
+        .iter()
+        .filter_map(|m| match &m.payload {
+            Payload::ReadIndexRequest(r) if m.from == 2 => Some(r.mode),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests, [ReadMode::Quorum, ReadMode::Lease]);
+    cluster.settle();
+    let mut served = cluster.reads[&2].clone();
+    served.sort_by_key(|r| r.read_id);
+    let expected: Vec<ReadState> = (10..=13)
+        .map(|read_id| ReadState {
+            read_id,
+            index: Some(2),
+        })
+        .collect();
+    assert_eq!(served, expected);
+}
+
+/// A follower that lost its leader before its batch left refuses the reads in it at once.
+#[test]
+fn reads_gathered_without_a_leader_are_refused() {
+    let mut cluster = Cluster::new(3, |c| c.lease_reads = false);
+    cluster.elect(1);
+    cluster.node(2).read_index(7, ReadMode::Quorum).unwrap();
+    // Node 2 campaigns before its Ready: it follows no one when the batch would leave.
+    cluster.node(2).campaign().unwrap();
+    cluster.flush(2);
+    assert!(cluster.reads[&2].contains(&ReadState {
+        read_id: 7,
+        index: None
+    }));
+}
+
 /// Reads waiting for confirmation are refused, not left hanging, when the leader steps down.
 #[test]
 fn pending_reads_are_refused_when_leadership_is_lost() {
