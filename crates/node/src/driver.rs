@@ -391,7 +391,13 @@ impl<SM: StateMachine> Driver<SM> {
             self.transport.send(message);
         }
         // 1. Persist: durable before anything that depends on it leaves.
-        if ready.hard_state.is_some() || !ready.entries.is_empty() {
+        if ready.hard_state.is_some() && ready.entries.is_empty() && !ready.must_sync {
+            // Only the commit index changed: a small unsynced write, done here rather than
+            // handed to a blocking thread and back.
+            self.store
+                .persist(ready.hard_state.as_ref(), &[], false)
+                .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
+        } else if ready.hard_state.is_some() || !ready.entries.is_empty() {
             let mut store = self.store.clone();
             let hard_state = ready.hard_state;
             let entries = std::mem::take(&mut ready.entries);

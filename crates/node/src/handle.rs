@@ -141,7 +141,8 @@ impl NodeHandle {
     /// Refuses at once when this node cannot reach a leader with a quorum, so that a node cut
     /// off from the majority fails fast with `NO_QUORUM` and says why.
     pub fn check_quorum_reachable(&self) -> Result<(), NodeError> {
-        let status = self.status();
+        // (Borrowed, not cloned: every request and every status change asks.)
+        let status = self.shared.status.borrow();
         let raft = &status.raft;
         if status.stopping {
             return Err(NodeError::ShuttingDown);
@@ -193,8 +194,11 @@ impl NodeHandle {
     }
 
     async fn route_proposal(&self, command: Bytes) -> Result<Applied, NodeError> {
-        let status = self.status();
-        if status.raft.role == Role::Leader {
+        let (role, leader_id) = {
+            let status = self.shared.status.borrow();
+            (status.raft.role, status.raft.leader_id)
+        };
+        if role == Role::Leader {
             match self.propose_here(command.clone()).await {
                 Err(NodeError::NotLeader {
                     leader: Some(leader),
@@ -203,7 +207,7 @@ impl NodeHandle {
                 other => other,
             }
         } else {
-            match status.raft.leader_id {
+            match leader_id {
                 Some(leader) => self.forward_to_leader(leader, command).await,
                 None => Err(NodeError::NoQuorum {
                     reason: "no leader".into(),
@@ -250,7 +254,7 @@ impl NodeHandle {
         // The same patience as a write proposed on the leader itself: a follower must not
         // give up (and answer OUTCOME_UNKNOWN) sooner than the leader would.
         let deadline = self.shared.config.request_timeout;
-        let term = self.status().raft.term;
+        let term = self.shared.status.borrow().raft.term;
         match self
             .shared
             .transport
