@@ -59,9 +59,9 @@ pub struct ReadQueue {
     pub(crate) needs_round: bool,
     /// A follower's reads to forward with the next `Ready`, as one request per mode.
     pub(crate) to_forward: Vec<(u64, ReadMode)>,
-    /// A follower's forwarded batches, by the id the request carried, waiting for the answer.
+    /// A follower's forwarded batches, by the id the request carried (the batch's first read
+    /// id), waiting for the answer.
     forwarded: BTreeMap<u64, Vec<u64>>,
-    next_batch: u64,
 }
 
 /// Forwarded batches a follower keeps waiting for an answer; beyond this the oldest are
@@ -127,8 +127,11 @@ impl<S: Storage> Raft<S> {
             if read_ids.is_empty() {
                 continue;
             }
-            self.reads.next_batch += 1;
-            let batch = self.reads.next_batch;
+            // The batch is known by its first read's id: the driver never reuses a read id
+            // while a node runs, so an answer to a batch sent before a restart cannot be taken
+            // for one sent after (ids restart with the node, but answers to an earlier
+            // incarnation's requests go unanswered or arrive on its closed connections).
+            let batch = read_ids[0];
             self.reads.forwarded.insert(batch, read_ids);
             while self.reads.forwarded.len() > MAX_FORWARDED_BATCHES {
                 if let Some((_, abandoned)) = self.reads.forwarded.pop_first() {

@@ -566,7 +566,10 @@ impl SimNode {
                     ..
                 }) = &m.payload
                 {
-                    if *match_index > durable {
+                    // Durable up to there, and the same entries (not older ones at the
+                    // same indexes that this Ready overwrites).
+                    let same = raw.store().durable_term(*match_index) == raw.term_at(*match_index);
+                    if *match_index > durable || !same {
                         fx.violations.push((
                             "acked-before-durable",
                             format!(

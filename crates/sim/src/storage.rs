@@ -61,6 +61,11 @@ impl SimStorage {
         self.durable.last_index()
     }
 
+    /// The term of the entry at `index` that a crash now would leave, if any.
+    pub fn durable_term(&self, index: Index) -> Option<Term> {
+        self.durable.term(index).ok()
+    }
+
     /// The hard state a crash now would leave.
     pub fn durable_hard_state(&self) -> HardState {
         self.durable

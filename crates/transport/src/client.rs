@@ -1,19 +1,22 @@
 //! The sending side: one task, one queue and one HTTP/2 channel per peer.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use quorate_proto::errors::{reason, ERROR_DOMAIN};
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_client::RaftClient;
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Message, NodeId, Payload};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::config::TransportConfig;
 use crate::error::{Error, Result};
@@ -203,9 +206,15 @@ impl Transport {
         };
         if queue.try_send(job).is_err() {
             self.stats.dropped(leader);
-            return Err(tonic::Status::unavailable(format!(
-                "too many writes are waiting to be forwarded to node {leader}"
-            )));
+            // Never sent: a definite refusal (NO_QUORUM, retryable), not an unknown outcome.
+            return Err(tonic::Status::with_error_details(
+                tonic::Code::Unavailable,
+                format!(
+                    "too many writes are waiting to be forwarded to node {leader}; this one was \
+                     not sent: retry shortly"
+                ),
+                ErrorDetails::with_error_info(reason::NO_QUORUM, ERROR_DOMAIN, HashMap::new()),
+            ));
         }
         answer.await.unwrap_or_else(|_| {
             Err(tonic::Status::unavailable(
@@ -370,21 +379,30 @@ async fn send_forward_batch(
             }
         }
         Err(status) if status.code() == tonic::Code::Unimplemented => {
-            // A leader that predates `ForwardBatch` (a rolling upgrade): one call each.
-            for job in jobs {
-                let request = timed(
-                    pb::ForwardRequest {
-                        header,
-                        command: job.command,
-                    },
-                    job.deadline,
-                );
-                let answer = client
-                    .forward(request)
-                    .await
-                    .map(tonic::Response::into_inner);
-                let _ = job.reply.send(answer);
-            }
+            // A leader that predates `ForwardBatch` (a rolling upgrade): one call each, all
+            // at once, each within its deadline.
+            let calls = jobs.into_iter().map(|job| {
+                let mut client = client.clone();
+                async move {
+                    let request = timed(
+                        pb::ForwardRequest {
+                            header,
+                            command: job.command,
+                        },
+                        job.deadline,
+                    );
+                    let answer =
+                        match tokio::time::timeout(job.deadline, client.forward(request)).await {
+                            Ok(answer) => answer.map(tonic::Response::into_inner),
+                            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                                "node {peer} did not answer within {:?}",
+                                job.deadline
+                            ))),
+                        };
+                    let _ = job.reply.send(answer);
+                }
+            });
+            join_all(calls).await;
         }
         Err(status) => {
             // As in `Transport::direct`: a status the peer sent proves the link works.
