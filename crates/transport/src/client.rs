@@ -131,13 +131,7 @@ impl Transport {
     }
 
     fn header(&self, to: NodeId, term: u64) -> Option<pb::Header> {
-        Some(pb::Header {
-            cluster_id: self.config.cluster_id,
-            from: self.config.node_id,
-            to,
-            term,
-            timing: Some(self.config.timing),
-        })
+        Some(self.config.header(to, term))
     }
 
     /// Runs one direct RPC to `peer` with a deadline, recording the outcome in the statistics.
@@ -163,19 +157,11 @@ impl Transport {
                 Ok(reply.into_inner())
             }
             Ok(Err(status)) => {
-                // A status the peer itself sent proves the link works both ways; one made
-                // locally from a transport error (it carries the error as its source) does not.
-                if std::error::Error::source(&status).is_some() {
-                    self.stats.sent_failed(peer, status.message().to_string());
-                } else {
-                    self.stats.sent_ok(peer, started.elapsed(), None);
-                }
+                record_refusal(&self.stats, peer, started, &status);
                 Err(status)
             }
             Err(_) => {
-                let status = tonic::Status::deadline_exceeded(format!(
-                    "node {peer} did not answer within {deadline:?}"
-                ));
+                let status = deadline_missed(peer, deadline);
                 self.stats.sent_failed(peer, status.message().to_string());
                 Err(status)
             }
@@ -327,13 +313,7 @@ async fn send_forward_batch(
 ) {
     let term = jobs.iter().map(|j| j.term).max().unwrap_or_default();
     let deadline = jobs.iter().map(|j| j.deadline).max().unwrap_or_default();
-    let header = Some(pb::Header {
-        cluster_id: config.cluster_id,
-        from: config.node_id,
-        to: peer,
-        term,
-        timing: Some(config.timing),
-    });
+    let header = Some(config.header(peer, term));
     let started = Instant::now();
     let request = timed(
         pb::ForwardBatchRequest {
@@ -342,13 +322,12 @@ async fn send_forward_batch(
         },
         deadline,
     );
-    let result = match tokio::time::timeout(deadline, client.forward_batch(request)).await {
-        Ok(result) => result.map(tonic::Response::into_inner),
-        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-            "node {peer} did not answer within {deadline:?}"
-        ))),
+    let Ok(result) = tokio::time::timeout(deadline, client.forward_batch(request)).await else {
+        let status = deadline_missed(peer, deadline);
+        stats.sent_failed(peer, status.message().to_string());
+        return fail_all(jobs, &status);
     };
-    match result {
+    match result.map(tonic::Response::into_inner) {
         Ok(reply) if reply.outcomes.len() == jobs.len() => {
             stats.sent_ok(peer, started.elapsed(), None);
             for (job, outcome) in jobs.into_iter().zip(reply.outcomes) {
@@ -374,9 +353,7 @@ async fn send_forward_batch(
                 reply.outcomes.len(),
                 jobs.len()
             ));
-            for job in jobs {
-                let _ = job.reply.send(Err(status.clone()));
-            }
+            fail_all(jobs, &status);
         }
         Err(status) if status.code() == tonic::Code::Unimplemented => {
             // A leader that predates `ForwardBatch` (a rolling upgrade): one call each, all
@@ -394,10 +371,7 @@ async fn send_forward_batch(
                     let answer =
                         match tokio::time::timeout(job.deadline, client.forward(request)).await {
                             Ok(answer) => answer.map(tonic::Response::into_inner),
-                            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                                "node {peer} did not answer within {:?}",
-                                job.deadline
-                            ))),
+                            Err(_) => Err(deadline_missed(peer, job.deadline)),
                         };
                     let _ = job.reply.send(answer);
                 }
@@ -405,18 +379,32 @@ async fn send_forward_batch(
             join_all(calls).await;
         }
         Err(status) => {
-            // As in `Transport::direct`: a status the peer sent proves the link works.
-            if std::error::Error::source(&status).is_some()
-                || status.code() == tonic::Code::DeadlineExceeded
-            {
-                stats.sent_failed(peer, status.message().to_string());
-            } else {
-                stats.sent_ok(peer, started.elapsed(), None);
-            }
-            for job in jobs {
-                let _ = job.reply.send(Err(status.clone()));
-            }
+            record_refusal(stats, peer, started, &status);
+            fail_all(jobs, &status);
         }
+    }
+}
+
+/// Answers every job of a batch with `status`.
+fn fail_all(jobs: Vec<ForwardJob>, status: &tonic::Status) {
+    for job in jobs {
+        let _ = job.reply.send(Err(status.clone()));
+    }
+}
+
+/// The status for a call `peer` did not answer within `deadline`.
+fn deadline_missed(peer: NodeId, deadline: Duration) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!("node {peer} did not answer within {deadline:?}"))
+}
+
+/// Records a call that ended in `status`: a status the peer itself sent proves the link works
+/// both ways; one made locally from a transport error (it carries the error as its source)
+/// does not.
+fn record_refusal(stats: &StatsTable, peer: NodeId, started: Instant, status: &tonic::Status) {
+    if std::error::Error::source(status).is_some() {
+        stats.sent_failed(peer, status.message().to_string());
+    } else {
+        stats.sent_ok(peer, started.elapsed(), None);
     }
 }
 

@@ -34,6 +34,17 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
+    /// The header of a request from this node to `to`, sent in `term`.
+    pub fn header(&self, to: NodeId, term: u64) -> quorate_proto::raft::Header {
+        quorate_proto::raft::Header {
+            cluster_id: self.cluster_id,
+            from: self.node_id,
+            to,
+            term,
+            timing: Some(self.timing),
+        }
+    }
+
     /// Defaults suited to a LAN, for `node_id` talking to `peers`.
     pub fn new(cluster_id: u64, node_id: NodeId, peers: BTreeMap<NodeId, String>) -> Self {
         TransportConfig {
