@@ -2,7 +2,8 @@
 //! writes), with the duties listed in `quorate_raft_core`'s `storage` module.
 
 use quorate_raft_core::{
-    check_append, Entry, HardState, Index, LogWriter, RaftState, Storage, StorageError, Term,
+    check_append, Entry, HardState, Index, LogWriter, RaftState, Snapshot, SnapshotMeta, Storage,
+    StorageError, Term,
 };
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
@@ -46,6 +47,18 @@ impl Storage for LogStore {
     fn last_index(&self) -> Index {
         *self.inner.read_last_index()
     }
+
+    /// This store never compacts its log (yet): its snapshot is the empty one before index 1.
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                index: FIRST_INDEX - 1,
+                term: 0,
+                conf_state: self.initial_state()?.conf_state,
+            },
+            data: bytes::Bytes::new(),
+        })
+    }
 }
 
 impl LogWriter for LogStore {
@@ -62,6 +75,21 @@ impl LogWriter for LogStore {
         sync: bool,
     ) -> Result<(), StorageError> {
         Ok(self.write_raft_state(hard_state, entries, sync)?)
+    }
+
+    /// Not supported yet: refused, nothing written.
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        Err(StorageError::Io(format!(
+            "cannot install {snapshot:?}: the RocksDB log store does not support snapshots yet"
+        )))
+    }
+
+    /// Not supported yet: refused, nothing written.
+    fn compact(&mut self, snapshot: &Snapshot, _up_to: Index) -> Result<(), StorageError> {
+        Err(StorageError::Io(format!(
+            "cannot compact the log to {snapshot:?}: the RocksDB log store does not support \
+             compaction yet"
+        )))
     }
 }
 

@@ -391,6 +391,12 @@ impl<SM: StateMachine> Driver<SM> {
             self.transport.send(message);
         }
         // 1. Persist: durable before anything that depends on it leaves.
+        if let Some(snapshot) = &ready.snapshot {
+            // Only a leader that compacted its log sends one, and no node compacts yet.
+            return Err(NodeError::Internal(format!(
+                "the leader sent {snapshot:?}, but this node cannot install snapshots yet"
+            )));
+        }
         if ready.hard_state.is_some() && ready.entries.is_empty() && !ready.must_sync {
             // Only the commit index changed: a small unsynced write, done here rather than
             // handed to a blocking thread and back.

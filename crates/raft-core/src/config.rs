@@ -24,6 +24,12 @@ pub enum InjectedBug {
     /// A follower's append acknowledgements leave before its entries are persisted, so a
     /// crash can lose an entry the leader already counted towards a commit.
     AckBeforePersist,
+    /// A follower installs whatever snapshot the leader sends, even one no newer than its
+    /// commit index (a duplicated or delayed InstallSnapshot), rewinding committed state.
+    SnapshotOverwritesNewerLog,
+    /// The log may be compacted up to the commit index rather than the applied index, so a
+    /// snapshot can claim entries its state machine never applied.
+    CompactBeyondApplied,
 }
 
 /// How a node behaves. Times are in ticks; the driver decides how long a tick is.

@@ -49,6 +49,14 @@ pub enum Error {
     /// `ready()` was called while the previous `Ready` has not been advanced.
     #[error("the previous Ready has not been advanced")]
     ReadyNotAdvanced,
+    /// A snapshot was asked for at an index the state machine has not applied.
+    #[error("cannot snapshot at index {index}: the state machine applied only up to {applied}")]
+    SnapshotBeyondApplied {
+        /// The index asked for.
+        index: Index,
+        /// The applied index.
+        applied: Index,
+    },
     /// Storage failed; the node cannot continue safely.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),

@@ -40,11 +40,21 @@
 //! - Every entry carries a [`FencingToken`] `(term, sequence)`, strictly increasing in log
 //!   order; the state machine rejects any that goes backwards.
 //!
+//! ## Snapshots
+//!
+//! The driver compacts its log behind a snapshot of its state machine
+//! ([`RawNode::snapshot_meta`] says where it may cut: never beyond what was applied, then
+//! [`LogWriter::compact`]). A leader whose follower needs compacted entries sends its latest
+//! snapshot instead ([`Payload::SnapshotRequest`]); the follower installs it only when it is
+//! newer than its commit index and does not match its log (a matching snapshot only moves the
+//! commit index, keeping the suffix), through [`Ready::snapshot`], persisted before anything
+//! else in that Ready and restored to the machine before any later entry is applied.
+//!
 //! ## Not yet
 //!
-//! Membership changes and snapshots arrive in later releases. The types already carry
-//! voters, learners and joint configurations ([`ConfState`]) and snapshot metadata
-//! ([`SnapshotMeta`]); the quorum arithmetic already handles joint configurations.
+//! Membership changes arrive in a later release. The types already carry voters, learners
+//! and joint configurations ([`ConfState`]); the quorum arithmetic already handles joint
+//! configurations.
 #![deny(missing_docs)]
 
 pub mod bootstrap;
@@ -81,15 +91,17 @@ pub use config::InjectedBug;
 pub use error::{Error, Result, StorageError};
 pub use message::{
     AppendOutcome, AppendRequest, AppendResponse, HeartbeatRequest, HeartbeatResponse, Message,
-    Payload, ReadIndexRequest, ReadIndexResponse, ReadMode, VoteRejection, VoteRequest,
-    VoteResponse,
+    Payload, ReadIndexRequest, ReadIndexResponse, ReadMode, SnapshotRequest, VoteRejection,
+    VoteRequest, VoteResponse,
 };
 pub use progress::ProgressState;
 pub use raw_node::{may_precede_persist, Proposal, RawNode, Ready};
 pub use read_only::ReadState;
 pub use status::{NoContact, PeerProgress, Status, CONTACT_SILENCE_HEARTBEATS};
-pub use storage::{check_append, limit_size, LogWriter, MemStorage, RaftState, Storage};
+pub use storage::{
+    check_append, check_snapshot, limit_size, LogWriter, MemStorage, RaftState, Storage,
+};
 pub use types::{
-    ConfState, Entry, EntryKind, FencingToken, HardState, Index, NodeId, Role, SnapshotMeta,
-    SoftState, Term, ENTRY_OVERHEAD_BYTES,
+    ConfState, Entry, EntryKind, FencingToken, HardState, Index, NodeId, Role, Snapshot,
+    SnapshotMeta, SoftState, Term, ENTRY_OVERHEAD_BYTES,
 };

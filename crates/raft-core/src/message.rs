@@ -7,7 +7,7 @@
 //! answers every vote, append and heartbeat request with exactly one response; a read-index
 //! request is answered once the leader has confirmed its leadership, or refused.
 
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::types::{Entry, Index, NodeId, Snapshot, Term};
 
 /// A message from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub enum Payload {
     ReadIndexRequest(ReadIndexRequest),
     /// The leader's answer to a [`ReadIndexRequest`].
     ReadIndexResponse(ReadIndexResponse),
+    /// InstallSnapshot (Raft §7): the leader's latest snapshot, for a follower that needs
+    /// entries the leader compacted. Answered with an [`AppendResponse`].
+    SnapshotRequest(SnapshotRequest),
 }
 
 impl Payload {
@@ -64,6 +67,7 @@ impl Payload {
             Payload::TimeoutNow => "timeout-now",
             Payload::ReadIndexRequest(_) => "read-index",
             Payload::ReadIndexResponse(_) => "read-index-resp",
+            Payload::SnapshotRequest(_) => "snapshot",
         }
     }
 
@@ -78,6 +82,7 @@ impl Payload {
             Payload::HeartbeatResponse(r) => Some(r.request_id),
             Payload::ReadIndexRequest(r) => Some(r.request_id),
             Payload::ReadIndexResponse(r) => Some(r.request_id),
+            Payload::SnapshotRequest(r) => Some(r.request_id),
             Payload::TimeoutNow => None,
         }
     }
@@ -94,6 +99,7 @@ impl Payload {
             Payload::HeartbeatResponse(r) => r.request_id = id,
             Payload::ReadIndexRequest(r) => r.request_id = id,
             Payload::ReadIndexResponse(r) => r.request_id = id,
+            Payload::SnapshotRequest(r) => r.request_id = id,
             Payload::TimeoutNow => {}
         }
     }
@@ -257,5 +263,17 @@ pub struct ReadIndexResponse {
     /// the recipient could not confirm leadership (it was not, or stopped being, leader).
     pub index: Option<Index>,
     /// The request this answers.
+    pub request_id: u64,
+}
+
+/// InstallSnapshot arguments: the leader's snapshot, whole (a transport may stream its data in
+/// chunks and hand the core the reassembled message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// The leader's confirmation round when it sent this (see [`HeartbeatRequest::round`]).
+    pub round: u64,
+    /// Correlation id, echoed in the response.
     pub request_id: u64,
 }

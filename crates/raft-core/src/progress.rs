@@ -13,6 +13,10 @@ pub enum ProgressState {
     /// The follower's log is known to match: stream appends optimistically, up to the
     /// in-flight limit.
     Replicate,
+    /// The follower needs entries this leader compacted: a snapshot was sent, and nothing
+    /// else is until the follower acknowledges it (or the leader gives up waiting and probes
+    /// again).
+    Snapshot,
 }
 
 /// Appends sent to a follower and not yet acknowledged, oldest first.
@@ -89,6 +93,10 @@ pub struct Progress {
     pub sent_commit: Index,
     /// A learner receives the log but does not vote.
     pub is_learner: bool,
+    /// In snapshot state: the index of the snapshot sent.
+    pub pending_snapshot: Index,
+    /// In snapshot state: the leader's tick when it sent the snapshot.
+    pub snapshot_sent_tick: u64,
 }
 
 impl Progress {
@@ -104,6 +112,8 @@ impl Progress {
             acked_round: 0,
             sent_commit: 0,
             is_learner,
+            pending_snapshot: 0,
+            snapshot_sent_tick: 0,
         }
     }
 
@@ -112,7 +122,15 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.is_full(),
+            ProgressState::Snapshot => true,
         }
+    }
+
+    /// A snapshot at `index` was sent at `tick`: wait for its answer.
+    pub fn become_snapshot(&mut self, index: Index, tick: u64) {
+        self.reset_state(ProgressState::Snapshot);
+        self.pending_snapshot = index;
+        self.snapshot_sent_tick = tick;
     }
 
     /// Switches to probing from the entry after the match index.
@@ -129,6 +147,7 @@ impl Progress {
         self.state = state;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
+        self.pending_snapshot = 0;
         self.inflights.reset();
         // Messages beyond the match index may never arrive.
         self.sent_commit = self.sent_commit.min(self.match_index);
@@ -155,6 +174,7 @@ impl Progress {
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
         }
     }
 
@@ -182,6 +202,9 @@ impl Progress {
                 self.next_index = self.match_index + 1;
                 true
             }
+            // The follower answers a snapshot by accepting it; a rejection answers an append
+            // sent before.
+            ProgressState::Snapshot => false,
             ProgressState::Probe => {
                 // In probe state only the answer to the last probe counts.
                 if self.next_index == 0 || rejected != self.next_index - 1 {

@@ -172,6 +172,9 @@ impl<S: Storage> Raft<S> {
         if self.term <= since || self.leader_id.is_none() || self.role == Role::Leader {
             return Ok(());
         }
+        if self.log.pending_snapshot().is_some() {
+            return Ok(()); // not durable yet
+        }
         let held = self.log.committed.min(self.log.persisted);
         if held > 0 && self.log.term(held)? == self.term {
             self.rejoining = None;
@@ -350,7 +353,9 @@ impl<S: Storage> Raft<S> {
             }
             // A granted pre-vote carries the term it was granted for, ours plus one.
             Payload::VoteResponse(resp) if resp.pre_vote && resp.granted => {}
-            Payload::AppendRequest(_) | Payload::HeartbeatRequest(_) => {
+            Payload::AppendRequest(_)
+            | Payload::HeartbeatRequest(_)
+            | Payload::SnapshotRequest(_) => {
                 self.become_follower(m.term, Some(m.from));
             }
             _ => self.become_follower(m.term, None),
@@ -365,6 +370,20 @@ impl<S: Storage> Raft<S> {
             Payload::AppendRequest(req) => {
                 let outcome = AppendOutcome::Rejected {
                     rejected_index: req.prev_log_index,
+                    hint_index: 0,
+                    hint_term: 0,
+                };
+                let reply = AppendResponse {
+                    round: req.round,
+                    outcome,
+                    request_id: req.request_id,
+                };
+                self.send(m.from, self.term, Payload::AppendResponse(reply));
+                false
+            }
+            Payload::SnapshotRequest(req) => {
+                let outcome = AppendOutcome::Rejected {
+                    rejected_index: req.snapshot.meta.index,
                     hint_index: 0,
                     hint_term: 0,
                 };
@@ -436,6 +455,12 @@ impl<S: Storage> Raft<S> {
             Payload::ReadIndexRequest(req) => self.handle_read_index_request(from, req),
             Payload::ReadIndexResponse(resp) => {
                 self.handle_read_index_response(resp);
+                Ok(())
+            }
+            Payload::SnapshotRequest(req) => {
+                if self.accept_leader(from) {
+                    self.handle_snapshot_request(from, req)?;
+                }
                 Ok(())
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, StorageError};
 use crate::storage::Storage;
-use crate::types::{Entry, Index, Term};
+use crate::types::{Entry, Index, Snapshot, Term};
 use crate::unstable::Unstable;
 
 /// Stable entries (in [`Storage`]) followed by unstable ones (in memory).
@@ -21,12 +21,23 @@ pub struct RaftLog<S> {
     /// Highest index known to be on stable storage. Only persisted entries are applied, and a
     /// leader counts itself towards a quorum only up to here.
     pub(crate) persisted: Index,
+    /// The lowest index at which entries were replaced (a conflicting suffix dropped) since
+    /// the caller last took it: acknowledgements of entries from there on no longer hold.
+    pub(crate) replaced_from: Option<Index>,
 }
 
 impl<S: Storage> RaftLog<S> {
     /// Opens the log over `storage`, whose state machine has already applied up to `applied`.
     pub fn new(storage: S, committed: Index, applied: Index) -> Result<Self> {
         let last = storage.last_index();
+        let snapshot_index = storage.first_index() - 1;
+        if applied < snapshot_index {
+            return Err(StorageError::Io(format!(
+                "the log was compacted up to index {snapshot_index} but the state machine \
+                 applied only {applied}: restore the machine from the stored snapshot first"
+            ))
+            .into());
+        }
         if applied > last || committed > last {
             return Err(StorageError::Io(format!(
                 "storage ends at index {last} but commit is {committed} and the state machine \
@@ -39,13 +50,21 @@ impl<S: Storage> RaftLog<S> {
             committed: committed.max(applied),
             applied,
             persisted: last,
+            replaced_from: None,
             storage,
         })
     }
 
-    /// The first index still in the log.
+    /// The first index still in the log (after a snapshot waiting to be installed, if any).
     pub fn first_index(&self) -> Index {
-        self.storage.first_index()
+        self.unstable
+            .first_index()
+            .unwrap_or_else(|| self.storage.first_index())
+    }
+
+    /// The snapshot received from the leader that the driver has yet to install.
+    pub fn pending_snapshot(&self) -> Option<&Snapshot> {
+        self.unstable.snapshot.as_ref()
     }
 
     /// The last index, unstable or not.
@@ -64,6 +83,9 @@ impl<S: Storage> RaftLog<S> {
     pub fn term(&self, index: Index) -> Result<Term, StorageError> {
         if let Some(term) = self.unstable.term(index) {
             return Ok(term);
+        }
+        if index + 1 < self.first_index() {
+            return Err(StorageError::Compacted(index));
         }
         if index > self.last_index() || index >= self.unstable.offset {
             return Err(StorageError::Unavailable(index));
@@ -154,10 +176,36 @@ impl<S: Storage> RaftLog<S> {
                 "cannot overwrite committed entry {}",
                 first.index
             );
+            if first.index <= self.last_index() {
+                let from = self
+                    .replaced_from
+                    .map_or(first.index, |f| f.min(first.index));
+                self.replaced_from = Some(from);
+            }
             self.persisted = self.persisted.min(first.index - 1);
             self.unstable.truncate_and_append(entries);
         }
         self.last_index()
+    }
+
+    /// Follower: the leader's snapshot replaces the whole log (the caller checked that it is
+    /// newer than the commit index and does not match the log). Nothing is applied or
+    /// persisted beyond what the machine holds until the driver installs it.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let index = snapshot.meta.index;
+        // Every entry after the commit index is replaced (the snapshot holds the committed
+        // prefix, the same in every leader's log).
+        self.replaced_from = Some(self.committed + 1);
+        self.persisted = self.persisted.min(self.applied);
+        self.committed = index;
+        self.unstable.restore(snapshot);
+    }
+
+    /// The driver installed the snapshot at `index` in storage and in the state machine.
+    pub fn snapshot_installed(&mut self, index: Index) {
+        self.unstable.stable_snapshot_to(index);
+        self.persisted = self.persisted.max(index);
+        self.applied = self.applied.max(index);
     }
 
     /// Raises the commit index (never lowers it).
@@ -186,6 +234,9 @@ impl<S: Storage> RaftLog<S> {
     pub fn slice(&self, low: Index, high: Index, max_bytes: Option<u64>) -> Result<Vec<Entry>> {
         if low >= high {
             return Ok(Vec::new());
+        }
+        if low < self.first_index() {
+            return Err(StorageError::Compacted(low).into());
         }
         let offset = self.unstable.offset;
         let mut out = Vec::new();
@@ -216,13 +267,17 @@ impl<S: Storage> RaftLog<S> {
 
     /// Committed, persisted entries the state machine has not seen, at most `max_bytes`.
     pub fn next_committed_entries(&self, max_bytes: u64) -> Result<Vec<Entry>> {
+        if !self.has_next_committed_entries() {
+            return Ok(Vec::new());
+        }
         let high = self.committed.min(self.persisted) + 1;
         self.slice(self.applied + 1, high, Some(max_bytes))
     }
 
     /// Whether [`Self::next_committed_entries`] would return anything.
     pub fn has_next_committed_entries(&self) -> bool {
-        self.committed.min(self.persisted) > self.applied
+        // (Nothing after a snapshot can be applied before the snapshot is.)
+        self.unstable.snapshot.is_none() && self.committed.min(self.persisted) > self.applied
     }
 
     /// The driver persisted entries up to (`index`, `term`).

@@ -9,7 +9,9 @@ use crate::raft::Raft;
 use crate::read_only::ReadState;
 use crate::status::Status;
 use crate::storage::Storage;
-use crate::types::{Entry, EntryKind, FencingToken, HardState, Index, Role, SoftState, Term};
+use crate::types::{
+    Entry, EntryKind, FencingToken, HardState, Index, Role, Snapshot, SnapshotMeta, SoftState, Term,
+};
 
 #[cfg(feature = "bug-injection")]
 use crate::config::InjectedBug;
@@ -17,10 +19,12 @@ use crate::config::InjectedBug;
 /// Everything the driver must do after feeding inputs, in this order:
 ///
 /// 1. send `early_messages` (they may go at once, even while step 2 runs);
-/// 2. persist `hard_state` and `entries` (fsync when `must_sync`);
+/// 2. install `snapshot` in storage ([`crate::LogWriter::apply_snapshot`]), then persist
+///    `hard_state` and `entries` (fsync when `must_sync`);
 /// 3. only then send `messages`: they may grant votes or acknowledge entries that must
 ///    survive a crash;
-/// 4. apply `committed_entries` to the state machine, in order;
+/// 4. restore the state machine from `snapshot`, then apply `committed_entries` to it, in
+///    order;
 /// 5. serve `read_states` once the applied index reaches theirs;
 /// 6. call [`RawNode::advance`].
 ///
@@ -37,6 +41,9 @@ pub struct Ready {
     pub soft_state: Option<SoftState>,
     /// The hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
+    /// A snapshot from the leader to install, before `entries` (which follow it) and before
+    /// any committed entry is applied: it replaces the log and the state machine.
+    pub snapshot: Option<Snapshot>,
     /// Entries to append to stable storage; they replace any stored entries at or after
     /// `entries[0].index`.
     pub entries: Vec<Entry>,
@@ -59,6 +66,7 @@ impl Ready {
     pub fn is_empty(&self) -> bool {
         self.soft_state.is_none()
             && self.hard_state.is_none()
+            && self.snapshot.is_none()
             && self.entries.is_empty()
             && self.early_messages.is_empty()
             && self.messages.is_empty()
@@ -95,6 +103,7 @@ pub struct Proposal {
 /// What `advance` must acknowledge of the `Ready` handed out.
 #[derive(Debug)]
 struct Outstanding {
+    snapshot: Option<Index>,
     last_entry: Option<(Index, Term)>,
     last_committed: Option<Index>,
 }
@@ -242,6 +251,7 @@ impl<S: Storage> RawNode<S> {
         raft.soft_state() != self.prev_soft_state
             || raft.hard_state() != self.prev_hard_state
             || !raft.log.unstable_entries().is_empty()
+            || raft.log.pending_snapshot().is_some()
             || !raft.msgs.is_empty()
             || raft.log.has_next_committed_entries()
             || !raft.read_states.is_empty()
@@ -270,6 +280,7 @@ impl<S: Storage> RawNode<S> {
         let soft_state = raft.soft_state();
         let hard_state = raft.hard_state();
         let entries = raft.log.unstable_entries().to_vec();
+        let snapshot = raft.log.pending_snapshot().cloned();
         let committed_entries = raft
             .log
             .next_committed_entries(raft.config.max_apply_bytes_per_ready)?;
@@ -293,16 +304,18 @@ impl<S: Storage> RawNode<S> {
         let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
-            must_sync: !entries.is_empty() || durable_state_changed,
+            must_sync: !entries.is_empty() || snapshot.is_some() || durable_state_changed,
             early_messages,
             messages,
             read_states: std::mem::take(&mut raft.read_states),
+            snapshot,
             entries,
             committed_entries,
         };
         self.prev_soft_state = soft_state;
         self.prev_hard_state = hard_state;
         self.outstanding = Some(Outstanding {
+            snapshot: ready.snapshot.as_ref().map(|s| s.meta.index),
             last_entry: ready.entries.last().map(|e| (e.index, e.term)),
             last_committed: ready.committed_entries.last().map(|e| e.index),
         });
@@ -315,6 +328,9 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         };
         let raft = &mut self.raft;
+        if let Some(index) = done.snapshot {
+            raft.log.snapshot_installed(index);
+        }
         if let Some((index, term)) = done.last_entry {
             raft.log.stable_to(index, term);
         }
@@ -323,6 +339,37 @@ impl<S: Storage> RawNode<S> {
         }
         let persisted = raft.log.persisted;
         raft.on_persisted(persisted)
+    }
+
+    /// Where a snapshot of the state machine as of `index` cuts the log: its term and the
+    /// membership there. The driver takes its image of the machine at exactly that index,
+    /// stores both with [`crate::LogWriter::compact`], and the entries up to there are gone.
+    ///
+    /// Refused for an index the state machine has not applied (a snapshot must never claim
+    /// entries its image lacks: a follower installing it would skip them for good) and for
+    /// one the log no longer holds.
+    pub fn snapshot_meta(&self, index: Index) -> Result<SnapshotMeta> {
+        let log = &self.raft.log;
+        #[cfg(feature = "bug-injection")]
+        let limit = if self.raft.config.has_bug(InjectedBug::CompactBeyondApplied) {
+            log.committed.min(log.persisted)
+        } else {
+            log.applied
+        };
+        #[cfg(not(feature = "bug-injection"))]
+        let limit = log.applied;
+        if index > limit {
+            return Err(Error::SnapshotBeyondApplied {
+                index,
+                applied: log.applied,
+            });
+        }
+        let term = log.term(index)?;
+        Ok(SnapshotMeta {
+            index,
+            term,
+            conf_state: self.raft.tracker.conf.clone(),
+        })
     }
 
     /// The node's state now.
@@ -353,6 +400,12 @@ impl<S: Storage> RawNode<S> {
     /// Whether this node holds a valid leader lease now.
     pub fn has_valid_lease(&self) -> bool {
         self.raft.lease_valid()
+    }
+
+    /// The first index in the log: entries before it are compacted into a snapshot (stored,
+    /// or received and waiting to be installed).
+    pub fn first_index(&self) -> Index {
+        self.raft.log.first_index()
     }
 
     /// The term of the entry at `index`, if the log holds it.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result, StorageError};
 use crate::message::{
     AppendOutcome, AppendRequest, AppendResponse, HeartbeatRequest, HeartbeatResponse, Payload,
+    SnapshotRequest,
 };
 use crate::progress::ProgressState;
 use crate::raft::Raft;
@@ -77,14 +78,18 @@ impl<S: Storage> Raft<S> {
         let prev_log_index = next - 1;
         let prev_log_term = match self.log.term(prev_log_index) {
             Ok(term) => term,
-            // The follower needs entries that were compacted away: it needs a snapshot, which
-            // arrives in a later release.
-            Err(StorageError::Compacted(_)) => return Ok(false),
+            // The follower needs entries that were compacted away: it needs the snapshot.
+            Err(StorageError::Compacted(_)) => return self.send_snapshot(to),
             Err(e) => return Err(e.into()),
         };
-        let entries = self
+        let entries = match self
             .log
-            .entries_from(next, self.config.max_bytes_per_message)?;
+            .entries_from(next, self.config.max_bytes_per_message)
+        {
+            Ok(entries) => entries,
+            Err(Error::Storage(StorageError::Compacted(_))) => return self.send_snapshot(to),
+            Err(e) => return Err(e),
+        };
         let committed = self.log.committed;
         let pr = &self.tracker.progress[&to];
         if state == ProgressState::Replicate
@@ -109,6 +114,61 @@ impl<S: Storage> Raft<S> {
         };
         self.send(to, self.term, Payload::AppendRequest(request));
         Ok(true)
+    }
+
+    /// Sends the latest snapshot to `to`, which needs entries this leader compacted, and
+    /// waits for its answer before sending anything else.
+    fn send_snapshot(&mut self, to: NodeId) -> Result<bool> {
+        let snapshot = self.log.storage.snapshot()?;
+        let index = snapshot.meta.index;
+        let now = self.now_tick;
+        let Some(pr) = self.tracker.progress.get_mut(&to) else {
+            return Ok(false);
+        };
+        pr.become_snapshot(index, now);
+        pr.sent_commit_to(index);
+        let request = SnapshotRequest {
+            snapshot,
+            round: self.lease.round(),
+            request_id: self.next_request_id(),
+        };
+        self.send(to, self.term, Payload::SnapshotRequest(request));
+        Ok(true)
+    }
+
+    /// Follower: InstallSnapshot. A snapshot no newer than the commit index changes nothing
+    /// (it is stale: duplicated, reordered, or the follower caught up meanwhile); one whose
+    /// last entry this log already holds only moves the commit index (the suffix after it
+    /// matches the leader's log and stays); any other replaces the whole log, through the
+    /// next `Ready`. Answered like an append, with the index the log now matches up to.
+    pub(crate) fn handle_snapshot_request(
+        &mut self,
+        from: NodeId,
+        req: SnapshotRequest,
+    ) -> Result<()> {
+        let meta = &req.snapshot.meta;
+        let (index, term) = (meta.index, meta.term);
+        #[cfg(feature = "bug-injection")]
+        let stale_ok = self.config.has_bug(InjectedBug::SnapshotOverwritesNewerLog);
+        #[cfg(not(feature = "bug-injection"))]
+        let stale_ok = false;
+        let match_index = if index <= self.log.committed && !stale_ok {
+            self.log.committed
+        } else if self.log.matches(index, term)? && !stale_ok {
+            self.log.commit_to(index);
+            index
+        } else {
+            self.log.restore(req.snapshot);
+            self.retract_replaced_acks();
+            index
+        };
+        let response = AppendResponse {
+            round: req.round,
+            outcome: AppendOutcome::Accepted { match_index },
+            request_id: req.request_id,
+        };
+        self.send(from, self.term, Payload::AppendResponse(response));
+        Ok(())
     }
 
     /// Starts a confirmation round and sends a heartbeat to every peer.
@@ -158,7 +218,12 @@ impl<S: Storage> Raft<S> {
         // Within the committed prefix every leader's log equals this one (log matching): a
         // leader that disagrees there holds a different history.
         if req.prev_log_index > 0 && req.prev_log_index <= self.log.committed {
-            let held_term = self.log.term(req.prev_log_index)?;
+            // (A compacted index is committed and covered by the snapshot: nothing to check.)
+            let held_term = match self.log.term(req.prev_log_index) {
+                Ok(term) => term,
+                Err(StorageError::Compacted(_)) => req.prev_log_term,
+                Err(e) => return Err(e.into()),
+            };
             if held_term != req.prev_log_term {
                 return Err(Error::CommittedEntryConflict {
                     leader: from,
@@ -203,6 +268,7 @@ impl<S: Storage> Raft<S> {
                 }
             }
         };
+        self.retract_replaced_acks();
         let response = AppendResponse {
             round: req.round,
             outcome,
@@ -210,6 +276,25 @@ impl<S: Storage> Raft<S> {
         };
         self.send(from, self.term, Payload::AppendResponse(response));
         Ok(())
+    }
+
+    /// Acknowledgements waiting in this Ready for entries that a later message replaced
+    /// (a new leader's conflicting suffix, a snapshot) no longer hold: they would leave after
+    /// the replacement is persisted, telling the old leader this node stores entries it has
+    /// dropped. Drop them (a lost response is always allowed).
+    fn retract_replaced_acks(&mut self) {
+        let Some(from) = self.log.replaced_from.take() else {
+            return;
+        };
+        self.msgs.retain(|m| {
+            !matches!(
+                m.payload,
+                Payload::AppendResponse(AppendResponse {
+                    outcome: AppendOutcome::Accepted { match_index },
+                    ..
+                }) if match_index >= from
+            )
+        });
     }
 
     /// Follower: adopt the commit index and confirm the round.
@@ -238,6 +323,11 @@ impl<S: Storage> Raft<S> {
                     match pr.state {
                         ProgressState::Probe => pr.become_replicate(),
                         ProgressState::Replicate => pr.inflights.free_to(match_index),
+                        // Installed (or already held): stream from there.
+                        ProgressState::Snapshot if match_index >= pr.pending_snapshot => {
+                            pr.become_replicate()
+                        }
+                        ProgressState::Snapshot => {}
                     }
                     if self.maybe_commit()? {
                         self.broadcast_append()?;
@@ -288,6 +378,14 @@ impl<S: Storage> Raft<S> {
             // probe, and a follower still behind gets an append even if all entries are in
             // flight (if one was lost, it rejects this one and the leader backs off).
             pr.probe_sent = false;
+            let waited = self.now_tick.saturating_sub(pr.snapshot_sent_tick);
+            if pr.state == ProgressState::Snapshot
+                && waited >= u64::from(self.config.election_timeout_min_ticks)
+            {
+                // The follower is alive but the snapshot went unanswered (lost, or its
+                // install failed): probe again, which sends a snapshot anew if still needed.
+                pr.become_probe();
+            }
             if pr.state == ProgressState::Replicate && pr.inflights.is_full() {
                 // A full window that is not draining has lost a message; make room for one.
                 pr.inflights.free_first_one();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::error::StorageError;
 use crate::storage::{LogWriter, Storage};
-use crate::types::{ConfState, Entry, EntryKind, HardState, Index, Term};
+use crate::types::{ConfState, Entry, EntryKind, HardState, Index, Snapshot, SnapshotMeta, Term};
 
 /// Creates and reopens stores for the suite.
 pub trait StorageHarness {
@@ -75,6 +75,113 @@ pub fn run_storage_suite<H: StorageHarness>(harness: &mut H) {
         eprintln!("storage conformance: {name}");
         check(harness);
     }
+}
+
+/// Runs the checks of the snapshot duties (`compact`, `apply_snapshot`, `snapshot`), for
+/// stores that support snapshots.
+pub fn run_snapshot_suite<H: StorageHarness>(harness: &mut H) {
+    let checks: &[Check<H>] = &[
+        (
+            "compact_drops_the_prefix_and_survives_reopen",
+            compact_drops_the_prefix_and_survives_reopen,
+        ),
+        (
+            "invalid_compactions_are_refused_and_change_nothing",
+            invalid_compactions_are_refused_and_change_nothing,
+        ),
+        (
+            "apply_snapshot_replaces_the_log_and_survives_reopen",
+            apply_snapshot_replaces_the_log_and_survives_reopen,
+        ),
+    ];
+    for (name, check) in checks {
+        eprintln!("storage conformance: {name}");
+        check(harness);
+    }
+}
+
+/// A snapshot at (`index`, `term`) whose data names it.
+pub fn snapshot(index: Index, term: Term) -> Snapshot {
+    Snapshot {
+        meta: SnapshotMeta {
+            index,
+            term,
+            conf_state: conf(),
+        },
+        data: Bytes::from(format!("machine at {index}")),
+    }
+}
+
+fn compact_drops_the_prefix_and_survives_reopen<H: StorageHarness>(h: &mut H) {
+    let mut store = h.create(&conf());
+    store.persist(None, &entries(1, 10, 2), true).unwrap();
+    store.compact(&snapshot(6, 2), 6).unwrap();
+    let mut store = h.reopen(store);
+    assert_eq!((store.first_index(), store.last_index()), (7, 10));
+    assert_eq!(store.term(6), Ok(2));
+    assert_eq!(store.term(5), Err(StorageError::Compacted(5)));
+    assert_eq!(store.entries(5, 8, None), Err(StorageError::Compacted(5)));
+    assert_eq!(all(&store), entries(7, 10, 2));
+    assert_eq!(store.snapshot().unwrap(), snapshot(6, 2));
+    // Appends go on after the compacted prefix.
+    store.persist(None, &entries(11, 11, 3), true).unwrap();
+    assert_eq!(store.last_index(), 11);
+    // A later snapshot may keep a margin of the entries it covers.
+    store.compact(&snapshot(10, 2), 8).unwrap();
+    let store = h.reopen(store);
+    assert_eq!((store.first_index(), store.last_index()), (9, 11));
+    assert_eq!(store.term(8), Ok(2));
+    assert_eq!(
+        all(&store).len(),
+        3,
+        "entries 9 and 10 stay beside the snapshot"
+    );
+    assert_eq!(store.snapshot().unwrap(), snapshot(10, 2));
+}
+
+fn invalid_compactions_are_refused_and_change_nothing<H: StorageHarness>(h: &mut H) {
+    let mut store = h.create(&conf());
+    store.persist(None, &entries(1, 5, 1), true).unwrap();
+    store.compact(&snapshot(2, 1), 2).unwrap();
+    assert!(
+        store.compact(&snapshot(1, 1), 1).is_err(),
+        "behind the snapshot"
+    );
+    assert!(store.compact(&snapshot(6, 1), 6).is_err(), "beyond the log");
+    assert!(
+        store.compact(&snapshot(4, 2), 4).is_err(),
+        "a term the log does not hold"
+    );
+    assert!(
+        store.compact(&snapshot(4, 1), 5).is_err(),
+        "beyond the snapshot"
+    );
+    assert_eq!((store.first_index(), store.last_index()), (3, 5));
+    assert_eq!(store.snapshot().unwrap(), snapshot(2, 1));
+    // Entries may not be written over the compacted prefix.
+    assert!(store.persist(None, &entries(2, 3, 2), true).is_err());
+}
+
+fn apply_snapshot_replaces_the_log_and_survives_reopen<H: StorageHarness>(h: &mut H) {
+    let mut store = h.create(&conf());
+    store.persist(None, &entries(1, 8, 1), true).unwrap();
+    // Behind the log's start: refused.
+    store.compact(&snapshot(3, 1), 3).unwrap();
+    assert!(store.apply_snapshot(&snapshot(2, 1)).is_err());
+    // A leader's snapshot that ends inside the log (with another term) or beyond it
+    // replaces everything.
+    store.apply_snapshot(&snapshot(5, 4)).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (6, 5));
+    store.persist(None, &entries(6, 7, 4), true).unwrap();
+    let mut store = h.reopen(store);
+    assert_eq!((store.first_index(), store.last_index()), (6, 7));
+    assert_eq!(store.term(5), Ok(4));
+    assert_eq!(store.snapshot().unwrap(), snapshot(5, 4));
+    store.apply_snapshot(&snapshot(20, 5)).unwrap();
+    let store = h.reopen(store);
+    assert_eq!((store.first_index(), store.last_index()), (21, 20));
+    assert_eq!(store.term(20), Ok(5));
+    assert_eq!(store.entries(21, 21, None), Ok(Vec::new()));
 }
 
 fn conf() -> ConfState {

@@ -153,7 +153,7 @@ impl ConfState {
 }
 
 /// Where a snapshot cuts the log: the last index and term it covers, and the membership at that
-/// point. Snapshots arrive in a later release; storage already reports this for the empty log.
+/// point. Storage reports it for the empty log too (index 0, term 0).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotMeta {
     /// The last log index the snapshot includes.
@@ -162,6 +162,33 @@ pub struct SnapshotMeta {
     pub term: Term,
     /// The membership as of `index`.
     pub conf_state: ConfState,
+}
+
+/// A point-in-time image of the state machine as of `meta.index`, which replaces every entry
+/// up to there.
+///
+/// `data` is opaque to the core: the driver decides what it holds (the whole machine image,
+/// or a small descriptor of an image that its transport streams separately). The image must
+/// be of the machine with exactly the entries `1..=meta.index` applied; the core makes sure
+/// no snapshot claims more than the machine applied ([`crate::RawNode::snapshot_meta`]).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Where it cuts the log.
+    pub meta: SnapshotMeta,
+    /// The image.
+    pub data: Bytes,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "snapshot {}/{} ({}B)",
+            self.meta.index,
+            self.meta.term,
+            self.data.len()
+        )
+    }
 }
 
 /// The role a node plays in its current term.

@@ -1,6 +1,7 @@
-//! Entries appended in memory that the driver has not yet persisted.
+//! Entries appended in memory that the driver has not yet persisted, and a snapshot received
+//! from the leader that the driver has not yet installed.
 
-use crate::types::{Entry, Index, Term};
+use crate::types::{Entry, Index, Snapshot, Term};
 
 /// The tail of the log that exists only in memory. `entries[i]` has index `offset + i`.
 ///
@@ -13,6 +14,9 @@ pub struct Unstable {
     pub offset: Index,
     /// The entries themselves.
     pub entries: Vec<Entry>,
+    /// A snapshot to install, which replaces the whole stable log; `entries` then follow it
+    /// (`offset` is one past its index).
+    pub snapshot: Option<Snapshot>,
 }
 
 impl Unstable {
@@ -21,16 +25,30 @@ impl Unstable {
         Unstable {
             offset,
             entries: Vec::new(),
+            snapshot: None,
         }
+    }
+
+    /// The first index of the log when a snapshot is waiting to be installed.
+    pub fn first_index(&self) -> Option<Index> {
+        self.snapshot.as_ref().map(|s| s.meta.index + 1)
     }
 
     /// The last index held here, if any.
     pub fn last_index(&self) -> Option<Index> {
-        self.entries.last().map(|e| e.index)
+        self.entries
+            .last()
+            .map(|e| e.index)
+            .or_else(|| self.snapshot.as_ref().map(|s| s.meta.index))
     }
 
     /// The term at `index` if it is held here.
     pub fn term(&self, index: Index) -> Option<Term> {
+        if let Some(snapshot) = &self.snapshot {
+            if index == snapshot.meta.index {
+                return Some(snapshot.meta.term);
+            }
+        }
         if index < self.offset {
             return None;
         }
@@ -56,6 +74,25 @@ impl Unstable {
             self.entries.truncate((after - self.offset) as usize);
         }
         self.entries.extend_from_slice(entries);
+    }
+
+    /// Replaces everything with `snapshot`: the log now starts after it.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        self.offset = snapshot.meta.index + 1;
+        self.entries.clear();
+        self.snapshot = Some(snapshot);
+    }
+
+    /// The driver installed the snapshot at `index`: forget it (unless a newer one replaced
+    /// it since).
+    pub fn stable_snapshot_to(&mut self, index: Index) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.meta.index == index)
+        {
+            self.snapshot = None;
+        }
     }
 
     /// Entries in `[low, high)`, which must lie within this buffer.

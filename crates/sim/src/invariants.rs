@@ -25,7 +25,13 @@
 //! - **lease fencing**: no replica records a write fenced by a writer-lease token that is not
 //!   the lease's live token at that point of the log ([`crate::lease_fencing`]);
 //! - **exactly once**: per idempotency key, at most one event is ever recorded, on any
-//!   replica ([`crate::exactly_once`]; also checked on every node's state at the end).
+//!   replica ([`crate::exactly_once`]; also checked on every node's state at the end);
+//! - **snapshots**: a snapshot's image is of exactly the index it claims
+//!   (`snapshot-matches-state`, checked by the node that takes it, and by the lease history
+//!   of that node at that moment), its last entry is a committed one
+//!   (`committed-entries-never-change`), and installing one never rewinds what a machine
+//!   applied (`snapshot-never-rewinds`, checked by the installing node). Compacted entries
+//!   count as held by the node whose snapshot covers them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -57,6 +63,9 @@ pub struct LogView<'a> {
     pub last_term: Term,
     /// The term at an index, if its log holds it.
     pub term_at: &'a dyn Fn(Index) -> Option<Term>,
+    /// The last index its snapshot covers (entries up to there are compacted: it holds them
+    /// in its machine, not in its log).
+    pub compacted: Index,
 }
 
 /// The fingerprint of an entry's identity beyond index and term.
@@ -154,12 +163,14 @@ impl Invariants {
         }
     }
 
-    /// `node` reports `commit`; `term_at` reads its log.
+    /// `node` reports `commit`; `term_at` reads its log, which is compacted up to
+    /// `compacted` (the snapshot's own index still has its term).
     pub fn on_commit(
         &mut self,
         node: NodeId,
         commit: Index,
         term_at: impl Fn(Index) -> Option<Term>,
+        compacted: Index,
         at: u64,
     ) {
         let checked = self.checked_commit.get(&node).copied().unwrap_or(0);
@@ -167,7 +178,14 @@ impl Invariants {
             return;
         }
         for index in checked + 1..=commit {
-            let Some(term) = term_at(index) else {
+            // A compacted entry is in the snapshot, whose own (index, term) was checked
+            // against the committed log when it was taken or installed.
+            let compacted_term = || {
+                (index < compacted)
+                    .then(|| self.committed.get(index as usize - 1).copied())
+                    .flatten()
+            };
+            let Some(term) = term_at(index).or_else(compacted_term) else {
                 self.fail(
                     "committed-entries-never-change",
                     at,
@@ -204,12 +222,59 @@ impl Invariants {
         self.lease_fencing.on_restart(node);
     }
 
+    /// A snapshot's last entry must be a committed one: `(index, term)` must be in the
+    /// committed log (a snapshot never holds uncommitted state, or other entries).
+    fn check_snapshot_committed(
+        &mut self,
+        node: NodeId,
+        what: &str,
+        index: Index,
+        term: Term,
+        at: u64,
+    ) {
+        if index == 0 {
+            return;
+        }
+        match self.committed.get(index as usize - 1) {
+            Some(&known) if known == term => {}
+            known => self.fail(
+                "committed-entries-never-change",
+                at,
+                format!(
+                    "node {node} {what} a snapshot of index {index} term {term}, but the \
+                     committed log has {known:?} there"
+                ),
+            ),
+        }
+    }
+
+    /// `node` compacted its log behind a snapshot of its machine at (`index`, `term`).
+    pub fn on_snapshot_taken(&mut self, node: NodeId, index: Index, term: Term, at: u64) {
+        self.check_snapshot_committed(node, "took", index, term, at);
+        if let Err(detail) = self.lease_fencing.on_snapshot_taken(node, index) {
+            self.fail("snapshot-matches-state", at, detail);
+        }
+    }
+
+    /// `node`'s machine was replaced by the snapshot of (`index`, `term`): installed from the
+    /// leader, or restored from its disk at a restart.
+    pub fn on_snapshot_restored(&mut self, node: NodeId, index: Index, term: Term, at: u64) {
+        if index == 0 {
+            return;
+        }
+        self.check_snapshot_committed(node, "restored", index, term, at);
+        if let Err(detail) = self.lease_fencing.on_snapshot_restored(node, index) {
+            self.fail("snapshot-matches-state", at, detail);
+        }
+    }
+
     /// Leader completeness: `node` just became leader.
     pub fn on_became_leader(
         &mut self,
         node: NodeId,
         term: Term,
         term_at: impl Fn(Index) -> Option<Term>,
+        compacted: Index,
         at: u64,
     ) {
         for (i, &committed_term) in self.committed.iter().enumerate() {
@@ -221,6 +286,9 @@ impl Invariants {
                 break;
             }
             let index = i as Index + 1;
+            if index < compacted {
+                continue; // in its snapshot
+            }
             if term_at(index) != Some(committed_term) {
                 let detail = format!(
                     "node {node} became leader of term {term} without committed entry {index} \
@@ -244,7 +312,9 @@ impl Invariants {
             for candidate in logs {
                 let at_least_as_up_to_date = (candidate.last_term, candidate.last_index)
                     >= (holder.last_term, holder.last_index);
-                if at_least_as_up_to_date && (candidate.term_at)(latest) != Some(term) {
+                let holds =
+                    latest < candidate.compacted || (candidate.term_at)(latest) == Some(term);
+                if at_least_as_up_to_date && !holds {
                     let (by, when) = self.committed_by[latest as usize - 1];
                     self.fail(
                         "leader-completeness",
@@ -405,11 +475,11 @@ mod tests {
     fn a_changed_committed_entry_is_caught() {
         let mut inv = Invariants::default();
         let log1 = [1, 1, 2];
-        inv.on_commit(1, 3, |i| log1.get(i as usize - 1).copied(), 0);
+        inv.on_commit(1, 3, |i| log1.get(i as usize - 1).copied(), 0, 0);
         let log2 = [1, 1, 3];
-        inv.on_commit(2, 2, |i| log2.get(i as usize - 1).copied(), 0);
+        inv.on_commit(2, 2, |i| log2.get(i as usize - 1).copied(), 0, 0);
         assert!(inv.violation.is_none());
-        inv.on_commit(2, 3, |i| log2.get(i as usize - 1).copied(), 0);
+        inv.on_commit(2, 3, |i| log2.get(i as usize - 1).copied(), 0, 0);
         assert_eq!(
             inv.violation.unwrap().invariant,
             "committed-entries-never-change"
@@ -420,9 +490,9 @@ mod tests {
     fn a_leader_missing_a_committed_entry_is_caught() {
         let mut inv = Invariants::default();
         let log = [1, 2];
-        inv.on_commit(1, 2, |i| log.get(i as usize - 1).copied(), 0);
+        inv.on_commit(1, 2, |i| log.get(i as usize - 1).copied(), 0, 0);
         let stale = [1];
-        inv.on_became_leader(2, 3, |i| stale.get(i as usize - 1).copied(), 0);
+        inv.on_became_leader(2, 3, |i| stale.get(i as usize - 1).copied(), 0, 0);
         assert_eq!(inv.violation.unwrap().invariant, "leader-completeness");
     }
 
@@ -432,13 +502,14 @@ mod tests {
         // Figure 8: index 2 of term 2 committed (wrongly, by counting) while node 5 holds
         // index 2 of term 3.
         let holder = [1u64, 2, 4];
-        inv.on_commit(1, 2, |i| holder.get(i as usize - 1).copied(), 0);
+        inv.on_commit(1, 2, |i| holder.get(i as usize - 1).copied(), 0, 0);
         let follower = [1u64, 2];
         let rival = [1u64, 3];
         let view = |id, log: &'static [u64]| LogView {
             id,
             last_index: log.len() as u64,
             last_term: *log.last().unwrap(),
+            compacted: 0,
             term_at: Box::leak(Box::new(move |i: Index| log.get(i as usize - 1).copied())),
         };
         let holder: &'static [u64] = Box::leak(Box::new(holder));
@@ -462,11 +533,12 @@ mod tests {
         let leader: &'static [u64] = &[1, 7, 9];
         let lagging: &'static [u64] = &[1, 7];
         let term8: &'static [u64] = &[1, 8];
-        inv.on_commit(5, 3, |i| leader.get(i as usize - 1).copied(), 0);
+        inv.on_commit(5, 3, |i| leader.get(i as usize - 1).copied(), 0, 0);
         let view = |id, log: &'static [u64]| LogView {
             id,
             last_index: log.len() as u64,
             last_term: *log.last().unwrap(),
+            compacted: 0,
             term_at: Box::leak(Box::new(move |i: Index| log.get(i as usize - 1).copied())),
         };
         inv.check_electable(&[view(5, leader), view(1, lagging), view(4, term8)], 0);

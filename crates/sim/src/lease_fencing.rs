@@ -23,7 +23,10 @@
 //! expiry of a token that is not live, and an expiry that ignores a renewal applied after
 //! its timer was armed.
 //!
-//! Each node's history restarts with the node (it replays its log from the start).
+//! Each node's history restarts with the node (it replays its log from the start). A node
+//! whose machine comes from a snapshot (installed from the leader, or restored at a restart)
+//! takes the history of the point the snapshot was taken at: every snapshot is recorded with
+//! the taking node's history, which must be at exactly the snapshot's index.
 
 use std::collections::BTreeMap;
 
@@ -82,12 +85,55 @@ impl LeaseHistory {
 pub struct LeaseFencing {
     /// Per node, per lease name.
     nodes: BTreeMap<NodeId, BTreeMap<String, LeaseHistory>>,
+    /// Per node, the last index it applied (its history is as of there).
+    applied: BTreeMap<NodeId, Index>,
+    /// The histories as of each index a snapshot was taken at.
+    checkpoints: BTreeMap<Index, BTreeMap<String, LeaseHistory>>,
 }
 
 impl LeaseFencing {
     /// `node` restarted: it applies its log again from the start.
     pub fn on_restart(&mut self, node: NodeId) {
         self.nodes.remove(&node);
+        self.applied.remove(&node);
+    }
+
+    /// `node` snapshotted its machine at `index`: its history must be as of `index`; it is
+    /// kept for whoever restores that snapshot. Two snapshots of one index must agree.
+    pub fn on_snapshot_taken(&mut self, node: NodeId, index: Index) -> Result<(), String> {
+        let applied = self.applied.get(&node).copied().unwrap_or(0);
+        if applied != index {
+            return Err(format!(
+                "node {node} took a snapshot of index {index} while it had applied up to \
+                 {applied}"
+            ));
+        }
+        let history = self.nodes.get(&node).cloned().unwrap_or_default();
+        match self.checkpoints.get(&index) {
+            Some(known) if *known != history => Err(format!(
+                "node {node}'s lease history at index {index} differs from another \
+                 snapshot's of the same index: {history:?} vs {known:?}"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.checkpoints.insert(index, history);
+                Ok(())
+            }
+        }
+    }
+
+    /// `node`'s machine was replaced by a snapshot of `index`: its history becomes the one
+    /// recorded when that snapshot was taken.
+    pub fn on_snapshot_restored(&mut self, node: NodeId, index: Index) -> Result<(), String> {
+        let Some(history) = self.checkpoints.get(&index) else {
+            return Err(format!(
+                "node {node} restored a snapshot of index {index}, which no node took at an \
+                 index it had applied"
+            ));
+        };
+        self.nodes.insert(node, history.clone());
+        self.applied.insert(node, index);
+        Ok(())
     }
 
     /// `node` applied `entry` with `output`. An error explains the violation.
@@ -97,6 +143,7 @@ impl LeaseFencing {
         entry: &Entry,
         output: &Applied,
     ) -> Result<(), String> {
+        self.applied.insert(node, entry.index);
         if entry.kind != EntryKind::Command {
             return Ok(());
         }

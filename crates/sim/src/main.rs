@@ -35,7 +35,7 @@ struct Cli {
     /// Inject a bug (needs `--features bug-injection`): election-without-quorum,
     /// commit-old-term-by-count, vote-not-persisted, lease-read-without-check-quorum,
     /// follower-clock-trusted, leader-clock-unbounded, amnesiac-voter, ticks-once-per-turn,
-    /// ack-before-persist.
+    /// ack-before-persist, snapshot-overwrites-newer-log, compact-beyond-applied.
     #[arg(long)]
     bug: Option<String>,
     /// Worker threads for a sweep (default: all cores).
@@ -69,6 +69,8 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
         "lease-read-without-check-quorum" => Bug::Raft(LeaseReadWithoutCheckQuorum),
         "amnesiac-voter" => Bug::Raft(AmnesiacVoter),
         "ack-before-persist" => Bug::Raft(AckBeforePersist),
+        "snapshot-overwrites-newer-log" => Bug::Raft(SnapshotOverwritesNewerLog),
+        "compact-beyond-applied" => Bug::Raft(CompactBeyondApplied),
         "ticks-once-per-turn" => Bug::TicksOncePerTurn,
         "follower-clock-trusted" => Bug::FollowerClockTrusted,
         "leader-clock-unbounded" => Bug::LeaderClockUnbounded,
@@ -147,6 +149,8 @@ fn run_caught(config: SimConfig) -> RunReport {
                 inconclusive: false,
                 zombie_checked: 0,
                 heal_backlog: 0,
+                snapshots_taken: 0,
+                snapshots_installed: 0,
             }
         }
     }
@@ -178,7 +182,7 @@ fn main() -> ExitCode {
         println!(
             "seed={} nodes={} steps={} operations={} unknown={} refused={} failed={} \
              elections={} crashes={} committed={} lease-grants={} zombie-writes={} \
-             zombie-refused={}",
+             zombie-refused={} snapshots={} snapshot-installs={}",
             report.seed,
             report.nodes,
             report.steps,
@@ -191,7 +195,9 @@ fn main() -> ExitCode {
             report.committed,
             report.leases.grants,
             report.leases.zombie_writes,
-            report.leases.zombie_refusals
+            report.leases.zombie_refusals,
+            report.snapshots_taken,
+            report.snapshots_installed
         );
         print_violation(&cli, &report);
         println!("trace-hash={:016x}", report.trace_hash);
@@ -246,6 +252,8 @@ fn main() -> ExitCode {
     let elections: usize = reports.iter().map(|r| r.elections).sum();
     let inconclusive = reports.iter().filter(|r| r.inconclusive).count();
     let refused: u64 = reports.iter().map(|r| r.refused).sum();
+    let snapshots: u64 = reports.iter().map(|r| r.snapshots_taken).sum();
+    let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
     let mut leases = quorate_sim::workload::LeaseStats::default();
     for r in &reports {
         leases += r.leases;
@@ -253,7 +261,8 @@ fn main() -> ExitCode {
     println!(
         "elapsed={:.1}s threads={threads} steps/seed: mean={mean_steps} median={median_steps} \
          operations={operations} unknown-outcome={unknown} refused={refused} crashes={crashes} \
-         elections={elections} linearizability-inconclusive={inconclusive}",
+         elections={elections} snapshots={snapshots} snapshot-installs={installs} \
+         linearizability-inconclusive={inconclusive}",
         elapsed.as_secs_f64()
     );
     let zombie_checked: u64 = reports.iter().map(|r| r.zombie_checked).sum();

@@ -20,8 +20,8 @@ use quorate_payments::machine::{
 use quorate_raft_core::bootstrap::{ClusterState, PeerState};
 use quorate_raft_core::{
     AppendOutcome, AppendResponse, ConfState, Config, Entry, Error, HardState, Index, LogWriter,
-    Message, NoContact, Payload, RawNode, ReadMode, ReadState, Ready, Role, SoftState, Term,
-    CONTACT_SILENCE_HEARTBEATS,
+    Message, NoContact, Payload, RawNode, ReadMode, ReadState, Ready, Role, Snapshot, SoftState,
+    Storage, Term, CONTACT_SILENCE_HEARTBEATS,
 };
 
 use crate::client::{Action, ReadKind, Reply, Request, Response};
@@ -102,6 +102,10 @@ pub struct Effects {
     pub zombie_checked: u64,
     /// A finished Ready's messages went out while a vote was written but not yet durable.
     pub sent_with_unsynced_vote: bool,
+    /// This node compacted its log behind a snapshot of its machine: (index, term).
+    pub snapshot_taken: Option<(Index, Term)>,
+    /// This node's machine was replaced by a snapshot from the leader: (index, term).
+    pub snapshot_installed: Option<(Index, Term)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -336,10 +340,94 @@ impl SimNode {
     /// The process starts again from its disk; the state machine replays the log.
     pub fn restart(&mut self) {
         if let Some(disk) = self.disk.take() {
-            let raw = RawNode::new(self.config.clone(), disk, 0).expect("restart from disk");
+            // The machine comes back from the disk's snapshot and replays the log after it.
+            let snapshot = disk.snapshot().expect("a MemStorage snapshot");
+            self.machine = MemStore::from_image(&snapshot.data).expect("this node wrote the image");
+            self.applied_index = snapshot.meta.index;
+            let raw = RawNode::new(self.config.clone(), disk, snapshot.meta.index)
+                .expect("restart from disk");
             self.raw = Some(raw);
             self.started_at = self.now;
         }
+    }
+
+    /// Snapshots the machine at `wanted` if the core allows, else as far as the machine
+    /// applied, and compacts the log up to `margin` entries behind it (left for slow
+    /// followers). A real driver does this on a background task while the node runs, so it
+    /// may happen in the middle of a Ready. Checks that the image is of the index it claims
+    /// (invariant `snapshot-matches-state`).
+    pub fn take_snapshot(&mut self, wanted: Index, margin: u64, fx: &mut Effects) {
+        if self.paused {
+            return;
+        }
+        let Some(raw) = self.raw.as_mut() else { return };
+        let meta = match raw.snapshot_meta(wanted) {
+            Err(Error::SnapshotBeyondApplied { applied, .. }) => raw.snapshot_meta(applied),
+            other => other,
+        };
+        let Ok(meta) = meta else { return };
+        let stored = raw
+            .store()
+            .snapshot()
+            .expect("a MemStorage snapshot")
+            .meta
+            .index;
+        if meta.index <= stored {
+            return; // nothing new
+        }
+        let up_to = meta
+            .index
+            .saturating_sub(margin)
+            .max(raw.store().first_index() - 1);
+        let data = Bytes::from(self.machine.export_image());
+        let image_index = machine::image_applied_index(&data).expect("an image this node made");
+        if image_index != meta.index {
+            fx.violations.push((
+                "snapshot-matches-state",
+                format!(
+                    "node {} took a snapshot claiming index {} (term {}) of a machine that \
+                     applied up to {image_index}",
+                    self.id, meta.index, meta.term
+                ),
+            ));
+        }
+        let taken = (meta.index, meta.term);
+        raw.store_mut()
+            .compact(&Snapshot { meta, data }, up_to)
+            .expect("a compaction the core allowed fits the log");
+        fx.snapshot_taken = Some(taken);
+    }
+
+    /// Replaces the machine with the leader's snapshot that the last Ready installed.
+    /// Checks that it never rewinds what the machine applied (invariant
+    /// `snapshot-never-rewinds`).
+    fn install_snapshot(&mut self, snapshot: Snapshot, fx: &mut Effects) {
+        let index = snapshot.meta.index;
+        if index < self.applied_index {
+            fx.violations.push((
+                "snapshot-never-rewinds",
+                format!(
+                    "node {} replaced its machine, which had applied up to {}, with a \
+                     snapshot of index {index}",
+                    self.id, self.applied_index
+                ),
+            ));
+        }
+        self.machine = MemStore::from_image(&snapshot.data).expect("the leader's image");
+        self.applied_index = index;
+        // Whatever was proposed at or before the snapshot ended one way or another.
+        let covered: Vec<Index> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
+        for i in covered {
+            if let Some(p) = self.proposals.remove(&i) {
+                fx.responses.push(Response {
+                    client: p.client,
+                    op_id: p.op_id,
+                    attempt: p.attempt,
+                    reply: Reply::Unknown,
+                });
+            }
+        }
+        fx.snapshot_installed = Some((index, snapshot.meta.term));
     }
 
     /// Whether this node's lease holds at true time `now`: by its own clock as it stands at
@@ -481,6 +569,9 @@ impl SimNode {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft, fx);
         }
+        if let Some(snapshot) = ready.snapshot {
+            self.install_snapshot(snapshot, fx);
+        }
         self.apply(ready.committed_entries, fx);
         for read_state in ready.read_states {
             self.on_read_state(read_state, fx);
@@ -542,6 +633,21 @@ impl SimNode {
         if let Some(first) = ready.entries.first() {
             let prev_term = raw.term_at(first.index - 1).unwrap_or(0);
             fx.persisted.push((prev_term, ready.entries.clone()));
+        }
+        // A leader's snapshot replaces the log first (durably: a snapshot file is synced).
+        if let Some(snapshot) = &ready.snapshot {
+            if let Err(refused) = raw.store_mut().apply_snapshot(snapshot) {
+                // The disk refuses a snapshot older than what it holds: the core asked to
+                // rewind committed state (the run ends with this event).
+                fx.violations.push((
+                    "snapshot-never-rewinds",
+                    format!(
+                        "node {} was told to install {snapshot:?}: {refused}",
+                        self.id
+                    ),
+                ));
+                return;
+            }
         }
         // Written now, durable only when the sync completes (`finish_ready`).
         raw.store_mut()

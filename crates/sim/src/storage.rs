@@ -1,7 +1,8 @@
 //! Storage that models fsync: writes are visible at once but survive a crash only once synced.
 
 use quorate_raft_core::{
-    Entry, HardState, Index, LogWriter, MemStorage, RaftState, Storage, StorageError, Term,
+    Entry, HardState, Index, LogWriter, MemStorage, RaftState, Snapshot, Storage, StorageError,
+    Term,
 };
 
 /// A node's disk. `current` is what reads see (the page cache); `durable` is what a crash
@@ -106,6 +107,10 @@ impl Storage for SimStorage {
     fn last_index(&self) -> Index {
         self.current.last_index()
     }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        self.current.snapshot()
+    }
 }
 
 impl LogWriter for SimStorage {
@@ -122,12 +127,29 @@ impl LogWriter for SimStorage {
         }
         Ok(())
     }
+
+    /// Durable when it returns, with every earlier write (a snapshot file and the log's
+    /// truncation are synced before the snapshot is used).
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.current.apply_snapshot(snapshot)?;
+        self.sync();
+        self.durable.apply_snapshot(snapshot)
+    }
+
+    /// Durable when it returns, with every earlier write.
+    fn compact(&mut self, snapshot: &Snapshot, up_to: Index) -> Result<(), StorageError> {
+        self.current.compact(snapshot, up_to)?;
+        self.sync();
+        self.durable.compact(snapshot, up_to)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quorate_raft_core::testing::{entries, run_storage_suite, StorageHarness};
+    use quorate_raft_core::testing::{
+        entries, run_snapshot_suite, run_storage_suite, StorageHarness,
+    };
     use quorate_raft_core::ConfState;
 
     struct Harness;
@@ -148,6 +170,7 @@ mod tests {
     #[test]
     fn sim_storage_passes_the_conformance_suite() {
         run_storage_suite(&mut Harness);
+        run_snapshot_suite(&mut Harness);
     }
 
     #[test]
@@ -163,6 +186,7 @@ mod tests {
             }
         }
         run_storage_suite(&mut Mem);
+        run_snapshot_suite(&mut Mem);
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn a_small_sweep_finds_no_violation_and_does_real_work() {
     let mut unknown = 0;
     let mut refused = 0;
     let mut leases = quorate_sim::workload::LeaseStats::default();
+    let (mut snapshots, mut installs) = (0, 0);
     for seed in 1..=24 {
         let report = run(SimConfig::for_seed(seed));
         assert!(
@@ -40,7 +41,12 @@ fn a_small_sweep_finds_no_violation_and_does_real_work() {
         unknown += report.unknown;
         refused += report.refused;
         leases += report.leases;
+        snapshots += report.snapshots_taken;
+        installs += report.snapshots_installed;
     }
+    // Snapshots are taken and compact logs, and lagging followers install the leader's.
+    assert!(snapshots > 500, "only {snapshots} snapshots taken");
+    assert!(installs > 20, "only {installs} snapshots installed");
     assert!(
         operations > 5_000,
         "only {operations} client operations checked"

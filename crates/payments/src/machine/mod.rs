@@ -33,6 +33,7 @@ mod clock;
 mod codec;
 mod commands;
 mod idempotency;
+mod image;
 mod lease_timers;
 mod leases;
 mod lifecycle;
@@ -62,6 +63,7 @@ pub use commands::{
     LeaderClock, LeaseFence, ReleaseLease, Submit,
 };
 pub use idempotency::{DEFAULT_IDEMPOTENCY_WINDOW_MS, PRUNE_LIMIT_PER_APPLY};
+pub use image::{image_applied_index, push_image_record, restore_image, ImageItem, ImageRecord};
 pub use lease_timers::{DueExpiry, LeaseTimers};
 pub use mem_store::MemStore;
 pub use outputs::{

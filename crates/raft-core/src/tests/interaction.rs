@@ -50,6 +50,7 @@ fn describe(m: &Message) -> String {
         Payload::TimeoutNow => String::new(),
         Payload::ReadIndexRequest(r) => format!("read={} {:?}", r.read_id, r.mode),
         Payload::ReadIndexResponse(r) => format!("read={} index={:?}", r.read_id, r.index),
+        Payload::SnapshotRequest(r) => format!("{:?}", r.snapshot),
     };
     format!(
         "{}->{} {} term={} {}",

@@ -5,14 +5,15 @@ mod amnesia;
 mod defences;
 mod interaction;
 mod paper;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
 use crate::{
-    ConfState, Config, Entry, HardState, LogWriter, MemStorage, Message, NodeId, RawNode,
-    ReadState, Role, Term,
+    ConfState, Config, Entry, EntryKind, HardState, Index, LogWriter, MemStorage, Message, NodeId,
+    RawNode, ReadState, Role, Snapshot, Term,
 };
 
 /// A Ready as the test saw it (for checks on ordering and durability).
@@ -140,9 +141,16 @@ impl Cluster {
         let node = self.nodes.get_mut(&id).unwrap();
         while node.has_ready() {
             let ready = node.ready().unwrap();
+            if let Some(snapshot) = &ready.snapshot {
+                node.store_mut().apply_snapshot(snapshot).unwrap();
+            }
             node.store_mut()
                 .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
                 .unwrap();
+            if let Some(snapshot) = &ready.snapshot {
+                // The test's state machine is the list of entries applied: restore it.
+                self.applied.insert(id, decode_machine(&snapshot.data));
+            }
             self.readies.get_mut(&id).unwrap().push(SeenReady {
                 hard_state: ready.hard_state,
                 must_sync: ready.must_sync,
@@ -255,6 +263,23 @@ impl Cluster {
             .collect()
     }
 
+    /// `id` snapshots its state machine at `index` and compacts its log up to there.
+    pub fn compact(&mut self, id: NodeId, index: Index) -> crate::Result<()> {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let meta = node.snapshot_meta(index)?;
+        let applied: Vec<Entry> = self.applied[&id]
+            .iter()
+            .filter(|e| e.index <= index)
+            .cloned()
+            .collect();
+        let snapshot = Snapshot {
+            meta,
+            data: encode_machine(&applied),
+        };
+        node.store_mut().compact(&snapshot, index)?;
+        Ok(())
+    }
+
     /// The data of the commands `id` applied.
     pub fn applied_data(&self, id: NodeId) -> Vec<Bytes> {
         self.applied[&id]
@@ -282,4 +307,42 @@ pub fn hs(term: Term) -> HardState {
         commit: 0,
         rejoining: None,
     }
+}
+
+/// The test machine's image: every applied entry, as (index, term, kind, length, data).
+pub fn encode_machine(applied: &[Entry]) -> Bytes {
+    let mut out = Vec::new();
+    for e in applied {
+        out.extend_from_slice(&e.index.to_be_bytes());
+        out.extend_from_slice(&e.term.to_be_bytes());
+        out.push(u8::from(e.kind == EntryKind::Command));
+        out.extend_from_slice(&(e.data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&e.data);
+    }
+    Bytes::from(out)
+}
+
+/// The inverse of [`encode_machine`].
+pub fn decode_machine(mut data: &[u8]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let u64_at = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    while !data.is_empty() {
+        let index = u64_at(data, 0);
+        let term = u64_at(data, 8);
+        let kind = if data[16] == 1 {
+            EntryKind::Command
+        } else {
+            EntryKind::Noop
+        };
+        let len = u32::from_be_bytes(data[17..21].try_into().unwrap()) as usize;
+        out.push(Entry {
+            index,
+            term,
+            sequence: index,
+            kind,
+            data: Bytes::copy_from_slice(&data[21..21 + len]),
+        });
+        data = &data[21 + len..];
+    }
+    out
 }

@@ -61,11 +61,12 @@ impl World {
         let views: Vec<LogView<'_>> = running
             .iter()
             .zip(&readers)
-            .map(|((id, _, status), reader)| LogView {
+            .map(|((id, raw, status), reader)| LogView {
                 id: *id,
                 last_index: status.last_log_index,
                 last_term: status.last_log_term,
                 term_at: reader.as_ref(),
+                compacted: raw.first_index() - 1,
             })
             .collect();
         self.invariants.check_electable(&views, self.now);
@@ -246,6 +247,8 @@ impl World {
             heal_backlog: self
                 .backlog
                 .map_or(0, |b| b.last_index.saturating_sub(b.commit_index)),
+            snapshots_taken: self.snapshots_taken,
+            snapshots_installed: self.snapshots_installed,
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quorate_raft_core::bootstrap::{self, ClusterState, Decision, PeerState};
 use quorate_raft_core::rng::SplitMix64;
-use quorate_raft_core::NodeId;
+use quorate_raft_core::{NodeId, Storage};
 
 use super::{Event, World};
 use crate::clock::TICK;
@@ -46,6 +46,34 @@ pub struct Swarm {
     /// Processes frozen for a while (SIGSTOP, a stalled VM), often the leader's: what reached
     /// them meanwhile is handled when they run again.
     pub pauses: bool,
+    /// Nodes snapshot their machines and compact their logs at random moments (then
+    /// followers behind a leader's compaction catch up through InstallSnapshot).
+    pub snapshots: Option<SnapshotPolicy>,
+}
+
+/// When nodes snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotPolicy {
+    /// Chance (per mille) that a node snapshots at one of its ticks.
+    pub per_mille_per_tick: u64,
+    /// Entries left in the log behind the snapshot, for slow followers.
+    pub margin: u64,
+}
+
+impl SnapshotPolicy {
+    /// On in three runs of four: from every tick to one in fifty, keeping from no entry to
+    /// twenty behind the snapshot.
+    pub(super) fn draw(rng: &mut SplitMix64) -> Option<Self> {
+        if !rng.chance(3, 4) {
+            return None;
+        }
+        let per_mille_per_tick = [20, 100, 300, 1000][rng.range(0, 4) as usize];
+        let margin = [0, 0, 2, 20][rng.range(0, 4) as usize];
+        Some(SnapshotPolicy {
+            per_mille_per_tick,
+            margin,
+        })
+    }
 }
 
 impl Swarm {
@@ -64,6 +92,7 @@ impl Swarm {
             crash_after_first_commit_per_mille: 0,
             disk_loss: false,
             pauses: false,
+            snapshots: None,
         };
         if rng.chance(1, 2) {
             swarm.crash_after_first_commit_per_mille = rng.range(100, 700);
@@ -272,6 +301,27 @@ impl World {
         true
     }
 
+    /// Sometimes, at one of `node`'s ticks, it snapshots its machine and compacts its log
+    /// as far as the policy allows.
+    pub(super) fn maybe_snapshot(&mut self, node: usize) {
+        let Some(policy) = self.swarm.snapshots else {
+            return;
+        };
+        if !self.snapshot_rng.chance(policy.per_mille_per_tick, 1000) {
+            return;
+        }
+        let Some(commit) = self.nodes[node]
+            .raw
+            .as_ref()
+            .map(|r| r.status().commit_index)
+        else {
+            return;
+        };
+        let mut fx = Effects::default();
+        self.nodes[node].take_snapshot(commit, policy.margin, &mut fx);
+        self.after_node(node, fx);
+    }
+
     pub(super) fn restart(&mut self, node: usize) {
         if self.nodes[node].is_up() {
             return;
@@ -287,7 +337,14 @@ impl World {
         self.log(|| format!("RESTART node {}", node + 1));
         self.nodes[node].now = self.now;
         self.nodes[node].restart();
-        self.invariants.on_restart(self.nodes[node].id);
+        let id = self.nodes[node].id;
+        self.invariants.on_restart(id);
+        if let Some(raw) = self.nodes[node].raw.as_ref() {
+            // Its machine came back from its snapshot.
+            let meta = raw.store().snapshot().expect("a MemStorage snapshot").meta;
+            self.invariants
+                .on_snapshot_restored(id, meta.index, meta.term, self.now);
+        }
         let incarnation = self.nodes[node].incarnation;
         let period = self.nodes[node].tick_period;
         self.schedule(self.now + period, Event::Tick { node, incarnation });

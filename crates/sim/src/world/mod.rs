@@ -34,7 +34,7 @@ use crate::workload::{LeaseStats, LeaseWorker, PaymentClient, Plan, Workload};
 mod checks;
 mod faults;
 
-pub use faults::Swarm;
+pub use faults::{SnapshotPolicy, Swarm};
 
 /// Lease workers sharing the run's one writer lease.
 const LEASE_WORKERS: usize = 2;
@@ -123,6 +123,10 @@ pub struct RunReport {
     /// Entries the healed cluster's stable leader held uncommitted when everyone first
     /// recognised it: what it had to commit before client operations were timed.
     pub heal_backlog: u64,
+    /// Snapshots nodes took (each compacting their log).
+    pub snapshots_taken: u64,
+    /// Snapshots followers installed from their leader.
+    pub snapshots_installed: u64,
 }
 
 #[derive(Debug)]
@@ -207,6 +211,10 @@ struct World {
     /// When the cluster recovered after healing: a stable leader had committed its backlog.
     recovered_at: Option<u64>,
     swarm: Swarm,
+    /// Decides when nodes snapshot (a stream of its own: see `Swarm::snapshots`).
+    snapshot_rng: SplitMix64,
+    snapshots_taken: u64,
+    snapshots_installed: u64,
     max_down: usize,
     /// Per node: the term in which its first commit as leader was seen.
     first_commit_seen: Vec<Option<u64>>,
@@ -322,9 +330,25 @@ impl World {
         let mut own_stream = SplitMix64::new(config.seed ^ 0xd15c_1055);
         swarm.disk_loss = own_stream.chance(1, 2);
         swarm.pauses = own_stream.chance(1, 2);
+        // Snapshots too: runs without them behave as before they existed.
+        let mut snapshot_rng = SplitMix64::new(config.seed ^ 0x5a4a_5407_c0de);
+        swarm.snapshots = SnapshotPolicy::draw(&mut snapshot_rng);
         #[cfg(feature = "bug-injection")]
         if config.bug == Some(Bug::Raft(quorate_raft_core::InjectedBug::AmnesiacVoter)) {
             swarm.disk_loss = true;
+        }
+        #[cfg(feature = "bug-injection")]
+        if matches!(
+            config.bug,
+            Some(Bug::Raft(
+                quorate_raft_core::InjectedBug::CompactBeyondApplied
+                    | quorate_raft_core::InjectedBug::SnapshotOverwritesNewerLog
+            ))
+        ) {
+            swarm.snapshots = Some(SnapshotPolicy {
+                per_mille_per_tick: 300,
+                margin: 0,
+            });
         }
         #[cfg(feature = "bug-injection")]
         if config.bug == Some(Bug::TicksOncePerTurn) {
@@ -372,6 +396,9 @@ impl World {
             recovered_at: None,
             zombie_checked: 0,
             swarm,
+            snapshot_rng,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
             max_down: config.nodes,
             first_commit_seen: vec![None; config.nodes],
             commit_at_election: vec![0; config.nodes],
@@ -445,6 +472,7 @@ impl World {
                 self.trace.u64(1);
                 self.trace.u64(node as u64);
                 self.node_input(node, Input::Tick);
+                self.maybe_snapshot(node);
                 let period = self.nodes[node].tick_period;
                 self.schedule(self.now + period, Event::Tick { node, incarnation });
             }
@@ -628,10 +656,25 @@ impl World {
                     .as_ref()
                     .filter(|r| r.status().term == term)
                 {
+                    let compacted = raw.first_index() - 1;
                     self.invariants
-                        .on_became_leader(id, term, |i| raw.term_at(i), now);
+                        .on_became_leader(id, term, |i| raw.term_at(i), compacted, now);
                 }
             }
+        }
+        if let Some((index, term)) = fx.snapshot_taken {
+            self.trace.u64(10);
+            self.trace.u64(index);
+            self.log(|| format!("node {id} compacted its log up to {index}"));
+            self.snapshots_taken += 1;
+            self.invariants.on_snapshot_taken(id, index, term, now);
+        }
+        if let Some((index, term)) = fx.snapshot_installed {
+            self.trace.u64(11);
+            self.trace.u64(index);
+            self.log(|| format!("node {id} installed the leader's snapshot of {index}"));
+            self.snapshots_installed += 1;
+            self.invariants.on_snapshot_restored(id, index, term, now);
         }
         for applied in &fx.applied {
             self.trace.u64(7);
@@ -650,8 +693,9 @@ impl World {
         let committed_before = self.invariants.committed_index();
         if let Some(raw) = self.nodes[node].raw.as_ref() {
             let status = raw.status();
+            let compacted = raw.first_index() - 1;
             self.invariants
-                .on_commit(id, status.commit_index, |i| raw.term_at(i), now);
+                .on_commit(id, status.commit_index, |i| raw.term_at(i), compacted, now);
             if self.invariants.committed_index() > committed_before {
                 self.check_electable();
             }
