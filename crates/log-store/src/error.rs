@@ -82,6 +82,20 @@ pub enum LogStoreError {
         /// The first index present after the hole.
         after: Index,
     },
+    /// An entry survives at or before the compaction point (compaction deletes them in the
+    /// same write that moves the point, so the store was damaged or edited).
+    #[error(
+        "damaged log in {path}: entry {index} is still stored although the log was compacted \
+         up to index {base}"
+    )]
+    EntryBehindCompaction {
+        /// The store's directory.
+        path: PathBuf,
+        /// The entry.
+        index: Index,
+        /// The last compacted index.
+        base: Index,
+    },
     /// A key in the log column family is not the index of an entry (8 bytes big-endian, at
     /// least 1).
     #[error(
@@ -151,7 +165,7 @@ pub enum LogStoreError {
     UndecodableMeta {
         /// The store's directory.
         path: PathBuf,
-        /// Which record (`hard state` or `conf state`).
+        /// Which record (`hard state`, `conf state`, `log_base`, `snapshot`, ...).
         record: &'static str,
         /// What is wrong with its bytes.
         reason: String,

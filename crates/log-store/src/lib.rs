@@ -28,8 +28,14 @@
 //! followed by the node ids. All integers are LEB128. A record that does not decode exactly
 //! is damage, reported with its index or its name.
 //!
-//! The log starts at index 1 (log compaction arrives with snapshots); `first_index` and
-//! `last_index` are kept in memory, computed at open and updated by each `persist`.
+//! The log starts at index 1 until it is compacted: `compact(snapshot, up_to)` deletes the
+//! entries up to `up_to` and records the compaction point (`log_base`: index and term of the
+//! last entry deleted) and the snapshot (`snapshot`: its index, term, membership and data) in
+//! `raft_meta`, in one synced batch; `apply_snapshot` (a leader's snapshot) deletes the whole
+//! log the same way. `first_index` and `last_index` are kept in memory, computed at open (the
+//! log must be contiguous from one past the compaction point) and updated by each write.
+//! Nothing calls `compact` in the server yet: the snapshot data the node will keep there, and
+//! the transfer of snapshots between nodes, are still to come.
 //!
 //! ## Durability, and the duties of `quorate_raft_core`'s storage contract
 //!

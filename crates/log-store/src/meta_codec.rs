@@ -5,12 +5,14 @@
 //! | `hard_state` | version `1`, term, vote (`0` for none, else `1` then the node id), commit, then only while the node rejoins after a lost disk: `1` and the term it rejoined at |
 //! | `conf_state` | version `1`, then voters, learners, outgoing voters: each a count followed by that many node ids, ascending |
 //! | `identity` | version `1`, cluster id, member id: written once the node has decided to start a new cluster or rejoin one (absent: the node never started) |
+//! | `log_base` | version `1`, index and term of the last entry compacted away (absent: nothing was, the log starts at 1) |
+//! | `snapshot` | version `1`, index, term, the membership as in `conf_state` (without its version byte), the data's length and the data (absent: no snapshot yet) |
 //!
 //! Every number is LEB128. A record must be consumed exactly: trailing bytes are damage.
 
 use std::collections::BTreeSet;
 
-use quorate_raft_core::{ConfState, HardState, NodeId};
+use quorate_raft_core::{ConfState, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
 
 use crate::store::Identity;
 use crate::varint;
@@ -22,6 +24,10 @@ pub(crate) const CONF_STATE_KEY: &[u8] = b"conf_state";
 
 /// The key of the identity record.
 pub(crate) const IDENTITY_KEY: &[u8] = b"identity";
+/// The key of the compaction point's record.
+pub(crate) const LOG_BASE_KEY: &[u8] = b"log_base";
+/// The key of the latest snapshot.
+pub(crate) const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 /// The meta format this release writes.
 const META_FORMAT_VERSION: u8 = 1;
@@ -115,18 +121,23 @@ pub(crate) fn encode_conf_state(conf_state: &ConfState) -> Vec<u8> {
 /// The membership stored as `value`; the error says what is wrong.
 pub(crate) fn decode_conf_state(value: &[u8]) -> Result<ConfState, String> {
     let mut input = take_version(value)?;
+    let conf_state = take_conf_state(&mut input)?;
+    expect_end(input)?;
+    Ok(conf_state)
+}
+
+/// Reads the three sets of a membership from the front of `input`.
+fn take_conf_state(input: &mut &[u8]) -> Result<ConfState, String> {
     let mut sets = Vec::with_capacity(3);
     for name in ["voters", "learners", "outgoing voters"] {
-        let count = varint::take(&mut input).map_err(|reason| format!("{name}: {reason}"))?;
+        let count = varint::take(input).map_err(|reason| format!("{name}: {reason}"))?;
         let mut set = BTreeSet::new();
         for _ in 0..count {
-            let node: NodeId =
-                varint::take(&mut input).map_err(|reason| format!("{name}: {reason}"))?;
+            let node: NodeId = varint::take(input).map_err(|reason| format!("{name}: {reason}"))?;
             set.insert(node);
         }
         sets.push(set);
     }
-    expect_end(input)?;
     let voters_outgoing = sets.pop().unwrap_or_default();
     let learners = sets.pop().unwrap_or_default();
     let voters = sets.pop().unwrap_or_default();
@@ -134,6 +145,57 @@ pub(crate) fn decode_conf_state(value: &[u8]) -> Result<ConfState, String> {
         voters,
         learners,
         voters_outgoing,
+    })
+}
+
+/// The stored value of `log_base`.
+pub(crate) fn encode_log_base(index: Index, term: Term) -> Vec<u8> {
+    let mut out = vec![META_FORMAT_VERSION];
+    varint::put(&mut out, index);
+    varint::put(&mut out, term);
+    out
+}
+
+/// The compaction point stored as `value`; the error says what is wrong.
+pub(crate) fn decode_log_base(value: &[u8]) -> Result<(Index, Term), String> {
+    let mut input = take_version(value)?;
+    let index = varint::take(&mut input).map_err(|reason| format!("index: {reason}"))?;
+    let term = varint::take(&mut input).map_err(|reason| format!("term: {reason}"))?;
+    expect_end(input)?;
+    Ok((index, term))
+}
+
+/// The stored value of `snapshot`.
+pub(crate) fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    let mut out = vec![META_FORMAT_VERSION];
+    varint::put(&mut out, snapshot.meta.index);
+    varint::put(&mut out, snapshot.meta.term);
+    out.extend_from_slice(&encode_conf_state(&snapshot.meta.conf_state)[1..]);
+    varint::put(&mut out, snapshot.data.len() as u64);
+    out.extend_from_slice(&snapshot.data);
+    out
+}
+
+/// The snapshot stored as `value`; the error says what is wrong.
+pub(crate) fn decode_snapshot(value: &[u8]) -> Result<Snapshot, String> {
+    let mut input = take_version(value)?;
+    let index = varint::take(&mut input).map_err(|reason| format!("index: {reason}"))?;
+    let term = varint::take(&mut input).map_err(|reason| format!("term: {reason}"))?;
+    let conf_state = take_conf_state(&mut input)?;
+    let len = varint::take(&mut input).map_err(|reason| format!("data length: {reason}"))?;
+    if input.len() as u64 != len {
+        return Err(format!(
+            "the data should be {len} bytes long, {} remain",
+            input.len()
+        ));
+    }
+    Ok(Snapshot {
+        meta: SnapshotMeta {
+            index,
+            term,
+            conf_state,
+        },
+        data: bytes::Bytes::copy_from_slice(input),
     })
 }
 
@@ -210,6 +272,24 @@ mod tests {
             let value = encode_conf_state(&conf_state);
             assert_eq!(decode_conf_state(&value), Ok(conf_state));
         }
+    }
+
+    #[test]
+    fn compaction_records_round_trip() {
+        assert_eq!(decode_log_base(&encode_log_base(17, 4)), Ok((17, 4)));
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: 300,
+                term: 9,
+                conf_state: ConfState::with_voters([1, 2, 3]),
+            },
+            data: bytes::Bytes::from_static(b"machine image"),
+        };
+        let value = encode_snapshot(&snapshot);
+        assert_eq!(decode_snapshot(&value), Ok(snapshot));
+        assert!(decode_snapshot(&value[..value.len() - 1])
+            .unwrap_err()
+            .contains("should be 13 bytes long"));
     }
 
     #[test]

@@ -2,15 +2,18 @@
 //! writes), with the duties listed in `quorate_raft_core`'s `storage` module.
 
 use quorate_raft_core::{
-    check_append, Entry, HardState, Index, LogWriter, RaftState, Snapshot, SnapshotMeta, Storage,
-    StorageError, Term,
+    check_append, check_snapshot, Entry, HardState, Index, LogWriter, RaftState, Snapshot,
+    SnapshotMeta, Storage, StorageError, Term,
 };
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
 use crate::error::{LogStoreError, Result};
 use crate::log_codec::{decode_entry, decode_entry_header, encode_entry, index_of_key, log_key};
-use crate::meta_codec::{encode_hard_state, HARD_STATE_KEY};
-use crate::store::{rocksdb_error, LogStore, FIRST_INDEX};
+use crate::meta_codec::{
+    decode_snapshot, encode_conf_state, encode_hard_state, encode_log_base, encode_snapshot,
+    CONF_STATE_KEY, HARD_STATE_KEY, LOG_BASE_KEY, SNAPSHOT_KEY,
+};
+use crate::store::{rocksdb_error, LogStore};
 
 impl Storage for LogStore {
     fn initial_state(&self) -> Result<RaftState, StorageError> {
@@ -41,23 +44,15 @@ impl Storage for LogStore {
     }
 
     fn first_index(&self) -> Index {
-        FIRST_INDEX
+        self.inner.read_base().0 + 1
     }
 
     fn last_index(&self) -> Index {
         *self.inner.read_last_index()
     }
 
-    /// This store never compacts its log (yet): its snapshot is the empty one before index 1.
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        Ok(Snapshot {
-            meta: SnapshotMeta {
-                index: FIRST_INDEX - 1,
-                term: 0,
-                conf_state: self.initial_state()?.conf_state,
-            },
-            data: bytes::Bytes::new(),
-        })
+        Ok(self.read_snapshot()?)
     }
 }
 
@@ -77,19 +72,17 @@ impl LogWriter for LogStore {
         Ok(self.write_raft_state(hard_state, entries, sync)?)
     }
 
-    /// Not supported yet: refused, nothing written.
+    /// Replaces the whole log with `snapshot` in one synced write batch: every entry goes,
+    /// the compaction point becomes the snapshot's last entry, and the snapshot and its
+    /// membership are stored. Refused, writing nothing, for a snapshot not newer than the
+    /// stored one or than the log's start.
     fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        Err(StorageError::Io(format!(
-            "cannot install {snapshot:?}: the RocksDB log store does not support snapshots yet"
-        )))
+        Ok(self.write_snapshot(snapshot, None)?)
     }
 
-    /// Not supported yet: refused, nothing written.
-    fn compact(&mut self, snapshot: &Snapshot, _up_to: Index) -> Result<(), StorageError> {
-        Err(StorageError::Io(format!(
-            "cannot compact the log to {snapshot:?}: the RocksDB log store does not support \
-             compaction yet"
-        )))
+    /// Stores `snapshot` and deletes the entries up to `up_to`, in one synced write batch.
+    fn compact(&mut self, snapshot: &Snapshot, up_to: Index) -> Result<(), StorageError> {
+        Ok(self.write_snapshot(snapshot, Some(up_to))?)
     }
 }
 
@@ -103,8 +96,9 @@ impl LogStore {
             ))
             .into());
         }
+        let base = inner.read_base();
         let last_index = inner.read_last_index();
-        if low < FIRST_INDEX {
+        if low <= base.0 {
             return Err(StorageError::Compacted(low).into());
         }
         if high > *last_index + 1 {
@@ -162,8 +156,12 @@ impl LogStore {
     /// See [`Storage::term`].
     fn read_term(&self, index: Index) -> Result<Term> {
         let inner = &self.inner;
-        if index == FIRST_INDEX - 1 {
-            return Ok(0);
+        let base = inner.read_base();
+        if index == base.0 {
+            return Ok(base.1);
+        }
+        if index < base.0 {
+            return Err(StorageError::Compacted(index).into());
         }
         let last_index = inner.read_last_index();
         if index > *last_index {
@@ -201,7 +199,8 @@ impl LogStore {
         let old_last = *inner.read_last_index();
 
         // Validate everything before writing anything, so a refused call writes nothing.
-        check_append(FIRST_INDEX, old_last, entries)?;
+        let first_index = inner.read_base().0 + 1;
+        check_append(first_index, old_last, entries)?;
         let new_last = entries.last().map_or(old_last, |entry| entry.index);
         if let Some(hard_state) = hard_state {
             if hard_state.commit > new_last {
@@ -253,6 +252,92 @@ impl LogStore {
                 .map_err(rocksdb_error("write to the log", &inner.path))?;
             *inner.write_last_index() = new_last;
         }
+        Ok(())
+    }
+
+    /// See [`Storage::snapshot`]: the stored snapshot, or the empty one before index 1.
+    fn read_snapshot(&self) -> Result<Snapshot> {
+        let inner = &self.inner;
+        let stored = inner
+            .db
+            .get_pinned_cf(inner.meta_column_family(), SNAPSHOT_KEY)
+            .map_err(rocksdb_error("read the snapshot", &inner.path))?;
+        match stored {
+            Some(value) => {
+                decode_snapshot(&value).map_err(|reason| LogStoreError::UndecodableMeta {
+                    path: inner.path.clone(),
+                    record: "snapshot",
+                    reason,
+                })
+            }
+            None => Ok(Snapshot {
+                meta: SnapshotMeta {
+                    index: 0,
+                    term: 0,
+                    conf_state: self.initial_state()?.conf_state,
+                },
+                data: bytes::Bytes::new(),
+            }),
+        }
+    }
+
+    /// See [`LogWriter::compact`] (`up_to` set) and [`LogWriter::apply_snapshot`] (`None`).
+    fn write_snapshot(&self, snapshot: &Snapshot, up_to: Option<Index>) -> Result<()> {
+        let inner = &self.inner;
+        let _writer = inner.lock_writer();
+        let stored = self.read_snapshot()?.meta.index;
+        let old_base = *inner.read_base();
+        let old_last = *inner.read_last_index();
+        let term_at = |index: Index| self.read_term(index).ok();
+        check_snapshot(
+            old_base.0 + 1,
+            old_last,
+            stored,
+            term_at,
+            &snapshot.meta,
+            up_to,
+        )?;
+        let (new_base, new_last) = match up_to {
+            Some(up_to) => {
+                let term = self.read_term(up_to)?;
+                ((up_to, term), old_last)
+            }
+            None => {
+                let point = (snapshot.meta.index, snapshot.meta.term);
+                (point, snapshot.meta.index)
+            }
+        };
+        let mut batch = WriteBatch::default();
+        let log = inner.log_column_family();
+        let meta = inner.meta_column_family();
+        let delete_to = if up_to.is_some() {
+            new_base.0
+        } else {
+            old_last
+        };
+        if delete_to > old_base.0 {
+            batch.delete_range_cf(log, log_key(old_base.0 + 1), log_key(delete_to + 1));
+        }
+        batch.put_cf(meta, LOG_BASE_KEY, encode_log_base(new_base.0, new_base.1));
+        batch.put_cf(meta, SNAPSHOT_KEY, encode_snapshot(snapshot));
+        if up_to.is_none() {
+            batch.put_cf(
+                meta,
+                CONF_STATE_KEY,
+                encode_conf_state(&snapshot.meta.conf_state),
+            );
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        // Readers must not see the new bounds before the write, or the old ones after it.
+        let mut base = inner.write_base();
+        let mut last_index = inner.write_last_index();
+        inner
+            .db
+            .write_opt(batch, &write_options)
+            .map_err(rocksdb_error("write a snapshot", &inner.path))?;
+        *base = new_base;
+        *last_index = new_last;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use quorate_raft_core::{ConfState, HardState, Index, NodeId};
+use quorate_raft_core::{ConfState, HardState, Index, NodeId, Term};
 use rocksdb::{
     statistics::StatsLevel, BlockBasedOptions, ColumnFamily, DBRecoveryMode, FlushOptions, Options,
     WriteOptions, DB,
@@ -20,8 +20,8 @@ use crate::options::{OpenOptions, DEFAULT_COLUMN_FAMILY, LOG_COLUMN_FAMILY, META
 use crate::recovery;
 use crate::wal_damage;
 
-/// The first index of the log. Until log compaction arrives (with snapshots), the log always
-/// starts at 1 and the entry "before the first" is index 0, of term 0.
+/// The first index of a log that was never compacted; the entry "before the first" is then
+/// index 0, of term 0. Compaction moves the start (see [`Inner::base`]).
 pub(crate) const FIRST_INDEX: Index = 1;
 
 /// Which cluster, and which member of it, a store belongs to.
@@ -57,6 +57,11 @@ pub(crate) struct Inner {
     /// a `persist` that rewrites stored entries holds the write guard across its write, so no
     /// reader ever sees an index that the in-memory bound promises but the database lost.
     pub(crate) last_index: RwLock<Index>,
+    /// Index and term of the last entry compacted away ((0, 0) before any compaction): the
+    /// log starts after it. Changed only by `compact` and `apply_snapshot`, holding the
+    /// writer lock and then this guard (then `last_index`'s): readers take this guard before
+    /// `last_index`'s.
+    pub(crate) base: RwLock<(Index, Term)>,
     /// Serializes `persist` calls from different clones: validation, write and the update of
     /// `last_index` form one step.
     pub(crate) writer: Mutex<()>,
@@ -98,7 +103,7 @@ impl LogStore {
         let db = DB::open_cf_with_opts(&db_options, dir, descriptors).map_err(|source| {
             wal_damage::open_failure(source, dir, &db_options, &column_families)
         })?;
-        let last_index = recovery::recover(&db, dir, &options.bootstrap)?;
+        let (base, last_index) = recovery::recover(&db, dir, &options.bootstrap)?;
         Ok(LogStore {
             inner: Arc::new(Inner {
                 db,
@@ -106,6 +111,7 @@ impl LogStore {
                 db_options,
                 state_column_families,
                 last_index: RwLock::new(last_index),
+                base: RwLock::new(base),
                 writer: Mutex::new(()),
             }),
         })
@@ -221,6 +227,17 @@ impl Inner {
         self.last_index
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The compaction point, shared with a concurrent compaction (see [`Inner::base`]).
+    pub(crate) fn read_base(&self) -> RwLockReadGuard<'_, (Index, Term)> {
+        // A plain pair replaced in one assignment: sound even if poisoned.
+        self.base.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Exclusive access to the compaction point, for a compaction.
+    pub(crate) fn write_base(&self) -> RwLockWriteGuard<'_, (Index, Term)> {
+        self.base.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Exclusive access to the last index, for a write that rewrites stored entries.

@@ -1,7 +1,7 @@
 //! The core's storage conformance suite, run against a real RocksDB store.
 
 use quorate_log_store::{LogStore, OpenOptions};
-use quorate_raft_core::testing::{run_storage_suite, StorageHarness};
+use quorate_raft_core::testing::{run_snapshot_suite, run_storage_suite, StorageHarness};
 use quorate_raft_core::ConfState;
 use tempfile::TempDir;
 
@@ -34,4 +34,9 @@ impl StorageHarness for Harness {
 #[test]
 fn log_store_passes_the_storage_conformance_suite() {
     run_storage_suite(&mut Harness::default());
+}
+
+#[test]
+fn log_store_passes_the_snapshot_conformance_suite() {
+    run_snapshot_suite(&mut Harness::default());
 }

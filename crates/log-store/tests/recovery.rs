@@ -276,3 +276,48 @@ fn invalid_options_create_nothing() {
     );
     assert!(!path.exists(), "nothing was created");
 }
+
+/// A compacted store: entries 1..=6 gone behind a snapshot of 6, entries 7..=10 kept.
+fn closed_store_compacted_to_six() -> TempDir {
+    let directory = closed_store_with_ten_entries();
+    let mut store = LogStore::open(directory.path(), three_voters()).unwrap();
+    let snapshot = quorate_raft_core::testing::snapshot(6, 2);
+    store.compact(&snapshot, 6).unwrap();
+    directory
+}
+
+#[test]
+fn a_compacted_store_reopens_from_its_compaction_point() {
+    let directory = closed_store_compacted_to_six();
+    let store = LogStore::open(directory.path(), three_voters()).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (7, 10));
+    assert_eq!(store.term(6), Ok(2));
+    assert_eq!(store.snapshot().unwrap().meta.index, 6);
+    assert_eq!(store.initial_state().unwrap().hard_state.commit, 9);
+}
+
+#[test]
+fn an_entry_behind_the_compaction_point_is_refused() {
+    let directory = closed_store_compacted_to_six();
+    damage(directory.path(), |db| {
+        let log = db.cf_handle(LOG_COLUMN_FAMILY).unwrap();
+        let entry = db.get_cf(log, 7u64.to_be_bytes()).unwrap().unwrap();
+        db.put_cf(log, 5u64.to_be_bytes(), entry).unwrap();
+    });
+    let message = open_error(directory.path()).to_string();
+    assert!(
+        message.contains("entry 5 is still stored although the log was compacted up to index 6"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_compacted_log_missing_the_entry_after_the_compaction_point_is_refused() {
+    let directory = closed_store_compacted_to_six();
+    damage(directory.path(), |db| {
+        let log = db.cf_handle(LOG_COLUMN_FAMILY).unwrap();
+        db.delete_cf(log, 7u64.to_be_bytes()).unwrap();
+    });
+    let message = open_error(directory.path()).to_string();
+    assert!(message.contains("entry 7 is missing"), "{message}");
+}

@@ -18,10 +18,12 @@
 //! After feeding inputs, the driver asks [`RawNode::has_ready`] and processes a [`Ready`]:
 //!
 //! 1. **persist** the hard state and entries through a [`LogWriter`], with an fsync when
-//!    `must_sync`;
+//!    `must_sync`, after installing the leader's snapshot if the Ready carries one
+//!    ([`LogWriter::apply_snapshot`]); a leader's appends (`early_messages`) may leave first;
 //! 2. **send** the messages, only now: a vote or an acknowledgement must never leave before
 //!    the state it promises is durable;
-//! 3. **apply** the committed entries to the state machine;
+//! 3. **apply** the committed entries to the state machine (restored from the Ready's
+//!    snapshot first, if any);
 //! 4. **serve** the read states once the applied index reaches theirs;
 //! 5. [`RawNode::advance`].
 //!

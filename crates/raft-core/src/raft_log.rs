@@ -196,7 +196,9 @@ impl<S: Storage> RaftLog<S> {
         // Every entry after the commit index is replaced (the snapshot holds the committed
         // prefix, the same in every leader's log).
         self.replaced_from = Some(self.committed + 1);
-        self.persisted = self.persisted.min(self.applied);
+        // What stays persisted is the committed prefix (the snapshot covers it); not less,
+        // since a Ready handed out before may still be applying entries up to there.
+        self.persisted = self.persisted.min(self.committed);
         self.committed = index;
         self.unstable.restore(snapshot);
     }

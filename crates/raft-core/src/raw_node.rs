@@ -342,7 +342,8 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Where a snapshot of the state machine as of `index` cuts the log: its term and the
-    /// membership there. The driver takes its image of the machine at exactly that index,
+    /// membership (today's: membership does not change yet; with membership changes it must
+    /// be the one in force at `index`). The driver takes its image of the machine at exactly that index,
     /// stores both with [`crate::LogWriter::compact`], and the entries up to there are gone.
     ///
     /// Refused for an index the state machine has not applied (a snapshot must never claim

@@ -78,7 +78,8 @@ pub trait LogWriter {
 
     /// Installs a snapshot received from the leader (a `Ready`'s `snapshot`), durably: it
     /// replaces the whole log, which then holds no entry. Called before the `Ready`'s
-    /// `persist`. The snapshot's index must be beyond the first index's predecessor.
+    /// `persist`. The snapshot's index must be beyond the first index's predecessor, and not
+    /// older than the stored snapshot.
     fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
 
     /// Stores a snapshot the driver took of its own state machine (at an index

@@ -347,3 +347,67 @@ fn an_acknowledgement_replaced_in_the_same_ready_never_leaves() {
     );
     assert_eq!(cluster.nodes[&3].term_at(2), Some(4));
 }
+
+/// A driver may step messages while a Ready is out (one that persists and applies in the
+/// background). A snapshot arriving then must not make `advance` fail for the entries that
+/// Ready handed out (found in review: `restore` once cut the persisted index below them).
+#[test]
+fn a_snapshot_stepped_while_a_ready_is_out_leaves_that_ready_valid() {
+    use crate::LogWriter;
+    let logs = vec![
+        (vec![1; 6], hs(1)),
+        (vec![1; 6], hs(1)),
+        (vec![1; 6], HardState { commit: 4, ..hs(1) }),
+    ];
+    let mut cluster = Cluster::with_logs(&logs, |_| {});
+    let conf = cluster.nodes[&3].status().conf;
+    let node = cluster.node(3);
+    let ready = node.ready().unwrap();
+    let handed_out: Vec<u64> = ready.committed_entries.iter().map(|e| e.index).collect();
+    assert_eq!(handed_out, vec![1, 2, 3, 4]);
+    // The leader's snapshot (of another history after the commit index) arrives meanwhile.
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            index: 9,
+            term: 2,
+            conf_state: conf,
+        },
+        data: encode_machine(&[]),
+    };
+    node.step(Message {
+        from: 1,
+        to: 3,
+        term: 2,
+        payload: Payload::SnapshotRequest(SnapshotRequest {
+            snapshot,
+            round: 0,
+            request_id: 1,
+        }),
+    })
+    .unwrap();
+    node.store_mut()
+        .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
+        .unwrap();
+    node.advance().unwrap();
+    assert_eq!(node.status().applied_index, 4);
+    // The next Ready installs the snapshot.
+    let ready = node.ready().unwrap();
+    assert_eq!(ready.snapshot.as_ref().map(|s| s.meta.index), Some(9));
+    assert!(ready.committed_entries.is_empty());
+    node.store_mut()
+        .apply_snapshot(ready.snapshot.as_ref().unwrap())
+        .unwrap();
+    node.store_mut()
+        .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
+        .unwrap();
+    node.advance().unwrap();
+    let status = node.status();
+    assert_eq!(
+        (
+            status.applied_index,
+            status.commit_index,
+            status.last_log_index
+        ),
+        (9, 9, 9)
+    );
+}
