@@ -112,6 +112,30 @@ impl LogStore {
         self.scan_while(column_family, prefix, limit, |key| key.starts_with(prefix))
     }
 
+    /// Visits every pair of each of `column_families`, in order, as of one point in time (a
+    /// RocksDB snapshot taken first: writes made while the visit runs are not seen), so that
+    /// an image of the state machine is consistent without stopping its writes. Stops at the
+    /// first error `visit` returns.
+    pub fn state_snapshot_scan<E: From<LogStoreError>>(
+        &self,
+        column_families: &[&str],
+        mut visit: impl FnMut(&str, &[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let inner = &self.inner;
+        let handles = column_families
+            .iter()
+            .map(|name| Ok((*name, self.state_column_family(name)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let snapshot = inner.db.snapshot();
+        for (name, handle) in handles {
+            for item in snapshot.iterator_cf(handle, IteratorMode::Start) {
+                let (key, value) = item.map_err(rocksdb_error("scan state data", &inner.path))?;
+                visit(name, &key, &value)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Applies `batch` atomically, fsyncing the WAL before returning when `sync`.
     ///
     /// Every column family is checked first: a batch naming one that was not declared at open
