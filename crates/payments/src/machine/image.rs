@@ -81,8 +81,8 @@ pub fn restore_image<S: Store + ?Sized>(
     Ok(meta)
 }
 
-/// The applied index an image is of (its meta record's), without decoding the rest; 0 for
-/// the image of a machine that applied nothing.
+/// The applied index an image is of (its meta record's, which must come first), without
+/// decoding the rest; 0 for the empty image of a machine that applied nothing.
 pub fn image_applied_index(mut image: &[u8]) -> Result<u64, DecodeError> {
     if image.is_empty() {
         return Ok(0);
@@ -95,6 +95,8 @@ pub fn image_applied_index(mut image: &[u8]) -> Result<u64, DecodeError> {
     })?;
     match record.item {
         Some(ImageItem::Meta(meta)) => Ok(meta.applied_index),
-        _ => Ok(0),
+        _ => Err(DecodeError::UnknownVariant {
+            what: "machine image (its first record must be the meta record)",
+        }),
     }
 }

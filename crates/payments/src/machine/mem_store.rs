@@ -225,6 +225,27 @@ mod tests {
         }
     }
 
+    struct SuiteHarness;
+
+    impl crate::machine::store_suite::StoreHarness for SuiteHarness {
+        type Store = MemStore;
+        fn create(&mut self) -> MemStore {
+            MemStore::new()
+        }
+        fn commit(&mut self, _: &mut MemStore) {}
+        fn image(&mut self, store: &MemStore) -> Vec<u8> {
+            store.export_image()
+        }
+        fn restore(&mut self, image: &[u8]) -> MemStore {
+            MemStore::from_image(image).unwrap()
+        }
+    }
+
+    #[test]
+    fn mem_store_passes_the_store_conformance_suite() {
+        crate::machine::store_suite::run_store_suite(&mut SuiteHarness);
+    }
+
     #[test]
     fn an_image_restores_an_equal_store() {
         use crate::machine::testing::{submit, Harness};

@@ -46,6 +46,8 @@ mod records;
 #[cfg(feature = "service")]
 mod rocks_store;
 mod store;
+#[cfg(test)]
+mod store_suite;
 mod validation;
 
 #[cfg(test)]
