@@ -70,6 +70,19 @@ pub struct ServeArgs {
     /// How long idempotency keys are remembered. [default: 24h]
     #[arg(long, env = "QUORATE_IDEMPOTENCY_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
     pub idempotency_window: Option<Duration>,
+    /// Compact the Raft log once this many entries were applied since the last compaction
+    /// (0: never). A follower that needs compacted entries gets a snapshot of the state
+    /// machine instead. [default: 10000]
+    #[arg(long, env = "QUORATE_SNAPSHOT_COUNT", value_name = "ENTRIES")]
+    pub snapshot_count: Option<u64>,
+    /// Entries kept in the log behind each compaction, so that a follower only slightly
+    /// behind catches up with appends rather than a whole snapshot. [default: 5000]
+    #[arg(
+        long,
+        env = "QUORATE_SNAPSHOT_CATCH_UP_ENTRIES",
+        value_name = "ENTRIES"
+    )]
+    pub snapshot_catch_up_entries: Option<u64>,
     /// What a node whose data directory is empty does. `new`: form a new cluster; it starts
     /// once every member has answered and none holds data, and refuses if the cluster already
     /// holds data (this member lost its disk). `existing`: this member lost or replaced its
@@ -108,6 +121,8 @@ struct FileConfig {
     lease_reads: Option<bool>,
     request_timeout: Option<String>,
     idempotency_window: Option<String>,
+    snapshot_count: Option<u64>,
+    snapshot_catch_up_entries: Option<u64>,
     initial_cluster_state: Option<String>,
 }
 
@@ -140,6 +155,10 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Idempotency window.
     pub idempotency_window: Duration,
+    /// Entries applied between two compactions of the log (0: never).
+    pub snapshot_count: u64,
+    /// Entries kept behind each compaction.
+    pub snapshot_catch_up_entries: u64,
     /// What to do with an empty data directory.
     pub initial_cluster_state: ClusterState,
 }
@@ -304,6 +323,14 @@ impl ServeArgs {
                 "idempotency-window",
                 Duration::from_millis(DEFAULT_IDEMPOTENCY_WINDOW_MS),
             )?,
+            snapshot_count: self
+                .snapshot_count
+                .or(file.snapshot_count)
+                .unwrap_or(defaults::SNAPSHOT_COUNT),
+            snapshot_catch_up_entries: self
+                .snapshot_catch_up_entries
+                .or(file.snapshot_catch_up_entries)
+                .unwrap_or(defaults::SNAPSHOT_CATCH_UP_ENTRIES),
             initial_cluster_state: match (self.initial_cluster_state, &file.initial_cluster_state) {
                 (Some(state), _) => state,
                 (None, Some(text)) => parse_cluster_state(text)

@@ -44,6 +44,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         max_clock_drift: config.max_clock_drift,
         lease_reads: config.lease_reads,
         request_timeout: config.request_timeout,
+        snapshot_count: config.snapshot_count,
+        snapshot_catch_up_entries: config.snapshot_catch_up_entries,
         ..NodeConfig::new(config.id, cluster_id, config.initial_cluster.clone())
     };
     // Bind every port before starting, so a port clash fails the start with a clear error.

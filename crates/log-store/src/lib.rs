@@ -34,8 +34,9 @@
 //! `raft_meta`, in one synced batch; `apply_snapshot` (a leader's snapshot) deletes the whole
 //! log the same way. `first_index` and `last_index` are kept in memory, computed at open (the
 //! log must be contiguous from one past the compaction point) and updated by each write.
-//! Nothing calls `compact` in the server yet: the snapshot data the node will keep there, and
-//! the transfer of snapshots between nodes, are still to come.
+//! The node compacts with a snapshot that carries no data (its state machine, in this same
+//! database, is the image) and installs a leader's snapshot with its image, which it keeps
+//! until the machine has taken it.
 //!
 //! ## Durability, and the duties of `quorate_raft_core`'s storage contract
 //!

@@ -20,6 +20,10 @@ pub mod defaults {
     pub const LEASE_READS: bool = true;
     /// How long a write may wait to be applied before its outcome is reported unknown.
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Entries applied between two compactions of the log.
+    pub const SNAPSHOT_COUNT: u64 = 10_000;
+    /// Entries kept behind the compaction point for slow followers.
+    pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
 }
 
 /// Core ticks per heartbeat interval: a tick is half a heartbeat interval.
@@ -46,6 +50,12 @@ pub struct NodeConfig {
     pub lease_reads: bool,
     /// How long a proposal may wait to be applied before its outcome is reported unknown.
     pub request_timeout: Duration,
+    /// Compact the log once this many entries were applied since the last compaction (0:
+    /// never).
+    pub snapshot_count: u64,
+    /// Entries kept in the log behind the compaction point, so that a follower slightly
+    /// behind catches up with appends rather than a snapshot.
+    pub snapshot_catch_up_entries: u64,
 }
 
 impl NodeConfig {
@@ -61,6 +71,8 @@ impl NodeConfig {
             max_clock_drift: defaults::MAX_CLOCK_DRIFT,
             lease_reads: defaults::LEASE_READS,
             request_timeout: defaults::REQUEST_TIMEOUT,
+            snapshot_count: defaults::SNAPSHOT_COUNT,
+            snapshot_catch_up_entries: defaults::SNAPSHOT_CATCH_UP_ENTRIES,
         }
     }
 

@@ -14,7 +14,8 @@ use bytes::Bytes;
 
 use quorate_log_store::LogStore;
 use quorate_raft_core::{
-    Error as RaftError, Index, LogWriter, Message, NodeId, RawNode, ReadState, Ready, Role, Term,
+    Error as RaftError, Index, LogWriter, Message, NodeId, Payload, RawNode, ReadState, Ready,
+    Role, Snapshot, Term,
 };
 use quorate_transport::Transport;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -63,6 +64,8 @@ pub(crate) struct Driver<SM> {
     /// refuses every request with `CORRUPT`, keeping its data directory as it is for the
     /// operator. A restart runs the same check again.
     corrupt: Option<String>,
+    /// The index of the last snapshot the log was compacted behind.
+    snapshot_index: Index,
 }
 
 /// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970): what
@@ -135,10 +138,17 @@ impl<SM: StateMachine> Driver<SM> {
             stopping_since: None,
             office: None,
             corrupt: None,
+            snapshot_index: 0,
         }
     }
 
     /// Runs until shutdown (or a fatal storage error).
+    /// The index of the snapshot the store's log was last compacted behind.
+    pub(crate) fn with_snapshot_index(mut self, index: Index) -> Self {
+        self.snapshot_index = index;
+        self
+    }
+
     pub(crate) async fn run(mut self) -> Result<(), NodeError> {
         let tick = self.config.tick();
         let mut wake = tokio::time::interval(tick);
@@ -390,12 +400,15 @@ impl<SM: StateMachine> Driver<SM> {
         for message in std::mem::take(&mut ready.early_messages) {
             self.transport.send(message);
         }
-        // 1. Persist: durable before anything that depends on it leaves.
+        // 1. Persist: durable before anything that depends on it leaves. A leader's snapshot
+        //    replaces the log first.
         if let Some(snapshot) = &ready.snapshot {
-            // Only a leader that compacted its log sends one, and no node compacts yet.
-            return Err(NodeError::Internal(format!(
-                "the leader sent {snapshot:?}, but this node cannot install snapshots yet"
-            )));
+            let mut store = self.store.clone();
+            let snapshot = snapshot.clone();
+            tokio::task::spawn_blocking(move || store.apply_snapshot(&snapshot))
+                .await
+                .map_err(|e| NodeError::Internal(format!("snapshot task: {e}")))?
+                .map_err(|e| NodeError::Internal(format!("install a snapshot: {e}")))?;
         }
         if ready.hard_state.is_some() && ready.entries.is_empty() && !ready.must_sync {
             // Only the commit index changed: a small unsynced write, done here rather than
@@ -418,6 +431,7 @@ impl<SM: StateMachine> Driver<SM> {
             .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
         }
         // 2. Send: requests to peers; responses to the RPCs waiting for them.
+        let mut snapshots = Vec::new();
         let send = tracing::debug_span!("send", messages = ready.messages.len()).entered();
         for message in std::mem::take(&mut ready.messages) {
             if message.payload.is_response() {
@@ -425,15 +439,23 @@ impl<SM: StateMachine> Driver<SM> {
                 if let Some(waiter) = self.rpc_waiters.remove(&id) {
                     let _ = waiter.send(message);
                 }
+            } else if matches!(message.payload, Payload::SnapshotRequest(_)) {
+                snapshots.push(message);
             } else {
                 self.transport.send(message);
             }
         }
         drop(send);
+        for message in snapshots {
+            self.send_snapshot(message).await?;
+        }
         if let Some(soft) = ready.soft_state {
             self.on_role(soft.role, soft.term, soft.leader_id);
         }
-        // 3. Apply.
+        // 3. Apply (the leader's snapshot first, which replaces the machine).
+        if let Some(snapshot) = ready.snapshot.take() {
+            self.restore(snapshot).await?;
+        }
         let committed = std::mem::take(&mut ready.committed_entries);
         if !committed.is_empty() {
             self.apply(committed).await?;
@@ -444,10 +466,108 @@ impl<SM: StateMachine> Driver<SM> {
         }
         self.serve_reads();
         // 5. Advance.
-        let _advance = tracing::debug_span!("advance").entered();
+        let advance = tracing::debug_span!("advance").entered();
         self.raw
             .advance()
-            .map_err(|e| NodeError::Internal(e.to_string()))
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        drop(advance);
+        self.maybe_compact().await
+    }
+
+    /// Sends a snapshot to a follower that needs entries this leader compacted. The core
+    /// names the stored snapshot, which carries no image (the machine in RocksDB is the
+    /// image); the machine's image now, of exactly its applied index (no apply runs while the
+    /// driver is here), replaces it, with that index: it covers at least as much.
+    async fn send_snapshot(&mut self, mut message: Message) -> Result<(), NodeError> {
+        let sm = self
+            .sm
+            .take()
+            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
+        let (sm, image) = tokio::task::spawn_blocking(move || {
+            let image = sm.image();
+            (sm, image)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("snapshot task: {e}")))?;
+        let index = sm.applied_index();
+        self.sm = Some(sm);
+        let image = image.map_err(|e| NodeError::Internal(format!("snapshot image: {e}")))?;
+        let meta = self
+            .raw
+            .snapshot_meta(index)
+            .map_err(|e| NodeError::Internal(format!("snapshot at {index}: {e}")))?;
+        if let Payload::SnapshotRequest(request) = &mut message.payload {
+            tracing::info!(
+                to = message.to,
+                index,
+                bytes = image.len(),
+                "sending a snapshot"
+            );
+            request.snapshot = Snapshot { meta, data: image };
+        }
+        self.transport.send(message);
+        Ok(())
+    }
+
+    /// Replaces the machine with a leader's snapshot the last Ready installed in the log.
+    async fn restore(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let mut sm = self
+            .sm
+            .take()
+            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
+        let index = snapshot.meta.index;
+        let (sm, result) = tokio::task::spawn_blocking(move || {
+            let result = sm.restore(&snapshot.data);
+            (sm, result)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("restore task: {e}")))?;
+        self.sm = Some(sm);
+        result.map_err(|e| NodeError::Internal(format!("restore the snapshot of {index}: {e}")))?;
+        self.snapshot_index = index;
+        let _ = self.applied_tx.send(index);
+        // Proposals at or before it ended one way or another: their outcome is unknown here.
+        let covered: Vec<Index> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
+        for i in covered {
+            if let Some((_, reply)) = self.proposals.remove(&i) {
+                let _ = reply.send(Err(NodeError::OutcomeUnknown {
+                    reason: format!("this node installed a snapshot of index {index}"),
+                }));
+            }
+        }
+        tracing::info!(index, "installed the leader's snapshot");
+        Ok(())
+    }
+
+    /// Compacts the log once `snapshot_count` entries were applied since the last time,
+    /// keeping `snapshot_catch_up_entries` behind the compaction point. The machine in
+    /// RocksDB is the snapshot's image (a follower that needs one gets the machine's image of
+    /// the moment, see `send_snapshot`), so the stored snapshot carries none.
+    async fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        let count = self.config.snapshot_count;
+        let applied = self.sm.as_ref().map_or(0, |sm| sm.applied_index());
+        if count == 0 || applied < self.snapshot_index.saturating_add(count) {
+            return Ok(());
+        }
+        let meta = self
+            .raw
+            .snapshot_meta(applied)
+            .map_err(|e| NodeError::Internal(format!("snapshot at {applied}: {e}")))?;
+        let up_to = applied
+            .saturating_sub(self.config.snapshot_catch_up_entries)
+            .max(self.raw.first_index() - 1);
+        let snapshot = Snapshot {
+            meta,
+            data: Bytes::new(),
+        };
+        let mut store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.compact(&snapshot, up_to))
+            .await
+            .map_err(|e| NodeError::Internal(format!("compaction task: {e}")))?
+            .map_err(|e| NodeError::Internal(format!("compact the log: {e}")))?;
+        tracing::info!(applied, up_to, "compacted the log");
+        self.snapshot_index = applied;
+        Ok(())
     }
 
     async fn apply(&mut self, entries: Vec<quorate_raft_core::Entry>) -> Result<(), NodeError> {

@@ -35,7 +35,7 @@ mod status;
 use std::sync::Arc;
 
 use quorate_log_store::LogStore;
-use quorate_raft_core::RawNode;
+use quorate_raft_core::{RawNode, Storage};
 use quorate_transport::{StatsTable, Transport, TransportConfig};
 use tokio::sync::{mpsc, watch};
 
@@ -69,6 +69,25 @@ pub fn start<SM: StateMachine>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Node, NodeError> {
     let raft_config = config.raft_config();
+    let mut sm = sm;
+    let stored = store
+        .snapshot()
+        .map_err(|e| NodeError::Internal(format!("cannot read the stored snapshot: {e}")))?;
+    if sm.applied_index() < stored.meta.index {
+        // A leader's snapshot was installed in the log but the machine did not take it
+        // before the process stopped: take it now.
+        if stored.data.is_empty() {
+            return Err(NodeError::Internal(format!(
+                "the state machine applied only up to index {} but the log was compacted up \
+                 to {} and the stored snapshot holds no image: the data directory is damaged",
+                sm.applied_index(),
+                stored.meta.index
+            )));
+        }
+        sm.restore(&stored.data)
+            .map_err(|e| NodeError::Internal(format!("cannot restore the stored snapshot: {e}")))?;
+    }
+    let snapshot_index = stored.meta.index;
     let raw = RawNode::new(raft_config, store.clone(), sm.applied_index())
         .map_err(|e| NodeError::Internal(format!("cannot start the Raft core: {e}")))?;
     let stats = Arc::new(StatsTable::default());
@@ -110,7 +129,8 @@ pub fn start<SM: StateMachine>(
     };
     let driver = driver::Driver::new(
         config, raw, store, sm, transport, input_rx, reply_rx, status_tx, applied_tx, shutdown,
-    );
+    )
+    .with_snapshot_index(snapshot_index);
     let driver = tokio::spawn(driver.run());
     Ok(Node {
         handle,

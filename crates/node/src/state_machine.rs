@@ -34,4 +34,12 @@ pub trait StateMachine: Send + 'static {
     /// node's clock reaches the log. An error (bytes that are not a command) refuses the
     /// proposal with the reason.
     fn stamp(&self, command: Bytes, time: ProposalTime) -> Result<Bytes, String>;
+
+    /// The machine's whole state as one image, of exactly `applied_index()` (no apply runs
+    /// meanwhile): what a snapshot sent to a follower carries.
+    fn image(&self) -> Result<Bytes, String>;
+
+    /// Replaces the whole state with `image` (a snapshot's), durably and atomically: after a
+    /// crash the machine is either as it was or as the image says, with the image's index.
+    fn restore(&mut self, image: &[u8]) -> Result<(), String>;
 }

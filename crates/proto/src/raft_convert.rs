@@ -385,6 +385,82 @@ pub fn response_from_proto(response: PeerResponse) -> Result<Message, ConvertErr
     })
 }
 
+/// The FNV-1a 64 hash a snapshot's chunks carry of its whole data.
+pub fn snapshot_checksum(data: &[u8]) -> u64 {
+    let mut hash = core::fnv::Fnv1a::default();
+    hash.write(data);
+    hash.finish()
+}
+
+/// A core `SnapshotRequest` as the chunks of a `Raft.InstallSnapshot` stream, each carrying
+/// at most `chunk_bytes` of data (at least one chunk, even for empty data); `None` for any
+/// other message.
+pub fn snapshot_to_chunks(
+    cluster_id: u64,
+    m: &Message,
+    chunk_bytes: usize,
+) -> Option<Vec<pb::InstallSnapshotChunk>> {
+    let Payload::SnapshotRequest(r) = &m.payload else {
+        return None;
+    };
+    let data = &r.snapshot.data;
+    let meta = &r.snapshot.meta;
+    let mut chunks: Vec<pb::InstallSnapshotChunk> = data
+        .chunks(chunk_bytes.max(1))
+        .map(|piece| pb::InstallSnapshotChunk {
+            data: data.slice_ref(piece),
+            ..Default::default()
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(pb::InstallSnapshotChunk::default());
+    }
+    let first = &mut chunks[0];
+    first.header = header(cluster_id, m);
+    first.index = meta.index;
+    first.term = meta.term;
+    first.voters = meta.conf_state.voters.iter().copied().collect();
+    first.learners = meta.conf_state.learners.iter().copied().collect();
+    first.voters_outgoing = meta.conf_state.voters_outgoing.iter().copied().collect();
+    first.round = r.round;
+    first.total_bytes = data.len() as u64;
+    first.checksum = snapshot_checksum(data);
+    Some(chunks)
+}
+
+/// The core message for a received snapshot: `first` is the stream's first chunk, `data` the
+/// whole data reassembled (its size and checksum already checked against `first`).
+pub fn snapshot_from_chunks(
+    first: &pb::InstallSnapshotChunk,
+    data: bytes::Bytes,
+) -> Result<Message, ConvertError> {
+    let h = open(first.header)?;
+    let conf_state = core::ConfState {
+        voters: first.voters.iter().copied().collect(),
+        learners: first.learners.iter().copied().collect(),
+        voters_outgoing: first.voters_outgoing.iter().copied().collect(),
+    };
+    if conf_state.voters.is_empty() {
+        return Err(ConvertError::Missing("InstallSnapshotChunk.voters"));
+    }
+    let snapshot = core::Snapshot {
+        meta: core::SnapshotMeta {
+            index: first.index,
+            term: first.term,
+            conf_state,
+        },
+        data,
+    };
+    Ok(message(
+        &h,
+        Payload::SnapshotRequest(core::SnapshotRequest {
+            snapshot,
+            round: first.round,
+            request_id: 0,
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,7 @@ impl Transport {
                 config: config.clone(),
                 backoff: config.backoff_min,
                 down_until: None,
+                snapshot_in_flight: Arc::new(AtomicBool::new(false)),
             };
             tokio::spawn(task.run());
             queues.insert(peer, tx);
@@ -417,7 +419,12 @@ struct PeerTask {
     config: Arc<TransportConfig>,
     backoff: Duration,
     down_until: Option<Instant>,
+    /// A snapshot is streaming to the peer (one at a time).
+    snapshot_in_flight: Arc<AtomicBool>,
 }
+
+/// The largest chunk of a snapshot stream.
+const MAX_SNAPSHOT_CHUNK: usize = 1 << 20;
 
 impl PeerTask {
     async fn run(mut self) {
@@ -480,6 +487,9 @@ impl PeerTask {
     }
 
     fn start(&self, message: Message) -> Option<RpcFuture> {
+        if matches!(message.payload, Payload::SnapshotRequest(_)) {
+            return self.start_snapshot(message);
+        }
         let Some(mut request) = raft_convert::request_to_proto(self.config.cluster_id, &message)
         else {
             tracing::warn!(
@@ -526,6 +536,48 @@ impl PeerTask {
             };
             RpcDone {
                 is_append,
+                started,
+                result,
+            }
+        }))
+    }
+
+    /// Streams a snapshot in chunks (`Raft.InstallSnapshot`). At most one streams to a peer
+    /// at a time: the core sends a snapshot again when it hears nothing back for an election
+    /// timeout, and one that arrives while the last still streams is dropped (counted).
+    fn start_snapshot(&self, message: Message) -> Option<RpcFuture> {
+        let chunk_bytes = (self.config.max_message_bytes / 4).clamp(1, MAX_SNAPSHOT_CHUNK);
+        let mut chunks =
+            raft_convert::snapshot_to_chunks(self.config.cluster_id, &message, chunk_bytes)?;
+        if self.snapshot_in_flight.swap(true, Ordering::AcqRel) {
+            self.stats.dropped(self.peer);
+            return None;
+        }
+        if let Some(header) = chunks[0].header.as_mut() {
+            header.timing = Some(self.config.timing);
+        }
+        let total: u64 = chunks.first().map_or(0, |c| c.total_bytes);
+        // The usual deadline, plus a second for every 8 MiB.
+        let deadline = self.config.rpc_timeout * 4 + Duration::from_secs(total >> 23);
+        let in_flight = self.snapshot_in_flight.clone();
+        let mut client = self.client.clone();
+        tracing::info!(peer = self.peer, bytes = total, "streaming a snapshot");
+        Some(Box::pin(async move {
+            let started = Instant::now();
+            let call = async {
+                let stream = futures_util::stream::iter(chunks);
+                let reply = client.install_snapshot(timed(stream, deadline)).await?;
+                Ok(Some(PeerResponse::Append(reply.into_inner())))
+            };
+            let result = match tokio::time::timeout(deadline, call).await {
+                Ok(result) => result,
+                Err(_) => Err(tonic::Status::deadline_exceeded(
+                    "snapshot deadline exceeded",
+                )),
+            };
+            in_flight.store(false, Ordering::Release);
+            RpcDone {
+                is_append: false,
                 started,
                 result,
             }

@@ -11,7 +11,7 @@ use quorate_proto::raft::raft_server::{Raft, RaftServer};
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Index, Message, NodeId, Term};
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::stats::StatsTable;
 
@@ -172,8 +172,65 @@ fn mismatch() -> Status {
     Status::internal("the node answered with a response of another kind")
 }
 
+/// The largest snapshot a node accepts.
+const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+
 #[tonic::async_trait]
 impl<H: PeerHandler> Raft for RaftService<H> {
+    #[tracing::instrument(name = "Raft.InstallSnapshot", level = "debug", skip_all)]
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::InstallSnapshotChunk>>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let mut stream = request.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument(
+                "InstallSnapshot: the stream ended before its first chunk",
+            ));
+        };
+        self.check_header(first.header.as_ref())?;
+        let total = first.total_bytes;
+        if total > MAX_SNAPSHOT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "InstallSnapshot: total_bytes {total} exceeds the limit of {MAX_SNAPSHOT_BYTES}"
+            )));
+        }
+        let mut data = Vec::with_capacity(total as usize);
+        data.extend_from_slice(&first.data);
+        while let Some(chunk) = stream.message().await? {
+            if (data.len() + chunk.data.len()) as u64 > total {
+                return Err(Status::invalid_argument(format!(
+                    "InstallSnapshot: the chunks carry more than total_bytes ({total})"
+                )));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        if data.len() as u64 != total {
+            return Err(Status::invalid_argument(format!(
+                "InstallSnapshot: the stream ended after {} of total_bytes {total}",
+                data.len()
+            )));
+        }
+        let checksum = raft_convert::snapshot_checksum(&data);
+        if checksum != first.checksum {
+            return Err(Status::data_loss(format!(
+                "InstallSnapshot: checksum {checksum:016x} of the data received differs from \
+                 the sender's {:016x}",
+                first.checksum
+            )));
+        }
+        let message = raft_convert::snapshot_from_chunks(&first, Bytes::from(data))
+            .map_err(|e| Status::invalid_argument(format!("InstallSnapshot: {e}")))?;
+        let Some(reply) = self.handler.deliver(message).await? else {
+            return Err(Status::unavailable("the node produced no answer"));
+        };
+        match raft_convert::response_to_proto(self.cluster_id, &reply) {
+            Ok(PeerResponse::Append(a)) => Ok(Response::new(a)),
+            Ok(_) => Err(mismatch()),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
     #[tracing::instrument(name = "Raft.RequestVote", level = "trace", skip_all)]
     async fn request_vote(
         &self,

@@ -488,6 +488,18 @@ impl StateMachine for RocksMachine {
         machine::stamp(&command, clock).map_err(|e| e.to_string())
     }
 
+    fn image(&self) -> Result<Bytes, String> {
+        RocksMachine::export_image(&self.state.db)
+            .map(Bytes::from)
+            .map_err(|e| format!("reading the machine's image failed: {e}"))
+    }
+
+    fn restore(&mut self, image: &[u8]) -> Result<(), String> {
+        *self = RocksMachine::restore(self.state.db.clone(), image)
+            .map_err(|e| format!("restoring the machine from a snapshot failed: {e}"))?;
+        Ok(())
+    }
+
     fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String> {
         let mut outputs = Vec::with_capacity(entries.len());
         for entry in entries {
