@@ -4,10 +4,19 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use quorate_integration_tests::client::{authorize, Clients, Pick};
 use quorate_integration_tests::Cluster;
+use quorate_node::NodeConfig;
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_client::AdminClient;
+use quorate_proto::raft as raft_pb;
+use quorate_proto::raft::raft_client::RaftClient;
+use quorate_proto::raft_convert::snapshot_checksum;
+
+/// One cluster at a time: two cores cannot run several without starving elections.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn write_some(cluster: &Cluster, prefix: &str, n: usize) {
     let mut clients = Clients::default();
@@ -61,6 +70,7 @@ async fn all_applied_and_equal(cluster: &Cluster, events: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_down_during_compactions_catches_up_through_a_snapshot() {
+    let _serial = SERIAL.lock().await;
     let args = [
         "--snapshot-count",
         "40",
@@ -107,4 +117,116 @@ async fn a_follower_down_during_compactions_catches_up_through_a_snapshot() {
     cluster.restart(follower).unwrap();
     write_some(&cluster, "after-restart", 5).await;
     all_applied_and_equal(&cluster, 185).await;
+}
+
+/// Sends one InstallSnapshot stream of `chunks` to node `to` as member `from` would.
+async fn install(
+    cluster: &Cluster,
+    from: u64,
+    to: u64,
+    mut chunks: Vec<raft_pb::InstallSnapshotChunk>,
+) -> Result<raft_pb::AppendEntriesResponse, tonic::Status> {
+    let peers: BTreeMap<u64, String> = cluster
+        .nodes
+        .iter()
+        .map(|(&id, n)| (id, n.spec.peer.clone()))
+        .collect();
+    let config = NodeConfig::new(from, NodeConfig::cluster_id_for(&peers), peers.clone());
+    chunks[0].header = Some(raft_pb::Header {
+        cluster_id: config.cluster_id,
+        from,
+        to,
+        term: 1,
+        timing: Some(config.timing()),
+    });
+    let mut client = RaftClient::connect(format!("http://{}", peers[&to]))
+        .await
+        .unwrap();
+    client
+        .install_snapshot(futures_util::stream::iter(chunks))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn first_chunk(
+    index: u64,
+    data: &[u8],
+    total_bytes: u64,
+    checksum: u64,
+) -> raft_pb::InstallSnapshotChunk {
+    raft_pb::InstallSnapshotChunk {
+        index,
+        term: 1,
+        voters: vec![1, 2, 3],
+        total_bytes,
+        checksum,
+        data: data.to_vec().into(),
+        ..Default::default()
+    }
+}
+
+/// Bad snapshots get a status that says what is wrong, and change nothing: a damaged
+/// transfer (wrong checksum, fewer bytes than announced), one over the size limit, and one
+/// whose image is not of the index it claims (which the node must never install: it would
+/// diverge silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_snapshots_are_refused_with_a_reason_and_change_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap();
+    write_some(&cluster, "before", 5).await;
+    all_applied_and_equal(&cluster, 5).await;
+    let target = if leader == 1 { 2 } else { 1 };
+    let from = 6 - leader - target;
+
+    let damaged = install(&cluster, from, target, vec![first_chunk(900, b"abc", 3, 1)]).await;
+    let status = damaged.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    assert!(status.message().contains("checksum"), "{status:?}");
+
+    let short = install(
+        &cluster,
+        from,
+        target,
+        vec![first_chunk(900, b"abc", 10, snapshot_checksum(b"abc"))],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(short.code(), tonic::Code::InvalidArgument, "{short:?}");
+    assert!(
+        short.message().contains("after 3 of total_bytes 10"),
+        "{short:?}"
+    );
+
+    let huge = install(
+        &cluster,
+        from,
+        target,
+        vec![first_chunk(900, b"", 2 << 30, 0)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(huge.code(), tonic::Code::ResourceExhausted, "{huge:?}");
+
+    // Well formed, but the (empty) image is of index 0, not of 900.
+    let lying = install(
+        &cluster,
+        from,
+        target,
+        vec![first_chunk(900, b"", 0, snapshot_checksum(b""))],
+    )
+    .await;
+    assert!(lying.is_err(), "{lying:?}");
+    let log = cluster.log(target);
+    assert!(
+        log.contains("refused a snapshot: it claims index 900 but its image is of index 0"),
+        "{log}"
+    );
+
+    // Nothing changed: the cluster goes on, every node agrees.
+    write_some(&cluster, "after", 5).await;
+    all_applied_and_equal(&cluster, 10).await;
 }

@@ -35,8 +35,9 @@
 //! log the same way. `first_index` and `last_index` are kept in memory, computed at open (the
 //! log must be contiguous from one past the compaction point) and updated by each write.
 //! The node compacts with a snapshot that carries no data (its state machine, in this same
-//! database, is the image) and installs a leader's snapshot with its image, which it keeps
-//! until the machine has taken it.
+//! database, is the image) and installs a leader's snapshot with its image, which stays in
+//! the `snapshot` record (so a node that stops before its machine took it takes it at the
+//! next start) until the next compaction replaces the record.
 //!
 //! ## Durability, and the duties of `quorate_raft_core`'s storage contract
 //!

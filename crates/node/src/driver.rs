@@ -17,7 +17,7 @@ use quorate_raft_core::{
     Error as RaftError, Index, LogWriter, Message, NodeId, Payload, RawNode, ReadState, Ready,
     Role, Snapshot, Term,
 };
-use quorate_transport::Transport;
+use quorate_transport::{Transport, MAX_SNAPSHOT_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
@@ -329,6 +329,11 @@ impl<SM: StateMachine> Driver<SM> {
         }
         match input {
             Input::Peer { mut message, reply } => {
+                if let Err(why) = self.check_snapshot_image(&message) {
+                    // Dropping the reply fails the leader's RPC; it sends one again later.
+                    tracing::warn!(from = message.from, "refused a snapshot: {why}");
+                    return Ok(());
+                }
                 if let Some(reply) = reply {
                     let id = self.next_id();
                     message.payload.set_request_id(id);
@@ -446,9 +451,7 @@ impl<SM: StateMachine> Driver<SM> {
             }
         }
         drop(send);
-        for message in snapshots {
-            self.send_snapshot(message).await?;
-        }
+        self.send_snapshots(snapshots).await?;
         if let Some(soft) = ready.soft_state {
             self.on_role(soft.role, soft.term, soft.leader_id);
         }
@@ -474,11 +477,21 @@ impl<SM: StateMachine> Driver<SM> {
         self.maybe_compact().await
     }
 
-    /// Sends a snapshot to a follower that needs entries this leader compacted. The core
-    /// names the stored snapshot, which carries no image (the machine in RocksDB is the
-    /// image); the machine's image now, of exactly its applied index (no apply runs while the
-    /// driver is here), replaces it, with that index: it covers at least as much.
-    async fn send_snapshot(&mut self, mut message: Message) -> Result<(), NodeError> {
+    /// Sends snapshots to followers that need entries this leader compacted. The core names
+    /// the stored snapshot, which carries no image (the machine in RocksDB is the image); the
+    /// machine's image now, of exactly its applied index (no apply runs while the driver is
+    /// here), replaces it, with that index: it covers at least as much. One image serves
+    /// every follower of this Ready; none is made for a follower a snapshot still streams to
+    /// (the core sends one again when it hears nothing back, and the transport would drop
+    /// it).
+    async fn send_snapshots(&mut self, messages: Vec<Message>) -> Result<(), NodeError> {
+        let messages: Vec<Message> = messages
+            .into_iter()
+            .filter(|m| !self.transport.snapshot_streaming(m.to))
+            .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
         let sm = self
             .sm
             .take()
@@ -492,21 +505,52 @@ impl<SM: StateMachine> Driver<SM> {
         let index = sm.applied_index();
         self.sm = Some(sm);
         let image = image.map_err(|e| NodeError::Internal(format!("snapshot image: {e}")))?;
+        if image.len() as u64 > MAX_SNAPSHOT_BYTES {
+            tracing::error!(
+                bytes = image.len(),
+                limit = MAX_SNAPSHOT_BYTES,
+                "the state machine's image exceeds the snapshot limit: followers that need a \
+                 snapshot cannot catch up (raise --snapshot-catch-up-entries, or replace them \
+                 from a backup)"
+            );
+            return Ok(());
+        }
         let meta = self
             .raw
             .snapshot_meta(index)
             .map_err(|e| NodeError::Internal(format!("snapshot at {index}: {e}")))?;
-        if let Payload::SnapshotRequest(request) = &mut message.payload {
-            tracing::info!(
-                to = message.to,
-                index,
-                bytes = image.len(),
-                "sending a snapshot"
-            );
-            request.snapshot = Snapshot { meta, data: image };
+        let snapshot = Snapshot { meta, data: image };
+        for mut message in messages {
+            if let Payload::SnapshotRequest(request) = &mut message.payload {
+                tracing::info!(
+                    to = message.to,
+                    index,
+                    bytes = snapshot.data.len(),
+                    "sending a snapshot"
+                );
+                request.snapshot = snapshot.clone();
+            }
+            self.transport.send(message);
         }
-        self.transport.send(message);
         Ok(())
+    }
+
+    /// A leader's snapshot must carry an image of exactly the index it claims: installing one
+    /// cannot be undone, and an image of another index would silently diverge.
+    fn check_snapshot_image(&self, message: &Message) -> Result<(), String> {
+        let Payload::SnapshotRequest(request) = &message.payload else {
+            return Ok(());
+        };
+        let Some(sm) = self.sm.as_ref() else {
+            return Err("the state machine is busy".into());
+        };
+        let claimed = request.snapshot.meta.index;
+        match sm.image_index(&request.snapshot.data)? {
+            index if index == claimed => Ok(()),
+            index => Err(format!(
+                "it claims index {claimed} but its image is of index {index}"
+            )),
+        }
     }
 
     /// Replaces the machine with a leader's snapshot the last Ready installed in the log.
@@ -522,10 +566,16 @@ impl<SM: StateMachine> Driver<SM> {
         })
         .await
         .map_err(|e| NodeError::Internal(format!("restore task: {e}")))?;
+        let restored = sm.applied_index();
         self.sm = Some(sm);
         result.map_err(|e| NodeError::Internal(format!("restore the snapshot of {index}: {e}")))?;
+        if restored != index {
+            return Err(NodeError::Internal(format!(
+                "the machine restored from the snapshot of index {index} says it applied {restored}"
+            )));
+        }
         self.snapshot_index = index;
-        let _ = self.applied_tx.send(index);
+        self.applied_tx.send_replace(index);
         // Proposals at or before it ended one way or another: their outcome is unknown here.
         let covered: Vec<Index> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
         for i in covered {

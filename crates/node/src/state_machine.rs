@@ -39,6 +39,10 @@ pub trait StateMachine: Send + 'static {
     /// meanwhile): what a snapshot sent to a follower carries.
     fn image(&self) -> Result<Bytes, String>;
 
+    /// The applied index `image` is of, read from the image itself (the node checks it against
+    /// the index a leader's snapshot claims before installing anything).
+    fn image_index(&self, image: &[u8]) -> Result<Index, String>;
+
     /// Replaces the whole state with `image` (a snapshot's), durably and atomically: after a
     /// crash the machine is either as it was or as the image says, with the image's index.
     fn restore(&mut self, image: &[u8]) -> Result<(), String>;

@@ -52,11 +52,15 @@ impl StateMachine for Echo {
         Ok(Bytes::copy_from_slice(&self.applied.to_be_bytes()))
     }
 
-    fn restore(&mut self, image: &[u8]) -> Result<(), String> {
+    fn image_index(&self, image: &[u8]) -> Result<Index, String> {
         let bytes: [u8; 8] = image
             .try_into()
             .map_err(|_| "not an Echo image".to_string())?;
-        self.applied = Index::from_be_bytes(bytes);
+        Ok(Index::from_be_bytes(bytes))
+    }
+
+    fn restore(&mut self, image: &[u8]) -> Result<(), String> {
+        self.applied = self.image_index(image)?;
         Ok(())
     }
 }

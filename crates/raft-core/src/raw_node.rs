@@ -343,8 +343,10 @@ impl<S: Storage> RawNode<S> {
 
     /// Where a snapshot of the state machine as of `index` cuts the log: its term and the
     /// membership (today's: membership does not change yet; with membership changes it must
-    /// be the one in force at `index`). The driver takes its image of the machine at exactly that index,
-    /// stores both with [`crate::LogWriter::compact`], and the entries up to there are gone.
+    /// be the one in force at `index`). The driver stores it with [`crate::LogWriter::compact`]
+    /// together with its machine's image of exactly that index (or none, when the machine
+    /// keeps its state durably itself and makes an image when one is sent), and the entries up
+    /// to the compaction point are gone.
     ///
     /// Refused for an index the state machine has not applied (a snapshot must never claim
     /// entries its image lacks: a follower installing it would skip them for good) and for

@@ -30,8 +30,14 @@ pub struct Transport {
     queues: Arc<BTreeMap<NodeId, mpsc::Sender<Message>>>,
     clients: Arc<BTreeMap<NodeId, RaftClient<Channel>>>,
     forwarders: Arc<BTreeMap<NodeId, mpsc::Sender<ForwardJob>>>,
+    /// Per peer: a snapshot is streaming to it.
+    snapshots: Arc<BTreeMap<NodeId, Arc<AtomicBool>>>,
     stats: Arc<StatsTable>,
 }
+
+/// The largest snapshot a node sends or accepts (its image is held in memory, and stored as
+/// one RocksDB value on the follower).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 /// One forwarded command waiting to go out in a batch.
 struct ForwardJob {
@@ -68,6 +74,7 @@ impl Transport {
         let mut queues = BTreeMap::new();
         let mut clients = BTreeMap::new();
         let mut forwarders = BTreeMap::new();
+        let mut snapshots = BTreeMap::new();
         for (&peer, address) in &config.peers {
             if peer == config.node_id {
                 continue;
@@ -95,6 +102,8 @@ impl Transport {
             ));
             forwarders.insert(peer, forward_tx);
             let (tx, rx) = mpsc::channel(config.queue_capacity);
+            let snapshot_in_flight = Arc::new(AtomicBool::new(false));
+            snapshots.insert(peer, snapshot_in_flight.clone());
             let task = PeerTask {
                 peer,
                 client: client.clone(),
@@ -104,7 +113,7 @@ impl Transport {
                 config: config.clone(),
                 backoff: config.backoff_min,
                 down_until: None,
-                snapshot_in_flight: Arc::new(AtomicBool::new(false)),
+                snapshot_in_flight,
             };
             tokio::spawn(task.run());
             queues.insert(peer, tx);
@@ -115,8 +124,17 @@ impl Transport {
             queues: Arc::new(queues),
             clients: Arc::new(clients),
             forwarders: Arc::new(forwarders),
+            snapshots: Arc::new(snapshots),
             stats,
         })
+    }
+
+    /// Whether a snapshot is streaming to `peer` now (a second one would be dropped: the
+    /// node need not build it).
+    pub fn snapshot_streaming(&self, peer: NodeId) -> bool {
+        self.snapshots
+            .get(&peer)
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
     }
 
     /// Queues `message` for its recipient. Never blocks: when the peer's queue is full (the

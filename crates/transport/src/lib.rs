@@ -24,7 +24,7 @@ mod error;
 mod server;
 mod stats;
 
-pub use client::Transport;
+pub use client::{Transport, MAX_SNAPSHOT_BYTES};
 pub use config::TransportConfig;
 pub use error::{Error, Result};
 pub use server::{incoming, serve, PeerHandler, RaftService};

@@ -13,6 +13,7 @@ use quorate_raft_core::{Index, Message, NodeId, Term};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::client::MAX_SNAPSHOT_BYTES;
 use crate::stats::StatsTable;
 
 /// What the transport needs from the node.
@@ -58,6 +59,8 @@ pub struct RaftService<H> {
     timing: pb::Timing,
     handler: H,
     stats: Arc<StatsTable>,
+    /// One snapshot received at a time (each is held in memory whole).
+    snapshot_slot: Arc<tokio::sync::Semaphore>,
 }
 
 impl<H: PeerHandler> RaftService<H> {
@@ -78,6 +81,7 @@ impl<H: PeerHandler> RaftService<H> {
             timing,
             handler,
             stats,
+            snapshot_slot: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -172,8 +176,8 @@ fn mismatch() -> Status {
     Status::internal("the node answered with a response of another kind")
 }
 
-/// The largest snapshot a node accepts.
-const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+/// Memory reserved up front for a snapshot being received; more only as data arrives.
+const SNAPSHOT_RESERVE_BYTES: u64 = 64 << 20;
 
 #[tonic::async_trait]
 impl<H: PeerHandler> Raft for RaftService<H> {
@@ -195,7 +199,12 @@ impl<H: PeerHandler> Raft for RaftService<H> {
                 "InstallSnapshot: total_bytes {total} exceeds the limit of {MAX_SNAPSHOT_BYTES}"
             )));
         }
-        let mut data = Vec::with_capacity(total as usize);
+        let Ok(_slot) = self.snapshot_slot.try_acquire() else {
+            return Err(Status::resource_exhausted(
+                "InstallSnapshot: another snapshot is being received; the leader retries",
+            ));
+        };
+        let mut data = Vec::with_capacity(total.min(SNAPSHOT_RESERVE_BYTES) as usize);
         data.extend_from_slice(&first.data);
         while let Some(chunk) = stream.message().await? {
             if (data.len() + chunk.data.len()) as u64 > total {

@@ -494,6 +494,10 @@ impl StateMachine for RocksMachine {
             .map_err(|e| format!("reading the machine's image failed: {e}"))
     }
 
+    fn image_index(&self, image: &[u8]) -> Result<Index, String> {
+        machine::image_applied_index(image).map_err(|e| e.to_string())
+    }
+
     fn restore(&mut self, image: &[u8]) -> Result<(), String> {
         *self = RocksMachine::restore(self.state.db.clone(), image)
             .map_err(|e| format!("restoring the machine from a snapshot failed: {e}"))?;

@@ -1,0 +1,212 @@
+//! Log compaction over a long run. A 3-node cluster with automatic snapshots takes `--events`
+//! payment events, then, in the same run, a cluster with `--snapshot-count 0` (the whole log
+//! kept) takes the same load. Prints, at every sample, each node's data directory size and
+//! resident memory, and at the end how long a restarted follower takes to serve again.
+//!
+//!   cargo build --release --bins
+//!   cargo run --release -p quorate-integration-tests --bin snapshot-soak -- --events 200000
+//!
+//! Figures from one run; compare the two clusters of that run, not numbers across machines.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use futures_util::future::join_all;
+use indicatif::{ProgressBar, ProgressStyle};
+use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::Cluster;
+
+#[derive(Parser, Debug)]
+#[command(about = "Data size, memory and restart time with and without log compaction")]
+struct Cli {
+    /// Payment events each cluster takes.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Concurrent clients, spread over the three nodes.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// `--snapshot-count` of the compacting cluster.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// `--snapshot-catch-up-entries` of the compacting cluster.
+    #[arg(long, default_value_t = 5_000)]
+    catch_up_entries: u64,
+    /// How many samples to print over the run.
+    #[arg(long, default_value_t = 5)]
+    samples: u64,
+}
+
+/// Bytes under `path`, every file counted.
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Resident memory of a process, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// One line per node: data directory size and resident memory.
+fn sample(cluster: &Cluster, label: &str, written: u64, bar: &ProgressBar) {
+    let mut cells = Vec::new();
+    for (&id, node) in &cluster.nodes {
+        let pid = cluster.pid(id).map(|p| p.as_raw() as u32).unwrap_or(0);
+        cells.push(format!(
+            "n{id} disk {} rss {}",
+            mib(dir_bytes(&node.spec.data_dir)),
+            mib(rss_bytes(pid))
+        ));
+    }
+    bar.println(format!(
+        "{label:>12} {written:>8} events: {}",
+        cells.join(" | ")
+    ));
+}
+
+/// Loads `cluster` with `events` authorizations from `clients` clients, sampling as it goes.
+async fn load(cli: &Cli, cluster: &Cluster, label: &str) -> Result<Duration> {
+    let bar = ProgressBar::new(cli.events).with_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .context("progress style")?
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    let next = Cell::new(0u64);
+    let done = Cell::new(0u64);
+    let every = (cli.events / cli.samples.max(1)).max(1);
+    let started = Instant::now();
+    let worker = |w: usize| {
+        let (next, done, bar) = (&next, &done, &bar);
+        async move {
+            let mut clients = Clients::default();
+            let mut pick = Pick::new(w as u64 * 31 + 7);
+            loop {
+                let n = next.get();
+                if n >= cli.events {
+                    return;
+                }
+                next.set(n + 1);
+                let id = format!("soak-{n}");
+                clients
+                    .submit(
+                        cluster,
+                        &mut pick,
+                        &authorize(&id, &id, 100),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{id} never acknowledged: {e}"));
+                let finished = done.get() + 1;
+                done.set(finished);
+                bar.inc(1);
+                if finished % every == 0 {
+                    sample(cluster, label, finished, bar);
+                }
+            }
+        }
+    };
+    join_all((0..cli.clients).map(worker)).await;
+    bar.finish_and_clear();
+    Ok(started.elapsed())
+}
+
+/// Restarts a follower and returns how long it took to apply what the leader had committed.
+async fn restart_time(cluster: &mut Cluster) -> Result<Duration> {
+    let leader = cluster.wait_for_leader(Duration::from_secs(15)).await?;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let target = cluster
+        .status(leader)
+        .await
+        .context("leader status")?
+        .commit_index;
+    cluster
+        .wait_applied(target, Duration::from_secs(60))
+        .await?;
+    cluster.sigterm(follower, Duration::from_secs(30))?;
+    let started = Instant::now();
+    cluster.restart(follower)?;
+    loop {
+        if let Some(status) = cluster.status(follower).await {
+            if status.applied_index >= target {
+                return Ok(started.elapsed());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            anyhow::bail!("node {follower} did not catch up within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runs = [
+        (
+            "compacting",
+            vec![
+                "--snapshot-count".to_string(),
+                cli.snapshot_count.to_string(),
+                "--snapshot-catch-up-entries".to_string(),
+                cli.catch_up_entries.to_string(),
+            ],
+        ),
+        (
+            "whole-log",
+            vec!["--snapshot-count".to_string(), "0".to_string()],
+        ),
+    ];
+    let mut results = Vec::new();
+    for (label, args) in runs {
+        let mut cluster = Cluster::start_with_args(3, args)?;
+        cluster.wait_for_leader(Duration::from_secs(15)).await?;
+        let took = load(&cli, &cluster, label).await?;
+        sample(&cluster, label, cli.events, &ProgressBar::hidden());
+        let disk: u64 = cluster
+            .nodes
+            .values()
+            .map(|n| dir_bytes(&n.spec.data_dir))
+            .max()
+            .unwrap_or(0);
+        let restart = restart_time(&mut cluster).await?;
+        results.push((label, took, disk, restart));
+    }
+    println!();
+    println!(
+        "events per cluster: {}, clients: {}",
+        cli.events, cli.clients
+    );
+    for (label, took, disk, restart) in &results {
+        println!(
+            "{label:>12}: load {:.1} s ({:.0} events/s), largest data dir {}, follower restart \
+             to caught up {:.2} s",
+            took.as_secs_f64(),
+            cli.events as f64 / took.as_secs_f64(),
+            mib(*disk),
+            restart.as_secs_f64()
+        );
+    }
+    Ok(())
+}
