@@ -338,6 +338,17 @@ impl LogStore {
             .map_err(rocksdb_error("write a snapshot", &inner.path))?;
         *base = new_base;
         *last_index = new_last;
+        drop(last_index);
+        drop(base);
+        // Give the space back now: the deleted entries' files are dropped or rewritten at once
+        // rather than whenever RocksDB would next compact them.
+        if delete_to > old_base.0 {
+            inner.db.compact_range_cf(
+                log,
+                Some(log_key(old_base.0 + 1)),
+                Some(log_key(delete_to + 1)),
+            );
+        }
         Ok(())
     }
 }

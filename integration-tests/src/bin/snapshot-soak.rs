@@ -79,10 +79,9 @@ fn sample(cluster: &Cluster, label: &str, written: u64, bar: &ProgressBar) {
             mib(rss_bytes(pid))
         ));
     }
-    bar.println(format!(
-        "{label:>12} {written:>8} events: {}",
-        cells.join(" | ")
-    ));
+    let line = format!("{label:>12} {written:>8} events: {}", cells.join(" | "));
+    // (Printed even without a terminal, where the bar itself is hidden.)
+    bar.suspend(|| println!("{line}"));
 }
 
 /// Loads `cluster` with `events` authorizations from `clients` clients, sampling as it goes.
