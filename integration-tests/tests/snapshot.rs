@@ -97,6 +97,14 @@ async fn a_follower_down_during_compactions_catches_up_through_a_snapshot() {
         "{}",
         cluster.log(leader)
     );
+    // Status shows where the log now starts: past everything the follower held.
+    let status = cluster.status(leader).await.unwrap();
+    assert!(
+        status.first_log_index > 11 && status.first_log_index <= status.commit_index,
+        "first log index {} (commit {})",
+        status.first_log_index,
+        status.commit_index
+    );
     cluster.restart(follower).unwrap();
     all_applied_and_equal(&cluster, 160).await;
     let leader_log = cluster.log(leader);

@@ -65,6 +65,8 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "is_leader": s.role == pb::Role::Leader as i32, "term": s.term,
                     "leader": s.leader_id, "commit_index": s.commit_index,
                     "applied_index": s.applied_index, "last_log_index": s.last_log_index,
+                    "first_log_index": s.first_log_index,
+                    "data_size_bytes": s.data_size_bytes,
                     "lease_remaining_ms": s.lease_remaining_ms, "has_leader": s.has_leader,
                     "quorum_active": s.quorum_active,
                     "rejoining_after_term": s.rejoining_after_term,

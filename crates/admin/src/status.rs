@@ -70,6 +70,7 @@ pub fn status_to_proto(
         leader_id: raft.leader_id.unwrap_or(0),
         commit_index: raft.commit_index,
         applied_index: raft.applied_index,
+        first_log_index: raft.first_log_index,
         last_log_index: raft.last_log_index,
         last_log_term: raft.last_log_term,
         persisted_index: raft.persisted_index,

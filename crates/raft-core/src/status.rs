@@ -43,6 +43,9 @@ pub struct Status {
     pub applied_index: Index,
     /// Highest index on its stable storage.
     pub persisted_index: Index,
+    /// The first index still in its log: entries before it were compacted into a snapshot
+    /// (1 when the log was never compacted).
+    pub first_log_index: Index,
     /// Its last log index.
     pub last_log_index: Index,
     /// The term of its last entry.
@@ -161,6 +164,7 @@ impl<S: Storage> Raft<S> {
             commit_index: self.log.committed,
             applied_index: self.log.applied,
             persisted_index: self.log.persisted,
+            first_log_index: self.log.first_index(),
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term().unwrap_or(0),
             lease_remaining_ticks: if self.lease_valid() {
