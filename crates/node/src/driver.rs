@@ -66,7 +66,15 @@ pub(crate) struct Driver<SM> {
     corrupt: Option<String>,
     /// The index of the last snapshot the log was compacted behind.
     snapshot_index: Index,
+    /// An image is being read for snapshots to send (one at a time).
+    reading_image: bool,
+    /// Images read, with the snapshot messages waiting for them.
+    images_tx: mpsc::UnboundedSender<ImageRead>,
+    images_rx: mpsc::UnboundedReceiver<ImageRead>,
 }
+
+/// Snapshot messages and the image read for them.
+type ImageRead = (Vec<Message>, Result<Bytes, String>);
 
 /// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970): what
 /// a leader stamps on commands and what `Status` reports for peers to compare.
@@ -118,6 +126,7 @@ impl<SM: StateMachine> Driver<SM> {
         applied_tx: watch::Sender<Index>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let (images_tx, images_rx) = mpsc::unbounded_channel();
         Driver {
             config,
             raw,
@@ -139,6 +148,9 @@ impl<SM: StateMachine> Driver<SM> {
             office: None,
             corrupt: None,
             snapshot_index: 0,
+            reading_image: false,
+            images_tx,
+            images_rx,
         }
     }
 
@@ -170,6 +182,9 @@ impl<SM: StateMachine> Driver<SM> {
                     if let Err(e) = self.catch_up_ticks().and_then(|_| self.step(message)) {
                         break Err(e);
                     }
+                }
+                Some((messages, image)) = self.images_rx.recv() => {
+                    self.images_read(messages, image);
                 }
             }
             if let Err(e) = self.turn().await {
@@ -451,7 +466,7 @@ impl<SM: StateMachine> Driver<SM> {
             }
         }
         drop(send);
-        self.send_snapshots(snapshots).await?;
+        self.send_snapshots(snapshots)?;
         if let Some(soft) = ready.soft_state {
             self.on_role(soft.role, soft.term, soft.leader_id);
         }
@@ -478,33 +493,43 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     /// Sends snapshots to followers that need entries this leader compacted. The core names
-    /// the stored snapshot, which carries no image (the machine in RocksDB is the image); the
-    /// machine's image now, of exactly its applied index (no apply runs while the driver is
-    /// here), replaces it, with that index: it covers at least as much. One image serves
-    /// every follower of this Ready; none is made for a follower a snapshot still streams to
-    /// (the core sends one again when it hears nothing back, and the transport would drop
-    /// it).
-    async fn send_snapshots(&mut self, messages: Vec<Message>) -> Result<(), NodeError> {
+    /// the stored snapshot, which carries no image (the machine in RocksDB is the image): the
+    /// machine's image is read on a blocking thread while the node goes on (see
+    /// `StateMachine::image_reader`), and `images_read` sends it, with the index the image
+    /// itself says it is of, which covers at least the stored snapshot. One read serves every
+    /// follower of this Ready; none starts while another runs, or for a follower a snapshot
+    /// still streams to (the core sends one again when it hears nothing back).
+    fn send_snapshots(&mut self, messages: Vec<Message>) -> Result<(), NodeError> {
         let messages: Vec<Message> = messages
             .into_iter()
             .filter(|m| !self.transport.snapshot_streaming(m.to))
             .collect();
-        if messages.is_empty() {
+        if messages.is_empty() || self.reading_image {
             return Ok(());
         }
-        let sm = self
+        let read = self
             .sm
-            .take()
-            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
-        let (sm, image) = tokio::task::spawn_blocking(move || {
-            let image = sm.image();
-            (sm, image)
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("snapshot task: {e}")))?;
-        let index = sm.applied_index();
-        self.sm = Some(sm);
-        let image = image.map_err(|e| NodeError::Internal(format!("snapshot image: {e}")))?;
+            .as_ref()
+            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?
+            .image_reader();
+        let done = self.images_tx.clone();
+        self.reading_image = true;
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send((messages, read()));
+        });
+        Ok(())
+    }
+
+    /// An image read for `messages` is ready: send it to each of their followers.
+    fn images_read(&mut self, messages: Vec<Message>, image: Result<Bytes, String>) {
+        self.reading_image = false;
+        let image = match image {
+            Ok(image) => image,
+            Err(e) => {
+                tracing::error!("no snapshot sent: {e}");
+                return;
+            }
+        };
         if image.len() as u64 > MAX_SNAPSHOT_BYTES {
             tracing::error!(
                 bytes = image.len(),
@@ -513,18 +538,28 @@ impl<SM: StateMachine> Driver<SM> {
                  snapshot cannot catch up (raise --snapshot-catch-up-entries, or replace them \
                  from a backup)"
             );
-            return Ok(());
+            return;
         }
         let meta = self
-            .raw
-            .snapshot_meta(index)
-            .map_err(|e| NodeError::Internal(format!("snapshot at {index}: {e}")))?;
+            .sm
+            .as_ref()
+            .ok_or_else(|| "the state machine is busy".to_string())
+            .and_then(|sm| sm.image_index(&image))
+            .and_then(|index| self.raw.snapshot_meta(index).map_err(|e| e.to_string()));
+        let meta = match meta {
+            Ok(meta) => meta,
+            // (The log was compacted past the image meanwhile: the core asks again.)
+            Err(e) => {
+                tracing::warn!("no snapshot sent: {e}");
+                return;
+            }
+        };
         let snapshot = Snapshot { meta, data: image };
         for mut message in messages {
             if let Payload::SnapshotRequest(request) = &mut message.payload {
                 tracing::info!(
                     to = message.to,
-                    index,
+                    index = snapshot.meta.index,
                     bytes = snapshot.data.len(),
                     "sending a snapshot"
                 );
@@ -532,7 +567,6 @@ impl<SM: StateMachine> Driver<SM> {
             }
             self.transport.send(message);
         }
-        Ok(())
     }
 
     /// A leader's snapshot must carry an image of exactly the index it claims: installing one
@@ -592,7 +626,7 @@ impl<SM: StateMachine> Driver<SM> {
     /// Compacts the log once `snapshot_count` entries were applied since the last time,
     /// keeping `snapshot_catch_up_entries` behind the compaction point. The machine in
     /// RocksDB is the snapshot's image (a follower that needs one gets the machine's image of
-    /// the moment, see `send_snapshot`), so the stored snapshot carries none.
+    /// the moment, see `send_snapshots`), so the stored snapshot carries none.
     async fn maybe_compact(&mut self) -> Result<(), NodeError> {
         let count = self.config.snapshot_count;
         let applied = self.sm.as_ref().map_or(0, |sm| sm.applied_index());

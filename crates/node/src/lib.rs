@@ -46,7 +46,7 @@ pub use handle::{Applied, NodeHandle};
 pub use join::{prepare_store, StartingPeer};
 pub use peer::{NodePeer, OperatorRpcs};
 pub use quorate_raft_core::bootstrap::ClusterState;
-pub use state_machine::{ProposalTime, StateMachine};
+pub use state_machine::{ImageReader, ProposalTime, StateMachine};
 pub use status::NodeStatus;
 
 /// A started node: its handle and the driver task.

@@ -13,6 +13,9 @@ pub struct ProposalTime {
     pub term_ms: u64,
 }
 
+/// Reads a state machine's image off the node's loop (see [`StateMachine::image_reader`]).
+pub type ImageReader = Box<dyn FnOnce() -> Result<Bytes, String> + Send>;
+
 /// A deterministic state machine fed with committed entries.
 ///
 /// Duties:
@@ -35,9 +38,11 @@ pub trait StateMachine: Send + 'static {
     /// proposal with the reason.
     fn stamp(&self, command: Bytes, time: ProposalTime) -> Result<Bytes, String>;
 
-    /// The machine's whole state as one image, of exactly `applied_index()` (no apply runs
-    /// meanwhile): what a snapshot sent to a follower carries.
-    fn image(&self) -> Result<Bytes, String>;
+    /// A reader of the machine's whole state as one image, run on a blocking thread while the
+    /// node goes on applying: the image must be of one consistent point (its own index, which
+    /// `image_index` reads back, at least the applied index when the reader was made). What a
+    /// snapshot sent to a follower carries.
+    fn image_reader(&self) -> ImageReader;
 
     /// The applied index `image` is of, read from the image itself (the node checks it against
     /// the index a leader's snapshot claims before installing anything).

@@ -47,9 +47,9 @@ impl StateMachine for Echo {
         Ok(outputs)
     }
 
-    /// Echo's state is its applied index.
-    fn image(&self) -> Result<Bytes, String> {
-        Ok(Bytes::copy_from_slice(&self.applied.to_be_bytes()))
+    fn image_reader(&self) -> quorate_node::ImageReader {
+        let image = Bytes::copy_from_slice(&self.applied.to_be_bytes());
+        Box::new(move || Ok(image))
     }
 
     fn image_index(&self, image: &[u8]) -> Result<Index, String> {

@@ -488,10 +488,15 @@ impl StateMachine for RocksMachine {
         machine::stamp(&command, clock).map_err(|e| e.to_string())
     }
 
-    fn image(&self) -> Result<Bytes, String> {
-        RocksMachine::export_image(&self.state.db)
-            .map(Bytes::from)
-            .map_err(|e| format!("reading the machine's image failed: {e}"))
+    /// Reads one RocksDB snapshot: every batch of applied entries is written atomically with
+    /// the meta record that holds its index, so any snapshot is a consistent image.
+    fn image_reader(&self) -> quorate_node::ImageReader {
+        let db = self.state.db.clone();
+        Box::new(move || {
+            RocksMachine::export_image(&db)
+                .map(Bytes::from)
+                .map_err(|e| format!("reading the machine's image failed: {e}"))
+        })
     }
 
     fn image_index(&self, image: &[u8]) -> Result<Index, String> {
