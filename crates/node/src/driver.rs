@@ -633,6 +633,17 @@ impl<SM: StateMachine> Driver<SM> {
         if count == 0 || applied < self.snapshot_index.saturating_add(count) {
             return Ok(());
         }
+        // Not while a snapshot is read or streams: a follower that installs it then needs the
+        // entries after it, and a compaction now could take those away and send it back for
+        // another snapshot (a transfer slower than the catch-up margin would never end).
+        let streaming = self
+            .config
+            .peers
+            .keys()
+            .any(|&peer| self.transport.snapshot_streaming(peer));
+        if self.reading_image || streaming {
+            return Ok(());
+        }
         let meta = self
             .raw
             .snapshot_meta(applied)
