@@ -114,6 +114,26 @@ pub fn authorize(payment_id: &str, key: &str, amount_minor: i64) -> pb::SubmitRe
 }
 
 /// Every event node `id` holds, paging through `List` in index order.
+/// Submits `n` authorizations `{prefix}-{i}` one at a time through random live nodes
+/// (`seed` picks them), each with its id as idempotency key, retrying until acknowledged.
+/// Panics naming the first one never acknowledged within 20 s.
+pub async fn write_authorizations(cluster: &Cluster, prefix: &str, n: usize, seed: u64) {
+    let mut clients = Clients::default();
+    let mut pick = Pick::new(seed);
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        clients
+            .submit(
+                cluster,
+                &mut pick,
+                &authorize(&id, &id, 10),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+    }
+}
+
 pub async fn all_events(cluster: &Cluster, id: u64) -> Vec<pb::PaymentEvent> {
     let mut client = cluster.payments(id).await.expect("a client for the node");
     let mut events = Vec::new();

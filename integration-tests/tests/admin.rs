@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::client::write_authorizations;
 use quorate_integration_tests::{binary, Cluster};
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_client::AdminClient;
@@ -30,20 +30,7 @@ fn verdict(r: &pb::SplitBrainReportResponse) -> pb::Verdict {
 }
 
 async fn write_some(cluster: &Cluster, prefix: &str, n: usize) {
-    let mut clients = Clients::default();
-    let mut pick = Pick::new(11);
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        clients
-            .submit(
-                cluster,
-                &mut pick,
-                &authorize(&id, &id, 10),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap();
-    }
+    write_authorizations(cluster, prefix, n, 11).await;
 }
 
 fn endpoints(cluster: &Cluster) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::client::write_authorizations;
 use quorate_integration_tests::Cluster;
 use quorate_node::NodeConfig;
 use quorate_proto::admin as pb;
@@ -19,20 +19,7 @@ use quorate_proto::raft_convert::snapshot_checksum;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn write_some(cluster: &Cluster, prefix: &str, n: usize) {
-    let mut clients = Clients::default();
-    let mut pick = Pick::new(23);
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        clients
-            .submit(
-                cluster,
-                &mut pick,
-                &authorize(&id, &id, 10),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
-    }
+    write_authorizations(cluster, prefix, n, 23).await;
 }
 
 /// Every node's (events, hash) of its event log up to `index`.

@@ -10,7 +10,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::message::{
-    AppendOutcome, AppendResponse, HeartbeatResponse, Message, Payload, VoteRejection, VoteResponse,
+    AppendOutcome, AppendRequest, AppendResponse, HeartbeatResponse, Message, Payload,
+    SnapshotRequest, VoteRejection, VoteResponse,
 };
 use crate::raft_log::RaftLog;
 use crate::read_only::{ReadQueue, ReadState};
@@ -18,7 +19,7 @@ use crate::rng::SplitMix64;
 use crate::storage::Storage;
 use crate::tracker::ProgressTracker;
 use crate::transfer::Transfer;
-use crate::types::{HardState, Index, NodeId, Role, SoftState, Term};
+use crate::types::{HardState, Index, NodeId, Role, Snapshot, SnapshotMeta, SoftState, Term};
 
 /// One node's Raft state machine. Driven through [`crate::RawNode`].
 pub struct Raft<S: Storage> {
@@ -367,30 +368,34 @@ impl<S: Storage> Raft<S> {
     fn step_lower_term(&mut self, m: &Message) -> bool {
         match &m.payload {
             // Tell a deposed leader about the new term so it steps down.
-            Payload::AppendRequest(req) => {
+            Payload::AppendRequest(AppendRequest {
+                prev_log_index: rejected_index,
+                round,
+                request_id,
+                ..
+            })
+            | Payload::SnapshotRequest(SnapshotRequest {
+                snapshot:
+                    Snapshot {
+                        meta:
+                            SnapshotMeta {
+                                index: rejected_index,
+                                ..
+                            },
+                        ..
+                    },
+                round,
+                request_id,
+            }) => {
                 let outcome = AppendOutcome::Rejected {
-                    rejected_index: req.prev_log_index,
+                    rejected_index: *rejected_index,
                     hint_index: 0,
                     hint_term: 0,
                 };
                 let reply = AppendResponse {
-                    round: req.round,
+                    round: *round,
                     outcome,
-                    request_id: req.request_id,
-                };
-                self.send(m.from, self.term, Payload::AppendResponse(reply));
-                false
-            }
-            Payload::SnapshotRequest(req) => {
-                let outcome = AppendOutcome::Rejected {
-                    rejected_index: req.snapshot.meta.index,
-                    hint_index: 0,
-                    hint_term: 0,
-                };
-                let reply = AppendResponse {
-                    round: req.round,
-                    outcome,
-                    request_id: req.request_id,
+                    request_id: *request_id,
                 };
                 self.send(m.from, self.term, Payload::AppendResponse(reply));
                 false

@@ -183,6 +183,18 @@ impl MemStorage {
     fn term_of(&self, index: Index) -> Option<Term> {
         self.term(index).ok()
     }
+
+    /// [`check_snapshot`] against this log.
+    fn check(&self, snapshot: &Snapshot, up_to: Option<Index>) -> Result<(), StorageError> {
+        check_snapshot(
+            self.first_index(),
+            self.last(),
+            self.snapshot.meta.index,
+            |i| self.term_of(i),
+            &snapshot.meta,
+            up_to,
+        )
+    }
 }
 
 impl Storage for MemStorage {
@@ -257,14 +269,7 @@ impl LogWriter for MemStorage {
     }
 
     fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        check_snapshot(
-            self.first_index(),
-            self.last(),
-            self.snapshot.meta.index,
-            |i| self.term_of(i),
-            &snapshot.meta,
-            None,
-        )?;
+        self.check(snapshot, None)?;
         self.entries.clear();
         self.base = (snapshot.meta.index, snapshot.meta.term);
         self.conf_state = snapshot.meta.conf_state.clone();
@@ -273,14 +278,7 @@ impl LogWriter for MemStorage {
     }
 
     fn compact(&mut self, snapshot: &Snapshot, up_to: Index) -> Result<(), StorageError> {
-        check_snapshot(
-            self.first_index(),
-            self.last(),
-            self.snapshot.meta.index,
-            |i| self.term_of(i),
-            &snapshot.meta,
-            Some(up_to),
-        )?;
+        self.check(snapshot, Some(up_to))?;
         let base_term = self.term_of(up_to).expect("checked: within the log");
         let drop = (up_to - self.base.0) as usize;
         self.entries.drain(..drop);

@@ -47,6 +47,14 @@ pub fn push_image_record(out: &mut Vec<u8>, item: ImageItem) {
         .expect("a Vec grows as needed");
 }
 
+/// Takes the next record off the front of `image`.
+fn next_record(image: &mut &[u8]) -> Result<ImageRecord, DecodeError> {
+    ImageRecord::decode_length_delimited(image).map_err(|source| DecodeError::Protobuf {
+        what: "machine image record",
+        source,
+    })
+}
+
 /// Writes every record of `image` into `store`, which must be empty, and returns the meta
 /// record (`None` for the image of a machine that applied nothing). Nothing is validated
 /// beyond the encoding: an image comes from a replica of the same log.
@@ -56,12 +64,7 @@ pub fn restore_image<S: Store + ?Sized>(
 ) -> Result<Option<MetaRecord>, DecodeError> {
     let mut meta = None;
     while !image.is_empty() {
-        let record = ImageRecord::decode_length_delimited(&mut image).map_err(|source| {
-            DecodeError::Protobuf {
-                what: "machine image record",
-                source,
-            }
-        })?;
+        let record = next_record(&mut image)?;
         match record.item {
             Some(ImageItem::Meta(m)) => {
                 meta = Some(m.clone());
@@ -87,12 +90,7 @@ pub fn image_applied_index(mut image: &[u8]) -> Result<u64, DecodeError> {
     if image.is_empty() {
         return Ok(0);
     }
-    let record = ImageRecord::decode_length_delimited(&mut image).map_err(|source| {
-        DecodeError::Protobuf {
-            what: "machine image record",
-            source,
-        }
-    })?;
+    let record = next_record(&mut image)?;
     match record.item {
         Some(ImageItem::Meta(meta)) => Ok(meta.applied_index),
         _ => Err(DecodeError::UnknownVariant {

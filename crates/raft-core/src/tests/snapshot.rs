@@ -7,6 +7,20 @@ use crate::{
     SnapshotRequest, Storage, StorageError,
 };
 
+/// `snapshot`, sent by `from` to `to` in `term`.
+fn snapshot_request(from: u64, to: u64, term: u64, snapshot: Snapshot, request_id: u64) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        payload: Payload::SnapshotRequest(SnapshotRequest {
+            snapshot,
+            round: 0,
+            request_id,
+        }),
+    }
+}
+
 fn is_snapshot(m: &Message) -> bool {
     matches!(m.payload, Payload::SnapshotRequest(_))
 }
@@ -130,16 +144,7 @@ fn a_snapshot_no_newer_than_the_commit_index_changes_nothing() {
 
     // A duplicated InstallSnapshot of index 6 arrives late.
     let term = cluster.term(1);
-    let late = Message {
-        from: 1,
-        to: 3,
-        term,
-        payload: Payload::SnapshotRequest(SnapshotRequest {
-            snapshot: stale,
-            round: 0,
-            request_id: 99,
-        }),
-    };
+    let late = snapshot_request(1, 3, term, stale, 99);
     cluster.node(3).step(late).unwrap();
     cluster.flush(3);
     let seen = &cluster.readies[&3][readies_before..];
@@ -178,16 +183,7 @@ fn a_snapshot_the_log_already_holds_keeps_the_matching_suffix() {
         },
         data: encode_machine(&[]),
     };
-    let m = Message {
-        from: 1,
-        to: 3,
-        term: 1,
-        payload: Payload::SnapshotRequest(SnapshotRequest {
-            snapshot,
-            round: 0,
-            request_id: 7,
-        }),
-    };
+    let m = snapshot_request(1, 3, 1, snapshot, 7);
     cluster.node(3).step(m).unwrap();
     cluster.flush(3);
     let s3 = cluster.nodes[&3].status();
@@ -227,16 +223,7 @@ fn a_snapshot_that_conflicts_with_the_log_replaces_all_of_it() {
         },
         data: encode_machine(&applied),
     };
-    let m = Message {
-        from: 1,
-        to: 3,
-        term: 3,
-        payload: Payload::SnapshotRequest(SnapshotRequest {
-            snapshot,
-            round: 0,
-            request_id: 7,
-        }),
-    };
+    let m = snapshot_request(1, 3, 3, snapshot, 7);
     cluster.node(3).step(m).unwrap();
     cluster.flush(3);
     let node = &cluster.nodes[&3];
@@ -374,17 +361,7 @@ fn a_snapshot_stepped_while_a_ready_is_out_leaves_that_ready_valid() {
         },
         data: encode_machine(&[]),
     };
-    node.step(Message {
-        from: 1,
-        to: 3,
-        term: 2,
-        payload: Payload::SnapshotRequest(SnapshotRequest {
-            snapshot,
-            round: 0,
-            request_id: 1,
-        }),
-    })
-    .unwrap();
+    node.step(snapshot_request(1, 3, 2, snapshot, 1)).unwrap();
     node.store_mut()
         .persist(ready.hard_state.as_ref(), &ready.entries, ready.must_sync)
         .unwrap();
