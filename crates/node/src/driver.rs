@@ -154,13 +154,13 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
-    /// Runs until shutdown (or a fatal storage error).
     /// The index of the snapshot the store's log was last compacted behind.
     pub(crate) fn with_snapshot_index(mut self, index: Index) -> Self {
         self.snapshot_index = index;
         self
     }
 
+    /// Runs until shutdown (or a fatal storage error).
     pub(crate) async fn run(mut self) -> Result<(), NodeError> {
         let tick = self.config.tick();
         let mut wake = tokio::time::interval(tick);
