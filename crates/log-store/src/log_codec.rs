@@ -25,6 +25,7 @@ pub(crate) const ENTRY_FORMAT_VERSION: u8 = 1;
 
 const KIND_NOOP: u8 = 0;
 const KIND_COMMAND: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
 
 /// The key of the entry at `index`.
 pub(crate) fn log_key(index: Index) -> [u8; 8] {
@@ -44,6 +45,7 @@ pub(crate) fn encode_entry(entry: &Entry) -> Vec<u8> {
     out.push(match entry.kind {
         EntryKind::Noop => KIND_NOOP,
         EntryKind::Command => KIND_COMMAND,
+        EntryKind::Membership => KIND_MEMBERSHIP,
     });
     varint::put(&mut out, entry.term);
     varint::put(&mut out, entry.sequence);
@@ -79,6 +81,7 @@ pub(crate) fn decode_entry_header(value: &[u8]) -> Result<EntryHeader, String> {
     let kind = match kind {
         KIND_NOOP => EntryKind::Noop,
         KIND_COMMAND => EntryKind::Command,
+        KIND_MEMBERSHIP => EntryKind::Membership,
         other => return Err(format!("unknown entry kind {other}")),
     };
     input = rest;
@@ -123,6 +126,7 @@ mod tests {
         for original in [
             entry(EntryKind::Noop, 1, 1, b""),
             entry(EntryKind::Command, 7, 300, b"transfer 10 from a to b"),
+            entry(EntryKind::Membership, 8, 1, b"\x01membership"),
             entry(EntryKind::Command, u64::MAX, u64::MAX, &[0, 255, 0]),
         ] {
             let value = encode_entry(&original);

@@ -102,6 +102,7 @@ pub fn entry_to_proto(e: &core::Entry) -> pb::Entry {
         kind: match e.kind {
             core::EntryKind::Noop => pb::EntryKind::Noop,
             core::EntryKind::Command => pb::EntryKind::Command,
+            core::EntryKind::Membership => pb::EntryKind::Membership,
         } as i32,
         data: e.data.clone(),
     }
@@ -112,6 +113,7 @@ pub fn entry_from_proto(e: pb::Entry) -> Result<core::Entry, ConvertError> {
     let kind = match pb::EntryKind::try_from(e.kind) {
         Ok(pb::EntryKind::Noop) => core::EntryKind::Noop,
         Ok(pb::EntryKind::Command) => core::EntryKind::Command,
+        Ok(pb::EntryKind::Membership) => core::EntryKind::Membership,
         _ => {
             return Err(ConvertError::InvalidEnum {
                 field: "Entry.kind",

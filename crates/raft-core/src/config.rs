@@ -30,6 +30,15 @@ pub enum InjectedBug {
     /// The log may be compacted up to the commit index rather than the applied index, so a
     /// snapshot can claim entries its state machine never applied.
     CompactBeyondApplied,
+    /// A change of several voters at once takes effect in one step, without a joint
+    /// configuration: the old and the new majorities need not intersect.
+    SingleStepTwoVoters,
+    /// Progress of learners counts towards the commit index, as if they were voters.
+    LearnerCountedInQuorum,
+    /// A node decides with the latest *committed* configuration in its log rather than the
+    /// latest one: one that has not learnt of a commit yet uses a configuration the cluster
+    /// has left.
+    ConfEffectiveOnCommit,
 }
 
 /// How a node behaves. Times are in ticks; the driver decides how long a tick is.
@@ -67,6 +76,10 @@ pub struct Config {
     pub max_apply_bytes_per_ready: u64,
     /// Largest proposal accepted, in bytes.
     pub max_proposal_bytes: u64,
+    /// How many entries behind the leader's last one a learner may be and still be promoted
+    /// to voter (a voter far behind cannot help commit for a while, and a majority that
+    /// needs it stalls).
+    pub max_learner_lag_to_promote: u64,
     /// Seed of the node's random number generator (election timeouts). Runs with equal
     /// seeds and equal inputs behave identically.
     pub seed: u64,
@@ -92,6 +105,7 @@ impl Default for Config {
             max_bytes_per_message: 1 << 20,
             max_apply_bytes_per_ready: 4 << 20,
             max_proposal_bytes: 1 << 20,
+            max_learner_lag_to_promote: 1000,
             seed: 0,
             #[cfg(feature = "bug-injection")]
             injected_bug: None,

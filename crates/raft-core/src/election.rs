@@ -100,7 +100,7 @@ impl<S: Storage> Raft<S> {
             me.acked_round = round;
             me.become_replicate();
         }
-        self.append_local(EntryKind::Noop, bytes::Bytes::new());
+        self.append_local(EntryKind::Noop, bytes::Bytes::new())?;
         self.broadcast_append()?;
         // A single-voter cluster commits as soon as the entry is persisted (in `advance`).
         Ok(())
@@ -124,9 +124,7 @@ impl<S: Storage> Raft<S> {
             && self.vote != Some(from)
             && self.leader_id != Some(from)
             && self.leader_recently_heard();
-        let rejection = if !self.is_voter() {
-            Some(VoteRejection::NotVoter)
-        } else if !self.may_elect() {
+        let rejection = if !self.may_vote() {
             Some(VoteRejection::Rejoining)
         } else if sticky {
             Some(VoteRejection::LeaderAlive)

@@ -57,6 +57,27 @@ pub enum Error {
         /// The applied index.
         applied: Index,
     },
+    /// A membership change that cannot be made now; the reason says why.
+    #[error("membership change refused: {reason}")]
+    MembershipChangeRefused {
+        /// Why, for the operator.
+        reason: String,
+    },
+    /// A learner to promote is further behind the leader than the configured lag.
+    #[error(
+        "node {id} is not caught up: it holds the log up to index {match_index}, the leader's \
+         ends at {last_index} (at most {max_lag} behind may be promoted); wait and retry"
+    )]
+    LearnerBehind {
+        /// The learner.
+        id: NodeId,
+        /// How far its log is known to match the leader's.
+        match_index: Index,
+        /// The leader's last index.
+        last_index: Index,
+        /// The most entries behind a learner may be when promoted.
+        max_lag: u64,
+    },
     /// Storage failed; the node cannot continue safely.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),

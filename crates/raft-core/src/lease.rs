@@ -77,6 +77,14 @@ impl Lease {
         }
     }
 
+    /// The membership changed: the lease ends now, and only rounds started from now on, once
+    /// acknowledged by a quorum of the new configuration, give a new one.
+    pub fn restart(&mut self) {
+        self.expires_at_tick = 0;
+        self.confirmed_round = self.round;
+        self.started.clear();
+    }
+
     /// Gives the lease up for the rest of the term.
     pub fn revoke(&mut self) {
         self.revoked = true;

@@ -52,11 +52,12 @@
 //! commit index, keeping the suffix), through [`Ready::snapshot`], persisted before anything
 //! else in that Ready and restored to the machine before any later entry is applied.
 //!
-//! ## Not yet
+//! ## Membership changes
 //!
-//! Membership changes arrive in a later release. The types already carry voters, learners
-//! and joint configurations ([`ConfState`]); the quorum arithmetic already handles joint
-//! configurations.
+//! [`RawNode::propose_membership`] adds learners, adds or promotes voters and removes members.
+//! A configuration is in force on a node from the moment its entry is appended there; a change
+//! of voters goes through a joint configuration (majorities of both halves), which the leader
+//! leaves on its own once it is committed; one change at a time. See [`membership`].
 #![deny(missing_docs)]
 
 pub mod bootstrap;
@@ -65,6 +66,7 @@ mod election;
 mod error;
 pub mod fnv;
 mod lease;
+pub mod membership;
 mod message;
 mod progress;
 pub mod quorum;
@@ -91,6 +93,7 @@ pub use config::Config;
 #[cfg(feature = "bug-injection")]
 pub use config::InjectedBug;
 pub use error::{Error, Result, StorageError};
+pub use membership::{MemberChange, Membership};
 pub use message::{
     AppendOutcome, AppendRequest, AppendResponse, HeartbeatRequest, HeartbeatResponse, Message,
     Payload, ReadIndexRequest, ReadIndexResponse, ReadMode, SnapshotRequest, VoteRejection,

@@ -142,7 +142,9 @@ pub enum VoteRejection {
     StaleLog,
     /// The voter heard from a live leader within the minimum election timeout.
     LeaderAlive,
-    /// The voter is not a voting member.
+    /// The voter is not a voting member. (Not sent any more: non-voters grant votes, since a
+    /// learner may have been promoted by an entry it has not received yet. Kept so that the
+    /// wire format stays stable.)
     NotVoter,
     /// The voter lost its disk and has not yet been brought up to date by a leader elected
     /// without it (see [`crate::HardState::rejoining`]).

@@ -71,6 +71,8 @@ pub struct Raft<S: Storage> {
     pub(crate) quorum_lost: bool,
     /// Persistent: see [`HardState::rejoining`].
     pub(crate) rejoining: Option<Term>,
+    /// Leader removed by a committed membership: it has started handing leadership over.
+    pub(crate) handing_over: bool,
 }
 
 impl<S: Storage> Raft<S> {
@@ -78,15 +80,10 @@ impl<S: Storage> Raft<S> {
     pub fn new(config: Config, storage: S, applied: Index) -> Result<Self> {
         config.validate()?;
         let state = storage.initial_state()?;
-        if !state.conf_state.members().contains(&config.id) {
-            return Err(Error::InvalidConfig(format!(
-                "node {} is not a member of the cluster {:?}",
-                config.id,
-                state.conf_state.members()
-            )));
-        }
+        // (A node need not be a member: a new one waits, as a non-voter, for the leader that
+        // added it; a removed one stays out of every decision.)
         let log = RaftLog::new(storage, state.hard_state.commit, applied)?;
-        let tracker = ProgressTracker::new(state.conf_state, config.max_inflight_messages);
+        let tracker = ProgressTracker::new(log.conf().clone(), config.max_inflight_messages);
         let mut raft = Raft {
             id: config.id,
             term: state.hard_state.term,
@@ -116,6 +113,7 @@ impl<S: Storage> Raft<S> {
             next_request_id: 1,
             quorum_lost: false,
             rejoining: state.hard_state.rejoining,
+            handing_over: false,
             config,
         };
         raft.role = raft.follower_role();
@@ -146,17 +144,23 @@ impl<S: Storage> Raft<S> {
         self.tracker.conf.is_voter(self.id)
     }
 
-    /// Whether this node may vote and campaign: it is a voter, and not rejoining after a lost
-    /// disk (see [`HardState::rejoining`]).
-    pub(crate) fn may_elect(&self) -> bool {
+    /// Whether this node may grant votes: it is not rejoining after a lost disk (see
+    /// [`HardState::rejoining`]). Non-voters vote too: a learner may have been promoted by an
+    /// entry it has not received yet, and a candidate counts only the votes of its voters.
+    pub(crate) fn may_vote(&self) -> bool {
         #[cfg(feature = "bug-injection")]
         if self
             .config
             .has_bug(crate::config::InjectedBug::AmnesiacVoter)
         {
-            return self.is_voter();
+            return true;
         }
-        self.is_voter() && self.rejoining.is_none()
+        self.rejoining.is_none()
+    }
+
+    /// Whether this node may campaign: it is a voter that may vote.
+    pub(crate) fn may_elect(&self) -> bool {
+        self.is_voter() && self.may_vote()
     }
 
     /// Ends rejoining once this node durably holds a committed entry of the current term whose
@@ -189,6 +193,30 @@ impl<S: Storage> Raft<S> {
         } else {
             Role::Learner
         }
+    }
+
+    /// Whether this node takes proposals now: it leads, hands leadership to nobody, and (with
+    /// check-quorum) heard from a quorum within the minimum election timeout.
+    pub(crate) fn check_accepts_proposals(&self) -> Result<()> {
+        // (Set only on stepping down, cleared by any leader: never true for a leader or a
+        // node that knows one.)
+        if self.quorum_lost {
+            return Err(Error::NoQuorum);
+        }
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader_hint: self.leader_id,
+            });
+        }
+        if let Some(transfer) = self.transfer {
+            return Err(Error::TransferInProgress {
+                target: transfer.target,
+            });
+        }
+        if self.config.check_quorum && !self.quorum_active() {
+            return Err(Error::NoQuorum);
+        }
+        Ok(())
     }
 
     pub(crate) fn next_request_id(&mut self) -> u64 {
@@ -227,6 +255,7 @@ impl<S: Storage> Raft<S> {
         self.lease = Lease::default();
         self.broadcast_pending = false;
         self.committed_in_term = false;
+        self.handing_over = false;
         self.tracker.reset_votes();
         self.reset_timers();
     }
@@ -261,10 +290,11 @@ impl<S: Storage> Raft<S> {
     pub fn tick(&mut self) -> Result<()> {
         self.now_tick += 1;
         if self.role == Role::Leader {
-            self.tick_leader()
+            self.tick_leader()?;
         } else {
-            self.tick_election()
+            self.tick_election()?;
         }
+        self.settle_membership()
     }
 
     fn tick_election(&mut self) -> Result<()> {
@@ -317,19 +347,21 @@ impl<S: Storage> Raft<S> {
                 m.to, self.id
             )));
         }
-        if !self.tracker.is_member(m.from) {
-            return Err(Error::InvalidMessage(format!(
-                "node {} is not a member of the cluster",
-                m.from
-            )));
+        // Messages from non-members are handled too (Raft thesis §4.1): a leader this node's
+        // log does not list yet added it or the sender, and a vote request from a member this
+        // node does not know of yet may be from a configuration it has not received. Whom a
+        // node counts depends only on its own configuration.
+        if m.from == 0 {
+            return Err(Error::InvalidMessage("from node 0".into()));
         }
         if m.term > self.term && !self.step_higher_term(&m) {
-            return Ok(());
+            return self.settle_membership();
         }
         if m.term < self.term && !self.step_lower_term(&m) {
-            return Ok(());
+            return self.settle_membership();
         }
-        self.dispatch(m)
+        self.dispatch(m)?;
+        self.settle_membership()
     }
 
     /// A message from a later term. Returns whether to go on handling it.

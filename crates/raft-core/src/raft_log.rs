@@ -2,8 +2,9 @@
 //! commit, persist and apply positions.
 
 use crate::error::{Error, Result, StorageError};
+use crate::membership::{ConfHistory, Membership};
 use crate::storage::Storage;
-use crate::types::{Entry, Index, Snapshot, Term};
+use crate::types::{ConfState, Entry, Index, Snapshot, Term};
 use crate::unstable::Unstable;
 
 /// Stable entries (in [`Storage`]) followed by unstable ones (in memory).
@@ -24,6 +25,8 @@ pub struct RaftLog<S> {
     /// The lowest index at which entries were replaced (a conflicting suffix dropped) since
     /// the caller last took it: acknowledgements of entries from there on no longer hold.
     pub(crate) replaced_from: Option<Index>,
+    /// The configurations this log holds: the latest is in force (see [`crate::membership`]).
+    pub(crate) confs: ConfHistory,
 }
 
 impl<S: Storage> RaftLog<S> {
@@ -45,14 +48,51 @@ impl<S: Storage> RaftLog<S> {
             ))
             .into());
         }
+        let confs = Self::read_confs(&storage)?;
         Ok(RaftLog {
             unstable: Unstable::new(last + 1),
             committed: committed.max(applied),
             applied,
             persisted: last,
             replaced_from: None,
+            confs,
             storage,
         })
+    }
+
+    /// The configurations of a stored log: the snapshot's (or, before any, the bootstrap
+    /// one), then every membership entry after the snapshot.
+    fn read_confs(storage: &S) -> Result<ConfHistory> {
+        let snapshot = storage.snapshot()?.meta;
+        let mut confs = if snapshot.index > 0 {
+            ConfHistory::new(snapshot.index, snapshot.conf_state)
+        } else {
+            ConfHistory::new(0, storage.initial_state()?.conf_state)
+        };
+        let mut next = storage.first_index().max(snapshot.index + 1);
+        let end = storage.last_index() + 1;
+        while next < end {
+            let chunk = storage.entries(next, end, Some(4 << 20))?;
+            let Some(last) = chunk.last() else {
+                break;
+            };
+            next = last.index + 1;
+            let found = ConfHistory::decode(&chunk)?;
+            if let Some(&(first, _)) = found.first() {
+                confs.replace_from(first, found);
+            }
+        }
+        Ok(confs)
+    }
+
+    /// The configuration in force: the latest in the log, committed or not.
+    pub fn conf(&self) -> &ConfState {
+        self.confs.current()
+    }
+
+    /// The latest membership with the index of its entry.
+    pub(crate) fn latest_membership(&self) -> &(Index, Membership) {
+        self.confs.latest()
     }
 
     /// The first index still in the log (after a snapshot waiting to be installed, if any).
@@ -162,14 +202,17 @@ impl<S: Storage> RaftLog<S> {
                     committed: self.committed,
                 });
             }
-            self.append(&entries[(conflict - prev_index - 1) as usize..]);
+            self.append(&entries[(conflict - prev_index - 1) as usize..])?;
         }
         self.commit_to(leader_commit.min(last_new));
         Ok(Some(last_new))
     }
 
-    /// Appends `entries` to the unstable tail, replacing whatever they overwrite.
-    pub fn append(&mut self, entries: &[Entry]) -> Index {
+    /// Appends `entries` to the unstable tail, replacing whatever they overwrite. A
+    /// membership entry among them takes effect now; one among those replaced no longer holds.
+    /// Refused, changing nothing, if a membership entry is malformed.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<Index> {
+        let confs = ConfHistory::decode(entries)?;
         if let Some(first) = entries.first() {
             assert!(
                 first.index > self.committed,
@@ -184,8 +227,9 @@ impl<S: Storage> RaftLog<S> {
             }
             self.persisted = self.persisted.min(first.index - 1);
             self.unstable.truncate_and_append(entries);
+            self.confs.replace_from(first.index, confs);
         }
-        self.last_index()
+        Ok(self.last_index())
     }
 
     /// Follower: the leader's snapshot replaces the whole log (the caller checked that it is
@@ -200,6 +244,7 @@ impl<S: Storage> RaftLog<S> {
         // since a Ready handed out before may still be applying entries up to there.
         self.persisted = self.persisted.min(self.committed);
         self.committed = index;
+        self.confs = ConfHistory::new(index, snapshot.meta.conf_state.clone());
         self.unstable.restore(snapshot);
     }
 
@@ -325,7 +370,7 @@ mod tests {
         storage.persist(None, &stable, true).unwrap();
         let mut log = RaftLog::new(storage, 0, 0).unwrap();
         let unstable: Vec<Entry> = unstable.iter().map(|&(i, t)| entry(i, t)).collect();
-        log.append(&unstable);
+        log.append(&unstable).unwrap();
         log
     }
 

@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::membership::{MemberChange, Membership};
 use crate::message::{Message, Payload, ReadMode};
 use crate::raft::Raft;
 use crate::read_only::ReadState;
@@ -186,24 +187,7 @@ impl<S: Storage> RawNode<S> {
     /// recent contact with a quorum (check-quorum) or hands leadership over.
     pub fn propose(&mut self, data: Bytes) -> Result<Proposal> {
         let raft = &mut self.raft;
-        // (Set only on stepping down, cleared by any leader: never true for a leader or a
-        // node that knows one.)
-        if raft.quorum_lost {
-            return Err(Error::NoQuorum);
-        }
-        if raft.role != Role::Leader {
-            return Err(Error::NotLeader {
-                leader_hint: raft.leader_id,
-            });
-        }
-        if let Some(transfer) = raft.transfer {
-            return Err(Error::TransferInProgress {
-                target: transfer.target,
-            });
-        }
-        if raft.config.check_quorum && !raft.quorum_active() {
-            return Err(Error::NoQuorum);
-        }
+        raft.check_accepts_proposals()?;
         let size = data.len() as u64;
         if size > raft.config.max_proposal_bytes {
             return Err(Error::ProposalTooLarge {
@@ -211,7 +195,7 @@ impl<S: Storage> RawNode<S> {
                 max: raft.config.max_proposal_bytes,
             });
         }
-        let entry = raft.append_local(EntryKind::Command, data);
+        let entry = raft.append_local(EntryKind::Command, data)?;
         // Broadcast once per Ready rather than once per proposal (see `ready`).
         raft.broadcast_pending = true;
         Ok(Proposal {
@@ -219,6 +203,29 @@ impl<S: Storage> RawNode<S> {
             term: entry.term,
             token: entry.token(),
         })
+    }
+
+    /// Proposes a membership change (see [`crate::membership`]): the configuration `changes`
+    /// make of the current one, with `context` (opaque to the core; the driver's record of
+    /// the members) carried along. It takes effect on each node when appended there; a change
+    /// of voters passes through a joint configuration, which this leader leaves on its own
+    /// once it is committed. An empty `changes` leaves a joint configuration at once, or
+    /// records a new context. Refused with [`Error::MembershipChangeRefused`] (a reason for
+    /// the operator) while another change is uncommitted, and with [`Error::LearnerBehind`]
+    /// for a learner not yet caught up.
+    pub fn propose_membership(
+        &mut self,
+        changes: &[MemberChange],
+        context: Bytes,
+    ) -> Result<Proposal> {
+        self.raft.propose_membership(changes, context)
+    }
+
+    /// The membership in force on this node (the latest in its log) and the index of the
+    /// entry that set it (the snapshot's index, or 0, for the one it started from).
+    pub fn membership(&self) -> (Index, &Membership) {
+        let (index, membership) = self.raft.log.latest_membership();
+        (*index, membership)
     }
 
     /// Asks for a linearizable read. The answer arrives as a [`ReadState`] with `read_id`.
@@ -338,12 +345,12 @@ impl<S: Storage> RawNode<S> {
             raft.log.applied_to(index);
         }
         let persisted = raft.log.persisted;
-        raft.on_persisted(persisted)
+        raft.on_persisted(persisted)?;
+        raft.settle_membership()
     }
 
     /// Where a snapshot of the state machine as of `index` cuts the log: its term and the
-    /// membership (today's: membership does not change yet; with membership changes it must
-    /// be the one in force at `index`). The driver stores it with [`crate::LogWriter::compact`]
+    /// membership in force at `index`. The driver stores it with [`crate::LogWriter::compact`]
     /// together with its machine's image of exactly that index (or none, when the machine
     /// keeps its state durably itself and makes an image when one is sent), and the entries up
     /// to the compaction point are gone.
@@ -368,10 +375,17 @@ impl<S: Storage> RawNode<S> {
             });
         }
         let term = log.term(index)?;
+        let conf_state = log.confs.at(index).1.conf.clone();
+        if conf_state.voters.is_empty() {
+            // A member that joined knows no configuration before the entry that added it.
+            return Err(Error::InvalidConfig(format!(
+                "no membership is known at index {index}: this node joined after it"
+            )));
+        }
         Ok(SnapshotMeta {
             index,
             term,
-            conf_state: self.raft.tracker.conf.clone(),
+            conf_state,
         })
     }
 

@@ -18,7 +18,7 @@ use crate::config::InjectedBug;
 
 impl<S: Storage> Raft<S> {
     /// Appends an entry created by this leader, stamped with the next fencing sequence.
-    pub(crate) fn append_local(&mut self, kind: EntryKind, data: Bytes) -> Entry {
+    pub(crate) fn append_local(&mut self, kind: EntryKind, data: Bytes) -> Result<Entry> {
         let entry = Entry {
             index: self.log.last_index() + 1,
             term: self.term,
@@ -26,9 +26,9 @@ impl<S: Storage> Raft<S> {
             kind,
             data,
         };
+        self.log.append(std::slice::from_ref(&entry))?;
         self.next_sequence += 1;
-        self.log.append(std::slice::from_ref(&entry));
-        entry
+        Ok(entry)
     }
 
     /// Sends whatever each follower is missing (entries, or only a newer commit index), as far
@@ -148,6 +148,11 @@ impl<S: Storage> Raft<S> {
     ) -> Result<()> {
         let meta = &req.snapshot.meta;
         let (index, term) = (meta.index, meta.term);
+        if meta.conf_state.voters.is_empty() {
+            return Err(Error::InvalidMessage(format!(
+                "snapshot of index {index} from node {from} names no voters"
+            )));
+        }
         #[cfg(feature = "bug-injection")]
         let stale_ok = self.config.has_bug(InjectedBug::SnapshotOverwritesNewerLog);
         #[cfg(not(feature = "bug-injection"))]
@@ -411,6 +416,12 @@ impl<S: Storage> Raft<S> {
     /// it becomes committed indirectly with the first current-term entry after it.
     pub(crate) fn maybe_commit(&mut self) -> Result<bool> {
         let quorum_index = self.tracker.quorum_match_index();
+        #[cfg(feature = "bug-injection")]
+        let quorum_index = if self.config.has_bug(InjectedBug::LearnerCountedInQuorum) {
+            self.match_counting_learners().max(quorum_index)
+        } else {
+            quorum_index
+        };
         if quorum_index <= self.log.committed {
             return Ok(false);
         }
@@ -427,6 +438,22 @@ impl<S: Storage> Raft<S> {
             self.serve_reads_waiting_for_commit()?;
         }
         Ok(true)
+    }
+
+    /// The injected bug `LearnerCountedInQuorum`: the acknowledgements of voters and learners
+    /// alike are counted against a majority of the voters.
+    #[cfg(feature = "bug-injection")]
+    fn match_counting_learners(&self) -> Index {
+        let conf = &self.tracker.conf;
+        let mut matches: Vec<Index> = conf
+            .voters
+            .iter()
+            .chain(&conf.learners)
+            .map(|id| self.tracker.progress.get(id).map_or(0, |p| p.match_index))
+            .collect();
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let needed = crate::quorum::majority(conf.voters.len());
+        matches.get(needed - 1).copied().unwrap_or(0)
     }
 
     /// The driver persisted entries up to `persisted`: as leader, that is this node's own

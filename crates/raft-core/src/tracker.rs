@@ -45,9 +45,20 @@ impl ProgressTracker {
             .collect();
     }
 
-    /// Whether `id` is a member at all.
-    pub fn is_member(&self, id: NodeId) -> bool {
-        self.progress.contains_key(&id)
+    /// Puts `conf` in force: members that joined get a progress that probes from
+    /// `next_index`, members that left lose theirs, the others keep theirs (with their role
+    /// updated).
+    pub fn set_conf(&mut self, conf: ConfState, next_index: Index) {
+        let members = conf.members();
+        self.progress.retain(|id, _| members.contains(id));
+        for id in members {
+            let learner = !conf.is_voter(id);
+            self.progress
+                .entry(id)
+                .and_modify(|p| p.is_learner = learner)
+                .or_insert_with(|| Progress::new(next_index, self.max_inflight, learner));
+        }
+        self.conf = conf;
     }
 
     /// Forgets the votes of the previous election.

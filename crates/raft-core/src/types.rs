@@ -41,6 +41,9 @@ pub enum EntryKind {
     Noop,
     /// An application command, opaque to Raft.
     Command,
+    /// A new membership ([`crate::Membership`]): in force on every node from the moment it is
+    /// appended to that node's log. The state machine treats it like [`EntryKind::Noop`].
+    Membership,
 }
 
 /// One entry of the replicated log.
@@ -114,9 +117,8 @@ pub struct HardState {
 /// The membership of the cluster.
 ///
 /// `voters_outgoing` is non-empty only during a joint-consensus change (Raft §6): a decision
-/// then needs a majority of both `voters` and `voters_outgoing`. Membership changes arrive in a
-/// later release; today the configuration is fixed at bootstrap, but the quorum arithmetic
-/// already handles joint configurations.
+/// then needs a majority of both `voters` and `voters_outgoing`. It changes through
+/// membership entries in the log (see [`crate::membership`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfState {
     /// Members that vote and count towards quorums.

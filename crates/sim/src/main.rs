@@ -35,7 +35,8 @@ struct Cli {
     /// Inject a bug (needs `--features bug-injection`): election-without-quorum,
     /// commit-old-term-by-count, vote-not-persisted, lease-read-without-check-quorum,
     /// follower-clock-trusted, leader-clock-unbounded, amnesiac-voter, ticks-once-per-turn,
-    /// ack-before-persist, snapshot-overwrites-newer-log, compact-beyond-applied.
+    /// ack-before-persist, snapshot-overwrites-newer-log, compact-beyond-applied,
+    /// single-step-two-voters, learner-counted-in-quorum, conf-effective-on-commit.
     #[arg(long)]
     bug: Option<String>,
     /// Worker threads for a sweep (default: all cores).
@@ -71,6 +72,9 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
         "ack-before-persist" => Bug::Raft(AckBeforePersist),
         "snapshot-overwrites-newer-log" => Bug::Raft(SnapshotOverwritesNewerLog),
         "compact-beyond-applied" => Bug::Raft(CompactBeyondApplied),
+        "single-step-two-voters" => Bug::Raft(SingleStepTwoVoters),
+        "learner-counted-in-quorum" => Bug::Raft(LearnerCountedInQuorum),
+        "conf-effective-on-commit" => Bug::Raft(ConfEffectiveOnCommit),
         "ticks-once-per-turn" => Bug::TicksOncePerTurn,
         "follower-clock-trusted" => Bug::FollowerClockTrusted,
         "leader-clock-unbounded" => Bug::LeaderClockUnbounded,
@@ -151,6 +155,8 @@ fn run_caught(config: SimConfig) -> RunReport {
                 heal_backlog: 0,
                 snapshots_taken: 0,
                 snapshots_installed: 0,
+                membership_changes: 0,
+                members_at_end: 0,
             }
         }
     }
@@ -182,7 +188,8 @@ fn main() -> ExitCode {
         println!(
             "seed={} nodes={} steps={} operations={} unknown={} refused={} failed={} \
              elections={} crashes={} committed={} lease-grants={} zombie-writes={} \
-             zombie-refused={} snapshots={} snapshot-installs={}",
+             zombie-refused={} snapshots={} snapshot-installs={} membership-changes={} \
+             members-at-end={}",
             report.seed,
             report.nodes,
             report.steps,
@@ -197,7 +204,9 @@ fn main() -> ExitCode {
             report.leases.zombie_writes,
             report.leases.zombie_refusals,
             report.snapshots_taken,
-            report.snapshots_installed
+            report.snapshots_installed,
+            report.membership_changes,
+            report.members_at_end
         );
         print_violation(&cli, &report);
         println!("trace-hash={:016x}", report.trace_hash);
@@ -254,6 +263,8 @@ fn main() -> ExitCode {
     let refused: u64 = reports.iter().map(|r| r.refused).sum();
     let snapshots: u64 = reports.iter().map(|r| r.snapshots_taken).sum();
     let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
+    let membership: u64 = reports.iter().map(|r| r.membership_changes).sum();
+    let with_membership = reports.iter().filter(|r| r.membership_changes > 0).count();
     let mut leases = quorate_sim::workload::LeaseStats::default();
     for r in &reports {
         leases += r.leases;
@@ -262,6 +273,7 @@ fn main() -> ExitCode {
         "elapsed={:.1}s threads={threads} steps/seed: mean={mean_steps} median={median_steps} \
          operations={operations} unknown-outcome={unknown} refused={refused} crashes={crashes} \
          elections={elections} snapshots={snapshots} snapshot-installs={installs} \
+         membership-changes={membership} seeds-with-membership-changes={with_membership} \
          linearizability-inconclusive={inconclusive}",
         elapsed.as_secs_f64()
     );

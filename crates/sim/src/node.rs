@@ -245,6 +245,12 @@ impl SimNode {
         }
     }
 
+    /// Whether the node started with the cluster's bootstrap membership (it was a founding
+    /// member), rather than with none (it was added later).
+    pub fn started_with_conf(&self) -> bool {
+        !self.conf.voters.is_empty()
+    }
+
     /// The index of the last entry applied to the machine.
     pub fn applied_index(&self) -> Index {
         self.applied_index

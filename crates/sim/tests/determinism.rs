@@ -25,6 +25,7 @@ fn a_small_sweep_finds_no_violation_and_does_real_work() {
     let mut refused = 0;
     let mut leases = quorate_sim::workload::LeaseStats::default();
     let (mut snapshots, mut installs) = (0, 0);
+    let (mut membership_changes, mut resized) = (0, 0);
     for seed in 1..=24 {
         let report = run(SimConfig::for_seed(seed));
         assert!(
@@ -43,7 +44,15 @@ fn a_small_sweep_finds_no_violation_and_does_real_work() {
         leases += report.leases;
         snapshots += report.snapshots_taken;
         installs += report.snapshots_installed;
+        membership_changes += report.membership_changes;
+        resized += usize::from(report.members_at_end != report.nodes);
     }
+    // Members are added, promoted, removed and replaced (and the clusters end other sizes).
+    assert!(
+        membership_changes > 20,
+        "only {membership_changes} membership changes committed"
+    );
+    assert!(resized > 2, "only {resized} runs ended with another size");
     // Snapshots are taken and compact logs, and lagging followers install the leader's.
     assert!(snapshots > 500, "only {snapshots} snapshots taken");
     assert!(installs > 20, "only {installs} snapshots installed");

@@ -54,10 +54,11 @@ pub fn apply_noop<S: Store + ?Sized>(
     apply_entry_body(store, index, token, None)
 }
 
-/// Applies a committed Raft entry: [`apply`] for commands, [`apply_noop`] for no-ops.
+/// Applies a committed Raft entry: [`apply`] for commands, [`apply_noop`] for no-ops and
+/// membership entries (the payments machine keeps no membership; it only moves on).
 pub fn apply_entry<S: Store + ?Sized>(store: &mut S, entry: &Entry) -> Result<Applied, StoreError> {
     match entry.kind {
-        EntryKind::Noop => apply_noop(store, entry.index, entry.token()),
+        EntryKind::Noop | EntryKind::Membership => apply_noop(store, entry.index, entry.token()),
         EntryKind::Command => apply(store, entry.index, entry.token(), &entry.data),
     }
 }

@@ -4,6 +4,7 @@
 mod amnesia;
 mod defences;
 mod interaction;
+mod membership;
 mod paper;
 mod snapshot;
 
@@ -85,6 +86,32 @@ impl Cluster {
             in_flight: Vec::new(),
             isolated: BTreeSet::new(),
         }
+    }
+
+    /// Starts a brand-new node `id` on an empty store that knows no configuration: it waits
+    /// for a leader to add it.
+    pub fn add_node(&mut self, id: NodeId, tweak: impl Fn(&mut Config)) {
+        let mut cfg = config(id);
+        tweak(&mut cfg);
+        let storage = MemStorage::new(ConfState::default());
+        self.nodes
+            .insert(id, RawNode::new(cfg, storage, 0).unwrap());
+        self.applied.insert(id, Vec::new());
+        self.reads.insert(id, Vec::new());
+        self.readies.insert(id, Vec::new());
+    }
+
+    /// The membership in force on `id`.
+    pub fn conf(&self, id: NodeId) -> ConfState {
+        self.nodes[&id].status().conf
+    }
+
+    /// `id` proposes `changes` and everything is delivered.
+    pub fn change(&mut self, id: NodeId, changes: &[crate::MemberChange]) -> crate::Result<()> {
+        self.node(id).propose_membership(changes, Bytes::new())?;
+        self.flush(id);
+        self.settle();
+        Ok(())
     }
 
     pub fn node(&mut self, id: NodeId) -> &mut RawNode<MemStorage> {
@@ -192,7 +219,10 @@ impl Cluster {
                 continue;
             }
             let to = m.to;
-            self.node(to).step(m).unwrap();
+            let Some(node) = self.nodes.get_mut(&to) else {
+                continue; // a node that was never started, or was shut down
+            };
+            node.step(m).unwrap();
             self.flush(to);
         }
         count

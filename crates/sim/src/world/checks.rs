@@ -9,6 +9,7 @@ use super::{Backlog, Event, RunReport, World, DRAIN_TICKS, HEAL_BOUND_TICKS, STE
 use crate::clock::{microticks_to_ms, EPOCH_MS, TICK};
 use crate::invariants::LogView;
 use crate::linearizability::{self, Verdict};
+use crate::node::SimNode;
 use crate::workload::LeaseStats;
 
 impl World {
@@ -141,12 +142,14 @@ impl World {
 
     /// The leader, if there is one, recognised by every node, all in its term, all up.
     pub(super) fn stable_leader(&self) -> Option<Status> {
-        let statuses: Vec<_> = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.raw.as_ref().map(|r| r.status()))
+        let participants: Vec<usize> = (0..self.nodes.len())
+            .filter(|&n| self.is_participant(n))
             .collect();
-        if statuses.len() != self.nodes.len() {
+        let statuses: Vec<_> = participants
+            .iter()
+            .filter_map(|&n| self.nodes[n].raw.as_ref().map(|r| r.status()))
+            .collect();
+        if statuses.len() != participants.len() {
             return None;
         }
         let leader = statuses.iter().find(|s| s.role == Role::Leader)?;
@@ -249,13 +252,21 @@ impl World {
                 .map_or(0, |b| b.last_index.saturating_sub(b.commit_index)),
             snapshots_taken: self.snapshots_taken,
             snapshots_installed: self.snapshots_installed,
+            membership_changes: self.membership_changes,
+            members_at_end: self.members().len(),
         }
     }
 
     pub(super) fn check_convergence(&mut self) {
         // A node that lost its disk is whole again once a leader elected without it has
         // brought it up to date; a healed cluster that commits elects one.
-        if let Some(node) = self.nodes.iter().find(|n| n.is_amnesiac()) {
+        let participant = |n: &&SimNode| self.members().contains(&n.id);
+        if let Some(node) = self
+            .nodes
+            .iter()
+            .filter(participant)
+            .find(|n| n.is_amnesiac())
+        {
             let detail = format!(
                 "node {} is still rejoining after its disk was lost, {DRAIN_TICKS} ticks after \
                  the last operation: {}",
@@ -266,9 +277,9 @@ impl World {
                 .fail_liveness("liveness-rejoin", self.now, detail);
             return;
         }
-        let states: Vec<(NodeId, u64, u64)> = self
-            .nodes
-            .iter()
+        let states: Vec<(NodeId, u64, u64)> = (0..self.nodes.len())
+            .filter(|&n| self.is_participant(n))
+            .map(|n| &self.nodes[n])
             .map(|n| (n.id, n.applied_index(), n.state_fingerprint()))
             .collect();
         let first = states[0];

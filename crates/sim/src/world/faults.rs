@@ -49,6 +49,8 @@ pub struct Swarm {
     /// Nodes snapshot their machines and compact their logs at random moments (then
     /// followers behind a leader's compaction catch up through InstallSnapshot).
     pub snapshots: Option<SnapshotPolicy>,
+    /// The operator changes the membership through the leader (see `membership.rs`).
+    pub membership: bool,
 }
 
 /// When nodes snapshot.
@@ -93,6 +95,7 @@ impl Swarm {
             disk_loss: false,
             pauses: false,
             snapshots: None,
+            membership: false,
         };
         if rng.chance(1, 2) {
             swarm.crash_after_first_commit_per_mille = rng.range(100, 700);
@@ -120,6 +123,7 @@ pub(super) enum FaultKind {
     Storm,
     Calm,
     Transfer,
+    Membership,
 }
 
 impl World {
@@ -235,18 +239,19 @@ impl World {
             return;
         }
         let leader = self.leader();
+        let members = self.members();
         let best_follower = self
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.is_up() && Some(n.id) != leader)
+            .filter(|(_, n)| n.is_up() && Some(n.id) != leader && members.contains(&n.id))
             .max_by_key(|(_, n)| n.raw.as_ref().map(|r| r.status().last_log_index))
             .map(|(i, _)| i);
         let node = match best_follower {
             Some(node) if self.rng.chance(2, 3) => node,
             _ => self.rng.range(0, self.nodes.len() as u64) as usize,
         };
-        if !self.nodes[node].is_up() {
+        if !self.nodes[node].is_up() || !members.contains(&self.nodes[node].id) {
             return;
         }
         let mode = if self.rng.chance(1, 2) {
@@ -267,8 +272,9 @@ impl World {
     /// peers it can reach both ways. Returns false if it must try again later.
     pub(super) fn start_without_disk(&mut self, node: usize, mode: ClusterState) -> bool {
         let me = self.nodes[node].id;
-        let answers: BTreeMap<NodeId, Option<PeerState>> = (0..self.nodes.len())
-            .filter(|&peer| peer != node)
+        let answers: BTreeMap<NodeId, Option<PeerState>> = self
+            .peers_of(node)
+            .into_iter()
             .map(|peer| {
                 let id = self.nodes[peer].id;
                 let reachable =
@@ -323,7 +329,15 @@ impl World {
     }
 
     pub(super) fn restart(&mut self, node: usize) {
-        if self.nodes[node].is_up() {
+        let id = self.nodes[node].id;
+        if self.nodes[node].is_up() || self.retired.contains(&id) {
+            return;
+        }
+        if self.nodes[node].disk_lost.is_some() && !self.is_participant(node) {
+            // Removed while its disk was gone: the operator does not bring it back.
+            self.log(|| format!("RETIRE node {id} (removed while its disk was lost)"));
+            self.retired.insert(id);
+            self.targets.retain(|&t| t != id);
             return;
         }
         if let Some(mode) = self.nodes[node].disk_lost {
@@ -337,7 +351,6 @@ impl World {
         self.log(|| format!("RESTART node {}", node + 1));
         self.nodes[node].now = self.now;
         self.nodes[node].restart();
-        let id = self.nodes[node].id;
         self.invariants.on_restart(id);
         if let Some(raw) = self.nodes[node].raw.as_ref() {
             // Its machine came back from its snapshot.
@@ -366,6 +379,8 @@ impl World {
             (swarm.storms, FaultKind::Storm),
             (swarm.storms, FaultKind::Calm),
             (swarm.transfers, FaultKind::Transfer),
+            (swarm.membership, FaultKind::Membership),
+            (swarm.membership, FaultKind::Membership),
         ] {
             if enabled {
                 kinds.push(kind);
@@ -416,6 +431,7 @@ impl World {
                 }
             }
             FaultKind::LoseDisk => self.lose_disk(),
+            FaultKind::Membership => self.change_membership(),
             FaultKind::Pause => self.pause(),
             FaultKind::Storm => self.network.weather = Weather::stormy(&mut self.rng),
             FaultKind::Calm => self.network.weather = Weather::calm(),

@@ -20,6 +20,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 
+use quorate_raft_core::{EntryKind, Membership};
+
 use quorate_raft_core::rng::SplitMix64;
 use quorate_raft_core::{ConfState, Config, Index, Message, NodeId, Role};
 
@@ -33,6 +35,7 @@ use crate::workload::{LeaseStats, LeaseWorker, PaymentClient, Plan, Workload};
 
 mod checks;
 mod faults;
+mod membership;
 
 pub use faults::{SnapshotPolicy, Swarm};
 
@@ -127,6 +130,11 @@ pub struct RunReport {
     pub snapshots_taken: u64,
     /// Snapshots followers installed from their leader.
     pub snapshots_installed: u64,
+    /// Membership changes committed (each entry: a joint configuration and its leave count
+    /// as two).
+    pub membership_changes: u64,
+    /// The members at the end (voters and learners).
+    pub members_at_end: usize,
 }
 
 #[derive(Debug)]
@@ -220,6 +228,24 @@ struct World {
     first_commit_seen: Vec<Option<u64>>,
     /// Per node: its commit index when it last was not leader.
     commit_at_election: Vec<u64>,
+    /// The membership the cluster started with.
+    bootstrap_conf: ConfState,
+    /// The last committed membership (the highest-index membership entry applied anywhere)
+    /// and its index.
+    committed_conf: (Index, ConfState),
+    /// Nodes that were members of some committed membership.
+    ever_member: BTreeSet<NodeId>,
+    /// Removed nodes shut down for good.
+    retired: BTreeSet<NodeId>,
+    /// Removed nodes left running.
+    left_running: BTreeSet<NodeId>,
+    /// Nodes clients may send to (every node not retired).
+    targets: Vec<NodeId>,
+    /// Per node: what its log says about membership (see `membership.rs`).
+    conf_scans: Vec<membership::ConfScan>,
+    /// Per node: the commit index up to which `commit-quorum` checked it as leader.
+    leader_commit_checked: Vec<Index>,
+    membership_changes: u64,
 }
 
 /// What a stable leader must commit after healing before client operations are timed.
@@ -333,6 +359,19 @@ impl World {
         // Snapshots too: runs without them behave as before they existed.
         let mut snapshot_rng = SplitMix64::new(config.seed ^ 0x5a4a_5407_c0de);
         swarm.snapshots = SnapshotPolicy::draw(&mut snapshot_rng);
+        // Membership changes too, in half the runs.
+        swarm.membership = SplitMix64::new(config.seed ^ 0x3e3b_e25c_4a46_6e00).chance(1, 2);
+        #[cfg(feature = "bug-injection")]
+        if matches!(
+            config.bug,
+            Some(Bug::Raft(
+                quorate_raft_core::InjectedBug::SingleStepTwoVoters
+                    | quorate_raft_core::InjectedBug::LearnerCountedInQuorum
+                    | quorate_raft_core::InjectedBug::ConfEffectiveOnCommit
+            ))
+        ) {
+            swarm.membership = true;
+        }
         #[cfg(feature = "bug-injection")]
         if config.bug == Some(Bug::Raft(quorate_raft_core::InjectedBug::AmnesiacVoter)) {
             swarm.disk_loss = true;
@@ -377,7 +416,6 @@ impl World {
             seq: 0,
             queue: BinaryHeap::new(),
             nodes,
-            ids,
             clients,
             client_wake: vec![None; client_count],
             wall_clock_offset_ms,
@@ -402,6 +440,16 @@ impl World {
             max_down: config.nodes,
             first_commit_seen: vec![None; config.nodes],
             commit_at_election: vec![0; config.nodes],
+            bootstrap_conf: conf.clone(),
+            committed_conf: (0, conf.clone()),
+            ever_member: ids.iter().copied().collect(),
+            retired: BTreeSet::new(),
+            left_running: BTreeSet::new(),
+            targets: ids.clone(),
+            conf_scans: vec![Default::default(); config.nodes],
+            leader_commit_checked: vec![0; config.nodes],
+            membership_changes: 0,
+            ids,
             config,
         }
     }
@@ -478,7 +526,10 @@ impl World {
             }
             Event::Deliver(message) => {
                 let node = (message.to - 1) as usize;
-                if self.network.is_blocked(message.from, message.to) || !self.nodes[node].is_up() {
+                if node >= self.nodes.len()
+                    || self.network.is_blocked(message.from, message.to)
+                    || !self.nodes[node].is_up()
+                {
                     return;
                 }
                 self.trace.u64(2);
@@ -523,7 +574,7 @@ impl World {
                     return; // superseded
                 }
                 self.client_wake[client] = None;
-                let action = self.clients[client].wake(self.now, &self.ids);
+                let action = self.clients[client].wake(self.now, &self.targets);
                 self.client_action(client, action);
             }
             Event::ClientRequest { node, request } => {
@@ -550,7 +601,8 @@ impl World {
                 self.trace.u64(response.op_id);
                 self.log(|| format!("client {} <- {from}: {:?}", response.client, response));
                 let client = (response.client - 1) as usize;
-                let action = self.clients[client].on_response(self.now, from, response, &self.ids);
+                let action =
+                    self.clients[client].on_response(self.now, from, response, &self.targets);
                 self.client_action(client, action);
             }
             Event::Fault => {
@@ -596,11 +648,12 @@ impl World {
             Event::End => {
                 // A node that is still catching up (a rejoined node copies the whole log,
                 // at its own fsync pace) gets more time while it makes progress.
-                let slowest = self.nodes.iter().map(SimNode::applied_index).min();
-                let converged = self
-                    .nodes
-                    .iter()
-                    .all(|n| n.applied_index() == self.nodes[0].applied_index());
+                let applied: Vec<Index> = (0..self.nodes.len())
+                    .filter(|&n| self.is_participant(n))
+                    .map(|n| self.nodes[n].applied_index())
+                    .collect();
+                let slowest = applied.iter().copied().min();
+                let converged = applied.iter().all(|&a| Some(a) == slowest);
                 if !converged && slowest > self.drain_progress && self.drain_extensions < 20 {
                     self.drain_progress = slowest;
                     self.drain_extensions += 1;
@@ -679,6 +732,11 @@ impl World {
         for applied in &fx.applied {
             self.trace.u64(7);
             self.trace.u64(applied.entry.index);
+            if applied.entry.kind == EntryKind::Membership {
+                if let Ok(membership) = Membership::decode(&applied.entry.data) {
+                    self.on_membership_applied(applied.entry.index, membership.conf);
+                }
+            }
             self.invariants.on_apply(
                 id,
                 &applied.entry,
@@ -710,6 +768,7 @@ impl World {
                 self.commit_at_election[node] = status.commit_index;
             }
         }
+        self.check_membership(node);
         for message in fx.messages {
             for delay in self.network.route(&mut self.rng, &message) {
                 let copy = message.clone();
