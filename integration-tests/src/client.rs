@@ -78,9 +78,23 @@ impl Clients {
         request: &pb::SubmitRequest,
         deadline: Duration,
     ) -> Result<(pb::SubmitResponse, u64), tonic::Status> {
+        self.submit_among(cluster, || cluster.live(), pick, request, deadline)
+            .await
+    }
+
+    /// [`Clients::submit`] through the nodes `targets` names at each attempt (a client that
+    /// follows the membership).
+    pub async fn submit_among(
+        &mut self,
+        cluster: &Cluster,
+        targets: impl Fn() -> Vec<u64>,
+        pick: &mut Pick,
+        request: &pb::SubmitRequest,
+        deadline: Duration,
+    ) -> Result<(pb::SubmitResponse, u64), tonic::Status> {
         let started = Instant::now();
         loop {
-            let live = cluster.live();
+            let live = targets();
             let id = pick.one(&live);
             let result = match self.payments(cluster, id).await {
                 Ok(mut client) => client.submit(request.clone()).await.map(|r| r.into_inner()),

@@ -98,6 +98,9 @@ pub struct NodeSpec {
     pub namespace: Option<String>,
     /// Extra environment variables for its process (e.g. libfaketime's).
     pub env: Vec<(String, String)>,
+    /// Its own `--initial-cluster` and extra flags (a member that joins a running cluster);
+    /// `None`: the cluster's.
+    pub joins_with: Option<(String, Vec<String>)>,
 }
 
 /// A running (or stopped) node process.
@@ -182,6 +185,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node{id}")),
                 namespace: namespaces.as_ref().map(|ns| ns.name(id)),
                 env: env(id),
+                joins_with: None,
             });
         }
         let initial_cluster = specs
@@ -226,6 +230,10 @@ impl Cluster {
             .ok_or_else(|| anyhow!("no node {id}"))?;
         let log = File::options().create(true).append(true).open(&node.log)?;
         let quorate = binary("quorate");
+        let (initial_cluster, join_args) = match &node.spec.joins_with {
+            Some((initial_cluster, args)) => (initial_cluster.clone(), args.clone()),
+            None => (self.initial_cluster.clone(), Vec::new()),
+        };
         let mut command = match &node.spec.namespace {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -242,8 +250,9 @@ impl Cluster {
             .args(["--listen-client", &node.spec.client])
             .args(["--listen-peer", &node.spec.peer])
             .args(["--listen-metrics", &node.spec.metrics])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", &initial_cluster])
             .args(&self.extra_args)
+            .args(&join_args)
             .args(more_args)
             .envs(node.spec.env.iter().map(|(k, v)| (k, v)))
             .env("QUORATE_LOG", "info")
@@ -256,6 +265,46 @@ impl Cluster {
         node.child = Some(child);
         node.stopped.set(false);
         Ok(())
+    }
+
+    /// Starts a brand-new node `id` (fresh ports and data directory, on loopback) that joins
+    /// the running cluster: `--initial-cluster-state existing`, with an `--initial-cluster`
+    /// of the `members` given and itself. Add it with `quoratectl members add` (or `replace`).
+    pub fn start_joining(&mut self, id: u64, members: &[u64]) -> Result<()> {
+        if self.nodes.contains_key(&id) {
+            bail!("node {id} exists already");
+        }
+        let host = "127.0.0.1";
+        let peer = format!("{host}:{}", free_port());
+        let mut initial: Vec<String> = members
+            .iter()
+            .map(|m| format!("{m}={}", self.nodes[m].spec.peer))
+            .collect();
+        initial.push(format!("{id}={peer}"));
+        let spec = NodeSpec {
+            id,
+            client: format!("{host}:{}", free_port()),
+            peer,
+            metrics: format!("{host}:{}", free_port()),
+            data_dir: self._dir.path().join(format!("node{id}")),
+            namespace: None,
+            env: Vec::new(),
+            joins_with: Some((
+                initial.join(","),
+                vec!["--initial-cluster-state".into(), "existing".into()],
+            )),
+        };
+        let log = self._dir.path().join(format!("node{id}.log"));
+        self.nodes.insert(
+            id,
+            NodeProcess {
+                spec,
+                child: None,
+                log,
+                stopped: Cell::new(false),
+            },
+        );
+        self.spawn(id)
     }
 
     /// The ids of the nodes whose process runs (not killed, not stopped).

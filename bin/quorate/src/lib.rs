@@ -37,8 +37,10 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     let machine = RocksMachine::open(store.clone()).context("loading the payments state")?;
 
+    // (A new cluster's id; a node that ran before, or joins a running cluster, takes the
+    // cluster's own: see `prepare_store`.)
     let cluster_id = NodeConfig::cluster_id_for(&config.initial_cluster);
-    let node_config = NodeConfig {
+    let mut node_config = NodeConfig {
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         max_clock_drift: config.max_clock_drift,
@@ -57,10 +59,11 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         prepared = prepare_store(&store, &node_config, config.initial_cluster_state, peer_listener) => Some(prepared?),
         () = &mut shutdown => None,
     };
-    let Some(peer_listener) = prepared else {
+    let Some((peer_listener, cluster_id)) = prepared else {
         tracing::info!("stopped before the data directory was ready");
         return Ok(());
     };
+    node_config.cluster_id = cluster_id;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let node = quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
@@ -111,7 +114,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     let peer_service = RaftService::new(
         cluster_id,
         config.id,
-        config.initial_cluster.keys().copied(),
+        handle.transport().directory(),
         handle.config().timing(),
         NodePeer::new(handle.clone(), admin.peer_handler()),
         node.stats.clone(),
@@ -188,17 +191,22 @@ async fn prepare_store(
     config: &NodeConfig,
     mode: ClusterState,
     peer_listener: TcpListener,
-) -> Result<TcpListener> {
+) -> Result<(TcpListener, u64)> {
     if !store.is_blank()? {
-        quorate_node::prepare_store(store, config, mode).await?;
-        return Ok(peer_listener);
+        let cluster_id = quorate_node::prepare_store(store, config, mode).await?;
+        return Ok((peer_listener, cluster_id));
     }
     let listener = peer_listener.into_std()?;
     let stand_in = TcpListener::from_std(listener.try_clone()?)?;
+    // A member joining a running cluster does not know the cluster's id yet (0: any).
+    let stand_in_cluster = match mode {
+        ClusterState::New => config.cluster_id,
+        ClusterState::Existing => 0,
+    };
     let service = RaftService::new(
-        config.cluster_id,
+        stand_in_cluster,
         config.id,
-        config.peers.keys().copied(),
+        Arc::new(quorate_transport::PeerDirectory::default()),
         config.timing(),
         StartingPeer { id: config.id },
         Arc::new(StatsTable::default()),
@@ -218,8 +226,8 @@ async fn prepare_store(
     {
         tracing::warn!("the stand-in peer server did not stop within 5 s");
     }
-    prepared?;
-    Ok(TcpListener::from_std(listener)?)
+    let cluster_id = prepared?;
+    Ok((TcpListener::from_std(listener)?, cluster_id))
 }
 
 async fn bind(address: &str, flag: &str) -> Result<TcpListener> {

@@ -1,4 +1,4 @@
-//! `quoratectl members`, `leader`, `hash` and `split-brain`.
+//! `quoratectl leader`, `hash` and `split-brain`.
 
 use std::process::ExitCode;
 
@@ -8,13 +8,6 @@ use quorate_proto::admin as pb;
 use serde_json::json;
 
 use crate::client::{describe, Context};
-
-/// Membership.
-#[derive(Subcommand, Debug)]
-pub enum MembersCommand {
-    /// The members, their addresses and this node's view of each.
-    List,
-}
 
 /// Leadership control.
 #[derive(Subcommand, Debug)]
@@ -56,62 +49,6 @@ where
         }
     }
     bail!("no endpoint answered: {}", errors.join("; "))
-}
-
-/// `members list`.
-pub async fn members(ctx: &Context, _command: MembersCommand) -> Result<ExitCode> {
-    let (endpoint, reply) = first_answer(ctx, |mut c| async move {
-        c.list_members(pb::ListMembersRequest {}).await
-    })
-    .await?;
-    if ctx.json {
-        let members: Vec<_> = reply
-            .members
-            .iter()
-            .map(|m| {
-                json!({"id": m.node_id, "peer_address": m.peer_address,
-                       "client_address": m.client_address, "voter": m.voter,
-                       "is_leader": m.node_id == reply.leader_id,
-                       "reachable": m.view.as_ref().map(|v| v.reachable)})
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({"answered_by": endpoint, "term": reply.term, "members": members})
-        );
-    } else {
-        println!("(as seen by {endpoint}, term {})", reply.term);
-        for m in &reply.members {
-            let view = match &m.view {
-                None => "this node".to_string(),
-                // Reachable but refusing (another cluster's settings, not a member): say why.
-                Some(v) if v.reachable && v.consecutive_failures > 0 => format!(
-                    "reachable, rtt {} us, but its last {} request(s) failed: {}",
-                    v.rtt_us, v.consecutive_failures, v.last_error
-                ),
-                Some(v) if v.reachable => format!("reachable, rtt {} us", v.rtt_us),
-                Some(v) => format!("UNREACHABLE ({})", v.last_error),
-            };
-            println!(
-                "{}{} peer={} client={} {} [{}]",
-                m.node_id,
-                if m.node_id == reply.leader_id {
-                    "*"
-                } else {
-                    " "
-                },
-                m.peer_address,
-                if m.client_address.is_empty() {
-                    "?"
-                } else {
-                    &m.client_address
-                },
-                if m.voter { "voter" } else { "learner" },
-                view
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `leader transfer` and `leader step-down`.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod members;
 mod output;
 mod payment;
 mod status;
@@ -53,9 +54,9 @@ enum Command {
     /// Submit, read and follow payment events.
     #[command(subcommand)]
     Payment(payment::PaymentCommand),
-    /// Cluster membership.
+    /// Cluster membership: list, add, promote, remove, update, replace.
     #[command(subcommand)]
-    Members(admin::MembersCommand),
+    Members(members::MembersCommand),
     /// Move leadership: transfer to a node, or make the leader step down.
     #[command(subcommand)]
     Leader(admin::LeaderCommand),
@@ -70,7 +71,7 @@ enum Command {
     SplitBrain(admin::SplitBrainCommand),
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, factor) = if let Some(ms) = text.strip_suffix("ms") {
         (ms, 0.001)
     } else if let Some(s) = text.strip_suffix('s') {
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Status(args) => status::run(&ctx, args).await,
             Command::Payment(command) => payment::run(&ctx, command).await,
-            Command::Members(command) => admin::members(&ctx, command).await,
+            Command::Members(command) => members::run(&ctx, command).await,
             Command::Leader(command) => admin::leader(&ctx, command).await,
             Command::Hash { index } => admin::hash(&ctx, index).await,
             Command::SplitBrain(command) => admin::split_brain(&ctx, command).await,

@@ -172,7 +172,7 @@ impl AdminService {
                 }
                 let node = admin.node();
                 let peers: Vec<u64> = node
-                    .config()
+                    .status()
                     .peers
                     .keys()
                     .copied()

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use quorate_proto::admin as pb;
+use quorate_raft_core::{quorum, ConfState};
 
 /// What the reporter learned about one member.
 #[derive(Clone, Debug)]
@@ -93,10 +94,12 @@ impl Components {
     }
 }
 
-/// Builds the report.
+/// Builds the report. `conf` is the voting configuration as the reporter sees it: a partition
+/// holds a majority only with a majority of its voters (of both halves, during a joint
+/// configuration); learners never count.
 pub fn analyze(
     reporter: u64,
-    voters: &[u64],
+    conf: &ConfState,
     observations: &[Observation],
     hashes: Option<&Hashes>,
     settings: &Settings,
@@ -168,16 +171,11 @@ pub fn analyze(
         let root = components.find(id);
         groups.entry(root).or_default().push(id);
     }
-    let voter_set: BTreeSet<u64> = voters.iter().copied().collect();
-    let needed = voter_set.len() / 2 + 1;
     let partitions: Vec<pb::Partition> = groups
         .into_values()
-        .map(|node_ids| {
-            let votes = node_ids.iter().filter(|id| voter_set.contains(id)).count();
-            pb::Partition {
-                has_majority: votes >= needed,
-                node_ids,
-            }
+        .map(|node_ids| pb::Partition {
+            has_majority: quorum::is_quorum(conf, |id| node_ids.contains(&id)),
+            node_ids,
         })
         .collect();
     let majority_ids: Option<Vec<u64>> = partitions
@@ -383,7 +381,7 @@ pub fn analyze(
         clock_skews: &clock_skews,
         rejoining: &rejoining,
         corrupt: &corrupt,
-        voters: voter_set.len(),
+        conf,
         settings,
     });
 
@@ -459,8 +457,34 @@ struct Recommendation<'a> {
     clock_skews: &'a [pb::ClockSkew],
     rejoining: &'a [u64],
     corrupt: &'a [(u64, String)],
-    voters: usize,
+    conf: &'a ConfState,
     settings: &'a Settings,
+}
+
+/// How to replace `ids` with fresh members, in the order that never leaves the cluster with
+/// fewer voters than it has: the exact commands.
+fn replace_steps(ids: &[u64], conf: &ConfState, address: impl Fn(u64) -> String) -> String {
+    let mut next = conf.members().into_iter().max().unwrap_or(0) + 1;
+    let steps: Vec<String> = ids
+        .iter()
+        .map(|&id| {
+            let fresh = next;
+            next += 1;
+            format!(
+                "replace node {id} by a fresh member {fresh}: 1) stop node {id} and move its data \
+                 directory aside for forensics; 2) start the new node with --id {fresh}, an \
+                 empty --data-dir, --initial-cluster-state existing and an --initial-cluster \
+                 listing the current members and itself; 3) run `quoratectl members replace \
+                 --old {id} --new {fresh} --peer-url <its peer address>` (it adds node {fresh} \
+                 as a learner, waits until it has caught up, promotes it, then removes node \
+                 {id}; the steps by hand: `quoratectl members add {fresh} --peer-url ...`, \
+                 `quoratectl members promote {fresh}`, `quoratectl members remove {id}`). Node \
+                 {id} (peer address {}) never comes back under its old id",
+                address(id)
+            )
+        })
+        .collect();
+    steps.join("; then ")
 }
 
 /// What to do, in words an operator can follow at 3 AM.
@@ -489,17 +513,12 @@ fn recommend(r: Recommendation<'_>) -> String {
             format!(
                 "{} hold(s) an event log whose hash at index {} differs from the majority's. \
                  Its storage was changed outside Raft (disk damage, manual edits, a restored \
-                 backup). To rebuild it safely, one node at a time and only while every other \
-                 member is up: 1) stop {}; 2) check (quoratectl status) that the other members \
-                 still have a leader; 3) move its data directory aside for forensics; 4) start \
-                 it with an empty --data-dir, the same --id and --initial-cluster-state \
-                 existing. It waits until every other member answers, rejoins as a non-voter \
-                 in a new term, copies the log from the leader, and votes again once a leader \
-                 elected without it has brought it up to date (quoratectl status says \
-                 'rejoining' until then). Never copy data from it to other nodes.",
+                 backup). Take it out of the cluster and add a fresh member in its place, one \
+                 node at a time and only while the other members have a leader (quoratectl \
+                 status): {}. Never copy data from it to other nodes.",
                 list(ids),
                 r.divergence.common_index,
-                list(ids)
+                replace_steps(ids, r.conf, address)
             )
         }
         pb::Verdict::NoMajority => match r.majority {
@@ -525,7 +544,7 @@ fn recommend(r: Recommendation<'_>) -> String {
                      address> split-brain report) to see whether a majority exists there. Do not \
                      wipe or re-bootstrap nodes to force a leader.",
                     r.reporter,
-                    r.voters,
+                    r.conf.voters.len(),
                     r.reporter,
                     list(&others),
                     others
@@ -633,9 +652,8 @@ fn recommend(r: Recommendation<'_>) -> String {
             for (id, what) in r.corrupt {
                 problems.push(format!(
                     "node {id} stopped taking part and refuses every request (CORRUPT): {what}. \
-                     Rebuild it as a rejoining member (move its data directory aside, start it \
-                     with an empty --data-dir, the same --id and --initial-cluster-state \
-                     existing), only while every other member is up"
+                     {}",
+                    replace_steps(&[*id], r.conf, address)
                 ));
             }
             if !r.rejoining.is_empty() {
@@ -646,13 +664,24 @@ fn recommend(r: Recommendation<'_>) -> String {
                     list(r.rejoining)
                 ));
             }
-            // Members that answer but cannot vote do not help the majority survive a failure.
-            let out_of_votes = m
+            // Members that answer but cannot vote (learners, rejoining or corrupt members) do
+            // not help the majority survive a failure; during a joint configuration both
+            // halves must keep their majorities.
+            let voting: BTreeSet<u64> = m
                 .node_ids
                 .iter()
-                .filter(|id| r.rejoining.contains(id) || r.corrupt.iter().any(|(c, _)| c == *id))
-                .count();
-            let spare = (m.node_ids.len() - out_of_votes).saturating_sub(r.voters / 2 + 1);
+                .copied()
+                .filter(|id| !r.rejoining.contains(id) && !r.corrupt.iter().any(|(c, _)| c == id))
+                .collect();
+            let spare = [&r.conf.voters, &r.conf.voters_outgoing]
+                .into_iter()
+                .filter(|half| !half.is_empty())
+                .map(|half| {
+                    let up = half.iter().filter(|id| voting.contains(id)).count();
+                    up.saturating_sub(quorum::majority(half.len()))
+                })
+                .min()
+                .unwrap_or(0);
             format!(
                 "The majority ({}) is healthy: node {} leads term {} and commits writes. {}. \
                  The cluster survives {} more failure(s) right now.",
@@ -741,7 +770,13 @@ mod tests {
             answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
             answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
         ];
-        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            2,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Healthy as i32);
         assert_eq!(report.partitions.len(), 1);
         assert_eq!(report.majority.unwrap().leader_id, 1);
@@ -762,7 +797,13 @@ mod tests {
             0,
             silent(1, Some((old.clone(), Duration::from_millis(400)))),
         );
-        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            2,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::StaleLeader as i32);
         let m = report.majority.clone().unwrap();
         assert_eq!((m.node_ids, m.leader_id, m.term), (vec![2, 3], 2, 4));
@@ -773,7 +814,13 @@ mod tests {
         // Past check-quorum's window it cannot lead any more: the cluster is degraded.
         let mut obs = majority.to_vec();
         obs.insert(0, silent(1, Some((old, Duration::from_secs(3)))));
-        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            2,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
         assert!(report.stale_leaders.is_empty());
         assert!(
@@ -795,7 +842,13 @@ mod tests {
             silent(2, None),
             silent(3, None),
         ];
-        let report = analyze(1, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            1,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::NoMajority as i32);
         assert!(!report.reporter_in_majority);
         assert_eq!(
@@ -817,7 +870,13 @@ mod tests {
             answered(status(2, Leader, 4, 2, &[(1, false), (3, true)])),
             answered(status(3, Follower, 4, 2, &[(1, false), (2, true)])),
         ];
-        let report = analyze(3, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            3,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
         assert!(!report.members[0].answered);
     }
@@ -837,7 +896,13 @@ mod tests {
                 (3, Ok("bb".to_string())),
             ]),
         };
-        let report = analyze(1, &[1, 2, 3], &obs, Some(&hashes), &settings());
+        let report = analyze(
+            1,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            Some(&hashes),
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Diverged as i32);
         assert_eq!(report.divergence.unwrap().diverged_node_ids, vec![3]);
         assert!(report.recommended_action.starts_with("node 3 hold(s)"));
@@ -853,7 +918,13 @@ mod tests {
             common_index: 90,
             by_node: BTreeMap::from([(1, Ok("aa".to_string())), (2, Ok("bb".to_string()))]),
         };
-        let report = analyze(1, &[1, 2], &obs, Some(&hashes), &settings());
+        let report = analyze(
+            1,
+            &ConfState::with_voters([1, 2]),
+            &obs,
+            Some(&hashes),
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Diverged as i32);
         let divergence = report.divergence.unwrap();
         assert!(divergence.undecided);
@@ -862,7 +933,7 @@ mod tests {
     }
 
     #[test]
-    fn the_advice_for_a_diverged_node_rebuilds_it_as_a_rejoining_member() {
+    fn the_advice_for_a_diverged_node_replaces_it_by_a_fresh_member() {
         let obs = [
             answered(status(1, Leader, 3, 1, &[(2, true), (3, true)])),
             answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
@@ -876,17 +947,75 @@ mod tests {
                 (3, Ok("aa".to_string())),
             ]),
         };
-        let report = analyze(1, &[1, 2, 3], &obs, Some(&hashes), &settings());
+        let report = analyze(
+            1,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            Some(&hashes),
+            &settings(),
+        );
         assert!(!report.divergence.unwrap().undecided);
-        // An empty data directory forgets the node's votes and acknowledgements: it must rejoin
-        // as a non-voter (`--initial-cluster-state existing`), never start as a new member.
+        // The damaged copy goes; a fresh member with a new id takes its place, learner first,
+        // so the cluster never has fewer voters than now.
         let action = &report.recommended_action;
         assert!(action.starts_with("node 2 hold(s)"), "{action}");
-        assert!(
-            action.contains("--initial-cluster-state existing"),
-            "{action}"
+        for step in [
+            "--id 4",
+            "--initial-cluster-state existing",
+            "quoratectl members replace --old 2 --new 4",
+            "quoratectl members remove 2",
+            "never comes back",
+        ] {
+            assert!(action.contains(step), "{step}: {action}");
+        }
+    }
+
+    #[test]
+    fn majorities_are_counted_on_the_voting_configuration() {
+        // Nodes 1 and 2 on one side, 3, 4 and 5 on the other.
+        let side = |id: u64, others: &[u64], all: &[u64]| {
+            let reach: Vec<(u64, bool)> = all
+                .iter()
+                .filter(|&&o| o != id)
+                .map(|&o| (o, others.contains(&o)))
+                .collect();
+            status(id, Follower, 3, 0, &reach)
+        };
+        let all = [1, 2, 3, 4, 5];
+        let obs: Vec<Observation> = [
+            (1, &[2][..]),
+            (2, &[1]),
+            (3, &[4, 5]),
+            (4, &[3, 5]),
+            (5, &[3, 4]),
+        ]
+        .into_iter()
+        .map(|(id, others)| answered(side(id, others, &all)))
+        .collect();
+        let majority_side = |conf: &ConfState| -> Vec<bool> {
+            analyze(1, conf, &obs, None, &settings())
+                .partitions
+                .iter()
+                .map(|p| p.has_majority)
+                .collect()
+        };
+        // Voters 1, 2, 3 with learners 4 and 5: the learners' side holds no majority.
+        let with_learners = ConfState {
+            learners: [4, 5].into(),
+            ..ConfState::with_voters([1, 2, 3])
+        };
+        assert_eq!(majority_side(&with_learners), [true, false]);
+        // Joint 3,4,5 / 1,2,3: neither side holds both majorities.
+        let joint = ConfState {
+            voters: [3, 4, 5].into(),
+            voters_outgoing: [1, 2, 3].into(),
+            ..ConfState::default()
+        };
+        assert_eq!(majority_side(&joint), [false, false]);
+        assert_eq!(
+            majority_side(&ConfState::with_voters([3, 4, 5])),
+            [false, true]
         );
-        assert!(action.contains("every other member is up"), "{action}");
     }
 
     #[test]
@@ -898,7 +1027,13 @@ mod tests {
             answered(status(2, Follower, 5, 1, &[(1, true), (3, true)])),
             answered(rejoining),
         ];
-        let report = analyze(1, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            1,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
         let action = &report.recommended_action;
         assert!(
@@ -921,7 +1056,13 @@ mod tests {
         let mut other = status(2, Follower, 3, 1, &[(1, true), (3, true)]);
         other.applied_index = 5000;
         let obs = [answered(leader), answered(other), answered(behind)];
-        let report = analyze(1, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            1,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
         assert!(report
             .recommended_action
@@ -938,7 +1079,13 @@ mod tests {
             answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
             answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
         ];
-        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            2,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
         assert_eq!(
             report.clock_skews,
@@ -969,7 +1116,13 @@ mod tests {
             answered(status(2, Follower, 3, 1, &[(1, true), (3, true)])),
             answered(status(3, Follower, 3, 1, &[(1, true), (2, true)])),
         ];
-        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            2,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         assert_eq!(report.verdict, pb::Verdict::Degraded as i32);
         let named: Vec<(u64, i64)> = report
             .clock_skews
@@ -994,7 +1147,13 @@ mod tests {
             answered(status(2, Leader, 3, 2, &[(1, true), (3, true)])),
             answered(status(3, Follower, 3, 2, &[(1, false), (2, true)])),
         ];
-        let report = analyze(2, &[1, 2, 3], &obs, None, &settings());
+        let report = analyze(
+            2,
+            &ConfState::with_voters([1, 2, 3]),
+            &obs,
+            None,
+            &settings(),
+        );
         // 1-2 and 2-3 are connected, so all three are one component through node 2...
         assert_eq!(report.partitions.len(), 1);
         // ...but the cut link is a fault the operator must hear about.

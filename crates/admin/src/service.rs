@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use quorate_node::{error_status, NodeError};
+use quorate_node::{error_status, MemberOp, NodeError};
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_server::Admin;
 use quorate_proto::errors::reason;
-use quorate_raft_core::Role;
+use quorate_raft_core::{ConfState, Role};
 use tonic::{Code, Request, Response, Status};
 
 use crate::report::{analyze, Hashes, Observation, Settings};
@@ -17,6 +17,19 @@ use crate::AdminService;
 /// A member whose wall clock is further than this from the cluster's median clock is named in
 /// the report: NTP keeps a LAN's clocks within milliseconds of each other.
 const CLOCK_SKEW_THRESHOLD: Duration = Duration::from_secs(1);
+
+/// A member id from a request: non-zero.
+fn checked_id(id: u64) -> Result<u64, Status> {
+    if id == 0 {
+        return Err(error_status(
+            Code::InvalidArgument,
+            reason::INVALID_ARGUMENT,
+            "node_id: must be non-zero".into(),
+            Some("node_id"),
+        ));
+    }
+    Ok(id)
+}
 
 /// How long a leadership change may take before the call gives up.
 const LEADERSHIP_DEADLINE: Duration = Duration::from_secs(5);
@@ -79,15 +92,15 @@ impl AdminService {
             .await
     }
 
-    async fn observe(&self) -> (Vec<Observation>, Vec<u64>) {
+    async fn observe(&self) -> (Vec<Observation>, ConfState) {
         let node = self.node();
         let mut me = self.local_status().await;
-        let voters = me.voters.clone();
+        let conf = node.status().raft.conf;
         // Half an election timeout: a live peer answers in milliseconds, and the report of a
         // degraded cluster should not wait long for the dead.
         let deadline = node.config().election_timeout / 2;
         let peers: Vec<(u64, String)> = node
-            .config()
+            .status()
             .peers
             .iter()
             .filter(|(&id, _)| id != node.id())
@@ -132,7 +145,63 @@ impl AdminService {
             });
         }
         observations.sort_by_key(|o| o.node_id);
-        (observations, voters)
+        (observations, conf)
+    }
+
+    /// The members as this node sees them: the membership in force with the member table.
+    async fn members(&self) -> pb::ListMembersResponse {
+        let me = self.local_status().await;
+        let status = self.node().status();
+        let conf = &status.raft.conf;
+        let mut members = Vec::new();
+        for id in conf.members() {
+            let (client_address, view) = if id == me.node_id {
+                (me.client_address.clone(), None)
+            } else {
+                let client = self
+                    .last_seen(id)
+                    .map(|(s, _)| s.client_address)
+                    .unwrap_or_default();
+                (client, me.peers.iter().find(|p| p.node_id == id).cloned())
+            };
+            members.push(pb::Member {
+                node_id: id,
+                peer_address: status.peers.get(&id).cloned().unwrap_or_default(),
+                client_address,
+                voter: conf.voters.contains(&id),
+                view,
+                learner: conf.learners.contains(&id),
+                outgoing: conf.voters_outgoing.contains(&id) && !conf.voters.contains(&id),
+            });
+        }
+        pb::ListMembersResponse {
+            members,
+            leader_id: me.leader_id,
+            term: me.term,
+            joint: !conf.voters_outgoing.is_empty(),
+            membership_index: status.membership_index,
+        }
+    }
+
+    /// Runs an operator's membership change (on the leader, forwarded there when this node
+    /// follows) and answers with the membership afterwards.
+    async fn change(&self, op: MemberOp) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let what = format!("{op:?}");
+        let applied = self
+            .node()
+            .change_membership(vec![op])
+            .await
+            .map_err(|e| e.to_status())?;
+        tracing::info!(change = %what, index = applied.index, "membership changed");
+        // This node applies the change once it learns the commit (at the latest with the
+        // leader's next heartbeat).
+        let _ = tokio::time::timeout(LEADERSHIP_DEADLINE, self.node().wait_applied(applied.index))
+            .await;
+        Ok(Response::new(pb::MembershipChangeResponse {
+            index: applied.index,
+            term: applied.term,
+            members: Some(self.members().await),
+        }))
     }
 
     async fn compare_hashes(&self, observations: &[Observation]) -> Option<Hashes> {
@@ -190,31 +259,57 @@ impl Admin for AdminService {
         &self,
         _request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let me = self.local_status().await;
-        let mut members = Vec::new();
-        for (&id, address) in &self.node().config().peers {
-            let (client_address, view) = if id == me.node_id {
-                (me.client_address.clone(), None)
-            } else {
-                let client = self
-                    .last_seen(id)
-                    .map(|(s, _)| s.client_address)
-                    .unwrap_or_default();
-                (client, me.peers.iter().find(|p| p.node_id == id).cloned())
-            };
-            members.push(pb::Member {
-                node_id: id,
-                peer_address: address.clone(),
-                client_address,
-                voter: me.voters.contains(&id),
-                view,
-            });
-        }
-        Ok(Response::new(pb::ListMembersResponse {
-            members,
-            leader_id: me.leader_id,
-            term: me.term,
-        }))
+        Ok(Response::new(self.members().await))
+    }
+
+    #[tracing::instrument(name = "Admin.AddMember", skip_all)]
+    async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let r = request.into_inner();
+        let op = MemberOp::from_proto(&quorate_proto::raft::MemberChange {
+            kind: quorate_proto::raft::member_change::Kind::Add as i32,
+            node_id: r.node_id,
+            peer_address: r.peer_address,
+            voter: r.voter,
+        })
+        .map_err(|e| e.to_status())?;
+        self.change(op).await
+    }
+
+    #[tracing::instrument(name = "Admin.PromoteMember", skip_all)]
+    async fn promote_member(
+        &self,
+        request: Request<pb::PromoteMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let id = checked_id(request.into_inner().node_id)?;
+        self.change(MemberOp::Promote(id)).await
+    }
+
+    #[tracing::instrument(name = "Admin.RemoveMember", skip_all)]
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let id = checked_id(request.into_inner().node_id)?;
+        self.change(MemberOp::Remove(id)).await
+    }
+
+    #[tracing::instrument(name = "Admin.UpdateMember", skip_all)]
+    async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let r = request.into_inner();
+        let op = MemberOp::from_proto(&quorate_proto::raft::MemberChange {
+            kind: quorate_proto::raft::member_change::Kind::Update as i32,
+            node_id: r.node_id,
+            peer_address: r.peer_address,
+            voter: false,
+        })
+        .map_err(|e| e.to_status())?;
+        self.change(op).await
     }
 
     #[tracing::instrument(name = "Admin.TransferLeadership", skip_all)]
@@ -223,14 +318,12 @@ impl Admin for AdminService {
         request: Request<pb::TransferLeadershipRequest>,
     ) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
         let target = request.into_inner().target_id;
-        if !self.node().config().peers.contains_key(&target) {
+        let voters = self.node().status().raft.conf.voters;
+        if !voters.contains(&target) {
             return Err(error_status(
                 Code::InvalidArgument,
                 reason::INVALID_ARGUMENT,
-                format!(
-                    "target_id: node {target} is not a member (members: {:?})",
-                    self.node().config().peers.keys().collect::<Vec<_>>()
-                ),
+                format!("target_id: node {target} is not a voter (voters: {voters:?})"),
                 Some("target_id"),
             ));
         }
@@ -285,7 +378,7 @@ impl Admin for AdminService {
         _request: Request<pb::SplitBrainReportRequest>,
     ) -> Result<Response<pb::SplitBrainReportResponse>, Status> {
         let started = Instant::now();
-        let (observations, voters) = self.observe().await;
+        let (observations, conf) = self.observe().await;
         let hashes = self.compare_hashes(&observations).await;
         let settings = Settings {
             election_timeout: self.node().config().election_timeout,
@@ -294,7 +387,7 @@ impl Admin for AdminService {
         };
         let mut report = analyze(
             self.node().id(),
-            &voters,
+            &conf,
             &observations,
             hashes.as_ref(),
             &settings,

@@ -21,7 +21,7 @@
 //!
 //! RocksDB's `default` column family exists but holds nothing.
 //!
-//! An entry is encoded as: format version (`1`), kind (`0` no-op, `1` command), term and
+//! An entry is encoded as: format version (`1`), kind (`0` no-op, `1` command, `2` membership), term and
 //! sequence as LEB128 integers, then the data bytes to the end of the value. The hard state
 //! is: version `1`, term, a vote marker (`0` none, `1` followed by the node id), commit. The
 //! membership is: version `1`, then voters, learners and outgoing voters, each as a count

@@ -7,7 +7,7 @@
 //!   | bytes | field |
 //!   | --- | --- |
 //!   | 1 | format version, `1` |
-//!   | 1 | kind: `0` no-op, `1` command |
+//!   | 1 | kind: `0` no-op, `1` command, `2` membership |
 //!   | 1..=10 | term, LEB128 |
 //!   | 1..=10 | sequence (the fencing token's second half), LEB128 |
 //!   | rest | data, opaque |

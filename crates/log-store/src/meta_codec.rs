@@ -6,7 +6,7 @@
 //! | `conf_state` | version `1`, then voters, learners, outgoing voters: each a count followed by that many node ids, ascending |
 //! | `identity` | version `1`, cluster id, member id: written once the node has decided to start a new cluster or rejoin one (absent: the node never started) |
 //! | `log_base` | version `1`, index and term of the last entry compacted away (absent: nothing was, the log starts at 1) |
-//! | `snapshot` | version `1`, index, term, the membership as in `conf_state` (without its version byte), the data's length and the data (absent: no snapshot yet) |
+//! | `snapshot` | version `1`, index, term, the membership as in `conf_state` (without its version byte), the data's length and the data, the membership context's length and the context (records from before membership changes end after the data) (absent: no snapshot yet) |
 //!
 //! Every number is LEB128. A record must be consumed exactly: trailing bytes are damage.
 
@@ -173,6 +173,8 @@ pub(crate) fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     out.extend_from_slice(&encode_conf_state(&snapshot.meta.conf_state)[1..]);
     varint::put(&mut out, snapshot.data.len() as u64);
     out.extend_from_slice(&snapshot.data);
+    varint::put(&mut out, snapshot.meta.conf_context.len() as u64);
+    out.extend_from_slice(&snapshot.meta.conf_context);
     out
 }
 
@@ -182,21 +184,37 @@ pub(crate) fn decode_snapshot(value: &[u8]) -> Result<Snapshot, String> {
     let index = varint::take(&mut input).map_err(|reason| format!("index: {reason}"))?;
     let term = varint::take(&mut input).map_err(|reason| format!("term: {reason}"))?;
     let conf_state = take_conf_state(&mut input)?;
-    let len = varint::take(&mut input).map_err(|reason| format!("data length: {reason}"))?;
-    if input.len() as u64 != len {
-        return Err(format!(
-            "the data should be {len} bytes long, {} remain",
-            input.len()
-        ));
-    }
+    let data = take_bytes(&mut input, "data")?;
+    // (Records written before membership changes end with the data.)
+    let conf_context = if input.is_empty() {
+        &[][..]
+    } else {
+        take_bytes(&mut input, "membership context")?
+    };
+    expect_end(input)?;
     Ok(Snapshot {
         meta: SnapshotMeta {
             index,
             term,
             conf_state,
+            conf_context: bytes::Bytes::copy_from_slice(conf_context),
         },
-        data: bytes::Bytes::copy_from_slice(input),
+        data: bytes::Bytes::copy_from_slice(data),
     })
+}
+
+/// A length-prefixed field.
+fn take_bytes<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], String> {
+    let len = varint::take(input).map_err(|reason| format!("{what} length: {reason}"))?;
+    if (input.len() as u64) < len {
+        return Err(format!(
+            "the {what} should be {len} bytes long, {} remain",
+            input.len()
+        ));
+    }
+    let (field, rest) = input.split_at(len as usize);
+    *input = rest;
+    Ok(field)
 }
 
 fn take_version(value: &[u8]) -> Result<&[u8], String> {
@@ -282,14 +300,20 @@ mod tests {
                 index: 300,
                 term: 9,
                 conf_state: ConfState::with_voters([1, 2, 3]),
+                conf_context: bytes::Bytes::from_static(b"1=a:1,2=b:2,3=c:3"),
             },
             data: bytes::Bytes::from_static(b"machine image"),
         };
         let value = encode_snapshot(&snapshot);
-        assert_eq!(decode_snapshot(&value), Ok(snapshot));
+        assert_eq!(decode_snapshot(&value), Ok(snapshot.clone()));
         assert!(decode_snapshot(&value[..value.len() - 1])
             .unwrap_err()
-            .contains("should be 13 bytes long"));
+            .contains("should be 17 bytes long"));
+        // A record written before membership contexts existed ends after the data.
+        let old = &value[..value.len() - 18];
+        let mut without_context = snapshot;
+        without_context.meta.conf_context = bytes::Bytes::new();
+        assert_eq!(decode_snapshot(old), Ok(without_context));
     }
 
     #[test]

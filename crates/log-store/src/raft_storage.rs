@@ -275,6 +275,7 @@ impl LogStore {
                     index: 0,
                     term: 0,
                     conf_state: self.initial_state()?.conf_state,
+                    conf_context: bytes::Bytes::new(),
                 },
                 data: bytes::Bytes::new(),
             }),

@@ -126,7 +126,7 @@ fn check_log(db: &DB, path: &Path, (base, base_term): (Index, Term)) -> Result<I
 
 /// Records the membership of a new store, synced, so a crash right after creation cannot
 /// leave a store without one.
-fn write_bootstrap(db: &DB, path: &Path, bootstrap: &ConfState) -> Result<()> {
+pub(crate) fn write_bootstrap(db: &DB, path: &Path, bootstrap: &ConfState) -> Result<()> {
     let meta = db
         .cf_handle(META_COLUMN_FAMILY)
         .expect("the store is always opened with its meta column family");

@@ -167,6 +167,19 @@ impl LogStore {
             && *self.inner.read_last_index() == 0)
     }
 
+    /// Readies a blank store for a member that joins a running cluster: it starts with no
+    /// membership of its own (not the one it was opened with), and learns it from the leader's
+    /// log or snapshot. Refused unless the store is blank.
+    pub fn start_without_membership(&self) -> Result<()> {
+        if !self.is_blank()? {
+            return Err(LogStoreError::InvalidOptions(format!(
+                "{}: only a blank store can join a cluster as a new member",
+                self.inner.path.display()
+            )));
+        }
+        crate::recovery::write_bootstrap(&self.inner.db, &self.inner.path, &ConfState::default())
+    }
+
     /// Writes every memtable to SST files and syncs the WAL, so that the next open replays
     /// nothing. For a graceful shutdown; durability never depends on it (synced writes are
     /// durable when they return).

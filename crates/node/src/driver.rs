@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use quorate_log_store::LogStore;
 use quorate_raft_core::{
-    Error as RaftError, Index, LogWriter, Message, NodeId, Payload, RawNode, ReadState, Ready,
-    Role, Snapshot, Term,
+    EntryKind, Error as RaftError, Index, LogWriter, Membership, Message, NodeId, Payload, RawNode,
+    ReadState, Ready, Role, Snapshot, Term,
 };
 use quorate_transport::{Transport, MAX_SNAPSHOT_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::handle::{Applied, Input};
+use crate::members::{MemberOp, MemberTable};
 use crate::state_machine::{ProposalTime, StateMachine};
 use crate::status::NodeStatus;
 
@@ -31,6 +32,16 @@ use crate::status::NodeStatus;
 const MAX_INPUTS_PER_TURN: usize = 4_096;
 
 type ProposalReply = oneshot::Sender<Result<Applied, NodeError>>;
+
+/// An operator's membership change waiting for its outcome: answered once the membership it
+/// asked for is in force and committed (after the joint configuration, for a change of
+/// voters, is left).
+struct MembershipWaiter {
+    /// The membership entry to wait for; once a joint one is applied, the next one.
+    index: Index,
+    term: Term,
+    reply: ProposalReply,
+}
 
 struct ReadWaiter {
     reply: oneshot::Sender<Result<Index, NodeError>>,
@@ -71,6 +82,15 @@ pub(crate) struct Driver<SM> {
     /// Images read, with the snapshot messages waiting for them.
     images_tx: mpsc::UnboundedSender<ImageRead>,
     images_rx: mpsc::UnboundedReceiver<ImageRead>,
+    /// The member table in force (see `members.rs`), and what it was derived from: the index
+    /// and context of the membership in force.
+    members: MemberTable,
+    members_key: Option<(Index, Bytes, Option<NodeId>)>,
+    /// What the table means now (see `MemberTable::in_effect`).
+    members_peers: BTreeMap<NodeId, String>,
+    members_removed: std::collections::BTreeSet<NodeId>,
+    /// The operator's membership change in progress on this leader.
+    membership_waiter: Option<MembershipWaiter>,
 }
 
 /// Snapshot messages and the image read for them.
@@ -108,6 +128,18 @@ fn raft_error(e: RaftError, leader_address: impl Fn(NodeId) -> Option<String>) -
         RaftError::ProposalTooLarge { size, max } => {
             NodeError::Invalid(format!("command of {size} bytes exceeds {max} bytes"))
         }
+        RaftError::MembershipChangeRefused { reason } => NodeError::MembershipRefused(reason),
+        RaftError::LearnerBehind {
+            id,
+            match_index,
+            last_index,
+            max_lag,
+        } => NodeError::LearnerBehind {
+            id,
+            match_index,
+            last_index,
+            max_lag,
+        },
         other => NodeError::Internal(other.to_string()),
     }
 }
@@ -151,7 +183,57 @@ impl<SM: StateMachine> Driver<SM> {
             reading_image: false,
             images_tx,
             images_rx,
+            members: MemberTable::default(),
+            members_key: None,
+            members_peers: BTreeMap::new(),
+            members_removed: Default::default(),
+            membership_waiter: None,
         }
+    }
+
+    /// Brings the member table, the transport's peers and the removed ids in line with the
+    /// membership in force (the latest in the log: it takes effect when appended). Called
+    /// after every Ready.
+    fn sync_members(&mut self) {
+        let (index, membership) = self.raw.membership();
+        // (The leader this node follows matters too: a leader whose removal this node has
+        // appended still leads until it hands over, and must be heard meanwhile.)
+        let leader = self.raw.soft_state().leader_id;
+        let key = (index, membership.context.clone(), leader);
+        if self.members_key.as_ref() == Some(&key) {
+            return;
+        }
+        let table = MemberTable::in_force(membership, &self.config.peers);
+        let conf = membership.conf.clone();
+        let (peers, mut removed) = table.in_effect(&conf);
+        if let Some(leader) = leader {
+            removed.remove(&leader);
+        }
+        let changed = self.members_key.as_ref().map(|k| (k.0, &k.1)) != Some((key.0, &key.1));
+        if let Err(e) = self.transport.set_members(&peers, removed.clone()) {
+            tracing::error!(error = %e, "the new member table has an unusable address");
+        }
+        if self.members_key.is_some() && changed {
+            tracing::info!(
+                index,
+                voters = ?conf.voters,
+                learners = ?conf.learners,
+                outgoing = ?conf.voters_outgoing,
+                peers = ?peers,
+                "membership in force"
+            );
+        }
+        if changed && !conf.members().contains(&self.config.id) && !conf.voters.is_empty() {
+            tracing::warn!(
+                index,
+                "this node is not a member of the membership in force: it takes no part in \
+                 decisions (it was removed, or has not been added yet)"
+            );
+        }
+        self.members = table;
+        self.members_peers = peers;
+        self.members_removed = removed;
+        self.members_key = Some(key);
     }
 
     /// The index of the snapshot the store's log was last compacted behind.
@@ -162,6 +244,7 @@ impl<SM: StateMachine> Driver<SM> {
 
     /// Runs until shutdown (or a fatal storage error).
     pub(crate) async fn run(mut self) -> Result<(), NodeError> {
+        self.sync_members();
         let tick = self.config.tick();
         let mut wake = tokio::time::interval(tick);
         wake.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -275,7 +358,7 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     fn leader_address(&self, leader: NodeId) -> Option<String> {
-        self.config.peers.get(&leader).cloned()
+        self.members_peers.get(&leader).cloned()
     }
 
     fn step(&mut self, message: Message) -> Result<(), NodeError> {
@@ -316,6 +399,9 @@ impl<SM: StateMachine> Driver<SM> {
         for (_, waiter) in std::mem::take(&mut self.reads) {
             let _ = waiter.reply.send(Err(error.clone()));
         }
+        if let Some(waiter) = self.membership_waiter.take() {
+            let _ = waiter.reply.send(Err(error.clone()));
+        }
         self.rpc_waiters.clear();
         self.corrupt = Some(reason);
     }
@@ -337,6 +423,9 @@ impl<SM: StateMachine> Driver<SM> {
                     let _ = reply.send(Err(error));
                 }
                 Input::StepDown { reply } => {
+                    let _ = reply.send(Err(error));
+                }
+                Input::ChangeMembership { reply, .. } => {
                     let _ = reply.send(Err(error));
                 }
             }
@@ -396,8 +485,97 @@ impl<SM: StateMachine> Driver<SM> {
                 let result = self.raw.step_down().map_err(|e| map(self, e));
                 let _ = reply.send(result);
             }
+            Input::ChangeMembership { ops, reply } => {
+                if let Err(e) = self.change_membership(&ops, reply) {
+                    tracing::warn!(error = %e, "membership change refused");
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Proposes an operator's membership change: the Raft changes and the member table that
+    /// `ops` make of the membership in force. One at a time; the reply comes once the asked
+    /// membership is committed (see [`MembershipWaiter`]).
+    fn change_membership(
+        &mut self,
+        ops: &[MemberOp],
+        reply: ProposalReply,
+    ) -> Result<(), NodeError> {
+        let refused = |reply: ProposalReply, e: NodeError| {
+            let _ = reply.send(Err(e.clone()));
+            Err(e)
+        };
+        if self.stopping_since.is_some() {
+            return refused(reply, NodeError::ShuttingDown);
+        }
+        if let Some(waiter) = &self.membership_waiter {
+            if !waiter.reply.is_closed() {
+                let e = NodeError::MembershipRefused(format!(
+                    "the membership change at index {} is still in progress; retry once it \
+                     is done",
+                    waiter.index
+                ));
+                return refused(reply, e);
+            }
+        }
+        let conf = self.raw.membership().1.conf.clone();
+        let (changes, table) = match self.members.plan(&conf, ops) {
+            Ok(plan) => plan,
+            Err(e) => return refused(reply, e),
+        };
+        match self.raw.propose_membership(&changes, table.encode()) {
+            Ok(p) => {
+                tracing::info!(index = p.index, ?ops, "membership change proposed");
+                self.membership_waiter = Some(MembershipWaiter {
+                    index: p.index,
+                    term: p.term,
+                    reply,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let e = raft_error(e, |l| self.leader_address(l));
+                refused(reply, e)
+            }
+        }
+    }
+
+    /// A membership entry was applied: answers the operator's change once what it asked for is
+    /// committed (a joint configuration waits for the entry that leaves it).
+    fn on_membership_applied(&mut self, entry: &quorate_raft_core::Entry) {
+        let Some(waiter) = self.membership_waiter.as_mut() else {
+            return;
+        };
+        if entry.index < waiter.index {
+            return;
+        }
+        let waiter = self.membership_waiter.take().expect("checked above");
+        if entry.index == waiter.index && entry.term != waiter.term {
+            let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
+                reason: format!(
+                    "a new leader replaced the membership entry at index {} before it committed",
+                    entry.index
+                ),
+            }));
+            return;
+        }
+        match Membership::of_entry(entry) {
+            Ok(Some(m)) if m.conf.is_joint() => {
+                // Committed; the leader leaves the joint configuration on its own.
+                self.membership_waiter = Some(MembershipWaiter {
+                    index: entry.index + 1,
+                    ..waiter
+                });
+            }
+            _ => {
+                let _ = waiter.reply.send(Ok(Applied {
+                    index: entry.index,
+                    term: entry.term,
+                    output: Bytes::new(),
+                }));
+            }
+        }
     }
 
     /// Persist, send, apply, answer, advance; inside a `ready` span. (The span is attached to
@@ -489,6 +667,7 @@ impl<SM: StateMachine> Driver<SM> {
             .advance()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         drop(advance);
+        self.sync_members();
         self.maybe_compact().await
     }
 
@@ -611,6 +790,11 @@ impl<SM: StateMachine> Driver<SM> {
         self.snapshot_index = index;
         self.applied_tx.send_replace(index);
         // Proposals at or before it ended one way or another: their outcome is unknown here.
+        if let Some(waiter) = self.membership_waiter.take_if(|w| w.index <= index) {
+            let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
+                reason: format!("this node installed a snapshot of index {index}"),
+            }));
+        }
         let covered: Vec<Index> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
         for i in covered {
             if let Some((_, reply)) = self.proposals.remove(&i) {
@@ -637,17 +821,23 @@ impl<SM: StateMachine> Driver<SM> {
         // entries after it, and a compaction now could take those away and send it back for
         // another snapshot (a transfer slower than the catch-up margin would never end).
         let streaming = self
-            .config
-            .peers
-            .keys()
-            .any(|&peer| self.transport.snapshot_streaming(peer));
+            .transport
+            .peer_ids()
+            .into_iter()
+            .any(|peer| self.transport.snapshot_streaming(peer));
         if self.reading_image || streaming {
             return Ok(());
         }
-        let meta = self
-            .raw
-            .snapshot_meta(applied)
-            .map_err(|e| NodeError::Internal(format!("snapshot at {applied}: {e}")))?;
+        let meta = match self.raw.snapshot_meta(applied) {
+            Ok(meta) => meta,
+            // A member that joined knows no membership before the entry that added it: it
+            // compacts once it has applied that entry.
+            Err(RaftError::InvalidConfig(why)) => {
+                tracing::debug!(%why, "no compaction yet");
+                return Ok(());
+            }
+            Err(e) => return Err(NodeError::Internal(format!("snapshot at {applied}: {e}"))),
+        };
         let up_to = applied
             .saturating_sub(self.config.snapshot_catch_up_entries)
             .max(self.raw.first_index() - 1);
@@ -681,6 +871,9 @@ impl<SM: StateMachine> Driver<SM> {
         self.sm = Some(sm);
         let outputs = result.map_err(|e| NodeError::Internal(format!("apply: {e}")))?;
         for (entry, output) in entries.iter().zip(outputs) {
+            if entry.kind == EntryKind::Membership {
+                self.on_membership_applied(entry);
+            }
             if let Some((term, reply)) = self.proposals.remove(&entry.index) {
                 let result = if term == entry.term {
                     Ok(Applied {
@@ -711,6 +904,14 @@ impl<SM: StateMachine> Driver<SM> {
             for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
                 let _ = reply.send(Err(NodeError::OutcomeUnknown {
                     reason: format!("leadership was lost (now {role} in term {term})"),
+                }));
+            }
+            if let Some(waiter) = self.membership_waiter.take() {
+                let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
+                    reason: format!(
+                        "leadership was lost (now {role} in term {term}) while the membership \
+                         change was in progress: see `quoratectl members list`"
+                    ),
                 }));
             }
         }
@@ -759,7 +960,10 @@ impl<SM: StateMachine> Driver<SM> {
         let status = NodeStatus {
             raft: self.raw.status(),
             tick: self.config.tick(),
-            peers: self.config.peers.clone(),
+            peers: self.members_peers.clone(),
+            removed: self.members_removed.clone(),
+            membership_index: self.members_key.as_ref().map_or(0, |k| k.0),
+            removed_self: self.transport.directory().removed_self(),
             stopping: self.stopping_since.is_some(),
             corrupt: self.corrupt.clone(),
         };
@@ -795,6 +999,11 @@ impl<SM: StateMachine> Driver<SM> {
         }
         for (_, waiter) in std::mem::take(&mut self.reads) {
             let _ = waiter.reply.send(Err(NodeError::ShuttingDown));
+        }
+        if let Some(waiter) = self.membership_waiter.take() {
+            let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
+                reason: "the node shut down during the membership change".into(),
+            }));
         }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "flush at shutdown failed");

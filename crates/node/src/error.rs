@@ -48,6 +48,25 @@ pub enum NodeError {
     /// part in the cluster; the text says what it found.
     #[error("{0}")]
     Corrupt(String),
+    /// A membership change that cannot be made now; the text says why.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
+    /// A learner to promote is not caught up yet.
+    #[error(
+        "node {id} is not caught up yet: its log matches the leader's up to index {match_index}, \
+         the leader's ends at {last_index} (a learner at most {max_lag} entries behind may be \
+         promoted); wait and retry"
+    )]
+    LearnerBehind {
+        /// The learner.
+        id: NodeId,
+        /// How far its log is known to match the leader's.
+        match_index: u64,
+        /// The leader's last index.
+        last_index: u64,
+        /// The most entries behind that may be promoted.
+        max_lag: u64,
+    },
 }
 
 /// A status with `code`, a Quorate `reason` (see `quorate_proto::errors::reason`) and, when
@@ -75,18 +94,61 @@ impl NodeError {
             NodeError::Invalid(_) => reason::INVALID_ARGUMENT,
             NodeError::Internal(_) => reason::INTERNAL,
             NodeError::Corrupt(_) => reason::CORRUPT,
+            NodeError::MembershipRefused(_) => reason::MEMBERSHIP_CHANGE_REFUSED,
+            NodeError::LearnerBehind { .. } => reason::LEARNER_BEHIND,
         }
+    }
+
+    /// The request field an invalid request is refused for: the messages of
+    /// [`NodeError::Invalid`] that are about one field start with its name (`node_id: ...`).
+    fn field(&self) -> Option<&str> {
+        let NodeError::Invalid(message) = self else {
+            return None;
+        };
+        let (field, _) = message.split_once(": ")?;
+        let is_name = !field.is_empty()
+            && field
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.');
+        is_name.then_some(field)
     }
 
     /// The gRPC status clients see.
     pub fn to_status(&self) -> Status {
+        if let Some(field) = self.field() {
+            return error_status(
+                Code::InvalidArgument,
+                reason::INVALID_ARGUMENT,
+                self.to_string(),
+                Some(field),
+            );
+        }
         let code = match self {
             NodeError::Invalid(_) => Code::InvalidArgument,
             NodeError::Internal(_) => Code::Internal,
             NodeError::Corrupt(_) => Code::DataLoss,
+            NodeError::MembershipRefused(_) | NodeError::LearnerBehind { .. } => {
+                Code::FailedPrecondition
+            }
             _ => Code::Unavailable,
         };
         let mut metadata = std::collections::HashMap::new();
+        if let NodeError::LearnerBehind {
+            id,
+            match_index,
+            last_index,
+            max_lag,
+        } = self
+        {
+            for (key, value) in [
+                ("node_id", id),
+                ("match_index", match_index),
+                ("last_index", last_index),
+                ("max_lag", max_lag),
+            ] {
+                metadata.insert(key.to_string(), value.to_string());
+            }
+        }
         if let NodeError::NotLeader { leader, address } = self {
             if let Some(leader) = leader {
                 metadata.insert("leader_id".to_string(), leader.to_string());
@@ -120,6 +182,26 @@ impl NodeError {
                 reason: "the leader is shutting down".into(),
             },
             Some(reason::INVALID_ARGUMENT) => NodeError::Invalid(message),
+            Some(reason::MEMBERSHIP_CHANGE_REFUSED) => NodeError::MembershipRefused(message),
+            // The leader refused this node, which was removed: nothing was proposed.
+            Some(reason::MEMBER_REMOVED) => NodeError::NoQuorum {
+                reason: format!("this node was removed from the cluster ({message})"),
+            },
+            Some(reason::LEARNER_BEHIND) => {
+                let info = info.as_ref().expect("present");
+                let number = |key: &str| {
+                    info.metadata
+                        .get(key)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_default()
+                };
+                NodeError::LearnerBehind {
+                    id: number("node_id"),
+                    match_index: number("match_index"),
+                    last_index: number("last_index"),
+                    max_lag: number("max_lag"),
+                }
+            }
             Some(_) => NodeError::Internal(message),
             // A transport failure after the request may have left: the leader may have
             // received and committed it.
@@ -145,6 +227,14 @@ mod tests {
                 address: Some("10.0.0.3:2380".into()),
             },
             NodeError::Invalid("bad".into()),
+            NodeError::Invalid("node_id: node 4 is already a member".into()),
+            NodeError::MembershipRefused("a change is in progress".into()),
+            NodeError::LearnerBehind {
+                id: 4,
+                match_index: 10,
+                last_index: 5000,
+                max_lag: 1000,
+            },
         ];
         for error in errors {
             let status = error.to_status();
@@ -153,6 +243,14 @@ mod tests {
             assert_eq!(info.domain, "quorate");
             let back = NodeError::from_status(&status);
             assert_eq!(back.reason(), error.reason());
+            if let NodeError::Invalid(why) = &error {
+                let field = info.metadata.get("field").map(String::as_str);
+                assert_eq!(field, why.split_once(": ").map(|(f, _)| f), "{why}");
+            }
+            if matches!(error, NodeError::LearnerBehind { .. }) {
+                assert_eq!(back, error, "the numbers travel in the metadata");
+                assert_eq!(status.code(), Code::FailedPrecondition);
+            }
             if let NodeError::NotLeader { leader, address } = back {
                 assert_eq!(leader, Some(3));
                 assert_eq!(address.as_deref(), Some("10.0.0.3:2380"));

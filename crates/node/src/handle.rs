@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
+use crate::members::MemberOp;
 use crate::status::NodeStatus;
 
 /// A command that was committed and applied.
@@ -49,6 +50,11 @@ pub(crate) enum Input {
     /// Hand leadership to the best other voter.
     StepDown {
         reply: oneshot::Sender<Result<NodeId, NodeError>>,
+    },
+    /// An operator's membership change (this node should be the leader).
+    ChangeMembership {
+        ops: Vec<MemberOp>,
+        reply: oneshot::Sender<Result<Applied, NodeError>>,
     },
 }
 
@@ -146,6 +152,15 @@ impl NodeHandle {
         let raft = &status.raft;
         if status.stopping {
             return Err(NodeError::ShuttingDown);
+        }
+        if status.is_removed() {
+            return Err(NodeError::NoQuorum {
+                reason: format!(
+                    "node {} is not a member of the cluster (removed, or not added yet): send \
+                     requests to a member",
+                    raft.id
+                ),
+            });
         }
         // A leader or follower that has been out of touch for this long cannot commit or
         // confirm anything now; refusing at once beats accepting work that will hang. The
@@ -311,6 +326,65 @@ impl NodeHandle {
             |reply| Input::StepDown { reply },
             self.shared.config.request_timeout,
             || NodeError::Internal("the node did not answer".into()),
+        )
+        .await
+    }
+
+    /// Makes an operator's membership change on the leader (forwarded there from a
+    /// follower), and returns once the membership asked for is committed (a change of voters:
+    /// once the joint configuration is left). Refused with a reason when it cannot be made
+    /// now (another change in progress, a learner not caught up, an unknown member).
+    pub async fn change_membership(&self, ops: Vec<MemberOp>) -> Result<Applied, NodeError> {
+        self.check_quorum_reachable()?;
+        let (role, leader) = {
+            let status = self.shared.status.borrow();
+            (status.raft.role, status.raft.leader_id)
+        };
+        if role == Role::Leader {
+            return self.change_membership_here(ops).await;
+        }
+        let Some(leader) = leader else {
+            return Err(NodeError::NoQuorum {
+                reason: "this node knows no leader to ask".into(),
+            });
+        };
+        if self.shared.transport.address_of(leader).is_none() {
+            // Its leader was just removed: a new one is being elected.
+            return Err(NodeError::NoQuorum {
+                reason: format!("node {leader}, the leader this node knows, is no longer a member"),
+            });
+        }
+        let changes = ops.iter().map(MemberOp::to_proto).collect();
+        // A change of voters commits two entries, each needing a quorum round.
+        let deadline = self.shared.config.request_timeout * 2;
+        match self
+            .shared
+            .transport
+            .change_membership(leader, changes, deadline)
+            .await
+        {
+            Ok(reply) => Ok(Applied {
+                index: reply.index,
+                term: reply.term,
+                output: Bytes::new(),
+            }),
+            Err(status) => Err(NodeError::from_status(&status)),
+        }
+    }
+
+    /// [`NodeHandle::change_membership`] on this node only (it must be the leader).
+    pub async fn change_membership_here(&self, ops: Vec<MemberOp>) -> Result<Applied, NodeError> {
+        let timeout = self.shared.config.request_timeout * 2;
+        self.ask(
+            |reply| Input::ChangeMembership { ops, reply },
+            timeout,
+            || NodeError::OutcomeUnknown {
+                reason: format!(
+                    "the membership change was not committed within {} ms: see `quoratectl \
+                     members list`",
+                    timeout.as_millis()
+                ),
+            },
         )
         .await
     }

@@ -2,11 +2,12 @@
 //! a node whose store is blank does.
 //!
 //! A blank store (no identity, no hard state, no entry) is ambiguous: a member of a cluster
-//! that starts for the first time, or a member whose disk was lost or replaced, which must not
-//! act as if it had never voted or acknowledged anything. The node asks every peer for its
-//! term and log (`Probe` on the peer port) and does what
-//! [`quorate_raft_core::bootstrap::decide`] says: start a new cluster, rejoin as a non-voter,
-//! wait for the peers that did not answer, or refuse with the command that recovers it. While
+//! that starts for the first time, a new member joining a running cluster, or a member whose
+//! disk was lost or replaced, which must not act as if it had never voted or acknowledged
+//! anything. The node asks every peer for its term, its log and what its membership makes of
+//! this node (`Probe` on the peer port) and does what [`quorate_raft_core::bootstrap::decide`]
+//! says: start a new cluster, join as a new member, rejoin as a non-voter, wait for the peers
+//! that did not answer, or refuse with the command that recovers it. While
 //! it waits it answers its peers' probes as blank ([`StartingPeer`]), so the members of a new
 //! cluster, all blank, find each other.
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quorate_log_store::{Identity, LogStore};
 use quorate_proto::{admin as admin_pb, raft as pb};
-use quorate_raft_core::bootstrap::{self, ClusterState, Decision, PeerState};
+use quorate_raft_core::bootstrap::{self, ClusterState, Decision, PeerState, Standing};
 use quorate_raft_core::{Index, LogWriter, Message, NodeId, Term};
 use quorate_transport::{PeerHandler, StatsTable, Transport, TransportConfig};
 use tokio::sync::mpsc;
@@ -32,27 +33,32 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How often the node says, while it waits, which peers it is waiting for.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
-/// Checks that `store` belongs to this member of this cluster, and readies a blank store as
-/// `mode` (`--initial-cluster-state`) and the peers' answers say. Returns once the Raft node may
-/// start over `store`; an error says why it must not and what to do.
+/// Checks that `store` belongs to this member, and readies a blank store as `mode`
+/// (`--initial-cluster-state`) and the peers' answers say. Returns the cluster's id once the
+/// Raft node may start over `store`; an error says why it must not and what to do.
+///
+/// The cluster id is created once, when the cluster first starts (from its initial
+/// membership), and stored: a node that restarts keeps it whatever its flags say now, and a
+/// new member that joins a running cluster learns it from the members it asks.
 pub async fn prepare_store(
     store: &LogStore,
     config: &NodeConfig,
     mode: ClusterState,
-) -> Result<(), NodeError> {
+) -> Result<u64, NodeError> {
     let storage = |e: quorate_log_store::LogStoreError| NodeError::Internal(e.to_string());
-    let wanted = Identity {
-        cluster_id: config.cluster_id,
-        member_id: config.id,
-    };
     if let Some(found) = store.identity().map_err(storage)? {
-        return check_identity(store, found, wanted);
+        return check_identity(store, found, config);
     }
     if !store.is_blank().map_err(storage)? {
         // Written by a release that kept no identity: it is this member's own.
-        return store.set_identity(&wanted).map_err(storage);
+        let identity = Identity {
+            cluster_id: config.cluster_id,
+            member_id: config.id,
+        };
+        store.set_identity(&identity).map_err(storage)?;
+        return Ok(config.cluster_id);
     }
-    let decision = ask_peers(config, mode).await?;
+    let (decision, cluster_id) = ask_peers(config, mode).await?;
     match decision {
         Decision::Bootstrap => {
             tracing::info!("every peer answered and none holds data: starting a new cluster");
@@ -68,42 +74,86 @@ pub async fn prepare_store(
                 .persist(Some(&hard_state), &[], true)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
         }
+        Decision::Join => {
+            tracing::info!(
+                cluster = format!("{cluster_id:016x}"),
+                "joining the cluster as a new member: the leader sends the log (or a \
+                 snapshot) once this member is added (quoratectl members add)"
+            );
+            store.start_without_membership().map_err(storage)?;
+        }
         Decision::Refuse(reason) => return Err(NodeError::Invalid(reason)),
-        Decision::Wait { .. } => unreachable!("ask_peers waits until the decision is final"),
+        Decision::Wait { .. } | Decision::NotYetAdded => {
+            unreachable!("ask_peers waits until the decision is final")
+        }
     }
-    store.set_identity(&wanted).map_err(storage)
+    let identity = Identity {
+        cluster_id,
+        member_id: config.id,
+    };
+    store.set_identity(&identity).map_err(storage)?;
+    Ok(cluster_id)
 }
 
-fn check_identity(store: &LogStore, found: Identity, wanted: Identity) -> Result<(), NodeError> {
-    if found == wanted {
-        return Ok(());
+fn check_identity(
+    store: &LogStore,
+    found: Identity,
+    config: &NodeConfig,
+) -> Result<u64, NodeError> {
+    if found.member_id != config.id {
+        return Err(NodeError::Invalid(format!(
+            "the data directory {} belongs to member {} of cluster {:016x}, but this node was \
+             started as member {}: --id must be the one the data directory was created with",
+            store.path().display(),
+            found.member_id,
+            found.cluster_id,
+            config.id
+        )));
     }
-    Err(NodeError::Invalid(format!(
-        "the data directory {} belongs to member {} of cluster {:016x}, but this node was \
-         started as member {} of cluster {:016x}: --id and --initial-cluster must be the ones \
-         the data directory was created with",
-        store.path().display(),
-        found.member_id,
-        found.cluster_id,
-        wanted.member_id,
-        wanted.cluster_id
-    )))
+    if found.cluster_id != config.cluster_id {
+        tracing::info!(
+            cluster = format!("{:016x}", found.cluster_id),
+            "the data directory belongs to this cluster (its id was fixed when the cluster \
+             first started; --initial-cluster now serves only as the addresses to start with)"
+        );
+    }
+    Ok(found.cluster_id)
 }
 
-/// Probes every peer until [`bootstrap::decide`] gives a final answer.
-async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<Decision, NodeError> {
+/// What `status`, a peer's answer, makes of node `me`.
+fn standing(status: &admin_pb::StatusResponse, me: NodeId) -> Standing {
+    if status.removed_ids.contains(&me) {
+        Standing::Removed
+    } else if status.voters.contains(&me) || status.voters_outgoing.contains(&me) {
+        Standing::Voter
+    } else if status.learners.contains(&me) {
+        Standing::Learner
+    } else {
+        Standing::Unknown
+    }
+}
+
+/// Probes every peer until [`bootstrap::decide`] gives a final answer; returns it with the
+/// cluster's id (for `existing`, the one the peers report).
+async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<(Decision, u64), NodeError> {
     let peers: BTreeMap<NodeId, String> = config
         .peers
         .iter()
         .filter(|(&id, _)| id != config.id)
         .map(|(&id, address)| (id, address.clone()))
         .collect();
+    // A member that joins a running cluster does not know its id yet: it asks as cluster 0,
+    // which members answer for probes only.
+    let asking_as = match mode {
+        ClusterState::New => config.cluster_id,
+        ClusterState::Existing => 0,
+    };
     // A transport of its own, for probes only: nothing is ever sent through its queues.
     let (inbox, _unused) = mpsc::channel(1);
     let transport = Transport::start(
         TransportConfig {
             timing: config.timing(),
-            ..TransportConfig::new(config.cluster_id, config.id, peers.clone())
+            ..TransportConfig::new(asking_as, config.id, peers.clone())
         },
         inbox,
         Arc::new(StatsTable::default()),
@@ -119,11 +169,18 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<Decision, 
     loop {
         let mut answers = BTreeMap::new();
         let mut failures = Vec::new();
+        let mut cluster_ids = BTreeMap::new();
         for &peer in peers.keys() {
             let answer = match transport.probe(peer, None, PROBE_DEADLINE).await {
-                Ok(reply) => reply.status.map(|s| PeerState {
-                    term: s.term,
-                    last_index: s.last_log_index,
+                Ok(reply) => reply.status.map(|s| {
+                    if s.cluster_id != 0 {
+                        cluster_ids.insert(peer, s.cluster_id);
+                    }
+                    PeerState {
+                        term: s.term,
+                        last_index: s.last_log_index,
+                        asker: standing(&s, config.id),
+                    }
                 }),
                 Err(status) => {
                     failures.push(format!("{peer}: {}", status.message()));
@@ -132,6 +189,20 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<Decision, 
             };
             answers.insert(peer, answer);
         }
+        let cluster_id = match mode {
+            ClusterState::New => config.cluster_id,
+            ClusterState::Existing => {
+                let distinct: std::collections::BTreeSet<u64> =
+                    cluster_ids.values().copied().collect();
+                if distinct.len() > 1 {
+                    return Err(NodeError::Invalid(format!(
+                        "the peers given in --initial-cluster belong to different clusters \
+                         (peer: cluster id {cluster_ids:x?}): list the members of one cluster"
+                    )));
+                }
+                distinct.first().copied().unwrap_or(0)
+            }
+        };
         match bootstrap::decide(config.id, mode, &answers) {
             Decision::Wait { missing } => {
                 if reported.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
@@ -147,7 +218,21 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<Decision, 
                 }
                 tokio::time::sleep(RETRY_EVERY).await;
             }
-            decision => return Ok(decision),
+            Decision::NotYetAdded => {
+                if reported.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                    reported = Some(Instant::now());
+                    tracing::warn!(
+                        waited_s = started.elapsed().as_secs(),
+                        "no member lists this node yet: waiting to be added (quoratectl \
+                         members add {} --peer-url <this node's peer address>)",
+                        config.id
+                    );
+                }
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            // (Peers of a release that did not report the id: the flags' one.)
+            decision if cluster_id == 0 => return Ok((decision, config.cluster_id)),
+            decision => return Ok((decision, cluster_id)),
         }
     }
 }
@@ -191,6 +276,13 @@ impl PeerHandler for StartingPeer {
     }
 
     async fn transfer(&self, _target: NodeId) -> Result<NodeId, Status> {
+        Err(self.unavailable())
+    }
+
+    async fn change_membership(
+        &self,
+        _changes: Vec<pb::MemberChange>,
+    ) -> Result<(Index, Term), Status> {
         Err(self.unavailable())
     }
 }

@@ -28,6 +28,7 @@ mod driver;
 mod error;
 mod handle;
 mod join;
+mod members;
 mod peer;
 mod state_machine;
 mod status;
@@ -44,6 +45,7 @@ pub use driver::wall_clock_ms;
 pub use error::{error_status, NodeError, ERROR_DOMAIN};
 pub use handle::{Applied, NodeHandle};
 pub use join::{prepare_store, StartingPeer};
+pub use members::{MemberOp, MemberTable};
 pub use peer::{NodePeer, OperatorRpcs};
 pub use quorate_raft_core::bootstrap::ClusterState;
 pub use state_machine::{ImageReader, ProposalTime, StateMachine};
@@ -112,6 +114,9 @@ pub fn start<SM: StateMachine>(
         raft: raw.status(),
         tick: config.tick(),
         peers: config.peers.clone(),
+        removed: Default::default(),
+        membership_index: 0,
+        removed_self: false,
         stopping: false,
         corrupt: None,
     };

@@ -1,6 +1,7 @@
-//! The peer port's handler: Raft messages and forwarded writes go to this node, the write
-//! path's own hops; the operator's peer RPCs (a probe for the split-brain report, a leadership
-//! transfer) go to whoever the server wires in (`quorate-admin`).
+//! The peer port's handler: Raft messages, forwarded writes and forwarded membership changes
+//! go to this node, the write path's own hops; the operator's peer RPCs (a probe for the
+//! split-brain report, a leadership transfer) go to whoever the server wires in
+//! (`quorate-admin`).
 
 use std::future::Future;
 
@@ -10,7 +11,7 @@ use quorate_raft_core::{Index, Message, NodeId, Term};
 use quorate_transport::PeerHandler;
 use tonic::Status;
 
-use crate::NodeHandle;
+use crate::{MemberOp, NodeHandle};
 
 /// The peer RPCs that serve operators rather than the write path.
 pub trait OperatorRpcs: Clone + Send + Sync + 'static {
@@ -56,5 +57,20 @@ impl<O: OperatorRpcs> PeerHandler for NodePeer<O> {
 
     async fn transfer(&self, target: NodeId) -> Result<NodeId, Status> {
         self.operator.transfer(target).await
+    }
+
+    async fn change_membership(
+        &self,
+        changes: Vec<pb::MemberChange>,
+    ) -> Result<(Index, Term), Status> {
+        let ops = changes
+            .iter()
+            .map(MemberOp::from_proto)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_status())?;
+        match self.node.change_membership_here(ops).await {
+            Ok(applied) => Ok((applied.index, applied.term)),
+            Err(e) => Err(e.to_status()),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The node's externally visible state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use quorate_raft_core::{NodeId, Status};
@@ -12,8 +12,14 @@ pub struct NodeStatus {
     pub raft: Status,
     /// The length of one core tick (to turn tick counts into time).
     pub tick: Duration,
-    /// Every member's peer address.
+    /// Every member's peer address (the member table in force: see `members.rs`).
     pub peers: BTreeMap<NodeId, String>,
+    /// The ids removed from the cluster (never used again).
+    pub removed: BTreeSet<NodeId>,
+    /// The index of the membership entry in force (0: the initial membership).
+    pub membership_index: u64,
+    /// A peer refused this node's request because this node was removed from the cluster.
+    pub removed_self: bool,
     /// The node is shutting down: it accepts no new requests.
     pub stopping: bool,
     /// Set when the node found its log in conflict with a committed entry it holds: it no
@@ -33,6 +39,13 @@ impl NodeStatus {
     /// How long the leader lease still holds (zero unless this node is a leader holding one).
     pub fn lease_remaining(&self) -> Duration {
         self.tick * self.raft.lease_remaining_ticks.min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Whether this node takes no part in the cluster's decisions: the membership in force on
+    /// it does not list it (removed, or not added yet), or a peer said it was removed.
+    pub fn is_removed(&self) -> bool {
+        let conf = &self.raft.conf;
+        self.removed_self || (!conf.voters.is_empty() && !conf.members().contains(&self.raft.id))
     }
 
     /// Whether this node knows a leader of its term (see `NodeHandle::check_quorum_reachable`

@@ -35,6 +35,17 @@ pub mod reason {
     pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     /// A failure inside the node (INTERNAL).
     pub const INTERNAL: &str = "INTERNAL";
+    /// A membership change that cannot be made now; the message says why (another change
+    /// is in progress, the member does not exist...) (FAILED_PRECONDITION).
+    pub const MEMBERSHIP_CHANGE_REFUSED: &str = "MEMBERSHIP_CHANGE_REFUSED";
+    /// A learner to promote is not caught up yet; metadata gives `match_index` and
+    /// `last_index`: wait and retry (FAILED_PRECONDITION).
+    pub const LEARNER_BEHIND: &str = "LEARNER_BEHIND";
+    /// The sender was removed from the cluster: its requests are refused for good
+    /// (PERMISSION_DENIED).
+    pub const MEMBER_REMOVED: &str = "MEMBER_REMOVED";
+    /// A peer request from another cluster (FAILED_PRECONDITION).
+    pub const CLUSTER_MISMATCH: &str = "CLUSTER_MISMATCH";
 }
 
 /// Whether a failed write may be sent again, to any node, with the same idempotency key, in
@@ -82,6 +93,10 @@ mod tests {
             reason::INVALID_ARGUMENT,
             reason::NOT_FOUND,
             reason::INTERNAL,
+            reason::MEMBERSHIP_CHANGE_REFUSED,
+            reason::LEARNER_BEHIND,
+            reason::MEMBER_REMOVED,
+            reason::CLUSTER_MISMATCH,
         ] {
             assert!(!retryable(Some(reason), Code::Unavailable), "{reason}");
         }

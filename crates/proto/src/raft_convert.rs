@@ -424,6 +424,7 @@ pub fn snapshot_to_chunks(
     first.voters = meta.conf_state.voters.iter().copied().collect();
     first.learners = meta.conf_state.learners.iter().copied().collect();
     first.voters_outgoing = meta.conf_state.voters_outgoing.iter().copied().collect();
+    first.conf_context = meta.conf_context.clone();
     first.round = r.round;
     first.total_bytes = data.len() as u64;
     first.checksum = snapshot_checksum(data);
@@ -450,6 +451,7 @@ pub fn snapshot_from_chunks(
             index: first.index,
             term: first.term,
             conf_state,
+            conf_context: first.conf_context.clone(),
         },
         data,
     };

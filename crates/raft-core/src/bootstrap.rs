@@ -17,13 +17,20 @@
 //!   from it, and it neither votes nor campaigns until a leader of a term after `M`, elected
 //!   without it, has brought it up to date ([`crate::HardState::rejoining`]).
 //!
+//! - A member the peers know only as a **learner** **joins**: it never voted, and a learner's
+//!   acknowledgements count for no commit, so it has nothing to remember. It starts empty and
+//!   the leader that added it sends it the log. One that no peer knows yet **waits** to be
+//!   added (`quoratectl members add`); one the peers say was **removed** refuses: its id
+//!   never comes back.
+//!
 //! Every peer must answer because a single silent one may be the candidate this node voted for
-//! just before the loss, the only holder of the term that vote was in. The simulator runs this
-//! function for every node it restarts after a disk loss.
+//! just before the loss, the only holder of the term that vote was in (or the only one whose
+//! log already made this node a voter). The simulator runs this function for every node it
+//! restarts after a disk loss.
 
 use std::collections::BTreeMap;
 
-use crate::types::{HardState, Index, NodeId, Term};
+use crate::types::{ConfState, HardState, Index, NodeId, Term};
 
 /// How the operator started the node (`--initial-cluster-state`, as in etcd).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +41,42 @@ pub enum ClusterState {
     Existing,
 }
 
-/// What one peer says about itself.
+/// What one peer says about itself, and about the node that asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerState {
     /// Its current term.
     pub term: Term,
     /// Its last log index.
     pub last_index: Index,
+    /// What the membership in force on it makes of the node that asks.
+    pub asker: Standing,
+}
+
+/// What a peer's membership makes of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Standing {
+    /// Not a member (not added yet, as far as this peer knows).
+    #[default]
+    Unknown,
+    /// A learner: it votes for nothing and its acknowledgements count for no commit.
+    Learner,
+    /// A voter (of either half of a joint configuration).
+    Voter,
+    /// Removed from the cluster: its id never comes back.
+    Removed,
+}
+
+impl Standing {
+    /// What `conf` makes of `id` (a configuration alone cannot say who was removed).
+    pub fn in_conf(conf: &ConfState, id: NodeId) -> Self {
+        if conf.is_voter(id) {
+            Standing::Voter
+        } else if conf.learners.contains(&id) {
+            Standing::Learner
+        } else {
+            Standing::Unknown
+        }
+    }
 }
 
 impl PeerState {
@@ -57,6 +93,11 @@ pub enum Decision {
     Bootstrap,
     /// Rejoin: persist this hard state, then run.
     Rejoin(HardState),
+    /// Join as a new member: start empty, with no membership of its own (the leader's log or
+    /// snapshot brings it).
+    Join,
+    /// Every peer answered, and none lists this node: ask again once it has been added.
+    NotYetAdded,
     /// Ask again later: these peers have not answered.
     Wait {
         /// The peers that did not answer.
@@ -98,6 +139,34 @@ pub fn decide(
              the cluster holds any data: the cluster has never run. Start every member with \
              --initial-cluster-state new"
         )),
+        ClusterState::Existing
+            if answers
+                .values()
+                .flatten()
+                .any(|a| a.asker == Standing::Removed) =>
+        {
+            Decision::Refuse(format!(
+                "member {me} was removed from the cluster, and a removed id never comes back: \
+                 wipe its data directory and add it as a new member with a new id \
+                 (quoratectl members add)"
+            ))
+        }
+        ClusterState::Existing
+            if answers
+                .values()
+                .flatten()
+                .all(|a| a.asker == Standing::Unknown) =>
+        {
+            Decision::NotYetAdded
+        }
+        ClusterState::Existing
+            if !answers
+                .values()
+                .flatten()
+                .any(|a| a.asker == Standing::Voter) =>
+        {
+            Decision::Join
+        }
         ClusterState::Existing => {
             let term = answers
                 .values()
@@ -122,7 +191,15 @@ mod tests {
     fn answers(list: &[(NodeId, Option<(Term, Index)>)]) -> BTreeMap<NodeId, Option<PeerState>> {
         list.iter()
             .map(|&(id, a)| {
-                let a = a.map(|(term, last_index)| PeerState { term, last_index });
+                let a = a.map(|(term, last_index)| PeerState {
+                    term,
+                    last_index,
+                    asker: if term > 0 {
+                        Standing::Voter
+                    } else {
+                        Standing::Unknown
+                    },
+                });
                 (id, a)
             })
             .collect()
@@ -167,6 +244,45 @@ mod tests {
         assert_eq!(hard_state.term, 8);
         assert_eq!(hard_state.vote, None);
         assert_eq!(hard_state.rejoining, Some(7));
+    }
+
+    #[test]
+    fn a_learner_joins_empty_one_not_added_waits_and_a_removed_one_is_refused() {
+        let standing = |asker| {
+            let state = |term| {
+                Some(PeerState {
+                    term,
+                    last_index: 90,
+                    asker,
+                })
+            };
+            BTreeMap::from([(1, state(5)), (2, state(6))])
+        };
+        assert_eq!(
+            decide(4, ClusterState::Existing, &standing(Standing::Learner)),
+            Decision::Join
+        );
+        assert_eq!(
+            decide(4, ClusterState::Existing, &standing(Standing::Unknown)),
+            Decision::NotYetAdded
+        );
+        // One peer that has appended the entry adding it is enough.
+        let mut one = standing(Standing::Unknown);
+        one.get_mut(&1).unwrap().as_mut().unwrap().asker = Standing::Learner;
+        assert_eq!(decide(4, ClusterState::Existing, &one), Decision::Join);
+        let Decision::Refuse(reason) =
+            decide(4, ClusterState::Existing, &standing(Standing::Removed))
+        else {
+            panic!("a removed member must be refused");
+        };
+        assert!(reason.contains("new id"), "{reason}");
+        // One peer that counts it as a voter is enough: it may have voted.
+        let mut mixed = standing(Standing::Learner);
+        mixed.get_mut(&2).unwrap().as_mut().unwrap().asker = Standing::Voter;
+        assert!(matches!(
+            decide(4, ClusterState::Existing, &mixed),
+            Decision::Rejoin(_)
+        ));
     }
 
     #[test]

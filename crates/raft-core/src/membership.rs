@@ -255,15 +255,9 @@ pub(crate) struct ConfHistory {
 
 impl ConfHistory {
     /// A log whose entries up to `index` are covered by `base`.
-    pub(crate) fn new(index: Index, base: ConfState) -> Self {
+    pub(crate) fn new(index: Index, base: Membership) -> Self {
         ConfHistory {
-            confs: vec![(
-                index,
-                Membership {
-                    conf: base,
-                    context: Bytes::new(),
-                },
-            )],
+            confs: vec![(index, base)],
         }
     }
 
@@ -424,9 +418,14 @@ impl<S: Storage> Raft<S> {
             if !current.conf.learners.contains(&id) {
                 continue;
             }
-            let match_index = self.tracker.progress.get(&id).map_or(0, |p| p.match_index);
+            // It must have answered (within an election timeout) and be close behind: a learner
+            // that never answered may not even run yet.
+            let (match_index, answered) = self.tracker.progress.get(&id).map_or((0, false), |p| {
+                let recent = p.ticks_since_ack < self.config.election_timeout_min_ticks;
+                (p.match_index, recent && p.match_index > 0)
+            });
             let lag = last.saturating_sub(match_index);
-            if lag > self.config.max_learner_lag_to_promote {
+            if !answered || lag > self.config.max_learner_lag_to_promote {
                 return Err(Error::LearnerBehind {
                     id,
                     match_index,
@@ -554,7 +553,11 @@ mod tests {
             }
             .encode(),
         };
-        let mut h = ConfHistory::new(0, conf(&[1, 2, 3], &[], &[]));
+        let base = Membership {
+            conf: conf(&[1, 2, 3], &[], &[]),
+            context: Bytes::new(),
+        };
+        let mut h = ConfHistory::new(0, base);
         let added = ConfHistory::decode(&[
             entry(5, conf(&[1, 2, 3], &[4], &[])),
             entry(9, conf(&[1, 2, 3, 4], &[], &[1, 2, 3])),

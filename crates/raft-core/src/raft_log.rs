@@ -65,9 +65,17 @@ impl<S: Storage> RaftLog<S> {
     fn read_confs(storage: &S) -> Result<ConfHistory> {
         let snapshot = storage.snapshot()?.meta;
         let mut confs = if snapshot.index > 0 {
-            ConfHistory::new(snapshot.index, snapshot.conf_state)
+            let base = Membership {
+                conf: snapshot.conf_state,
+                context: snapshot.conf_context,
+            };
+            ConfHistory::new(snapshot.index, base)
         } else {
-            ConfHistory::new(0, storage.initial_state()?.conf_state)
+            let base = Membership {
+                conf: storage.initial_state()?.conf_state,
+                context: bytes::Bytes::new(),
+            };
+            ConfHistory::new(0, base)
         };
         let mut next = storage.first_index().max(snapshot.index + 1);
         let end = storage.last_index() + 1;
@@ -244,7 +252,11 @@ impl<S: Storage> RaftLog<S> {
         // since a Ready handed out before may still be applying entries up to there.
         self.persisted = self.persisted.min(self.committed);
         self.committed = index;
-        self.confs = ConfHistory::new(index, snapshot.meta.conf_state.clone());
+        let base = Membership {
+            conf: snapshot.meta.conf_state.clone(),
+            context: snapshot.meta.conf_context.clone(),
+        };
+        self.confs = ConfHistory::new(index, base);
         self.unstable.restore(snapshot);
     }
 

@@ -375,7 +375,8 @@ impl<S: Storage> RawNode<S> {
             });
         }
         let term = log.term(index)?;
-        let conf_state = log.confs.at(index).1.conf.clone();
+        let membership = &log.confs.at(index).1;
+        let (conf_state, conf_context) = (membership.conf.clone(), membership.context.clone());
         if conf_state.voters.is_empty() {
             // A member that joined knows no configuration before the entry that added it.
             return Err(Error::InvalidConfig(format!(
@@ -386,6 +387,7 @@ impl<S: Storage> RawNode<S> {
             index,
             term,
             conf_state,
+            conf_context,
         })
     }
 

@@ -107,6 +107,7 @@ pub fn snapshot(index: Index, term: Term) -> Snapshot {
             index,
             term,
             conf_state: conf(),
+            conf_context: Bytes::new(),
         },
         data: Bytes::from(format!("machine at {index}")),
     }

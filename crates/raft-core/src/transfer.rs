@@ -30,7 +30,8 @@ impl<S: Storage> Raft<S> {
         if target == self.id {
             return Ok(()); // already leader
         }
-        if !self.tracker.conf.is_voter(target) {
+        // (A voter of the outgoing half only is being removed: it cannot take over.)
+        if !self.tracker.conf.voters.contains(&target) {
             return Err(Error::InvalidTransferTarget {
                 target,
                 reason: "it is not a voting member",
@@ -58,11 +59,12 @@ impl<S: Storage> Raft<S> {
                 leader_hint: self.leader_id,
             });
         }
+        let voters = &self.tracker.conf.voters;
         let target = self
             .tracker
             .progress
             .iter()
-            .filter(|(&id, p)| id != self.id && !p.is_learner)
+            .filter(|(&id, _)| id != self.id && voters.contains(&id))
             .max_by_key(|(&id, p)| (p.match_index, std::cmp::Reverse(p.ticks_since_ack), id))
             .map(|(&id, _)| id)
             .ok_or(Error::InvalidTransferTarget {
@@ -111,9 +113,10 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// The leader asked this node to take over.
-    pub(crate) fn handle_timeout_now(&mut self, _from: NodeId) -> Result<()> {
-        if self.role == Role::Follower && self.is_voter() {
+    /// The leader asked this node to take over. Only the leader of this term may: anyone else
+    /// (a removed member, say) would make it campaign past every other node's stickiness.
+    pub(crate) fn handle_timeout_now(&mut self, from: NodeId) -> Result<()> {
+        if self.role == Role::Follower && self.is_voter() && self.leader_id == Some(from) {
             self.start_election(true)?;
         }
         Ok(())

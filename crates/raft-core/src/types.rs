@@ -164,6 +164,9 @@ pub struct SnapshotMeta {
     pub term: Term,
     /// The membership as of `index`.
     pub conf_state: ConfState,
+    /// The context of the membership entry that set `conf_state` (the driver's record of the
+    /// members: their addresses); empty if none.
+    pub conf_context: Bytes,
 }
 
 /// A point-in-time image of the state machine as of `meta.index`, which replaces every entry

@@ -17,11 +17,11 @@ use quorate_payments::machine::{
     self, AcquireLease, Applied, Command, KeepAliveLease, LeaderClock, LeaseFence, LeaseTimers,
     MemStore, ReleaseLease, Submit,
 };
-use quorate_raft_core::bootstrap::{ClusterState, PeerState};
+use quorate_raft_core::bootstrap::{ClusterState, PeerState, Standing};
 use quorate_raft_core::{
     AppendOutcome, AppendResponse, ConfState, Config, Entry, Error, HardState, Index, LogWriter,
-    Message, NoContact, Payload, RawNode, ReadMode, ReadState, Ready, Role, Snapshot, SoftState,
-    Storage, Term, CONTACT_SILENCE_HEARTBEATS,
+    Message, NoContact, NodeId, Payload, RawNode, ReadMode, ReadState, Ready, Role, Snapshot,
+    SoftState, Storage, Term, CONTACT_SILENCE_HEARTBEATS,
 };
 
 use crate::client::{Action, ReadKind, Reply, Request, Response};
@@ -309,8 +309,12 @@ impl SimNode {
     }
 
     /// Starts a node whose disk was lost on an empty disk holding only `hard_state` (what
-    /// `bootstrap::decide` said to write; nothing for a new cluster).
-    pub fn start_on_new_disk(&mut self, hard_state: Option<HardState>) {
+    /// `bootstrap::decide` said to write; nothing for a new cluster), with the bootstrap
+    /// membership, or with none when it joins as a new member (`joining`).
+    pub fn start_on_new_disk(&mut self, hard_state: Option<HardState>, joining: bool) {
+        if joining {
+            self.conf = ConfState::default();
+        }
         let mut disk = SimStorage::new(self.conf.clone());
         if let Some(hard_state) = hard_state {
             disk.persist(Some(&hard_state), &[], true)
@@ -321,13 +325,14 @@ impl SimNode {
         self.restart();
     }
 
-    /// What this node answers a peer that asks whether the cluster holds data (`None` while
-    /// it is down).
-    pub fn peer_state(&self) -> Option<PeerState> {
+    /// What this node answers `asker`, a peer that asks whether the cluster holds data and
+    /// what it makes of the asker (`None` while it is down).
+    pub fn peer_state(&self, asker: NodeId) -> Option<PeerState> {
         let status = self.raw.as_ref()?.status();
         Some(PeerState {
             term: status.term,
             last_index: status.last_log_index,
+            asker: Standing::in_conf(&status.conf, asker),
         })
     }
 

@@ -1,10 +1,10 @@
 //! The sending side: one task, one queue and one HTTP/2 channel per peer.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,16 +23,68 @@ use crate::config::TransportConfig;
 use crate::error::{Error, Result};
 use crate::stats::StatsTable;
 
-/// Sends core messages to peers and delivers their replies to the node.
+/// Sends core messages to peers and delivers their replies to the node. The peers change
+/// with the membership ([`Transport::set_members`]).
 #[derive(Clone)]
 pub struct Transport {
     config: Arc<TransportConfig>,
-    queues: Arc<BTreeMap<NodeId, mpsc::Sender<Message>>>,
-    clients: Arc<BTreeMap<NodeId, RaftClient<Channel>>>,
-    forwarders: Arc<BTreeMap<NodeId, mpsc::Sender<ForwardJob>>>,
-    /// Per peer: a snapshot is streaming to it.
-    snapshots: Arc<BTreeMap<NodeId, Arc<AtomicBool>>>,
+    links: Arc<RwLock<BTreeMap<NodeId, PeerLink>>>,
+    directory: Arc<PeerDirectory>,
+    inbox: mpsc::Sender<Message>,
     stats: Arc<StatsTable>,
+}
+
+/// The sending side of one peer: a queue and a task for Raft messages, one for forwarded
+/// writes, and the channel they share. Dropping the last copy ends the tasks.
+#[derive(Clone)]
+struct PeerLink {
+    address: String,
+    queue: mpsc::Sender<Message>,
+    client: RaftClient<Channel>,
+    forwarder: mpsc::Sender<ForwardJob>,
+    /// A snapshot is streaming to it.
+    snapshot_in_flight: Arc<AtomicBool>,
+}
+
+/// What the peer server and the transport know about membership beyond the addresses: the
+/// ids removed from the cluster (their requests are refused), and whether the peers told this
+/// node that it was removed itself.
+#[derive(Debug, Default)]
+pub struct PeerDirectory {
+    removed: RwLock<BTreeSet<NodeId>>,
+    removed_self: AtomicBool,
+}
+
+impl PeerDirectory {
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.removed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    /// The ids removed from the cluster.
+    pub fn removed(&self) -> BTreeSet<NodeId> {
+        self.removed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the ids removed from the cluster.
+    pub fn set_removed(&self, removed: BTreeSet<NodeId>) {
+        *self.removed.write().unwrap_or_else(|e| e.into_inner()) = removed;
+    }
+
+    /// Whether a peer refused this node's request because it was removed from the cluster.
+    pub fn removed_self(&self) -> bool {
+        self.removed_self.load(Ordering::Acquire)
+    }
+
+    fn mark_removed_self(&self) -> bool {
+        !self.removed_self.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// The largest snapshot a node sends or accepts (its image is held in memory, and stored as
@@ -63,89 +115,148 @@ struct RpcDone {
 }
 
 impl Transport {
-    /// Starts one sender task per peer. Replies are delivered to `inbox`. Must be called
-    /// inside a tokio runtime.
+    /// Starts one sender task per peer of `config.peers`. Replies are delivered to `inbox`.
+    /// Must be called inside a tokio runtime.
     pub fn start(
         config: TransportConfig,
         inbox: mpsc::Sender<Message>,
         stats: Arc<StatsTable>,
     ) -> Result<Self> {
-        let config = Arc::new(config);
-        let mut queues = BTreeMap::new();
-        let mut clients = BTreeMap::new();
-        let mut forwarders = BTreeMap::new();
-        let mut snapshots = BTreeMap::new();
-        for (&peer, address) in &config.peers {
-            if peer == config.node_id {
+        let transport = Transport {
+            links: Arc::new(RwLock::new(BTreeMap::new())),
+            directory: Arc::new(PeerDirectory::default()),
+            inbox,
+            stats,
+            config: Arc::new(config),
+        };
+        transport.set_peers(&transport.config.peers.clone())?;
+        Ok(transport)
+    }
+
+    /// Sends to exactly `peers` from now on (this node is skipped): links to new peers are
+    /// opened, links to peers no longer listed are closed (what they had queued is dropped:
+    /// Raft retransmits), and a peer whose address changed is reached at the new one. Every
+    /// address is checked before anything changes.
+    pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<()> {
+        let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
+        let mut opened = BTreeMap::new();
+        for (&peer, address) in peers {
+            if peer == self.config.node_id
+                || links.get(&peer).is_some_and(|l| &l.address == address)
+            {
                 continue;
             }
-            let endpoint = Endpoint::from_shared(format!("http://{address}"))
-                .map_err(|e| Error::InvalidAddress {
-                    node: peer,
-                    address: address.clone(),
-                    reason: e.to_string(),
-                })?
-                .connect_timeout(config.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(5))
-                .keep_alive_timeout(Duration::from_secs(5));
-            let client = RaftClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(config.max_message_bytes)
-                .max_encoding_message_size(config.max_message_bytes);
-            let (forward_tx, forward_rx) = mpsc::channel(config.queue_capacity);
-            tokio::spawn(forward_batches(
-                client.clone(),
-                forward_rx,
-                config.clone(),
-                stats.clone(),
-                peer,
-            ));
-            forwarders.insert(peer, forward_tx);
-            let (tx, rx) = mpsc::channel(config.queue_capacity);
-            let snapshot_in_flight = Arc::new(AtomicBool::new(false));
-            snapshots.insert(peer, snapshot_in_flight.clone());
-            let task = PeerTask {
-                peer,
-                client: client.clone(),
-                queue: rx,
-                inbox: inbox.clone(),
-                stats: stats.clone(),
-                config: config.clone(),
-                backoff: config.backoff_min,
-                down_until: None,
-                snapshot_in_flight,
-            };
-            tokio::spawn(task.run());
-            queues.insert(peer, tx);
-            clients.insert(peer, client);
+            opened.insert(peer, self.connect(peer, address)?);
         }
-        Ok(Transport {
-            config,
-            queues: Arc::new(queues),
-            clients: Arc::new(clients),
-            forwarders: Arc::new(forwarders),
-            snapshots: Arc::new(snapshots),
-            stats,
+        links.retain(|peer, _| peers.contains_key(peer));
+        for (peer, link) in opened {
+            tracing::info!(peer, address = %link.address, "peer link opened");
+            links.insert(peer, link);
+        }
+        Ok(())
+    }
+
+    /// The peers and the removed ids of a new membership: see [`Transport::set_peers`] and
+    /// [`PeerDirectory`].
+    pub fn set_members(
+        &self,
+        peers: &BTreeMap<NodeId, String>,
+        removed: BTreeSet<NodeId>,
+    ) -> Result<()> {
+        self.set_peers(peers)?;
+        self.directory.set_removed(removed);
+        Ok(())
+    }
+
+    /// The directory the peer server checks senders against.
+    pub fn directory(&self) -> Arc<PeerDirectory> {
+        self.directory.clone()
+    }
+
+    /// The peers this node sends to now.
+    pub fn peer_ids(&self) -> Vec<NodeId> {
+        self.links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn link(&self, peer: NodeId) -> Option<PeerLink> {
+        self.links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&peer)
+            .cloned()
+    }
+
+    /// Opens the link to `peer` at `address`: a lazy channel, its sender task and its
+    /// forwarding task.
+    fn connect(&self, peer: NodeId, address: &str) -> Result<PeerLink> {
+        let config = &self.config;
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Error::InvalidAddress {
+                node: peer,
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let client = RaftClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes);
+        let (forward_tx, forward_rx) = mpsc::channel(config.queue_capacity);
+        tokio::spawn(forward_batches(
+            client.clone(),
+            forward_rx,
+            config.clone(),
+            self.stats.clone(),
+            peer,
+        ));
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let snapshot_in_flight = Arc::new(AtomicBool::new(false));
+        let task = PeerTask {
+            peer,
+            client: client.clone(),
+            queue: rx,
+            inbox: self.inbox.clone(),
+            stats: self.stats.clone(),
+            config: config.clone(),
+            directory: self.directory.clone(),
+            backoff: config.backoff_min,
+            down_until: None,
+            snapshot_in_flight: snapshot_in_flight.clone(),
+        };
+        tokio::spawn(task.run());
+        Ok(PeerLink {
+            address: address.to_string(),
+            queue: tx,
+            client,
+            forwarder: forward_tx,
+            snapshot_in_flight,
         })
     }
 
     /// Whether a snapshot is streaming to `peer` now (a second one would be dropped: the
     /// node need not build it).
     pub fn snapshot_streaming(&self, peer: NodeId) -> bool {
-        self.snapshots
-            .get(&peer)
-            .is_some_and(|flag| flag.load(Ordering::Acquire))
+        self.link(peer)
+            .is_some_and(|link| link.snapshot_in_flight.load(Ordering::Acquire))
     }
 
     /// Queues `message` for its recipient. Never blocks: when the peer's queue is full (the
     /// peer is dead or slow) the message is dropped and counted; Raft retransmits.
     pub fn send(&self, message: Message) {
         let peer = message.to;
-        let Some(queue) = self.queues.get(&peer) else {
-            tracing::warn!(peer, "message for an unknown peer dropped");
+        let links = self.links.read().unwrap_or_else(|e| e.into_inner());
+        let Some(link) = links.get(&peer) else {
+            tracing::debug!(peer, "message for a node that is not a peer dropped");
             return;
         };
-        if queue.try_send(message).is_err() {
+        if link.queue.try_send(message).is_err() {
             self.stats.dropped(peer);
         }
     }
@@ -165,13 +276,13 @@ impl Transport {
         F: FnOnce(RaftClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        let Some(client) = self.clients.get(&peer) else {
+        let Some(link) = self.link(peer) else {
             return Err(tonic::Status::internal(format!(
                 "node {peer} is not a peer"
             )));
         };
         let started = Instant::now();
-        match tokio::time::timeout(deadline, call(client.clone())).await {
+        match tokio::time::timeout(deadline, call(link.client)).await {
             Ok(Ok(reply)) => {
                 self.stats.sent_ok(peer, started.elapsed(), None);
                 Ok(reply.into_inner())
@@ -198,7 +309,10 @@ impl Transport {
         command: Bytes,
         deadline: Duration,
     ) -> std::result::Result<pb::ForwardResponse, tonic::Status> {
-        let Some(queue) = self.forwarders.get(&leader) else {
+        let Some(PeerLink {
+            forwarder: queue, ..
+        }) = self.link(leader)
+        else {
             return Err(tonic::Status::internal(format!(
                 "node {leader} is not a peer"
             )));
@@ -278,9 +392,28 @@ impl Transport {
         &self.stats
     }
 
-    /// The peer address of `node`, if it is a member.
-    pub fn address_of(&self, node: NodeId) -> Option<&str> {
-        self.config.peers.get(&node).map(String::as_str)
+    /// Asks `leader` to propose the membership `changes` and waits until they are applied
+    /// there; returns the index and term of the membership entry.
+    pub async fn change_membership(
+        &self,
+        leader: NodeId,
+        changes: Vec<pb::MemberChange>,
+        deadline: Duration,
+    ) -> std::result::Result<pb::ChangeMembershipResponse, tonic::Status> {
+        let mut request = tonic::Request::new(pb::ChangeMembershipRequest {
+            header: self.header(leader, 0),
+            changes,
+        });
+        request.set_timeout(deadline);
+        self.direct(leader, deadline, |mut c| async move {
+            c.change_membership(request).await
+        })
+        .await
+    }
+
+    /// The peer address of `node`, if it is a peer.
+    pub fn address_of(&self, node: NodeId) -> Option<String> {
+        self.link(node).map(|link| link.address)
     }
 }
 
@@ -435,6 +568,7 @@ struct PeerTask {
     inbox: mpsc::Sender<Message>,
     stats: Arc<StatsTable>,
     config: Arc<TransportConfig>,
+    directory: Arc<PeerDirectory>,
     backoff: Duration,
     down_until: Option<Instant>,
     /// A snapshot is streaming to the peer (one at a time).
@@ -643,9 +777,27 @@ impl PeerTask {
                     self.backoff = (self.backoff * 2).min(self.config.backoff_max);
                 }
                 tracing::debug!(peer = self.peer, code = ?status.code(), "rpc failed");
+                if is_member_removed(&status) && self.directory.mark_removed_self() {
+                    tracing::error!(
+                        peer = self.peer,
+                        refusal = status.message(),
+                        "this node was removed from the cluster: its peers refuse its \
+                         requests, and it takes no part in any decision. Stop it; to bring \
+                         the machine back, wipe its data directory and add it as a new member \
+                         with a new id (quoratectl members add)"
+                    );
+                }
             }
         }
     }
+}
+
+/// Whether a peer refused a request because this node was removed from the cluster.
+fn is_member_removed(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied
+        && status
+            .get_details_error_info()
+            .is_some_and(|info| info.reason == reason::MEMBER_REMOVED)
 }
 
 fn timed<T>(message: T, deadline: Duration) -> tonic::Request<T> {

@@ -10,7 +10,11 @@
 //! the window. Every RPC has a deadline; a peer whose RPCs fail is backed off exponentially,
 //! and the channel reconnects by itself. Replies become core messages delivered to the node.
 //!
-//! **Receiving** ([`RaftService`]): each RPC is checked (cluster id, recipient), converted to a
+//! The peers change with the membership ([`Transport::set_members`]): links open and close,
+//! and the ids removed from the cluster are refused by the peer server ([`PeerDirectory`]).
+//!
+//! **Receiving** ([`RaftService`]): each RPC is checked (cluster id, recipient, not a removed
+//! member), converted to a
 //! core message and handed to a [`PeerHandler`] (the node), which steps it and returns the
 //! core's response once the Ready that produced it has been persisted.
 //!
@@ -24,7 +28,7 @@ mod error;
 mod server;
 mod stats;
 
-pub use client::{Transport, MAX_SNAPSHOT_BYTES};
+pub use client::{PeerDirectory, Transport, MAX_SNAPSHOT_BYTES};
 pub use config::TransportConfig;
 pub use error::{Error, Result};
 pub use server::{incoming, serve, PeerHandler, RaftService};

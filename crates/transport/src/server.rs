@@ -1,6 +1,5 @@
 //! The receiving side: the `quorate.raft.v1.Raft` service.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -13,7 +12,10 @@ use quorate_raft_core::{Index, Message, NodeId, Term};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::client::MAX_SNAPSHOT_BYTES;
+use quorate_proto::errors::{reason, ERROR_DOMAIN};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::client::{PeerDirectory, MAX_SNAPSHOT_BYTES};
 use crate::stats::StatsTable;
 
 /// What the transport needs from the node.
@@ -43,18 +45,26 @@ pub trait PeerHandler: Clone + Send + Sync + 'static {
     /// Hands leadership to `target` (0: to the best follower); this node should be the leader.
     /// Returns the target.
     fn transfer(&self, target: NodeId) -> impl Future<Output = Result<NodeId, Status>> + Send;
+
+    /// Proposes an operator's membership `changes` (this node should be the leader) and
+    /// returns the index and term of the membership entry once it is applied.
+    fn change_membership(
+        &self,
+        changes: Vec<pb::MemberChange>,
+    ) -> impl Future<Output = Result<(Index, Term), Status>> + Send;
 }
 
 /// The gRPC service peers call.
 #[derive(Clone)]
 pub struct RaftService<H> {
+    /// 0 while a node that joins an existing cluster has not learnt its id yet.
     cluster_id: u64,
     node_id: NodeId,
-    /// The other members: the only senders accepted. Every RPC names its sender, and `Forward`
-    /// (propose any command, lease expiries included) and `Transfer` act on it, so a sender
-    /// outside the membership is refused. (The sender is self-declared: mutual TLS, which
-    /// proves it, is a separate step.)
-    peers: BTreeSet<NodeId>,
+    /// The ids removed from the cluster: their requests are refused for good. Any other sender
+    /// of this cluster is accepted, since a member added by an entry this node has not
+    /// received yet is a member all the same. (The sender is self-declared: mutual TLS,
+    /// which proves it, is a separate step.)
+    directory: Arc<PeerDirectory>,
     /// This node's timing settings; a request carrying other settings is refused.
     timing: pb::Timing,
     handler: H,
@@ -64,12 +74,12 @@ pub struct RaftService<H> {
 }
 
 impl<H: PeerHandler> RaftService<H> {
-    /// A service for `node_id` of `cluster_id`, accepting requests from `members` (this node
-    /// excepted) and handing them to `handler`.
+    /// A service for `node_id` of `cluster_id`, refusing the senders `directory` says were
+    /// removed and handing the rest to `handler`.
     pub fn new(
         cluster_id: u64,
         node_id: NodeId,
-        members: impl IntoIterator<Item = NodeId>,
+        directory: Arc<PeerDirectory>,
         timing: pb::Timing,
         handler: H,
         stats: Arc<StatsTable>,
@@ -77,7 +87,7 @@ impl<H: PeerHandler> RaftService<H> {
         RaftService {
             cluster_id,
             node_id,
-            peers: members.into_iter().filter(|&id| id != node_id).collect(),
+            directory,
             timing,
             handler,
             stats,
@@ -103,14 +113,36 @@ impl<H: PeerHandler> RaftService<H> {
 
     /// A request from a member of this cluster, addressed to this node.
     fn check_member<'h>(&self, header: Option<&'h pb::Header>) -> Result<&'h pb::Header, Status> {
+        self.check_sender(header, false)
+    }
+
+    /// [`Self::check_member`]; with `joining`, a sender that does not know the cluster id
+    /// yet (0: a new member asking the cluster about itself) is accepted too.
+    fn check_sender<'h>(
+        &self,
+        header: Option<&'h pb::Header>,
+        joining: bool,
+    ) -> Result<&'h pb::Header, Status> {
         let Some(h) = header else {
             return Err(Status::invalid_argument("header is required"));
         };
-        if h.cluster_id != self.cluster_id {
-            return Err(Status::failed_precondition(format!(
-                "message for cluster {:x} reached a node of cluster {:x}: check --initial-cluster",
+        let unknown = self.cluster_id == 0 || (joining && h.cluster_id == 0);
+        if h.cluster_id != self.cluster_id && !unknown {
+            let message = format!(
+                "message for cluster {:x} reached a node of cluster {:x}: the data directory or \
+                 --initial-cluster belongs to another cluster",
                 h.cluster_id, self.cluster_id
-            )));
+            );
+            let details = ErrorDetails::with_error_info(
+                reason::CLUSTER_MISMATCH,
+                ERROR_DOMAIN,
+                std::collections::HashMap::new(),
+            );
+            return Err(Status::with_error_details(
+                tonic::Code::FailedPrecondition,
+                message,
+                details,
+            ));
         }
         if h.to != self.node_id {
             return Err(Status::failed_precondition(format!(
@@ -118,12 +150,29 @@ impl<H: PeerHandler> RaftService<H> {
                 h.to, self.node_id
             )));
         }
-        if !self.peers.contains(&h.from) {
-            return Err(Status::permission_denied(format!(
-                "node {} is not a member of cluster {:x} (members besides node {}: {:?}): \
-                 requests are accepted only from members",
-                h.from, self.cluster_id, self.node_id, self.peers
+        if h.from == self.node_id || h.from == 0 {
+            return Err(Status::invalid_argument(format!(
+                "header.from: node {} cannot send to itself or be node 0",
+                h.from
             )));
+        }
+        if self.directory.is_removed(h.from) {
+            let message = format!(
+                "node {} was removed from cluster {:x}: its requests are refused for good. \
+                 Stop it; to bring the machine back, wipe its data directory and add it as a \
+                 new member with a new id",
+                h.from, self.cluster_id
+            );
+            let details = ErrorDetails::with_error_info(
+                reason::MEMBER_REMOVED,
+                ERROR_DOMAIN,
+                std::collections::HashMap::from([("node_id".to_string(), h.from.to_string())]),
+            );
+            return Err(Status::with_error_details(
+                tonic::Code::PermissionDenied,
+                message,
+                details,
+            ));
         }
         Ok(h)
     }
@@ -358,7 +407,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         // A probe only reads: it is answered whatever the sender's timing settings, so a
         // member started with other settings still finds out whether the cluster holds data,
         // and the split-brain report still sees it.
-        let h = self.check_member(r.header.as_ref())?;
+        let h = self.check_sender(r.header.as_ref(), true)?;
         self.stats.received(h.from, h.term);
         Ok(Response::new(self.handler.probe(r.hash_index).await?))
     }
@@ -372,6 +421,17 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         self.check_header(r.header.as_ref())?;
         let target_id = self.handler.transfer(r.target_id).await?;
         Ok(Response::new(pb::TransferResponse { target_id }))
+    }
+
+    #[tracing::instrument(name = "Raft.ChangeMembership", level = "debug", skip_all)]
+    async fn change_membership(
+        &self,
+        request: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::ChangeMembershipResponse>, Status> {
+        let r = request.into_inner();
+        self.check_header(r.header.as_ref())?;
+        let (index, term) = self.handler.change_membership(r.changes).await?;
+        Ok(Response::new(pb::ChangeMembershipResponse { index, term }))
     }
 }
 

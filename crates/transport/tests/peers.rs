@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quorate_proto::raft::{ForwardResponse, Timing};
 use quorate_raft_core::{HeartbeatRequest, HeartbeatResponse, Index, Message, Payload, Term};
-use quorate_transport::{serve, PeerHandler, RaftService, StatsTable, Transport, TransportConfig};
+use quorate_transport::{
+    serve, PeerDirectory, PeerHandler, RaftService, StatsTable, Transport, TransportConfig,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -102,6 +104,13 @@ impl PeerHandler for Echo {
     async fn transfer(&self, target: u64) -> Result<u64, tonic::Status> {
         Ok(target)
     }
+
+    async fn change_membership(
+        &self,
+        changes: Vec<quorate_proto::raft::MemberChange>,
+    ) -> Result<(Index, Term), tonic::Status> {
+        Ok((changes.len() as Index, 1))
+    }
 }
 
 async fn start_peer(id: u64, delay: Duration, cluster_id: u64) -> String {
@@ -116,10 +125,13 @@ async fn start_peer_with_appends(
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
+    // Node 9 was a member once and was removed.
+    let directory = Arc::new(PeerDirectory::default());
+    directory.set_removed([9].into());
     let service = RaftService::new(
         cluster_id,
         id,
-        [1, 2, 3, 4],
+        directory,
         TIMING,
         Echo {
             id,
@@ -221,10 +233,10 @@ async fn forward_reaches_the_leader_and_returns_its_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
-    // Node 9 claims to be a peer of the same cluster, but the cluster's members are 1 to 4.
+async fn every_request_from_a_removed_member_is_refused_and_it_learns_why() {
+    // Node 9 was removed from the cluster and still runs.
     let leader = start_peer(2, Duration::ZERO, 42).await;
-    let (transport, _, _) = start_transport(config(42, 9, BTreeMap::from([(2, leader)])));
+    let (transport, mut replies, _) = start_transport(config(42, 9, BTreeMap::from([(2, leader)])));
     let forwarded = forward_to_2(&transport).await.unwrap_err();
     assert_eq!(
         forwarded.code(),
@@ -232,14 +244,68 @@ async fn forward_and_transfer_from_a_node_outside_the_membership_are_refused() {
         "{forwarded}"
     );
     assert!(
-        forwarded.message().contains("node 9 is not a member"),
+        forwarded.message().contains("node 9 was removed"),
         "{forwarded}"
     );
+    let reason = forwarded.get_details_error_info().map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("MEMBER_REMOVED"));
     let transferred = transport
         .transfer(2, 0, Duration::from_secs(1))
         .await
         .unwrap_err();
     assert_eq!(transferred.code(), tonic::Code::PermissionDenied);
+    let changed = transport
+        .change_membership(2, Vec::new(), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(changed.code(), tonic::Code::PermissionDenied);
+    // Its Raft messages are refused too, and its transport notes that it was removed.
+    assert!(!transport.directory().removed_self());
+    transport.send(Message {
+        from: 9,
+        ..heartbeat(2, 1)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(replies.try_recv().is_err());
+    assert!(transport.directory().removed_self());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_follow_the_membership() {
+    // Node 1 starts knowing only node 2; node 3 joins, then moves to another address.
+    let two = start_peer(2, Duration::ZERO, 42).await;
+    let (transport, mut replies, _) =
+        start_transport(config(42, 1, BTreeMap::from([(2, two.clone())])));
+    transport.send(heartbeat(3, 1));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(replies.try_recv().is_err(), "3 is not a peer yet");
+    let three = start_peer(3, Duration::ZERO, 42).await;
+    let peers = BTreeMap::from([(2, two.clone()), (3, three.clone())]);
+    transport.set_members(&peers, [9].into()).unwrap();
+    assert_eq!(transport.peer_ids(), vec![2, 3]);
+    transport.send(heartbeat(3, 2));
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((reply.from, reply.to), (3, 1));
+    let moved = start_peer(3, Duration::ZERO, 42).await;
+    transport
+        .set_peers(&BTreeMap::from([(2, two), (3, moved.clone())]))
+        .unwrap();
+    assert_eq!(transport.address_of(3), Some(moved));
+    transport.send(heartbeat(3, 3));
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.from, 3);
+    // Node 3 removed: nothing goes to it any more; a bad address changes nothing.
+    transport.set_peers(&BTreeMap::new()).unwrap();
+    assert!(transport.peer_ids().is_empty());
+    let bad = BTreeMap::from([(4, "not an address".to_string())]);
+    assert!(transport.set_peers(&bad).is_err());
+    assert!(transport.peer_ids().is_empty());
 }
 
 /// Issue 9: a follower whose fsync outlasts the RPC deadline made its appends time out, the

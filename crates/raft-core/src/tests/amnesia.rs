@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Cluster;
-use crate::bootstrap::{decide, ClusterState, Decision, PeerState};
+use crate::bootstrap::{decide, ClusterState, Decision, PeerState, Standing};
 use crate::{HardState, NodeId, Payload, Role, VoteRejection};
 
 /// What `decide` tells `me` to write, from the other nodes' current state.
@@ -18,6 +18,7 @@ fn rejoin_state(cluster: &Cluster, me: NodeId) -> HardState {
             let answer = PeerState {
                 term: s.term,
                 last_index: s.last_log_index,
+                asker: Standing::in_conf(&s.conf, me),
             };
             (id, Some(answer))
         })

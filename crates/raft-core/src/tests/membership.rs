@@ -77,6 +77,27 @@ fn promotion_waits_until_the_learner_caught_up_then_joint_consensus_is_left_at_o
         "nothing changed"
     );
     cluster.heal();
+    // A learner that never answered (it may not even run yet) is not promoted, however short
+    // the log.
+    cluster.add_node(5, |_| {});
+    cluster.isolate(5);
+    cluster.change(1, &[MemberChange::AddLearner(5)]).unwrap();
+    cluster.node(1).raft.config.max_learner_lag_to_promote = 1000;
+    let silent = cluster
+        .node(1)
+        .propose_membership(&[MemberChange::AddVoter(5)], Bytes::new());
+    assert!(
+        matches!(
+            silent,
+            Err(Error::LearnerBehind {
+                id: 5,
+                match_index: 0,
+                ..
+            })
+        ),
+        "{silent:?}"
+    );
+    cluster.change(1, &[MemberChange::Remove(5)]).unwrap();
     cluster.tick_all_and_settle(2);
     let (joint_index, _) = {
         cluster
@@ -269,6 +290,17 @@ fn a_removed_node_that_never_learnt_of_it_does_not_disrupt_the_cluster() {
     }
     assert_eq!(cluster.leaders(), vec![1]);
     assert_eq!((cluster.term(1), cluster.term(2)), (term, term));
+    // Nor can it make a member campaign past the others' stickiness: only the leader's
+    // TimeoutNow counts.
+    let timeout_now = Message {
+        from: 3,
+        to: 2,
+        term,
+        payload: Payload::TimeoutNow,
+    };
+    cluster.node(2).step(timeout_now).unwrap();
+    cluster.settle();
+    assert_eq!((cluster.role(2), cluster.term(2)), (Role::Follower, term));
     cluster.propose(1, b"undisturbed");
     cluster.settle();
     assert_eq!(cluster.commit(1), cluster.nodes[&1].status().last_log_index);
@@ -279,16 +311,21 @@ fn a_snapshot_carries_the_membership_in_force_at_its_index() {
     let mut cluster = led_by_one();
     let before = cluster.commit(1);
     cluster.add_node(4, |_| {});
-    cluster.change(1, &[MemberChange::AddLearner(4)]).unwrap();
+    let context = Bytes::from_static(b"4=10.0.0.4:7400");
+    cluster
+        .node(1)
+        .propose_membership(&[MemberChange::AddLearner(4)], context.clone())
+        .unwrap();
+    cluster.flush(1);
+    cluster.settle();
     let after = cluster.commit(1);
     assert_eq!(
         cluster.node(1).snapshot_meta(before).unwrap().conf_state,
         conf(&[1, 2, 3], &[], &[])
     );
-    assert_eq!(
-        cluster.node(1).snapshot_meta(after).unwrap().conf_state,
-        conf(&[1, 2, 3], &[4], &[])
-    );
+    let meta = cluster.node(1).snapshot_meta(after).unwrap();
+    assert_eq!(meta.conf_state, conf(&[1, 2, 3], &[4], &[]));
+    assert_eq!(meta.conf_context, context, "the context goes with it");
     // A member that joined knows no membership before the entry that added it.
     assert!(matches!(
         cluster.node(4).snapshot_meta(before),
@@ -297,10 +334,22 @@ fn a_snapshot_carries_the_membership_in_force_at_its_index() {
     // A new learner behind the compaction point gets the membership with the snapshot.
     cluster.compact(1, after).unwrap();
     cluster.add_node(5, |_| {});
-    cluster.change(1, &[MemberChange::AddLearner(5)]).unwrap();
+    let context5 = Bytes::from_static(b"4=10.0.0.4:7400,5=10.0.0.5:7400");
+    cluster
+        .node(1)
+        .propose_membership(&[MemberChange::AddLearner(5)], context5.clone())
+        .unwrap();
+    cluster.flush(1);
+    cluster.settle();
     cluster.tick_all_and_settle(2);
     assert_eq!(cluster.conf(5), conf(&[1, 2, 3], &[4, 5], &[]));
     assert_eq!(cluster.nodes[&5].status().first_log_index, after + 1);
+    // A restart from the snapshot alone keeps the context it carries.
+    let commit = cluster.commit(1);
+    cluster.compact(1, commit).unwrap();
+    cluster.restart(1);
+    assert_eq!(cluster.nodes[&1].status().first_log_index, commit + 1);
+    assert_eq!(cluster.nodes[&1].membership().1.context, context5);
     // And after a restart every node rebuilds its membership from snapshot and log.
     for id in 1..=5 {
         let expected = cluster.conf(id);

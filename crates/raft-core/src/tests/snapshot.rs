@@ -180,6 +180,7 @@ fn a_snapshot_the_log_already_holds_keeps_the_matching_suffix() {
             index: 4,
             term: 1,
             conf_state: cluster.nodes[&3].status().conf,
+            ..SnapshotMeta::default()
         },
         data: encode_machine(&[]),
     };
@@ -220,6 +221,7 @@ fn a_snapshot_that_conflicts_with_the_log_replaces_all_of_it() {
             index: 4,
             term: 3,
             conf_state: cluster.nodes[&3].status().conf,
+            ..SnapshotMeta::default()
         },
         data: encode_machine(&applied),
     };
@@ -358,6 +360,7 @@ fn a_snapshot_stepped_while_a_ready_is_out_leaves_that_ready_valid() {
             index: 9,
             term: 2,
             conf_state: conf,
+            ..SnapshotMeta::default()
         },
         data: encode_machine(&[]),
     };

@@ -280,7 +280,7 @@ impl World {
                 let reachable =
                     !self.network.is_blocked(me, id) && !self.network.is_blocked(id, me);
                 let answer = if reachable {
-                    self.nodes[peer].peer_state()
+                    self.nodes[peer].peer_state(me)
                 } else {
                     None
                 };
@@ -288,13 +288,21 @@ impl World {
             })
             .collect();
         match bootstrap::decide(me, mode, &answers) {
-            Decision::Bootstrap => self.nodes[node].start_on_new_disk(None),
+            Decision::Bootstrap => self.nodes[node].start_on_new_disk(None, false),
             Decision::Rejoin(hard_state) => {
                 self.log(|| format!("REJOIN node {me} at {hard_state:?}"));
-                self.nodes[node].start_on_new_disk(Some(hard_state));
+                self.nodes[node].start_on_new_disk(Some(hard_state), false);
+            }
+            Decision::Join => {
+                self.log(|| format!("JOIN node {me}: a learner starts empty"));
+                self.nodes[node].start_on_new_disk(None, true);
             }
             Decision::Wait { missing } => {
                 self.log(|| format!("node {me} waits for peers {missing:?}"));
+                return false;
+            }
+            Decision::NotYetAdded => {
+                self.log(|| format!("node {me} waits to be added"));
                 return false;
             }
             Decision::Refuse(reason) => {
