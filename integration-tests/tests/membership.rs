@@ -353,8 +353,13 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     let lost = (1..=3).find(|&id| id != leader).unwrap();
     cluster.sigkill(lost).unwrap();
     std::fs::remove_dir_all(&cluster.nodes[&lost].spec.data_dir).unwrap();
-    // The report names it unreachable; the operator replaces it as the report's steps say.
+    // The report names it unreachable and says how to replace it; the operator follows it.
     let stays: Vec<u64> = (1..=3).filter(|&id| id != lost).collect();
+    tokio::time::sleep(ELECTION_TIMEOUT).await;
+    let (_, report, _) = quoratectl(&cluster, &stays, &["split-brain", "report"]).await;
+    let advice = format!("quoratectl members replace --old {lost} --new 4 --peer-url");
+    assert!(report.contains(&advice), "{report}");
+    assert!(report.contains("--id 4"), "{report}");
     cluster.start_joining(4, &stays).unwrap();
     let peer_url = cluster.nodes[&4].spec.peer.clone();
     let (ok, _, err) = quoratectl(
@@ -404,4 +409,66 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     .await;
     assert!(!ok);
     assert!(err.contains("removed") && err.contains("node_id"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_moves_to_a_new_peer_address() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3).unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap();
+    let mut clients = Clients::default();
+    let mut pick = Pick::new(5);
+    let mut acknowledged = Vec::new();
+    let mut write = async |clients: &mut Clients, cluster: &Cluster, name: String| {
+        clients
+            .submit(
+                cluster,
+                &mut pick,
+                &authorize(&name, &name, 5),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        name
+    };
+    for i in 0..10 {
+        acknowledged.push(write(&mut clients, &cluster, format!("before-{i}")).await);
+    }
+    // A follower's machine moves: stop it, record its new address, start it listening there.
+    let moved = (1..=3).find(|&id| id != leader).unwrap();
+    cluster.sigkill(moved).unwrap();
+    let new_address = format!("127.0.0.1:{}", quorate_integration_tests::free_port());
+    let others: Vec<u64> = (1..=3).filter(|&id| id != moved).collect();
+    let (ok, out, err) = quoratectl(
+        &cluster,
+        &others,
+        &[
+            "members",
+            "update",
+            &moved.to_string(),
+            "--peer-url",
+            &new_address,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&new_address), "{out}");
+    for i in 0..10 {
+        acknowledged.push(write(&mut clients, &cluster, format!("while-moving-{i}")).await);
+    }
+    cluster.nodes.get_mut(&moved).unwrap().spec.peer = new_address.clone();
+    cluster.restart(moved).unwrap();
+    for i in 0..10 {
+        acknowledged.push(write(&mut clients, &cluster, format!("after-{i}")).await);
+    }
+    nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
+    // Every member, the moved one included, lists it at its new address.
+    for id in 1..=3 {
+        let list = members(&cluster, id).await;
+        let entry = list.members.iter().find(|m| m.node_id == moved).unwrap();
+        assert_eq!(entry.peer_address, new_address, "as node {id} sees it");
+    }
 }

@@ -71,6 +71,10 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "quorum_active": s.quorum_active,
                     "rejoining_after_term": s.rejoining_after_term,
                     "corrupt": s.corrupt,
+                    "cluster_id": format!("{:016x}", s.cluster_id),
+                    "voters": s.voters, "learners": s.learners,
+                    "voters_outgoing": s.voters_outgoing,
+                    "membership_index": s.membership_index, "removed": s.removed,
                     "wall_clock_unix_ms": s.wall_clock_unix_ms,
                     "machine_clock_unix_ms": s.counters.as_ref().map(|c| c.machine_clock_unix_ms),
                     "leader_clock_corrections":
@@ -195,6 +199,19 @@ fn problems(s: &pb::StatusResponse) -> String {
         .collect();
     if !unreachable.is_empty() {
         problems.push(format!("cannot reach {}", unreachable.join(",")));
+    }
+    if s.removed {
+        problems.push(
+            "not a member of the cluster (removed, or not added yet): it takes no part; a \
+             removed node must be stopped"
+                .to_string(),
+        );
+    }
+    if !s.voters_outgoing.is_empty() {
+        problems.push(format!(
+            "membership change in progress: voters {:?} replacing {:?}",
+            s.voters, s.voters_outgoing
+        ));
     }
     if let Some(term) = s.rejoining_after_term {
         problems.push(format!(

@@ -593,13 +593,15 @@ fn recommend(r: Recommendation<'_>) -> String {
             if !r.unreachable.is_empty() {
                 problems.push(format!(
                     "{} cannot be reached from the majority (peer address: {}): check that \
-                     the process runs and that its peer port is open",
+                     the process runs and that its peer port is open. If its machine or disk \
+                     is lost for good, {}",
                     list(r.unreachable),
                     r.unreachable
                         .iter()
                         .map(|&id| address(id))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    replace_steps(r.unreachable, r.conf, address)
                 ));
             }
             for (id, behind) in r.lagging {

@@ -176,10 +176,17 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<(Decision,
                     if s.cluster_id != 0 {
                         cluster_ids.insert(peer, s.cluster_id);
                     }
+                    // (Only a leader tracks how far each member matches its log.)
+                    let asker_match = s
+                        .peers
+                        .iter()
+                        .find(|p| p.node_id == config.id)
+                        .map_or(0, |p| p.match_index);
                     PeerState {
                         term: s.term,
                         last_index: s.last_log_index,
                         asker: standing(&s, config.id),
+                        asker_match,
                     }
                 }),
                 Err(status) => {

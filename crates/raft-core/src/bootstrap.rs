@@ -17,11 +17,13 @@
 //!   from it, and it neither votes nor campaigns until a leader of a term after `M`, elected
 //!   without it, has brought it up to date ([`crate::HardState::rejoining`]).
 //!
-//! - A member the peers know only as a **learner** **joins**: it never voted, and a learner's
-//!   acknowledgements count for no commit, so it has nothing to remember. It starts empty and
-//!   the leader that added it sends it the log. One that no peer knows yet **waits** to be
-//!   added (`quoratectl members add`); one the peers say was **removed** refuses: its id
-//!   never comes back.
+//! - A member the peers know only as a **learner**, and that the leader has never heard
+//!   acknowledge anything, **joins**: it never voted, and it has nothing to remember. It
+//!   starts empty and the leader that added it sends it the log. A learner that did
+//!   acknowledge entries rejoins like a voter: the leader counts it as holding them, and a
+//!   promotion on that belief would count entries it lost. One that no peer knows yet
+//!   **waits** to be added (`quoratectl members add`); one the peers say was **removed**
+//!   refuses: its id never comes back.
 //!
 //! Every peer must answer because a single silent one may be the candidate this node voted for
 //! just before the loss, the only holder of the term that vote was in (or the only one whose
@@ -50,6 +52,9 @@ pub struct PeerState {
     pub last_index: Index,
     /// What the membership in force on it makes of the node that asks.
     pub asker: Standing,
+    /// As leader: how far it counts the asker's log as matching its own (0 when it does not
+    /// lead, or the asker never acknowledged anything in its term).
+    pub asker_match: Index,
 }
 
 /// What a peer's membership makes of a node.
@@ -163,7 +168,7 @@ pub fn decide(
             if !answers
                 .values()
                 .flatten()
-                .any(|a| a.asker == Standing::Voter) =>
+                .any(|a| a.asker == Standing::Voter || a.asker_match > 0) =>
         {
             Decision::Join
         }
@@ -199,6 +204,7 @@ mod tests {
                     } else {
                         Standing::Unknown
                     },
+                    asker_match: 0,
                 });
                 (id, a)
             })
@@ -254,6 +260,7 @@ mod tests {
                     term,
                     last_index: 90,
                     asker,
+                    asker_match: 0,
                 })
             };
             BTreeMap::from([(1, state(5)), (2, state(6))])
@@ -276,6 +283,14 @@ mod tests {
             panic!("a removed member must be refused");
         };
         assert!(reason.contains("new id"), "{reason}");
+        // A learner the leader heard acknowledge entries lost what the leader counts it as
+        // holding: it rejoins (the new term resets every leader's view of it).
+        let mut acked = standing(Standing::Learner);
+        acked.get_mut(&2).unwrap().as_mut().unwrap().asker_match = 40;
+        assert!(matches!(
+            decide(4, ClusterState::Existing, &acked),
+            Decision::Rejoin(_)
+        ));
         // One peer that counts it as a voter is enough: it may have voted.
         let mut mixed = standing(Standing::Learner);
         mixed.get_mut(&2).unwrap().as_mut().unwrap().asker = Standing::Voter;

@@ -333,6 +333,7 @@ impl SimNode {
             term: status.term,
             last_index: status.last_log_index,
             asker: Standing::in_conf(&status.conf, asker),
+            asker_match: status.progress.get(&asker).map_or(0, |p| p.match_index),
         })
     }
 

@@ -19,6 +19,7 @@ fn rejoin_state(cluster: &Cluster, me: NodeId) -> HardState {
                 term: s.term,
                 last_index: s.last_log_index,
                 asker: Standing::in_conf(&s.conf, me),
+                asker_match: s.progress.get(&me).map_or(0, |p| p.match_index),
             };
             (id, Some(answer))
         })
