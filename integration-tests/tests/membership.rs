@@ -140,7 +140,15 @@ async fn nothing_lost(cluster: &Cluster, ids: &[u64], acknowledged: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_swaps_a_node_for_a_new_one_while_writing_and_the_old_one_is_refused() {
     let _serial = SERIAL.lock().await;
-    let mut cluster = Cluster::start(3).unwrap();
+    // Frequent compactions: the new member needs entries long compacted, so it catches up
+    // through a snapshot, which carries the membership and the member table.
+    let args = [
+        "--snapshot-count",
+        "40",
+        "--snapshot-catch-up-entries",
+        "10",
+    ];
+    let mut cluster = Cluster::start_with_args(3, args.map(String::from).to_vec()).unwrap();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(15))
         .await
@@ -194,10 +202,26 @@ async fn replace_swaps_a_node_for_a_new_one_while_writing_and_the_old_one_is_ref
     assert_eq!(ids, expected);
     assert!(list.members.iter().all(|m| m.voter && !m.learner));
     assert!(!list.joint);
+    assert!(
+        cluster.log(4).contains("installed the leader's snapshot"),
+        "the new member caught up through a snapshot"
+    );
     cluster.sigkill(old).unwrap();
     let mut members_now = stays.clone();
     members_now.push(4);
     nothing_lost(&cluster, &members_now, &written.acknowledged).await;
+    // The new member restarts from its compacted store: the snapshot gave it the members'
+    // addresses, and it still reaches them.
+    cluster.sigterm(4, Duration::from_secs(10)).unwrap();
+    cluster.restart(4).unwrap();
+    cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tails(30)));
+    let seen_by_4 = members(&cluster, 4).await;
+    for m in &seen_by_4.members {
+        assert_eq!(m.peer_address, cluster.nodes[&m.node_id].spec.peer, "{m:?}");
+    }
 
     // The old node comes back with its data: refused by every member, it changes nothing.
     let term = cluster.status(4).await.unwrap().term;
