@@ -384,7 +384,10 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     let advice = format!("quoratectl members replace --old {lost} --new 4 --peer-url");
     assert!(report.contains(&advice), "{report}");
     assert!(report.contains("--id 4"), "{report}");
-    cluster.start_joining(4, &stays).unwrap();
+    // The new node is given an incomplete member list (without the leader): it asks the
+    // members the first one names too, the leader among them.
+    let follower = stays.iter().copied().find(|&id| id != leader).unwrap();
+    cluster.start_joining(4, &[follower]).unwrap();
     let peer_url = cluster.nodes[&4].spec.peer.clone();
     let (ok, _, err) = quoratectl(
         &cluster,
@@ -418,7 +421,27 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     let mut members_now = stays.clone();
     members_now.push(4);
     nothing_lost(&cluster, &members_now, &acknowledged).await;
-    // The lost member's id is gone for good: a node started under it is refused.
+    assert!(
+        cluster.log(4).contains("asking it too"),
+        "{}",
+        cluster.log_tails(20)
+    );
+    // The lost member's id is gone for good: started again under it on an empty disk, it
+    // refuses to start, and adding it again is refused.
+    cluster
+        .restart_with(lost, &["--initial-cluster-state", "existing"])
+        .unwrap();
+    let exited = cluster.wait_exit(lost, Duration::from_secs(20)).unwrap();
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "{}",
+        cluster.log_tails(20)
+    );
+    assert!(
+        cluster.log(lost).contains("was removed from the cluster"),
+        "{}",
+        cluster.log_tails(20)
+    );
     let (ok, _, err) = quoratectl(
         &cluster,
         &stays,

@@ -23,19 +23,16 @@ pub enum MembersCommand {
     /// The members: voters, learners, the outgoing voters of a change in progress, their
     /// addresses, how far behind the leader each is, and this node's view of each.
     List,
-    /// Add a member: start the new node first (empty --data-dir, --initial-cluster-state
-    /// existing, --initial-cluster listing the current members and itself). It joins as a
-    /// learner (it receives the log but does not vote) unless --voter.
+    /// Add a member as a learner (it receives the log but does not vote; promote it once it
+    /// has caught up). Start the new node before or after: empty --data-dir,
+    /// --initial-cluster-state existing, --initial-cluster listing the current members and
+    /// itself; it waits until it is added.
     Add {
         /// Its id: never used before in this cluster.
         id: u64,
         /// Its peer address, as the other members reach it (HOST:PORT).
         #[arg(long, value_parser = parse_peer_url)]
         peer_url: String,
-        /// Make it a voter at once (a voter that is far behind can stall commits while a
-        /// majority needs it: prefer adding a learner and promoting it).
-        #[arg(long)]
-        voter: bool,
     },
     /// Make a learner a voter; refused until it has caught up with the leader.
     Promote {
@@ -90,25 +87,54 @@ fn parse_peer_url(text: &str) -> Result<String, String> {
     }
 }
 
-/// Makes one membership call on the first endpoint that can be reached. A node that answers
-/// has decided (its leader did): the answer is final, success or refusal, and is not sent to
-/// another node. Only a node that cannot be reached at all is skipped.
+/// Whether an answer says that nothing was proposed and another node may do better: it knows
+/// no leader, or cannot reach it, or is stopping, or was removed.
+fn nothing_proposed(status: &tonic::Status) -> bool {
+    matches!(
+        reason(status).as_deref(),
+        Some(why::NO_QUORUM | why::NOT_LEADER | why::SHUTTING_DOWN)
+    )
+}
+
+/// Makes one membership call, on the endpoints in turn. An answer that decided something
+/// (success, a refusal, or an unknown outcome) is final and goes to no other node; a node that
+/// cannot be reached, or that answers that nothing was proposed (no leader it can reach), is
+/// passed over for the next.
 async fn change<T, F, Fut>(ctx: &Context, call: F) -> Result<T, tonic::Status>
 where
     F: Fn(AdminClient<Channel>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    let mut unreachable = Vec::new();
+    let mut passed_over = Vec::new();
+    let mut last = None;
     for endpoint in &ctx.endpoints {
         match ctx.admin(endpoint).await {
-            Ok(client) => return call(client).await.map(tonic::Response::into_inner),
-            Err(e) => unreachable.push(e.to_string()),
+            Ok(client) => match call(client).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status) if nothing_proposed(&status) => {
+                    passed_over.push(format!("{endpoint}: {}", describe(&status)));
+                    last = Some(status);
+                }
+                Err(status) => return Err(status),
+            },
+            Err(e) => passed_over.push(e.to_string()),
         }
     }
-    Err(tonic::Status::unavailable(format!(
-        "no endpoint could be reached: {}",
-        unreachable.join("; ")
-    )))
+    match last {
+        // (The reason stays, so that callers may wait and retry.)
+        Some(status) => Err(tonic::Status::with_details(
+            status.code(),
+            format!(
+                "no endpoint could make the change: {}",
+                passed_over.join("; ")
+            ),
+            status.details().to_vec().into(),
+        )),
+        None => Err(tonic::Status::unavailable(format!(
+            "no endpoint could be reached: {}",
+            passed_over.join("; ")
+        ))),
+    }
 }
 
 async fn list(ctx: &Context) -> Result<(String, pb::ListMembersResponse)> {
@@ -234,16 +260,11 @@ pub async fn run(ctx: &Context, command: MembersCommand) -> Result<ExitCode> {
             let (endpoint, reply) = list(ctx).await?;
             print_members(ctx, &endpoint, &reply);
         }
-        MembersCommand::Add {
-            id,
-            peer_url,
-            voter,
-        } => {
-            let reply = patiently(ctx.timeout, || add(ctx, id, &peer_url, voter))
+        MembersCommand::Add { id, peer_url } => {
+            let reply = patiently(ctx.timeout, || add(ctx, id, &peer_url))
                 .await
                 .map_err(|s| anyhow!("adding node {id}: {}", describe(&s)))?;
-            let role = if voter { "voter" } else { "learner" };
-            report_change(ctx, &format!("node {id} added as a {role}"), &reply);
+            report_change(ctx, &format!("node {id} added as a learner"), &reply);
         }
         MembersCommand::Promote { id } => {
             let reply = patiently(ctx.timeout, || promote(ctx, id))
@@ -289,7 +310,6 @@ async fn add(
     ctx: &Context,
     id: u64,
     peer_url: &str,
-    voter: bool,
 ) -> Result<pb::MembershipChangeResponse, tonic::Status> {
     change(ctx, |mut c| {
         let peer_address = peer_url.to_string();
@@ -297,7 +317,7 @@ async fn add(
             c.add_member(pb::AddMemberRequest {
                 node_id: id,
                 peer_address,
-                voter,
+                voter: false,
             })
             .await
         }
@@ -383,28 +403,63 @@ async fn replace(
         )
     };
     // 1. The new node as a learner (skipped if it is one already: a second run).
-    match find(new) {
-        Some(m) if m.learner => say(&format!("1/4 node {new} is a learner already")),
-        Some(_) => bail!(
-            "node {new} is a voter already: to remove node {old}, run `quoratectl members \
-             remove {old}`"
-        ),
+    let promoted_before = match find(new) {
+        Some(m) if m.learner => {
+            say(&format!("1/4 node {new} is a learner already"));
+            false
+        }
+        Some(_) => {
+            say(&format!("1-3/4 node {new} is a voter already"));
+            true
+        }
         None => {
             say(&format!("1/4 adding node {new} ({peer_url}) as a learner"));
-            patiently(patience, || add(ctx, new, peer_url, false))
+            patiently(patience, || add(ctx, new, peer_url))
                 .await
                 .map_err(|s| {
-                    failed(
-                        "adding the new node",
-                        s,
-                        "Nothing changed: is the new node started, with \
-                         --initial-cluster-state existing?",
-                    )
+                    let state = if reason(&s).as_deref() == Some(why::OUTCOME_UNKNOWN) {
+                        format!(
+                            "Node {new} may or may not have been added (quoratectl members list)."
+                        )
+                    } else {
+                        "Nothing changed.".to_string()
+                    };
+                    failed("adding the new node", s, &state)
                 })?;
+            false
         }
+    };
+    if !promoted_before {
+        promote_when_caught_up(ctx, new, catch_up_timeout, &say, &failed).await?;
     }
-    // 2 and 3. Promotion is refused (LEARNER_BEHIND, with how far it got) until it caught
-    // up: the refusals drive the progress bar.
+
+    say(&format!("4/4 removing node {old}"));
+    let removed = patiently(patience, || remove(ctx, old))
+        .await
+        .map_err(|s| {
+            failed(
+                "removing the old node",
+                s,
+                &format!("Node {new} is a voter and node {old} still a member."),
+            )
+        })?;
+    report_change(
+        ctx,
+        &format!("node {old} replaced by node {new}; stop node {old} now"),
+        &removed,
+    );
+    Ok(())
+}
+
+/// Steps 2 and 3 of `replace`: promotion is refused (LEARNER_BEHIND, with how far the learner
+/// got) until it has caught up; the refusals drive the progress bar.
+async fn promote_when_caught_up(
+    ctx: &Context,
+    new: u64,
+    catch_up_timeout: Duration,
+    say: &dyn Fn(&str),
+    failed: &dyn Fn(&str, tonic::Status, &str) -> anyhow::Error,
+) -> Result<()> {
     say(&format!("2/4 waiting for node {new} to catch up"));
     let bar = ProgressBar::new(1).with_style(
         ProgressStyle::with_template(
@@ -464,21 +519,6 @@ async fn replace(
         "3/4 node {new} promoted to voter (index {})",
         promoted.index
     ));
-    say(&format!("4/4 removing node {old}"));
-    let removed = patiently(patience, || remove(ctx, old))
-        .await
-        .map_err(|s| {
-            failed(
-                "removing the old node",
-                s,
-                &format!("Node {new} is a voter and node {old} still a member."),
-            )
-        })?;
-    report_change(
-        ctx,
-        &format!("node {old} replaced by node {new}; stop node {old} now"),
-        &removed,
-    );
     Ok(())
 }
 

@@ -382,6 +382,10 @@ pub fn analyze(
         rejoining: &rejoining,
         corrupt: &corrupt,
         conf,
+        removed: &answered
+            .values()
+            .flat_map(|s| s.removed_ids.iter().copied())
+            .collect(),
         settings,
     });
 
@@ -458,13 +462,27 @@ struct Recommendation<'a> {
     rejoining: &'a [u64],
     corrupt: &'a [(u64, String)],
     conf: &'a ConfState,
+    /// Ids removed from the cluster, as the members report them.
+    removed: &'a BTreeSet<u64>,
     settings: &'a Settings,
 }
 
 /// How to replace `ids` with fresh members, in the order that never leaves the cluster with
 /// fewer voters than it has: the exact commands.
-fn replace_steps(ids: &[u64], conf: &ConfState, address: impl Fn(u64) -> String) -> String {
-    let mut next = conf.members().into_iter().max().unwrap_or(0) + 1;
+fn replace_steps(
+    ids: &[u64],
+    conf: &ConfState,
+    removed: &BTreeSet<u64>,
+    address: impl Fn(u64) -> String,
+) -> String {
+    // (A removed id never comes back: the fresh one is above them too.)
+    let mut next = conf
+        .members()
+        .into_iter()
+        .chain(removed.iter().copied())
+        .max()
+        .unwrap_or(0)
+        + 1;
     let steps: Vec<String> = ids
         .iter()
         .map(|&id| {
@@ -518,7 +536,7 @@ fn recommend(r: Recommendation<'_>) -> String {
                  status): {}. Never copy data from it to other nodes.",
                 list(ids),
                 r.divergence.common_index,
-                replace_steps(ids, r.conf, address)
+                replace_steps(ids, r.conf, r.removed, address)
             )
         }
         pb::Verdict::NoMajority => match r.majority {
@@ -601,7 +619,7 @@ fn recommend(r: Recommendation<'_>) -> String {
                         .map(|&id| address(id))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    replace_steps(r.unreachable, r.conf, address)
+                    replace_steps(r.unreachable, r.conf, r.removed, address)
                 ));
             }
             for (id, behind) in r.lagging {
@@ -655,7 +673,7 @@ fn recommend(r: Recommendation<'_>) -> String {
                 problems.push(format!(
                     "node {id} stopped taking part and refuses every request (CORRUPT): {what}. \
                      {}",
-                    replace_steps(&[*id], r.conf, address)
+                    replace_steps(&[*id], r.conf, r.removed, address)
                 ));
             }
             if !r.rejoining.is_empty() {

@@ -205,9 +205,18 @@ impl<SM: StateMachine> Driver<SM> {
         }
         let table = MemberTable::in_force(membership, &self.config.peers);
         let conf = membership.conf.clone();
-        let (peers, mut removed) = table.in_effect(&conf);
+        let (mut peers, mut removed) = table.in_effect(&conf);
         if let Some(leader) = leader {
             removed.remove(&leader);
+            // (Forwarded writes and reads still go to it until it has handed over.)
+            if let Some(address) = table.peers.get(&leader) {
+                peers.entry(leader).or_insert_with(|| address.clone());
+            }
+        }
+        let me = self.config.id;
+        if leader.is_some() && leader != Some(me) && conf.members().contains(&me) {
+            // A leader replicates to this node: it is a member, whatever a peer said before.
+            self.transport.directory().clear_removed_self();
         }
         let changed = self.members_key.as_ref().map(|k| (k.0, &k.1)) != Some((key.0, &key.1));
         if let Err(e) = self.transport.set_members(&peers, removed.clone()) {

@@ -181,8 +181,19 @@ impl NodeError {
             Some(reason::SHUTTING_DOWN) => NodeError::OutcomeUnknown {
                 reason: "the leader is shutting down".into(),
             },
-            Some(reason::INVALID_ARGUMENT) => NodeError::Invalid(message),
-            Some(reason::MEMBERSHIP_CHANGE_REFUSED) => NodeError::MembershipRefused(message),
+            // (The message is this error's own text: keep what follows its prefix.)
+            Some(reason::INVALID_ARGUMENT) => NodeError::Invalid(
+                message
+                    .strip_prefix("invalid request: ")
+                    .unwrap_or(&message)
+                    .to_string(),
+            ),
+            Some(reason::MEMBERSHIP_CHANGE_REFUSED) => NodeError::MembershipRefused(
+                message
+                    .strip_prefix("membership change refused: ")
+                    .unwrap_or(&message)
+                    .to_string(),
+            ),
             // The leader refused this node, which was removed: nothing was proposed.
             Some(reason::MEMBER_REMOVED) => NodeError::NoQuorum {
                 reason: format!("this node was removed from the cluster ({message})"),
@@ -243,6 +254,12 @@ mod tests {
             assert_eq!(info.domain, "quorate");
             let back = NodeError::from_status(&status);
             assert_eq!(back.reason(), error.reason());
+            if matches!(
+                error,
+                NodeError::Invalid(_) | NodeError::MembershipRefused(_)
+            ) {
+                assert_eq!(back, error, "no doubled prefix");
+            }
             if let NodeError::Invalid(why) = &error {
                 let field = info.metadata.get("field").map(String::as_str);
                 assert_eq!(field, why.split_once(": ").map(|(f, _)| f), "{why}");

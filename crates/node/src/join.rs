@@ -120,6 +120,14 @@ fn check_identity(
     Ok(found.cluster_id)
 }
 
+/// Whether a peer refused the probe because this node was removed from the cluster.
+fn is_member_removed(status: &Status) -> bool {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .is_some_and(|info| info.reason == quorate_proto::errors::reason::MEMBER_REMOVED)
+}
+
 /// What `status`, a peer's answer, makes of node `me`.
 fn standing(status: &admin_pb::StatusResponse, me: NodeId) -> Standing {
     if status.removed_ids.contains(&me) {
@@ -136,7 +144,7 @@ fn standing(status: &admin_pb::StatusResponse, me: NodeId) -> Standing {
 /// Probes every peer until [`bootstrap::decide`] gives a final answer; returns it with the
 /// cluster's id (for `existing`, the one the peers report).
 async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<(Decision, u64), NodeError> {
-    let peers: BTreeMap<NodeId, String> = config
+    let mut peers: BTreeMap<NodeId, String> = config
         .peers
         .iter()
         .filter(|(&id, _)| id != config.id)
@@ -170,11 +178,24 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<(Decision,
         let mut answers = BTreeMap::new();
         let mut failures = Vec::new();
         let mut cluster_ids = BTreeMap::new();
+        // The leader the answers name, when `--initial-cluster` did not list it (a joining
+        // node may be given an old list): it is asked too, since only it knows whether this
+        // node acknowledged anything. (Not every member: one that is down for good, say the
+        // one being replaced, would keep this node waiting for ever.)
+        let mut named: BTreeMap<NodeId, String> = BTreeMap::new();
         for &peer in peers.keys() {
             let answer = match transport.probe(peer, None, PROBE_DEADLINE).await {
                 Ok(reply) => reply.status.map(|s| {
                     if s.cluster_id != 0 {
                         cluster_ids.insert(peer, s.cluster_id);
+                    }
+                    let leader = s.leader_id;
+                    if mode == ClusterState::Existing
+                        && leader != 0
+                        && leader != config.id
+                        && !s.leader_peer_address.is_empty()
+                    {
+                        named.insert(leader, s.leader_peer_address.clone());
                     }
                     // (Only a leader tracks how far each member matches its log.)
                     let asker_match = s
@@ -189,12 +210,33 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<(Decision,
                         asker_match,
                     }
                 }),
+                Err(status) if is_member_removed(&status) => Some(PeerState {
+                    term: 0,
+                    last_index: 0,
+                    asker: Standing::Removed,
+                    asker_match: 0,
+                }),
                 Err(status) => {
                     failures.push(format!("{peer}: {}", status.message()));
                     None
                 }
             };
             answers.insert(peer, answer);
+        }
+        let unasked: BTreeMap<NodeId, String> = named
+            .into_iter()
+            .filter(|(id, _)| !peers.contains_key(id))
+            .collect();
+        if !unasked.is_empty() {
+            tracing::info!(
+                leader = ?unasked.keys().collect::<Vec<_>>(),
+                "the members name a leader that --initial-cluster does not list: asking it too"
+            );
+            peers.extend(unasked);
+            transport
+                .set_peers(&peers)
+                .map_err(|e| NodeError::Invalid(e.to_string()))?;
+            continue;
         }
         let cluster_id = match mode {
             ClusterState::New => config.cluster_id,

@@ -23,14 +23,14 @@ use crate::error::NodeError;
 /// An operator's membership change, as the admin API and the peer RPC carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberOp {
-    /// A new member at `peer_address`, a learner unless `voter`.
+    /// A new member at `peer_address`, as a learner (promoted once caught up: a voter added
+    /// empty would start by rejoining under a new term, and a majority that needs it stalls
+    /// until it has caught up).
     Add {
         /// Its id (never used before in this cluster).
         id: NodeId,
         /// Where the other members reach its peer port.
         peer_address: String,
-        /// A voter at once rather than a learner.
-        voter: bool,
     },
     /// A learner becomes a voter.
     Promote(NodeId),
@@ -60,7 +60,16 @@ impl MemberOp {
                     "peer_address: required for node {id} (host:port of its peer port)"
                 )));
             }
-            if address.contains("://") || !address.contains(':') {
+            let valid = match address.rsplit_once(':') {
+                Some((host, port)) => {
+                    !host.is_empty()
+                        && !host.contains("://")
+                        && !host.chars().any(char::is_whitespace)
+                        && port.parse::<u16>().is_ok_and(|p| p > 0)
+                }
+                None => false,
+            };
+            if !valid {
                 return Err(NodeError::Invalid(format!(
                     "peer_address: {address:?} is not host:port"
                 )));
@@ -68,10 +77,15 @@ impl MemberOp {
             Ok(address.to_string())
         };
         Ok(match Kind::try_from(change.kind) {
+            Ok(Kind::Add) if change.voter => {
+                return Err(NodeError::Invalid(format!(
+                    "voter: a new member joins as a learner; promote node {id} once it has \
+                     caught up (quoratectl members promote, or members replace for both)"
+                )))
+            }
             Ok(Kind::Add) => MemberOp::Add {
                 id,
                 peer_address: address()?,
-                voter: change.voter,
             },
             Ok(Kind::Promote) => MemberOp::Promote(id),
             Ok(Kind::Remove) => MemberOp::Remove(id),
@@ -91,23 +105,17 @@ impl MemberOp {
     /// The operation as a peer RPC carries it.
     pub fn to_proto(&self) -> pb::MemberChange {
         use pb::member_change::Kind;
-        let (kind, node_id, peer_address, voter) = match self {
-            MemberOp::Add {
-                id,
-                peer_address,
-                voter,
-            } => (Kind::Add, *id, peer_address.clone(), *voter),
-            MemberOp::Promote(id) => (Kind::Promote, *id, String::new(), false),
-            MemberOp::Remove(id) => (Kind::Remove, *id, String::new(), false),
-            MemberOp::Update { id, peer_address } => {
-                (Kind::Update, *id, peer_address.clone(), false)
-            }
+        let (kind, node_id, peer_address) = match self {
+            MemberOp::Add { id, peer_address } => (Kind::Add, *id, peer_address.clone()),
+            MemberOp::Promote(id) => (Kind::Promote, *id, String::new()),
+            MemberOp::Remove(id) => (Kind::Remove, *id, String::new()),
+            MemberOp::Update { id, peer_address } => (Kind::Update, *id, peer_address.clone()),
         };
         pb::MemberChange {
             kind: kind as i32,
             node_id,
             peer_address,
-            voter,
+            voter: false,
         }
     }
 }
@@ -211,11 +219,7 @@ impl MemberTable {
         let refuse = |what: String| Err(NodeError::Invalid(what));
         for op in ops {
             match op {
-                MemberOp::Add {
-                    id,
-                    peer_address,
-                    voter,
-                } => {
+                MemberOp::Add { id, peer_address } => {
                     if members.contains(id) {
                         return refuse(format!("node_id: node {id} is already a member"));
                     }
@@ -226,11 +230,7 @@ impl MemberTable {
                         ));
                     }
                     table.peers.insert(*id, peer_address.clone());
-                    changes.push(if *voter {
-                        MemberChange::AddVoter(*id)
-                    } else {
-                        MemberChange::AddLearner(*id)
-                    });
+                    changes.push(MemberChange::AddLearner(*id));
                 }
                 MemberOp::Promote(id) => {
                     if conf.is_voter(*id) {
@@ -323,7 +323,6 @@ mod tests {
         let add = MemberOp::Add {
             id: 5,
             peer_address: "e:1".into(),
-            voter: false,
         };
         let (changes, after) = t
             .plan(&conf, &[add, MemberOp::Remove(1), MemberOp::Promote(4)])
@@ -368,7 +367,6 @@ mod tests {
                 MemberOp::Add {
                     id: 7,
                     peer_address: "z:1".into(),
-                    voter: false,
                 },
                 "removed",
             ),
@@ -376,7 +374,6 @@ mod tests {
                 MemberOp::Add {
                     id: 2,
                     peer_address: "z:1".into(),
-                    voter: false,
                 },
                 "already a member",
             ),
@@ -384,7 +381,6 @@ mod tests {
                 MemberOp::Add {
                     id: 9,
                     peer_address: "a:1".into(),
-                    voter: false,
                 },
                 "both be at a:1",
             ),
@@ -405,7 +401,6 @@ mod tests {
             MemberOp::Add {
                 id: 4,
                 peer_address: "d:1".into(),
-                voter: true,
             },
             MemberOp::Promote(4),
             MemberOp::Remove(4),
@@ -419,13 +414,19 @@ mod tests {
         let no_address = MemberOp::Add {
             id: 4,
             peer_address: String::new(),
-            voter: false,
         }
         .to_proto();
         let Err(NodeError::Invalid(why)) = MemberOp::from_proto(&no_address) else {
             panic!("an address is needed");
         };
         assert!(why.starts_with("peer_address"), "{why}");
+        for bad in ["host:abc", "a b:1", "http://a:1", "a:0", "a:70000", ":1"] {
+            let change = pb::MemberChange {
+                peer_address: bad.into(),
+                ..no_address.clone()
+            };
+            assert!(MemberOp::from_proto(&change).is_err(), "{bad}");
+        }
         let zero = pb::MemberChange {
             node_id: 0,
             ..MemberOp::Remove(1).to_proto()
@@ -436,5 +437,14 @@ mod tests {
             ..MemberOp::Remove(1).to_proto()
         };
         assert!(MemberOp::from_proto(&unknown).is_err());
+        let voter = pb::MemberChange {
+            voter: true,
+            peer_address: "d:1".into(),
+            ..no_address
+        };
+        let Err(NodeError::Invalid(why)) = MemberOp::from_proto(&voter) else {
+            panic!("a new member joins as a learner");
+        };
+        assert!(why.starts_with("voter: "), "{why}");
     }
 }

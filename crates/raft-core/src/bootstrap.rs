@@ -137,13 +137,7 @@ pub fn decide(
              with --initial-cluster-state existing: it will rejoin as a non-voter and vote again \
              once a leader has brought it up to date"
         )),
-        _ if !missing.is_empty() => Decision::Wait { missing },
-        ClusterState::New => Decision::Bootstrap,
-        ClusterState::Existing if with_data.is_empty() => Decision::Refuse(format!(
-            "member {me} was started with --initial-cluster-state existing, but no member of \
-             the cluster holds any data: the cluster has never run. Start every member with \
-             --initial-cluster-state new"
-        )),
+        // (One peer that says so is enough, whoever else is silent.)
         ClusterState::Existing
             if answers
                 .values()
@@ -156,6 +150,13 @@ pub fn decide(
                  (quoratectl members add)"
             ))
         }
+        _ if !missing.is_empty() => Decision::Wait { missing },
+        ClusterState::New => Decision::Bootstrap,
+        ClusterState::Existing if with_data.is_empty() => Decision::Refuse(format!(
+            "member {me} was started with --initial-cluster-state existing, but no member of \
+             the cluster holds any data: the cluster has never run. Start every member with \
+             --initial-cluster-state new"
+        )),
         ClusterState::Existing
             if answers
                 .values()
@@ -283,6 +284,13 @@ mod tests {
             panic!("a removed member must be refused");
         };
         assert!(reason.contains("new id"), "{reason}");
+        // Whoever else has not answered yet.
+        let mut one_removed = standing(Standing::Removed);
+        one_removed.insert(3, None);
+        assert!(matches!(
+            decide(4, ClusterState::Existing, &one_removed),
+            Decision::Refuse(_)
+        ));
         // A learner the leader heard acknowledge entries lost what the leader counts it as
         // holding: it rejoins (the new term resets every leader's view of it).
         let mut acked = standing(Standing::Learner);

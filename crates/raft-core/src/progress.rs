@@ -189,6 +189,14 @@ impl Progress {
         updated
     }
 
+    /// The peer does not hold what it acknowledged (a learner that lost its disk): probe
+    /// again after `last`, its last index now, as if it had never answered.
+    pub fn forget_match(&mut self, last: Index) {
+        self.match_index = 0;
+        self.become_probe();
+        self.next_index = last + 1;
+    }
+
     /// The peer rejected an append at `rejected`; `hint` is where to probe next. Returns
     /// false when the rejection is stale (answers an append sent before a newer decision).
     pub fn maybe_decrease_to(&mut self, rejected: Index, hint: Index) -> bool {

@@ -359,7 +359,15 @@ impl<S: Storage> Raft<S> {
                 let Some(pr) = self.tracker.progress.get_mut(&from) else {
                     return Ok(());
                 };
-                if pr.maybe_decrease_to(rejected_index, next_probe) {
+                if pr.is_learner && rejected_index <= pr.match_index && hint_index < pr.match_index
+                {
+                    // A learner whose log ends below what it acknowledged lost its disk (or
+                    // this answer is an old one: then it only costs a resend). Its
+                    // acknowledgements count for nothing, so they are safe to forget; and it
+                    // must not be promoted on their strength.
+                    pr.forget_match(hint_index);
+                    self.send_append(from, false)?;
+                } else if pr.maybe_decrease_to(rejected_index, next_probe) {
                     if pr.state == ProgressState::Replicate {
                         pr.become_probe();
                     }

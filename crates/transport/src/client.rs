@@ -85,6 +85,11 @@ impl PeerDirectory {
     fn mark_removed_self(&self) -> bool {
         !self.removed_self.swap(true, Ordering::AcqRel)
     }
+
+    /// This node is a member after all (a removal that a new leader's log replaced).
+    pub fn clear_removed_self(&self) {
+        self.removed_self.store(false, Ordering::Release);
+    }
 }
 
 /// The largest snapshot a node sends or accepts (its image is held in memory, and stored as
@@ -135,25 +140,32 @@ impl Transport {
 
     /// Sends to exactly `peers` from now on (this node is skipped): links to new peers are
     /// opened, links to peers no longer listed are closed (what they had queued is dropped:
-    /// Raft retransmits), and a peer whose address changed is reached at the new one. Every
-    /// address is checked before anything changes.
+    /// Raft retransmits), and a peer whose address changed is reached at the new one. A peer
+    /// whose address is unusable keeps its old link (or gets none); the error names it, and
+    /// every other peer is set all the same.
     pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<()> {
         let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
         let mut opened = BTreeMap::new();
+        let mut unusable = None;
         for (&peer, address) in peers {
             if peer == self.config.node_id
                 || links.get(&peer).is_some_and(|l| &l.address == address)
             {
                 continue;
             }
-            opened.insert(peer, self.connect(peer, address)?);
+            match self.connect(peer, address) {
+                Ok(link) => {
+                    opened.insert(peer, link);
+                }
+                Err(e) => unusable = Some(e),
+            }
         }
         links.retain(|peer, _| peers.contains_key(peer));
         for (peer, link) in opened {
             tracing::info!(peer, address = %link.address, "peer link opened");
             links.insert(peer, link);
         }
-        Ok(())
+        unusable.map_or(Ok(()), Err)
     }
 
     /// The peers and the removed ids of a new membership: see [`Transport::set_peers`] and
@@ -163,9 +175,8 @@ impl Transport {
         peers: &BTreeMap<NodeId, String>,
         removed: BTreeSet<NodeId>,
     ) -> Result<()> {
-        self.set_peers(peers)?;
         self.directory.set_removed(removed);
-        Ok(())
+        self.set_peers(peers)
     }
 
     /// The directory the peer server checks senders against.
@@ -277,9 +288,7 @@ impl Transport {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let Some(link) = self.link(peer) else {
-            return Err(tonic::Status::internal(format!(
-                "node {peer} is not a peer"
-            )));
+            return Err(not_a_peer(peer));
         };
         let started = Instant::now();
         match tokio::time::timeout(deadline, call(link.client)).await {
@@ -313,9 +322,7 @@ impl Transport {
             forwarder: queue, ..
         }) = self.link(leader)
         else {
-            return Err(tonic::Status::internal(format!(
-                "node {leader} is not a peer"
-            )));
+            return Err(not_a_peer(leader));
         };
         let (reply, answer) = oneshot::channel();
         let job = ForwardJob {
@@ -790,6 +797,16 @@ impl PeerTask {
             }
         }
     }
+}
+
+/// A call to a node that is not a peer (not a member, or no longer): nothing was sent, so
+/// the caller may try elsewhere (NO_QUORUM).
+fn not_a_peer(node: NodeId) -> tonic::Status {
+    tonic::Status::with_error_details(
+        tonic::Code::Unavailable,
+        format!("node {node} is not a peer of this node (not a member, or no longer)"),
+        ErrorDetails::with_error_info(reason::NO_QUORUM, ERROR_DOMAIN, HashMap::new()),
+    )
 }
 
 /// Whether a peer refused a request because this node was removed from the cluster.

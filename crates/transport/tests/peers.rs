@@ -290,6 +290,7 @@ async fn peers_follow_the_membership() {
         .unwrap();
     assert_eq!((reply.from, reply.to), (3, 1));
     let moved = start_peer(3, Duration::ZERO, 42).await;
+    let two_again = two.clone();
     transport
         .set_peers(&BTreeMap::from([(2, two), (3, moved.clone())]))
         .unwrap();
@@ -303,9 +304,10 @@ async fn peers_follow_the_membership() {
     // Node 3 removed: nothing goes to it any more; a bad address changes nothing.
     transport.set_peers(&BTreeMap::new()).unwrap();
     assert!(transport.peer_ids().is_empty());
-    let bad = BTreeMap::from([(4, "not an address".to_string())]);
+    // An unusable address is refused, the other peers are set all the same.
+    let bad = BTreeMap::from([(4, "not an address".to_string()), (2, two_again)]);
     assert!(transport.set_peers(&bad).is_err());
-    assert!(transport.peer_ids().is_empty());
+    assert_eq!(transport.peer_ids(), vec![2]);
 }
 
 /// Issue 9: a follower whose fsync outlasts the RPC deadline made its appends time out, the

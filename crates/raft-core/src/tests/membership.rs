@@ -406,3 +406,29 @@ fn members_of_a_configuration_no_log_lists_yet_are_heard() {
     let leader = *leaders.iter().next().unwrap();
     assert_eq!(cluster.nodes[&2].status().leader_id, Some(leader));
 }
+
+#[test]
+fn a_learner_that_lost_its_disk_is_brought_up_to_date_again() {
+    let mut cluster = led_by_one();
+    cluster.add_node(4, |_| {});
+    cluster.change(1, &[MemberChange::AddLearner(4)]).unwrap();
+    for i in 0..5 {
+        cluster.propose(1, &[i]);
+        cluster.settle();
+    }
+    let last = cluster.nodes[&1].status().last_log_index;
+    assert_eq!(cluster.nodes[&1].status().progress[&4].match_index, last);
+    // Its disk is replaced by an empty one (it joins as a learner: nothing to rejoin).
+    cluster.lose_disk(4, crate::HardState::default());
+    assert_eq!(cluster.nodes[&4].status().last_log_index, 0);
+    // It rejects the leader's next append, below what it acknowledged: the leader forgets
+    // that and sends it the whole log again.
+    cluster.propose(1, b"next");
+    cluster.tick_all_and_settle(3);
+    let status = cluster.nodes[&4].status();
+    assert_eq!(status.last_log_index, last + 1, "caught up again");
+    assert_eq!(
+        cluster.nodes[&1].status().progress[&4].match_index,
+        last + 1
+    );
+}
