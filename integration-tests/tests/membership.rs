@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use quorate_integration_tests::client::{all_events, authorize, Clients, Pick};
+use quorate_integration_tests::client::{
+    all_events, authorize, write_authorizations, Clients, Pick,
+};
 use quorate_integration_tests::{binary, Cluster};
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_client::AdminClient;
@@ -69,6 +71,13 @@ async fn write_until(
         acknowledged,
         longest_pause,
     }
+}
+
+/// `n` authorizations `{prefix}-{i}`, each written until acknowledged
+/// ([`write_authorizations`]); returns their payment ids.
+async fn acknowledged_writes(cluster: &Cluster, prefix: &str, n: usize) -> Vec<String> {
+    write_authorizations(cluster, prefix, n, 3).await;
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
 /// Runs `quoratectl` with `args` against the client ports of `ids`; returns its exit status
@@ -357,22 +366,7 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
         .wait_for_leader(Duration::from_secs(15))
         .await
         .unwrap();
-    let mut clients = Clients::default();
-    let mut pick = Pick::new(3);
-    let mut acknowledged = Vec::new();
-    for i in 0..30 {
-        let id = format!("before-{i}");
-        clients
-            .submit(
-                &cluster,
-                &mut pick,
-                &authorize(&id, &id, 5),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap();
-        acknowledged.push(id);
-    }
+    let mut acknowledged = acknowledged_writes(&cluster, "before", 30).await;
     // The machine of a follower dies with its disk.
     let lost = (1..=3).find(|&id| id != leader).unwrap();
     cluster.sigkill(lost).unwrap();
@@ -405,19 +399,7 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     )
     .await;
     assert!(ok, "{err}");
-    for i in 0..10 {
-        let id = format!("after-{i}");
-        clients
-            .submit(
-                &cluster,
-                &mut pick,
-                &authorize(&id, &id, 5),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap();
-        acknowledged.push(id);
-    }
+    acknowledged.extend(acknowledged_writes(&cluster, "after", 10).await);
     let mut members_now = stays.clone();
     members_now.push(4);
     nothing_lost(&cluster, &members_now, &acknowledged).await;
@@ -466,24 +448,7 @@ async fn a_member_moves_to_a_new_peer_address() {
         .wait_for_leader(Duration::from_secs(15))
         .await
         .unwrap();
-    let mut clients = Clients::default();
-    let mut pick = Pick::new(5);
-    let mut acknowledged = Vec::new();
-    let mut write = async |clients: &mut Clients, cluster: &Cluster, name: String| {
-        clients
-            .submit(
-                cluster,
-                &mut pick,
-                &authorize(&name, &name, 5),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap();
-        name
-    };
-    for i in 0..10 {
-        acknowledged.push(write(&mut clients, &cluster, format!("before-{i}")).await);
-    }
+    let mut acknowledged = acknowledged_writes(&cluster, "before", 10).await;
     // A follower's machine moves: stop it, record its new address, start it listening there.
     let moved = (1..=3).find(|&id| id != leader).unwrap();
     cluster.sigkill(moved).unwrap();
@@ -503,14 +468,10 @@ async fn a_member_moves_to_a_new_peer_address() {
     .await;
     assert!(ok, "{err}");
     assert!(out.contains(&new_address), "{out}");
-    for i in 0..10 {
-        acknowledged.push(write(&mut clients, &cluster, format!("while-moving-{i}")).await);
-    }
+    acknowledged.extend(acknowledged_writes(&cluster, "while-moving", 10).await);
     cluster.nodes.get_mut(&moved).unwrap().spec.peer = new_address.clone();
     cluster.restart(moved).unwrap();
-    for i in 0..10 {
-        acknowledged.push(write(&mut clients, &cluster, format!("after-{i}")).await);
-    }
+    acknowledged.extend(acknowledged_writes(&cluster, "after", 10).await);
     nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
     // Every member, the moved one included, lists it at its new address.
     for id in 1..=3 {
