@@ -170,3 +170,43 @@ pub async fn all_events(cluster: &Cluster, id: u64) -> Vec<pb::PaymentEvent> {
         events.extend(page.events);
     }
 }
+
+/// Writes through random nodes with `clients` concurrent clients for `duration`, each write the
+/// request `make(id)` gives for a fresh id; returns writes per second and every write's latency
+/// in milliseconds (a closed loop: each client waits for its answer before the next write).
+pub async fn closed_loop(
+    cluster: &Cluster,
+    label: &str,
+    clients: usize,
+    duration: Duration,
+    make: impl Fn(&str) -> pb::SubmitRequest,
+) -> (f64, Vec<f64>) {
+    let counter = std::cell::Cell::new(0u64);
+    let started = Instant::now();
+    let latencies = std::cell::RefCell::new(Vec::new());
+    let worker = |w: usize| {
+        let (counter, latencies, make) = (&counter, &latencies, &make);
+        async move {
+            let mut conn = Clients::default();
+            let mut pick = Pick::new(w as u64 + 1);
+            while started.elapsed() < duration {
+                let n = counter.get();
+                counter.set(n + 1);
+                let id = format!("{label}-{w}-{n}");
+                let t = Instant::now();
+                conn.submit(cluster, &mut pick, &make(&id), Duration::from_secs(10))
+                    .await
+                    .expect("write");
+                latencies
+                    .borrow_mut()
+                    .push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    };
+    futures_util::future::join_all((0..clients).map(worker)).await;
+    let writes = latencies.borrow().len() as f64;
+    (
+        writes / started.elapsed().as_secs_f64(),
+        latencies.into_inner(),
+    )
+}

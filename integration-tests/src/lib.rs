@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod netns;
+pub mod otlp;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -143,6 +144,15 @@ impl Cluster {
         Cluster::start_with(n, None, extra_args)
     }
 
+    /// `n` nodes on loopback with extra flags and extra environment for every node.
+    pub fn start_with_args_and_env(
+        n: u64,
+        extra_args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<Cluster> {
+        Cluster::start_configured(n, None, extra_args, |_| env.clone())
+    }
+
     /// `n` nodes on loopback; node `id` runs with the extra environment `env[id]`.
     pub fn start_with_node_env(
         n: u64,
@@ -254,8 +264,8 @@ impl Cluster {
             .args(&self.extra_args)
             .args(&join_args)
             .args(more_args)
-            .envs(node.spec.env.iter().map(|(k, v)| (k, v)))
             .env("QUORATE_LOG", "info")
+            .envs(node.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -91,7 +91,29 @@ pub struct ServeArgs {
     /// holds data. [default: new]
     #[arg(long, env = "QUORATE_INITIAL_CLUSTER_STATE", value_name = "STATE", value_parser = parse_cluster_state)]
     pub initial_cluster_state: Option<ClusterState>,
+    /// Export OpenTelemetry traces over OTLP/gRPC to this collector, e.g.
+    /// http://localhost:4317. A Submit to a follower gives one trace across the follower, the
+    /// leader and the followers that stored it. [default: off]
+    #[arg(
+        long,
+        env = "QUORATE_OTLP_ENDPOINT",
+        value_name = "URL",
+        help_heading = "Telemetry"
+    )]
+    pub otlp_endpoint: Option<String>,
+    /// Share of the traces this node starts that are kept, 0 to 1. A request whose caller
+    /// sent a sampled `traceparent` is always traced. [default: 0.01]
+    #[arg(
+        long,
+        env = "QUORATE_OTLP_SAMPLING_RATIO",
+        value_name = "RATIO",
+        help_heading = "Telemetry"
+    )]
+    pub otlp_sampling_ratio: Option<f64>,
 }
+
+/// The share of traces a node starts that are kept, when `--otlp-endpoint` is set.
+pub const DEFAULT_OTLP_SAMPLING_RATIO: f64 = 0.01;
 
 /// Parses `new` or `existing`.
 pub fn parse_cluster_state(text: &str) -> Result<ClusterState, String> {
@@ -124,6 +146,8 @@ struct FileConfig {
     snapshot_count: Option<u64>,
     snapshot_catch_up_entries: Option<u64>,
     initial_cluster_state: Option<String>,
+    otlp_endpoint: Option<String>,
+    otlp_sampling_ratio: Option<f64>,
 }
 
 /// Everything `quorate serve` needs, resolved and checked.
@@ -161,6 +185,10 @@ pub struct ServeConfig {
     pub snapshot_catch_up_entries: u64,
     /// What to do with an empty data directory.
     pub initial_cluster_state: ClusterState,
+    /// Where traces go (none: tracing off).
+    pub otlp_endpoint: Option<String>,
+    /// The share of traces this node starts that are kept.
+    pub otlp_sampling_ratio: f64,
 }
 
 /// Parses `100ms`, `1s`, `1.5s`, `2m`, `24h`.
@@ -337,7 +365,28 @@ impl ServeArgs {
                     .map_err(|e| anyhow!("initial-cluster-state in --config: {e}"))?,
                 (None, None) => ClusterState::New,
             },
+            otlp_endpoint: self
+                .otlp_endpoint
+                .clone()
+                .or(file.otlp_endpoint)
+                .filter(|e| !e.trim().is_empty()),
+            otlp_sampling_ratio: self
+                .otlp_sampling_ratio
+                .or(file.otlp_sampling_ratio)
+                .unwrap_or(DEFAULT_OTLP_SAMPLING_RATIO),
         };
+        if !(0.0..=1.0).contains(&config.otlp_sampling_ratio) {
+            bail!(
+                "--otlp-sampling-ratio {} must be between 0 (only traces callers sampled) and 1 \
+                 (every request)",
+                config.otlp_sampling_ratio
+            );
+        }
+        if let Some(endpoint) = &config.otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                bail!("--otlp-endpoint {endpoint:?} must be a URL, e.g. http://localhost:4317");
+            }
+        }
         if config.heartbeat_interval < Duration::from_millis(2) {
             bail!("--heartbeat-interval must be at least 2ms");
         }
@@ -464,5 +513,47 @@ mod tests {
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("not in --initial-cluster"), "{err}");
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_its_options_are_checked() {
+        let base = ServeArgs {
+            id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            initial_cluster: Some("1=a:1".into()),
+            ..ServeArgs::default()
+        };
+        let config = base.resolve().unwrap();
+        assert_eq!(config.otlp_endpoint, None);
+        assert_eq!(config.otlp_sampling_ratio, DEFAULT_OTLP_SAMPLING_RATIO);
+        let traced = ServeArgs {
+            otlp_endpoint: Some("http://collector:4317".into()),
+            otlp_sampling_ratio: Some(1.0),
+            ..base.clone()
+        };
+        let config = traced.resolve().unwrap();
+        assert_eq!(
+            config.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        for (bad, says) in [
+            (
+                ServeArgs {
+                    otlp_sampling_ratio: Some(1.5),
+                    ..base.clone()
+                },
+                "between 0",
+            ),
+            (
+                ServeArgs {
+                    otlp_endpoint: Some("collector:4317".into()),
+                    ..base.clone()
+                },
+                "must be a URL",
+            ),
+        ] {
+            let err = bad.resolve().unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

@@ -64,6 +64,15 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         return Ok(());
     };
     node_config.cluster_id = cluster_id;
+    if let Some(endpoint) = &config.otlp_endpoint {
+        quorate_telemetry::start_tracing(&quorate_telemetry::TracingConfig {
+            endpoint: endpoint.clone(),
+            instance_id: format!("node-{}", config.id),
+            cluster_id: format!("{cluster_id:016x}"),
+        })
+        .context("--otlp-endpoint")?;
+        tracing::info!(%endpoint, ratio = config.otlp_sampling_ratio, "exporting traces");
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let node = quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
@@ -120,16 +129,28 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         node.stats.clone(),
     );
     let peer_stop = stopped(stop_rx.clone());
+    let peer_metrics = handle.config().metrics.clone();
     let peer_server = tokio::spawn(async move {
-        quorate_transport::serve(peer_listener, peer_service, 16 << 20, peer_stop)
-            .await
-            .context("peer server")
+        quorate_transport::serve(
+            peer_listener,
+            peer_service,
+            16 << 20,
+            peer_metrics,
+            peer_stop,
+        )
+        .await
+        .context("peer server")
+    });
+    let registry = metrics::registry(metrics::NodeCollector {
+        handle: handle.clone(),
+        counters,
+        admin: admin.clone(),
+        data_dir: config.data_dir.clone(),
     });
     let metrics_server = tokio::spawn(metrics::serve(
         metrics_listener,
         handle.clone(),
-        counters,
-        admin.clone(),
+        registry,
         stopped(stop_rx.clone()),
     ));
     let client_server = tokio::spawn(serve_clients(
@@ -216,6 +237,7 @@ async fn prepare_store(
         stand_in,
         service,
         1 << 20,
+        config.metrics.clone(),
         stopped(stop_rx),
     ));
     let prepared = quorate_node::prepare_store(store, config, mode).await;
@@ -262,6 +284,10 @@ async fn serve_clients(
     admin: quorate_admin::AdminService,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let layer = quorate_telemetry::grpc::GrpcLayer::new(
+        handle.config().metrics.clone(),
+        quorate_telemetry::grpc::Spans::Always,
+    );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(health_reporter, handle, stop.clone()));
     let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
@@ -269,6 +295,7 @@ async fn serve_clients(
         .build_v1alpha()
         .context("building reflection v1alpha")?;
     tonic::transport::Server::builder()
+        .layer(layer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

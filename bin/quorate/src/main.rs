@@ -1,6 +1,5 @@
 //! `quorate`: run a Quorate node (`serve`) or a local three-node cluster (`dev`).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +16,16 @@ struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. info or quorate_node=debug.
     #[arg(long, global = true, env = "QUORATE_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text, or as JSON objects (one per line) that carry the fields of every
+    /// span in scope, the trace_id of the request being served among them.
+    #[arg(
+        long,
+        global = true,
+        env = "QUORATE_LOG_FORMAT",
+        default_value = "text",
+        value_name = "text|json"
+    )]
+    log_format: quorate_telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,15 +47,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // (A node's flags are resolved first: whether it traces, and how much, is part of how its
+    // subscriber is built.)
+    let serve = match &cli.command {
+        Command::Serve(args) => Some(args.resolve()),
+        Command::Dev(_) => None,
+    };
+    let sampling_ratio = serve
+        .as_ref()
+        .and_then(|config| config.as_ref().ok())
+        .filter(|config| config.otlp_endpoint.is_some())
+        .map(|config| config.otlp_sampling_ratio);
+    quorate_telemetry::init(&cli.log, cli.log_format, sampling_ratio);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,13 +71,16 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => {
-                let config = args.resolve()?;
-                run(config, shutdown_signal()).await
-            }
+            Command::Serve(_) => match serve {
+                Some(config) => run(config?, shutdown_signal()).await,
+                None => unreachable!("resolved above"),
+            },
             Command::Dev(args) => run_dev(args, shutdown_signal()).await,
         }
     });
+    // (Inside the runtime's lifetime: the exporter's channel lives on it.)
+    quorate_telemetry::shutdown();
+    drop(runtime);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

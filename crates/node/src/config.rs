@@ -56,6 +56,9 @@ pub struct NodeConfig {
     /// Entries kept in the log behind the compaction point, so that a follower slightly
     /// behind catches up with appends rather than a snapshot.
     pub snapshot_catch_up_entries: u64,
+    /// Where the node records its metrics (fsync, apply and commit latencies, peer round
+    /// trips, snapshots). A fresh set by default; `quorate serve` registers it for `/metrics`.
+    pub metrics: quorate_telemetry::Metrics,
 }
 
 impl NodeConfig {
@@ -73,6 +76,7 @@ impl NodeConfig {
             request_timeout: defaults::REQUEST_TIMEOUT,
             snapshot_count: defaults::SNAPSHOT_COUNT,
             snapshot_catch_up_entries: defaults::SNAPSHOT_CATCH_UP_ENTRIES,
+            metrics: Default::default(),
         }
     }
 

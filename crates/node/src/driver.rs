@@ -17,6 +17,7 @@ use quorate_raft_core::{
     EntryKind, Error as RaftError, Index, LogWriter, Membership, Message, NodeId, Payload, RawNode,
     ReadState, Ready, Role, Snapshot, Term,
 };
+use quorate_telemetry::SnapshotEvent;
 use quorate_transport::{Transport, MAX_SNAPSHOT_BYTES};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -43,6 +44,18 @@ struct MembershipWaiter {
     reply: ProposalReply,
 }
 
+/// A proposal of this leader waiting to be applied.
+struct Pending {
+    term: Term,
+    reply: ProposalReply,
+    /// For the proposal-to-commit histogram.
+    proposed_at: Instant,
+    /// The sampled request it serves: the persist and apply of its batch link to it.
+    trace: Option<quorate_telemetry::SpanContext>,
+    /// `raft.replicate`, in the request's trace: from the proposal to its commit.
+    replicating: Option<tracing::Span>,
+}
+
 struct ReadWaiter {
     reply: oneshot::Sender<Result<Index, NodeError>>,
     /// Known once the leader confirmed the read.
@@ -60,7 +73,7 @@ pub(crate) struct Driver<SM> {
     pub(crate) status_tx: watch::Sender<NodeStatus>,
     pub(crate) applied_tx: watch::Sender<Index>,
     pub(crate) shutdown: watch::Receiver<bool>,
-    proposals: BTreeMap<Index, (Term, ProposalReply)>,
+    proposals: BTreeMap<Index, Pending>,
     reads: BTreeMap<u64, ReadWaiter>,
     /// Peer RPCs waiting for the core's response, by the correlation id given to the request.
     rpc_waiters: HashMap<u64, oneshot::Sender<Message>>,
@@ -402,7 +415,7 @@ impl<SM: StateMachine> Driver<SM> {
         );
         tracing::error!(%reason, "CORRUPT: a committed entry is in conflict");
         let error = NodeError::Corrupt(reason.clone());
-        for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+        for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, waiter) in std::mem::take(&mut self.reads) {
@@ -454,7 +467,11 @@ impl<SM: StateMachine> Driver<SM> {
                 }
                 self.step(message)?;
             }
-            Input::Propose { command, reply } => {
+            Input::Propose {
+                command,
+                reply,
+                trace,
+            } => {
                 if self.stopping_since.is_some() {
                     let _ = reply.send(Err(NodeError::ShuttingDown));
                 } else {
@@ -463,7 +480,31 @@ impl<SM: StateMachine> Driver<SM> {
                         .and_then(|command| self.raw.propose(command).map_err(|e| map(self, e)));
                     match proposed {
                         Ok(p) => {
-                            self.proposals.insert(p.index, (p.term, reply));
+                            let replicating = trace.as_ref().map(|parent| {
+                                let span = tracing::info_span!(
+                                    parent: None,
+                                    "raft.replicate",
+                                    raft.index = p.index,
+                                    raft.term = p.term,
+                                );
+                                quorate_telemetry::propagation::set_parent(&span, parent);
+                                if let Some(tp) =
+                                    quorate_telemetry::propagation::traceparent(parent)
+                                {
+                                    self.transport.trace_entry(p.index, tp);
+                                }
+                                span
+                            });
+                            self.proposals.insert(
+                                p.index,
+                                Pending {
+                                    term: p.term,
+                                    reply,
+                                    proposed_at: Instant::now(),
+                                    trace,
+                                    replicating,
+                                },
+                            );
                         }
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -628,7 +669,14 @@ impl<SM: StateMachine> Driver<SM> {
             let hard_state = ready.hard_state;
             let entries = std::mem::take(&mut ready.entries);
             let sync = ready.must_sync;
+            let links = self.traces_of(entries.iter().map(|e| e.index));
+            let _persisting = quorate_telemetry::linked_span(
+                "raft.persist",
+                &links,
+                &[("raft.entries", entries.len() as i64)],
+            );
             let persist = tracing::debug_span!("persist", entries = entries.len(), sync);
+            let started = Instant::now();
             tokio::task::spawn_blocking(move || {
                 let _enter = persist.enter();
                 store.persist(hard_state.as_ref(), &entries, sync)
@@ -636,6 +684,9 @@ impl<SM: StateMachine> Driver<SM> {
             .await
             .map_err(|e| NodeError::Internal(format!("persist task: {e}")))?
             .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
+            if sync {
+                self.config.metrics.observe_fsync(started.elapsed());
+            }
         }
         // 2. Send: requests to peers; responses to the RPCs waiting for them.
         let mut snapshots = Vec::new();
@@ -662,6 +713,19 @@ impl<SM: StateMachine> Driver<SM> {
             self.restore(snapshot).await?;
         }
         let committed = std::mem::take(&mut ready.committed_entries);
+        for entry in &committed {
+            if let Some(pending) = self.proposals.get_mut(&entry.index) {
+                if pending.term == entry.term {
+                    let took = pending.proposed_at.elapsed();
+                    self.config.metrics.observe_proposal_commit(took);
+                }
+                // (Dropping the span ends it: committed.)
+                pending.replicating = None;
+            }
+        }
+        if let Some(last) = committed.last() {
+            self.transport.forget_traces_up_to(last.index);
+        }
         if !committed.is_empty() {
             self.apply(committed).await?;
         }
@@ -752,6 +816,7 @@ impl<SM: StateMachine> Driver<SM> {
                     "sending a snapshot"
                 );
                 request.snapshot = snapshot.clone();
+                self.config.metrics.count_snapshot(SnapshotEvent::Sent);
             }
             self.transport.send(message);
         }
@@ -806,13 +871,14 @@ impl<SM: StateMachine> Driver<SM> {
         }
         let covered: Vec<Index> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
         for i in covered {
-            if let Some((_, reply)) = self.proposals.remove(&i) {
+            if let Some(Pending { reply, .. }) = self.proposals.remove(&i) {
                 let _ = reply.send(Err(NodeError::OutcomeUnknown {
                     reason: format!("this node installed a snapshot of index {index}"),
                 }));
             }
         }
         tracing::info!(index, "installed the leader's snapshot");
+        self.config.metrics.count_snapshot(SnapshotEvent::Installed);
         Ok(())
     }
 
@@ -860,6 +926,7 @@ impl<SM: StateMachine> Driver<SM> {
             .map_err(|e| NodeError::Internal(format!("compaction task: {e}")))?
             .map_err(|e| NodeError::Internal(format!("compact the log: {e}")))?;
         tracing::info!(applied, up_to, "compacted the log");
+        self.config.metrics.count_snapshot(SnapshotEvent::Taken);
         self.snapshot_index = applied;
         Ok(())
     }
@@ -869,7 +936,14 @@ impl<SM: StateMachine> Driver<SM> {
             .sm
             .take()
             .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
+        let links = self.traces_of(entries.iter().map(|e| e.index));
+        let _applying = quorate_telemetry::linked_span(
+            "raft.apply",
+            &links,
+            &[("raft.entries", entries.len() as i64)],
+        );
         let apply = tracing::debug_span!("apply", entries = entries.len());
+        let started = Instant::now();
         let (sm, result, entries) = tokio::task::spawn_blocking(move || {
             let _enter = apply.enter();
             let result = sm.apply(&entries);
@@ -877,13 +951,14 @@ impl<SM: StateMachine> Driver<SM> {
         })
         .await
         .map_err(|e| NodeError::Internal(format!("apply task: {e}")))?;
+        self.config.metrics.observe_apply(started.elapsed());
         self.sm = Some(sm);
         let outputs = result.map_err(|e| NodeError::Internal(format!("apply: {e}")))?;
         for (entry, output) in entries.iter().zip(outputs) {
             if entry.kind == EntryKind::Membership {
                 self.on_membership_applied(entry);
             }
-            if let Some((term, reply)) = self.proposals.remove(&entry.index) {
+            if let Some(Pending { term, reply, .. }) = self.proposals.remove(&entry.index) {
                 let result = if term == entry.term {
                     Ok(Applied {
                         index: entry.index,
@@ -907,10 +982,23 @@ impl<SM: StateMachine> Driver<SM> {
         Ok(())
     }
 
+    /// The sampled requests among the proposals at `indexes`.
+    fn traces_of(
+        &self,
+        indexes: impl Iterator<Item = Index>,
+    ) -> Vec<quorate_telemetry::SpanContext> {
+        if self.proposals.is_empty() {
+            return Vec::new();
+        }
+        indexes
+            .filter_map(|i| self.proposals.get(&i).and_then(|p| p.trace.clone()))
+            .collect()
+    }
+
     fn on_role(&mut self, role: Role, term: Term, leader: Option<NodeId>) {
         if self.role == Role::Leader && role != Role::Leader {
             // Leadership lost: whatever was proposed may still commit under the next leader.
-            for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+            for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
                 let _ = reply.send(Err(NodeError::OutcomeUnknown {
                     reason: format!("leadership was lost (now {role} in term {term})"),
                 }));
@@ -975,6 +1063,7 @@ impl<SM: StateMachine> Driver<SM> {
             removed_self: self.transport.directory().removed_self(),
             stopping: self.stopping_since.is_some(),
             corrupt: self.corrupt.clone(),
+            published_at: Instant::now(),
         };
         self.status_tx.send_replace(status);
     }
@@ -1001,7 +1090,7 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     fn finish(mut self, result: Result<(), NodeError>) -> Result<(), NodeError> {
-        for (_, (_, reply)) in std::mem::take(&mut self.proposals) {
+        for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(NodeError::OutcomeUnknown {
                 reason: "the node shut down before the write was applied".into(),
             }));

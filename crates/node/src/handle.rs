@@ -36,6 +36,8 @@ pub(crate) enum Input {
     Propose {
         command: Bytes,
         reply: oneshot::Sender<Result<Applied, NodeError>>,
+        /// The sampled request it serves, whose trace the leader's work on it joins.
+        trace: Option<quorate_telemetry::SpanContext>,
     },
     /// Confirm a read; the answer comes once the read index is applied locally.
     Read {
@@ -234,8 +236,13 @@ impl NodeHandle {
     /// Proposes on this node only (it must be the leader).
     pub async fn propose_here(&self, command: Bytes) -> Result<Applied, NodeError> {
         let timeout = self.shared.config.request_timeout;
+        let trace = quorate_telemetry::propagation::current_sampled();
         self.ask(
-            |reply| Input::Propose { command, reply },
+            |reply| Input::Propose {
+                command,
+                reply,
+                trace,
+            },
             timeout,
             || NodeError::OutcomeUnknown {
                 reason: format!("not applied within {} ms", timeout.as_millis()),

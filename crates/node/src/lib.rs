@@ -92,7 +92,7 @@ pub fn start<SM: StateMachine>(
     let snapshot_index = stored.meta.index;
     let raw = RawNode::new(raft_config, store.clone(), sm.applied_index())
         .map_err(|e| NodeError::Internal(format!("cannot start the Raft core: {e}")))?;
-    let stats = Arc::new(StatsTable::default());
+    let stats = Arc::new(StatsTable::new(config.metrics.clone()));
     let (reply_tx, reply_rx) = mpsc::channel(16_384);
     let peers = config
         .peers
@@ -119,6 +119,7 @@ pub fn start<SM: StateMachine>(
         removed_self: false,
         stopping: false,
         corrupt: None,
+        published_at: std::time::Instant::now(),
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (applied_tx, applied_rx) = watch::channel(sm.applied_index());

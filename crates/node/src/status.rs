@@ -1,7 +1,7 @@
 //! The node's externally visible state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quorate_raft_core::{NodeId, Status};
 
@@ -25,6 +25,9 @@ pub struct NodeStatus {
     /// Set when the node found its log in conflict with a committed entry it holds: it no
     /// longer takes part in the cluster, and says why.
     pub corrupt: Option<String>,
+    /// When the Ready loop published this status: it does so at least every tick, so an old
+    /// one means the loop is wedged (see `/livez`).
+    pub published_at: Instant,
 }
 
 impl NodeStatus {

@@ -180,6 +180,7 @@ pub fn request_to_proto(cluster_id: u64, m: &Message) -> Option<PeerRequest> {
             entries: r.entries.iter().map(entry_to_proto).collect(),
             leader_commit: r.leader_commit,
             round: r.round,
+            traces: Vec::new(),
         }),
         Payload::HeartbeatRequest(r) => PeerRequest::Heartbeat(pb::HeartbeatRequest {
             header,

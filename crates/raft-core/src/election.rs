@@ -32,6 +32,7 @@ impl<S: Storage> Raft<S> {
         self.become_follower(self.term, None);
         self.role = Role::PreCandidate;
         self.ticks_since_leader_contact = u32::MAX;
+        self.events.pre_elections_started += 1;
     }
 
     fn become_candidate(&mut self) {
@@ -39,6 +40,7 @@ impl<S: Storage> Raft<S> {
         self.role = Role::Candidate;
         self.vote = Some(self.id);
         self.ticks_since_leader_contact = u32::MAX;
+        self.events.elections_started += 1;
     }
 
     /// Sends (pre-)vote requests to every other voter and counts this node's own vote.
@@ -87,6 +89,8 @@ impl<S: Storage> Raft<S> {
         self.become_follower(term, None);
         self.role = Role::Leader;
         self.leader_id = Some(self.id);
+        self.events.elections_won += 1;
+        self.note_leader();
         self.quorum_lost = false;
         self.next_sequence = 1;
         let last = self.log.last_index();
@@ -139,6 +143,13 @@ impl<S: Storage> Raft<S> {
             None
         };
         let granted = rejection.is_none();
+        if !granted {
+            if req.pre_vote {
+                self.events.pre_votes_refused += 1;
+            } else {
+                self.events.votes_refused += 1;
+            }
+        }
         if granted && !req.pre_vote {
             // Granting resets the timer so this node does not compete with the candidate it
             // just voted for. The vote is persisted before the response leaves (Ready order).

@@ -102,7 +102,7 @@ pub use message::{
 pub use progress::ProgressState;
 pub use raw_node::{may_precede_persist, Proposal, RawNode, Ready};
 pub use read_only::ReadState;
-pub use status::{NoContact, PeerProgress, Status, CONTACT_SILENCE_HEARTBEATS};
+pub use status::{EventCounts, NoContact, PeerProgress, Status, CONTACT_SILENCE_HEARTBEATS};
 pub use storage::{
     check_append, check_snapshot, limit_size, LogWriter, MemStorage, RaftState, Storage,
 };

@@ -69,6 +69,10 @@ pub struct Raft<S: Storage> {
     /// leader since: proposals are refused with [`Error::NoQuorum`] rather than `NotLeader`,
     /// which tells a client that no side it can reach is able to commit.
     pub(crate) quorum_lost: bool,
+    /// What happened on this node (see [`crate::EventCounts`]).
+    pub(crate) events: crate::status::EventCounts,
+    /// The last leader this node knew (for `events.leader_changes_seen`).
+    last_leader: Option<NodeId>,
     /// Persistent: see [`HardState::rejoining`].
     pub(crate) rejoining: Option<Term>,
     /// Leader removed by a committed membership: it has started handing leadership over.
@@ -112,6 +116,8 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             next_request_id: 1,
             quorum_lost: false,
+            events: Default::default(),
+            last_leader: None,
             rejoining: state.hard_state.rejoining,
             handing_over: false,
             config,
@@ -271,9 +277,20 @@ impl<S: Storage> Raft<S> {
         self.reset_role_state();
         self.role = self.follower_role();
         self.leader_id = leader;
+        self.note_leader();
         if leader.is_some() {
             self.ticks_since_leader_contact = 0;
             self.quorum_lost = false;
+        }
+    }
+
+    /// Counts a change of the leader this node knows (none in between does not count).
+    pub(crate) fn note_leader(&mut self) {
+        if let Some(leader) = self.leader_id {
+            if self.last_leader != Some(leader) {
+                self.last_leader = Some(leader);
+                self.events.leader_changes_seen += 1;
+            }
         }
     }
 
@@ -323,6 +340,7 @@ impl<S: Storage> Raft<S> {
             self.become_follower(self.term, None);
             self.ticks_since_leader_contact = u32::MAX;
             self.quorum_lost = true;
+            self.events.check_quorum_step_downs += 1;
             return Ok(());
         }
         self.tick_transfer();

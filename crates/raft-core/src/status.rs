@@ -69,6 +69,28 @@ pub struct Status {
     /// `Some(term)` while the node rejoins after a lost disk (it neither votes nor campaigns;
     /// see [`crate::HardState::rejoining`]).
     pub rejoining: Option<Term>,
+    /// What happened on this node since it started (for metrics).
+    pub events: EventCounts,
+}
+
+/// Counts of what a node did and saw since it started: the raw material of the election and
+/// leadership metrics. Counted where the rule is decided, so the simulator counts the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Pre-votes this node started (it asked whether it could win, without a new term).
+    pub pre_elections_started: u64,
+    /// Elections this node started (a new term, asking for votes).
+    pub elections_started: u64,
+    /// Elections this node won.
+    pub elections_won: u64,
+    /// Times the leader this node knows changed to another node (or to a first one).
+    pub leader_changes_seen: u64,
+    /// Times this node, leading, stepped down because a majority stopped answering.
+    pub check_quorum_step_downs: u64,
+    /// Pre-vote requests this node refused.
+    pub pre_votes_refused: u64,
+    /// Vote requests this node refused.
+    pub votes_refused: u64,
 }
 
 /// Heartbeat intervals of silence after which a node refuses requests at once (see
@@ -173,6 +195,7 @@ impl<S: Storage> Raft<S> {
                 0
             },
             quorum_active: is_leader && self.quorum_active(),
+            events: self.events,
             transfer_target: self.transfer.map(|t| t.target),
             now_tick: self.now_tick,
             ticks_since_leader_contact: self.ticks_since_leader_contact,

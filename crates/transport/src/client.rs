@@ -14,10 +14,11 @@ use quorate_proto::errors::{reason, ERROR_DOMAIN};
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_client::RaftClient;
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
-use quorate_raft_core::{Message, NodeId, Payload};
+use quorate_raft_core::{Index, Message, NodeId, Payload};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::{ErrorDetails, StatusExt};
+use tracing::Instrument;
 
 use crate::config::TransportConfig;
 use crate::error::{Error, Result};
@@ -32,6 +33,49 @@ pub struct Transport {
     directory: Arc<PeerDirectory>,
     inbox: mpsc::Sender<Message>,
     stats: Arc<StatsTable>,
+    traces: Arc<EntryTraces>,
+}
+
+/// The trace context of entries proposed by sampled requests, until they commit: appends that
+/// carry them name them, so a follower's work joins the request's trace. Empty (and one
+/// atomic load per append) while nothing is traced.
+#[derive(Debug, Default)]
+struct EntryTraces {
+    count: std::sync::atomic::AtomicUsize,
+    by_index: std::sync::Mutex<BTreeMap<Index, String>>,
+}
+
+impl EntryTraces {
+    fn insert(&self, index: Index, traceparent: String) {
+        let mut map = self.by_index.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(index, traceparent);
+        self.count.store(map.len(), Ordering::Release);
+    }
+
+    fn forget_up_to(&self, index: Index) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut map = self.by_index.lock().unwrap_or_else(|e| e.into_inner());
+        *map = map.split_off(&(index + 1));
+        self.count.store(map.len(), Ordering::Release);
+    }
+
+    /// The traces of the entries in `request`.
+    fn of(&self, request: &pb::AppendEntriesRequest) -> Vec<pb::EntryTrace> {
+        if self.count.load(Ordering::Acquire) == 0 || request.entries.is_empty() {
+            return Vec::new();
+        }
+        let first = request.prev_log_index + 1;
+        let last = request.prev_log_index + request.entries.len() as u64;
+        let map = self.by_index.lock().unwrap_or_else(|e| e.into_inner());
+        map.range(first..=last)
+            .map(|(&index, traceparent)| pb::EntryTrace {
+                index,
+                traceparent: traceparent.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The sending side of one peer: a queue and a task for Raft messages, one for forwarded
@@ -100,6 +144,8 @@ pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 struct ForwardJob {
     term: u64,
     command: Bytes,
+    /// The `traceparent` of the request it serves ("" when not sampled).
+    trace: String,
     deadline: Duration,
     reply: oneshot::Sender<std::result::Result<pb::ForwardResponse, tonic::Status>>,
 }
@@ -133,6 +179,7 @@ impl Transport {
             inbox,
             stats,
             config: Arc::new(config),
+            traces: Arc::default(),
         };
         transport.set_peers(&transport.config.peers.clone())?;
         Ok(transport)
@@ -240,6 +287,7 @@ impl Transport {
             backoff: config.backoff_min,
             down_until: None,
             snapshot_in_flight: snapshot_in_flight.clone(),
+            traces: self.traces.clone(),
         };
         tokio::spawn(task.run());
         Ok(PeerLink {
@@ -256,6 +304,18 @@ impl Transport {
     pub fn snapshot_streaming(&self, peer: NodeId) -> bool {
         self.link(peer)
             .is_some_and(|link| link.snapshot_in_flight.load(Ordering::Acquire))
+    }
+
+    /// Appends that carry the entry at `index` name `traceparent`, until
+    /// [`forget_traces_up_to`](Self::forget_traces_up_to) passes it (for sampled requests
+    /// only: the followers' work on the entry joins the request's trace).
+    pub fn trace_entry(&self, index: Index, traceparent: String) {
+        self.traces.insert(index, traceparent);
+    }
+
+    /// Forgets the traces of entries up to `index` (committed: no follower needs them now).
+    pub fn forget_traces_up_to(&self, index: Index) {
+        self.traces.forget_up_to(index);
     }
 
     /// Queues `message` for its recipient. Never blocks: when the peer's queue is full (the
@@ -325,9 +385,29 @@ impl Transport {
             return Err(not_a_peer(leader));
         };
         let (reply, answer) = oneshot::channel();
+        // A sampled request gets a client span for the hop, whose context the leader's work
+        // continues (the batch itself serves many requests and carries one context each).
+        let span = match quorate_telemetry::propagation::current_sampled() {
+            Some(_) => tracing::info_span!(
+                "raft.forward",
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = "quorate.raft.v1.Raft",
+                rpc.method = "ForwardBatch",
+                raft.leader = leader,
+            ),
+            None => tracing::Span::none(),
+        };
+        let trace = {
+            let _enter = span.enter();
+            quorate_telemetry::propagation::current_sampled()
+                .and_then(|context| quorate_telemetry::propagation::traceparent(&context))
+                .unwrap_or_default()
+        };
         let job = ForwardJob {
             term,
             command,
+            trace,
             deadline,
             reply,
         };
@@ -343,7 +423,7 @@ impl Transport {
                 ErrorDetails::with_error_info(reason::NO_QUORUM, ERROR_DOMAIN, HashMap::new()),
             ));
         }
-        answer.await.unwrap_or_else(|_| {
+        answer.instrument(span).await.unwrap_or_else(|_| {
             Err(tonic::Status::unavailable(
                 "the forwarding task stopped (shutting down)",
             ))
@@ -479,6 +559,11 @@ async fn send_forward_batch(
         pb::ForwardBatchRequest {
             header,
             commands: jobs.iter().map(|j| j.command.clone()).collect(),
+            trace_parents: if jobs.iter().any(|j| !j.trace.is_empty()) {
+                jobs.iter().map(|j| j.trace.clone()).collect()
+            } else {
+                Vec::new()
+            },
         },
         deadline,
     );
@@ -580,6 +665,7 @@ struct PeerTask {
     down_until: Option<Instant>,
     /// A snapshot is streaming to the peer (one at a time).
     snapshot_in_flight: Arc<AtomicBool>,
+    traces: Arc<EntryTraces>,
 }
 
 /// The largest chunk of a snapshot stream.
@@ -660,6 +746,9 @@ impl PeerTask {
         };
         if let Some(header) = request.header_mut() {
             header.timing = Some(self.config.timing);
+        }
+        if let PeerRequest::Append(append) = &mut request {
+            append.traces = self.traces.of(append);
         }
         let is_append = matches!(request, PeerRequest::Append(_));
         let mut client = self.client.clone();

@@ -11,6 +11,7 @@ use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Index, Message, NodeId, Term};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use quorate_proto::errors::{reason, ERROR_DOMAIN};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -307,8 +308,12 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
         self.check_header(r.header.as_ref())?;
+        // Entries of sampled requests: a span in each request's trace, and one for the whole
+        // append (received to durable) linked to them all.
+        let traces = std::mem::take(&mut r.traces);
+        let _spans = append_spans(&traces, r.entries.len());
         match self.expect(PeerRequest::Append(r)).await? {
             PeerResponse::Append(a) => Ok(Response::new(a)),
             _ => Err(mismatch()),
@@ -374,8 +379,28 @@ impl<H: PeerHandler> Raft for RaftService<H> {
     ) -> Result<Response<pb::ForwardBatchResponse>, Status> {
         let r = request.into_inner();
         self.check_header(r.header.as_ref())?;
-        // Proposed together (they reach the Ready loop in one turn: one fsync), answered each.
-        let results = join_all(r.commands.into_iter().map(|c| self.handler.forward(c))).await;
+        // Proposed together (they reach the Ready loop in one turn: one fsync), answered each;
+        // a command of a sampled request in a span of the request's trace.
+        let mut traces = r.trace_parents.into_iter();
+        let results = join_all(r.commands.into_iter().map(|c| {
+            let span = traces
+                .next()
+                .and_then(|t| quorate_telemetry::propagation::remote_context(&t))
+                .map_or_else(tracing::Span::none, |parent| {
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "raft.propose",
+                        otel.kind = "server",
+                        rpc.system = "grpc",
+                        rpc.service = "quorate.raft.v1.Raft",
+                        rpc.method = "ForwardBatch",
+                    );
+                    quorate_telemetry::propagation::set_parent(&span, &parent);
+                    span
+                });
+            self.handler.forward(c).instrument(span)
+        }))
+        .await;
         let outcomes = results
             .into_iter()
             .map(|result| pb::ForwardOutcome {
@@ -440,13 +465,46 @@ pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
     service: RaftService<H>,
     max_message_bytes: usize,
+    metrics: quorate_telemetry::Metrics,
     shutdown: impl Future<Output = ()> + Send,
 ) -> crate::Result<()> {
+    use quorate_telemetry::grpc::{GrpcLayer, Spans};
     tonic::transport::Server::builder()
+        .layer(GrpcLayer::new(metrics, Spans::WhenPropagated))
         .add_service(service.into_server(max_message_bytes))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// The spans of an append that carries entries of sampled requests (see
+/// `pb::AppendEntriesRequest::traces`), open until it is answered (the entries durable): one
+/// per traced entry, a child of the request's span on the leader, and the append's own,
+/// linked to each (one append serves many requests). None when nothing is traced.
+fn append_spans(
+    traces: &[pb::EntryTrace],
+    entries: usize,
+) -> (quorate_telemetry::LinkedSpan, Vec<tracing::Span>) {
+    use quorate_telemetry::propagation::{remote_context, set_parent};
+    let parents: Vec<_> = traces
+        .iter()
+        .filter_map(|t| remote_context(&t.traceparent).map(|c| (t.index, c)))
+        .collect();
+    let contexts: Vec<_> = parents.iter().map(|(_, c)| c.clone()).collect();
+    let batch = quorate_telemetry::linked_span(
+        "raft.persist",
+        &contexts,
+        &[("raft.entries", entries as i64)],
+    );
+    let per_entry = parents
+        .iter()
+        .map(|(index, parent)| {
+            let span = tracing::info_span!(parent: None, "raft.append", raft.index = index);
+            set_parent(&span, parent);
+            span
+        })
+        .collect();
+    (batch, per_entry)
 }
 
 /// The connections accepted on `listener`, each with `TCP_NODELAY` set.

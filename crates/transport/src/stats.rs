@@ -31,9 +31,19 @@ pub struct PeerStats {
 #[derive(Debug, Default)]
 pub struct StatsTable {
     peers: Mutex<BTreeMap<NodeId, PeerStats>>,
+    /// Where round trips are recorded as a histogram too.
+    metrics: quorate_telemetry::Metrics,
 }
 
 impl StatsTable {
+    /// A table that also records round trips into `metrics`.
+    pub fn new(metrics: quorate_telemetry::Metrics) -> Self {
+        StatsTable {
+            peers: Mutex::default(),
+            metrics,
+        }
+    }
+
     fn update(&self, peer: NodeId, f: impl FnOnce(&mut PeerStats)) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         f(peers.entry(peer).or_default());
@@ -41,6 +51,7 @@ impl StatsTable {
 
     /// An RPC to `peer` succeeded after `rtt`; the reply carried `term`.
     pub fn sent_ok(&self, peer: NodeId, rtt: Duration, term: Option<Term>) {
+        self.metrics.observe_peer_rtt(peer, rtt);
         self.update(peer, |s| {
             s.last_sent_ok = Some(Instant::now());
             // Exponentially weighted: recent samples count for a quarter.

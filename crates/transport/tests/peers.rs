@@ -140,7 +140,13 @@ async fn start_peer_with_appends(
         },
         Arc::new(StatsTable::default()),
     );
-    tokio::spawn(serve(listener, service, 1 << 20, std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        service,
+        1 << 20,
+        Default::default(),
+        std::future::pending(),
+    ));
     address
 }
 

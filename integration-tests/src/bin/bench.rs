@@ -6,12 +6,10 @@
 //! Figures from one run only; compare medians and ratios, not absolute numbers across
 //! machines.
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures_util::future::join_all;
-use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::client::{authorize, closed_loop, Clients, Pick};
 use quorate_integration_tests::Cluster;
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -27,40 +25,10 @@ async fn throughput(
     clients: usize,
     duration: Duration,
 ) -> (f64, Vec<f64>) {
-    let counter = Cell::new(0u64);
-    let started = Instant::now();
-    let latencies = std::cell::RefCell::new(Vec::new());
-    let worker = |w: usize| {
-        let counter = &counter;
-        let latencies = &latencies;
-        async move {
-            let mut conn = Clients::default();
-            let mut pick = Pick::new(w as u64 + 1);
-            while started.elapsed() < duration {
-                let n = counter.get();
-                counter.set(n + 1);
-                let id = format!("{label}-{w}-{n}");
-                let t = Instant::now();
-                conn.submit(
-                    cluster,
-                    &mut pick,
-                    &authorize(&id, &id, 100),
-                    Duration::from_secs(10),
-                )
-                .await
-                .expect("write");
-                latencies
-                    .borrow_mut()
-                    .push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-    };
-    join_all((0..clients).map(worker)).await;
-    let writes = latencies.borrow().len() as f64;
-    (
-        writes / started.elapsed().as_secs_f64(),
-        latencies.into_inner(),
-    )
+    closed_loop(cluster, label, clients, duration, |id| {
+        authorize(id, id, 100)
+    })
+    .await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -631,3 +631,53 @@ fn votes_and_acknowledgements_never_leave_before_the_sync() {
     }
     assert!(early > 0, "the leaders sent nothing early");
 }
+
+/// The event counts behind the election metrics: an election won, the leader seen by all, a
+/// check-quorum step-down, and pre-votes refused to a node that cannot win.
+#[test]
+fn elections_leader_changes_and_step_downs_are_counted() {
+    let mut cluster = Cluster::new(3, defaults);
+    cluster.tick_all_and_settle(30);
+    let leader = cluster.leaders()[0];
+    let events = |c: &mut Cluster, id| c.node(id).status().events;
+    let first = events(&mut cluster, leader);
+    assert_eq!(
+        (
+            first.pre_elections_started,
+            first.elections_started,
+            first.elections_won
+        ),
+        (1, 1, 1),
+        "{first:?}"
+    );
+    for id in 1..=3 {
+        assert_eq!(events(&mut cluster, id).leader_changes_seen, 1, "node {id}");
+        assert_eq!(
+            events(&mut cluster, id).check_quorum_step_downs,
+            0,
+            "node {id}"
+        );
+    }
+    // Cut off, the leader steps down; the others elect one of them.
+    cluster.isolate(leader);
+    cluster.tick_all_and_settle(30);
+    let after = events(&mut cluster, leader);
+    assert_eq!(after.check_quorum_step_downs, 1, "{after:?}");
+    assert_eq!(after.elections_won, 1, "{after:?}");
+    let new_leader = cluster
+        .leaders()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("the majority elects a leader");
+    let seen = events(&mut cluster, new_leader);
+    assert_eq!(seen.leader_changes_seen, 2, "{seen:?}");
+    assert_eq!(seen.elections_won, 1, "{seen:?}");
+    // The old leader, still cut off, keeps asking for pre-votes; back in touch, the others
+    // refuse them (they hear from their leader), and it follows the new leader.
+    let asked = after.pre_elections_started;
+    assert!(asked >= 1, "{after:?}");
+    cluster.heal();
+    cluster.tick_all_and_settle(30);
+    assert_eq!(cluster.leaders(), vec![new_leader]);
+    assert_eq!(events(&mut cluster, leader).leader_changes_seen, 2);
+}
