@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -563,6 +563,32 @@ impl Cluster {
         }
         out
     }
+}
+
+/// Alters the first stored event of the stopped node whose data directory is `data_dir` (adds
+/// `delta` to its amount, re-encoded: a well-formed record that no leader ever wrote), as
+/// damage or a manual edit would. Returns the event's index.
+pub fn tamper_with_first_event(data_dir: &Path, delta: i64) -> Result<u64> {
+    use prost::Message;
+    use quorate_log_store::{LogStore, OpenOptions, StateBatch};
+    use quorate_payments::machine::EventRecord;
+    use quorate_payments::service::RocksMachine;
+    let options = OpenOptions {
+        bootstrap: quorate_raft_core::ConfState::with_voters([1, 2, 3]),
+        state_column_families: RocksMachine::column_families(),
+    };
+    let store = LogStore::open(data_dir, options)?;
+    // ("events": the payments machine's column family of events.)
+    let (key, value) = store
+        .state_scan("events", &[], 1)?
+        .pop()
+        .ok_or_else(|| anyhow!("no event stored in {}", data_dir.display()))?;
+    let mut event = EventRecord::decode(value.as_slice())?;
+    event.amount_minor += delta;
+    let mut batch = StateBatch::new();
+    batch.put("events", key, event.encode_to_vec());
+    store.state_write(batch, true)?;
+    Ok(event.index)
 }
 
 /// The leader every answering node names, if they agree and it says it leads.

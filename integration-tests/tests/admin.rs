@@ -266,10 +266,6 @@ async fn hashes_agree_at_a_common_index_and_reports_follow_a_frozen_leader() {
 /// report names it DIVERGED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_with_tampered_storage_is_reported_diverged() {
-    use prost::Message;
-    use quorate_log_store::{LogStore, OpenOptions, StateBatch};
-    use quorate_payments::machine::EventRecord;
-    use quorate_payments::service::RocksMachine;
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).unwrap();
     let leader = cluster
@@ -285,21 +281,12 @@ async fn a_follower_with_tampered_storage_is_reported_diverged() {
     let victim = (1..=3).find(|&id| id != leader).unwrap();
     let (status, _) = cluster.sigterm(victim, Duration::from_secs(15)).unwrap();
     assert!(status.success());
-    {
-        let dir = cluster.nodes[&victim].spec.data_dir.clone();
-        let options = OpenOptions {
-            bootstrap: quorate_raft_core::ConfState::with_voters([1, 2, 3]),
-            state_column_families: RocksMachine::column_families(),
-        };
-        let store = LogStore::open(&dir, options).unwrap();
-        let (key, value) = store.state_scan("events", &[], 1).unwrap().remove(0);
-        let mut event = EventRecord::decode(value.as_slice()).unwrap();
-        event.amount_minor += 1_000_000;
-        let mut batch = StateBatch::new();
-        batch.put("events", key, event.encode_to_vec());
-        store.state_write(batch, true).unwrap();
-        eprintln!("tampered with event {} of node {victim}", event.index);
-    }
+    let index = quorate_integration_tests::tamper_with_first_event(
+        &cluster.nodes[&victim].spec.data_dir,
+        1_000_000,
+    )
+    .unwrap();
+    eprintln!("tampered with event {index} of node {victim}");
     cluster.restart(victim).unwrap();
     cluster
         .wait_for_leader(Duration::from_secs(15))

@@ -332,3 +332,192 @@ async fn a_submit_to_a_follower_is_one_trace_across_three_nodes() -> Result<()> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A follower whose stored events were altered while it was stopped raises the corruption
+/// alarm on itself within two check periods of starting again: it then refuses reads and
+/// writes with `CORRUPT` and a reason naming the index and the majority, `/readyz` and the
+/// metrics say so, and the other two keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_tampered_events_raises_the_corruption_alarm() -> Result<()> {
+    use quorate_integration_tests::client::{reason, write_authorizations};
+    let period = Duration::from_secs(1);
+    let mut cluster =
+        Cluster::start_with_args(3, vec!["--corruption-check-interval".into(), "1s".into()])?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    write_authorizations(&cluster, "alarm", 20, 11).await;
+    let index = cluster.status(leader).await.expect("leader").commit_index;
+    cluster.wait_applied(index, Duration::from_secs(10)).await?;
+    // Agreeing replicas raise nothing over a few periods.
+    tokio::time::sleep(period * 3).await;
+    for id in 1..=3 {
+        let status = cluster.status(id).await.expect("answers");
+        assert_eq!(status.corrupt, "", "node {id}");
+    }
+    let victim = (1..=3).find(|&id| id != leader).expect("a follower");
+    let (exit, _) = cluster.sigterm(victim, Duration::from_secs(15))?;
+    assert!(exit.success());
+    let tampered = quorate_integration_tests::tamper_with_first_event(
+        &cluster.nodes[&victim].spec.data_dir,
+        1_000_000,
+    )?;
+    cluster.restart(victim)?;
+    // From the moment it answers again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.status(victim).await.is_none() {
+        if Instant::now() > deadline {
+            bail!(
+                "node {victim} did not come back:\n{}",
+                cluster.log_tails(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = Instant::now();
+    let corrupt = loop {
+        let status = cluster.status(victim).await;
+        if let Some(s) = status.filter(|s| !s.corrupt.is_empty()) {
+            break s.corrupt;
+        }
+        if back.elapsed() > Duration::from_secs(20) {
+            bail!("no alarm within 20 s:\n{}", cluster.log_tails(30));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = back.elapsed();
+    eprintln!(
+        "alarm raised {} ms after node {victim} answered again: {corrupt}",
+        took.as_millis()
+    );
+    // Two periods, plus a wide margin for a loaded machine (the pinger must have heard from
+    // the peers first).
+    assert!(took < period * 2 + Duration::from_secs(2), "took {took:?}");
+    assert!(corrupt.contains("corruption check"), "{corrupt}");
+    assert!(corrupt.contains(&format!("node {victim}")), "{corrupt}");
+    assert!(
+        corrupt.contains(&format!("up to index {tampered}")) || tampered <= index,
+        "{corrupt}"
+    );
+
+    // It refuses writes and reads, saying why.
+    let mut client = cluster.payments(victim).await?;
+    let refused = client
+        .submit(quorate_integration_tests::client::authorize(
+            "after", "after", 1,
+        ))
+        .await
+        .expect_err("a corrupt node refuses writes");
+    assert_eq!(refused.code(), tonic::Code::DataLoss);
+    assert_eq!(reason(&refused).as_deref(), Some("CORRUPT"));
+    assert!(
+        refused.message().contains("corruption check"),
+        "{}",
+        refused.message()
+    );
+    let read = client
+        .get(quorate_proto::payments::GetRequest {
+            payment_id: "alarm-0".into(),
+            consistency: quorate_proto::payments::Consistency::Linearizable as i32,
+        })
+        .await
+        .expect_err("a corrupt node refuses reads");
+    assert_eq!(reason(&read).as_deref(), Some("CORRUPT"));
+    let metrics_address = cluster.nodes[&victim].spec.metrics.clone();
+    let metrics = http_get(&metrics_address, "/metrics")?;
+    assert!(
+        metrics.lines().any(|l| l == "quorate_corruption_alarm 1.0"),
+        "{metrics}"
+    );
+    assert!(http_get(&metrics_address, "/readyz").is_err(), "not ready");
+
+    // The others agree with each other and keep serving.
+    let mut client = cluster.payments(leader).await?;
+    client
+        .submit(quorate_integration_tests::client::authorize(
+            "still", "still", 1,
+        ))
+        .await?;
+    for id in (1..=3).filter(|&id| id != victim) {
+        assert_eq!(
+            cluster.status(id).await.expect("answers").corrupt,
+            "",
+            "node {id}"
+        );
+    }
+    Ok(())
+}
+
+/// Two followers altered differently: three versions of the event log, none held by a
+/// majority. No node can tell which is right, so every node refuses writes (CORRUPT, saying
+/// so) while reads go on; nobody raises the alarm on itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_that_all_differ_refuse_writes() -> Result<()> {
+    use quorate_integration_tests::client::{authorize, reason, write_authorizations};
+    let mut cluster =
+        Cluster::start_with_args(3, vec!["--corruption-check-interval".into(), "1s".into()])?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    write_authorizations(&cluster, "split", 10, 13).await;
+    let index = cluster.status(leader).await.expect("leader").commit_index;
+    cluster.wait_applied(index, Duration::from_secs(10)).await?;
+    let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    for (n, &id) in followers.iter().enumerate() {
+        let (exit, _) = cluster.sigterm(id, Duration::from_secs(15))?;
+        assert!(exit.success());
+        quorate_integration_tests::tamper_with_first_event(
+            &cluster.nodes[&id].spec.data_dir,
+            1_000 * (n as i64 + 1),
+        )?;
+    }
+    for &id in &followers {
+        cluster.restart(id)?;
+    }
+    cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let leader = cluster.wait_for_leader(Duration::from_secs(5)).await?;
+        let mut client = cluster.payments(leader).await?;
+        match client.submit(authorize("held", "held", 1)).await {
+            Err(status) if reason(&status).as_deref() == Some("CORRUPT") => break status,
+            _ if Instant::now() > deadline => {
+                bail!(
+                    "writes were not refused within 20 s:\n{}",
+                    cluster.log_tails(30)
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert!(
+        refused
+            .message()
+            .contains("no version is held by a majority"),
+        "{}",
+        refused.message()
+    );
+    // Each node finds it at its own next check.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in 1..=3 {
+        loop {
+            let metrics = http_get(&cluster.nodes[&id].spec.metrics, "/metrics")?;
+            if metrics
+                .lines()
+                .any(|l| l == "quorate_divergence_unresolved 1.0")
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node {id} does not report the divergence:\n{metrics}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = cluster.status(id).await.expect("answers");
+        assert_eq!(status.corrupt, "", "node {id} raised no alarm on itself");
+        assert!(
+            status
+                .writes_held
+                .contains("no version is held by a majority"),
+            "node {id}: {}",
+            status.writes_held
+        );
+    }
+    Ok(())
+}

@@ -91,6 +91,13 @@ pub struct ServeArgs {
     /// holds data. [default: new]
     #[arg(long, env = "QUORATE_INITIAL_CLUSTER_STATE", value_name = "STATE", value_parser = parse_cluster_state)]
     pub initial_cluster_state: Option<ClusterState>,
+    /// How often this node compares the hash of its event log with its peers' at an index
+    /// all of them applied (0s: never). A node whose hash differs from a majority's raises
+    /// the corruption alarm and refuses every request with CORRUPT; hashes that differ with
+    /// no majority make the node refuse writes until they agree. Each check reads the whole
+    /// event log. [default: 5m]
+    #[arg(long, env = "QUORATE_CORRUPTION_CHECK_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub corruption_check_interval: Option<Duration>,
     /// Export OpenTelemetry traces over OTLP/gRPC to this collector, e.g.
     /// http://localhost:4317. A Submit to a follower gives one trace across the follower, the
     /// leader and the followers that stored it. [default: off]
@@ -111,6 +118,9 @@ pub struct ServeArgs {
     )]
     pub otlp_sampling_ratio: Option<f64>,
 }
+
+/// How often the corruption check runs by default.
+pub const DEFAULT_CORRUPTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The share of traces a node starts that are kept, when `--otlp-endpoint` is set.
 pub const DEFAULT_OTLP_SAMPLING_RATIO: f64 = 0.01;
@@ -148,6 +158,7 @@ struct FileConfig {
     initial_cluster_state: Option<String>,
     otlp_endpoint: Option<String>,
     otlp_sampling_ratio: Option<f64>,
+    corruption_check_interval: Option<String>,
 }
 
 /// Everything `quorate serve` needs, resolved and checked.
@@ -185,6 +196,8 @@ pub struct ServeConfig {
     pub snapshot_catch_up_entries: u64,
     /// What to do with an empty data directory.
     pub initial_cluster_state: ClusterState,
+    /// How often the corruption check runs (zero: never).
+    pub corruption_check_interval: Duration,
     /// Where traces go (none: tracing off).
     pub otlp_endpoint: Option<String>,
     /// The share of traces this node starts that are kept.
@@ -365,6 +378,12 @@ impl ServeArgs {
                     .map_err(|e| anyhow!("initial-cluster-state in --config: {e}"))?,
                 (None, None) => ClusterState::New,
             },
+            corruption_check_interval: duration(
+                self.corruption_check_interval,
+                &file.corruption_check_interval,
+                "corruption-check-interval",
+                DEFAULT_CORRUPTION_CHECK_INTERVAL,
+            )?,
             otlp_endpoint: self
                 .otlp_endpoint
                 .clone()
@@ -414,6 +433,8 @@ mod tests {
         let ms = d.as_millis();
         if ms > 0 && ms % 3_600_000 == 0 {
             format!("{}h", ms / 3_600_000)
+        } else if ms > 0 && ms % 60_000 == 0 {
+            format!("{}m", ms / 60_000)
         } else if ms > 0 && ms % 1_000 == 0 {
             format!("{}s", ms / 1_000)
         } else {
@@ -434,6 +455,10 @@ mod tests {
             ("election-timeout", defaults::ELECTION_TIMEOUT),
             ("max-clock-drift", defaults::MAX_CLOCK_DRIFT),
             ("request-timeout", defaults::REQUEST_TIMEOUT),
+            (
+                "corruption-check-interval",
+                DEFAULT_CORRUPTION_CHECK_INTERVAL,
+            ),
             (
                 "idempotency-window",
                 Duration::from_millis(DEFAULT_IDEMPOTENCY_WINDOW_MS),

@@ -119,6 +119,9 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         hashes,
     );
     admin.spawn_pinger(stop_rx.clone());
+    if !config.corruption_check_interval.is_zero() {
+        admin.spawn_corruption_check(config.corruption_check_interval, stop_rx.clone());
+    }
 
     let peer_service = RaftService::new(
         cluster_id,

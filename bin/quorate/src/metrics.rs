@@ -254,6 +254,13 @@ impl Collector for NodeCollector {
         )?;
         scrape::gauge(
             enc,
+            "quorate_divergence_unresolved",
+            "1 while the corruption check finds replicas whose event logs differ with no \
+             majority among them: this node refuses writes.",
+            flag(status.writes_held.is_some()),
+        )?;
+        scrape::gauge(
+            enc,
             "quorate_data_dir_bytes",
             "Bytes in the data directory (log, snapshot and state machine).",
             dir_size(&self.data_dir) as f64,

@@ -71,6 +71,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "quorum_active": s.quorum_active,
                     "rejoining_after_term": s.rejoining_after_term,
                     "corrupt": s.corrupt,
+                    "writes_held": s.writes_held,
                     "cluster_id": format!("{:016x}", s.cluster_id),
                     "voters": s.voters, "learners": s.learners,
                     "voters_outgoing": s.voters_outgoing,
@@ -183,6 +184,9 @@ fn problems(s: &pb::StatusResponse) -> String {
     let mut problems = Vec::new();
     if !s.corrupt.is_empty() {
         problems.push(s.corrupt.clone());
+    }
+    if !s.writes_held.is_empty() {
+        problems.push(s.writes_held.clone());
     }
     if !s.has_leader {
         problems.push(if s.role == pb::Role::Leader as i32 {

@@ -11,6 +11,7 @@
 //! longer answers was last seen doing.
 #![deny(missing_docs)]
 
+pub mod corruption;
 mod peer;
 pub mod report;
 mod service;

@@ -95,6 +95,7 @@ pub fn status_to_proto(
         wall_clock_unix_ms: quorate_node::wall_clock_ms(),
         rejoining_after_term: raft.rejoining,
         corrupt: status.corrupt.clone().unwrap_or_default(),
+        writes_held: status.writes_held.clone().unwrap_or_default(),
         learners: raft.conf.learners.iter().copied().collect(),
         voters_outgoing: raft.conf.voters_outgoing.iter().copied().collect(),
         cluster_id: node.config().cluster_id,

@@ -88,6 +88,9 @@ pub(crate) struct Driver<SM> {
     /// refuses every request with `CORRUPT`, keeping its data directory as it is for the
     /// operator. A restart runs the same check again.
     corrupt: Option<String>,
+    /// Set while the corruption check finds replicas that disagree with no majority: writes
+    /// are refused with this reason.
+    writes_held: Option<String>,
     /// The index of the last snapshot the log was compacted behind.
     snapshot_index: Index,
     /// An image is being read for snapshots to send (one at a time).
@@ -192,6 +195,7 @@ impl<SM: StateMachine> Driver<SM> {
             stopping_since: None,
             office: None,
             corrupt: None,
+            writes_held: None,
             snapshot_index: 0,
             reading_image: false,
             images_tx,
@@ -413,7 +417,7 @@ impl<SM: StateMachine> Driver<SM> {
              its data directory is kept as it is. Run `quoratectl split-brain report` to see \
              which members agree, and keep this directory for forensics"
         );
-        tracing::error!(%reason, "CORRUPT: a committed entry is in conflict");
+        tracing::error!(%reason, "CORRUPT: this node's state differs from the cluster's");
         let error = NodeError::Corrupt(reason.clone());
         for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
             let _ = reply.send(Err(error.clone()));
@@ -450,6 +454,7 @@ impl<SM: StateMachine> Driver<SM> {
                 Input::ChangeMembership { reply, .. } => {
                     let _ = reply.send(Err(error));
                 }
+                Input::Alarm { .. } | Input::HoldWrites { .. } => {}
             }
             return Ok(());
         }
@@ -474,6 +479,8 @@ impl<SM: StateMachine> Driver<SM> {
             } => {
                 if self.stopping_since.is_some() {
                     let _ = reply.send(Err(NodeError::ShuttingDown));
+                } else if let Some(reason) = &self.writes_held {
+                    let _ = reply.send(Err(NodeError::Corrupt(reason.clone())));
                 } else {
                     let proposed = self
                         .stamp(command)
@@ -534,6 +541,15 @@ impl<SM: StateMachine> Driver<SM> {
             Input::StepDown { reply } => {
                 let result = self.raw.step_down().map_err(|e| map(self, e));
                 let _ = reply.send(result);
+            }
+            Input::Alarm { reason } => self.stop_taking_part(reason),
+            Input::HoldWrites { reason } => {
+                match (&self.writes_held, &reason) {
+                    (None, Some(why)) => tracing::error!(%why, "writes refused"),
+                    (Some(_), None) => tracing::warn!("replicas agree again: writes resume"),
+                    _ => {}
+                }
+                self.writes_held = reason;
             }
             Input::ChangeMembership { ops, reply } => {
                 if let Err(e) = self.change_membership(&ops, reply) {
@@ -1063,6 +1079,7 @@ impl<SM: StateMachine> Driver<SM> {
             removed_self: self.transport.directory().removed_self(),
             stopping: self.stopping_since.is_some(),
             corrupt: self.corrupt.clone(),
+            writes_held: self.writes_held.clone(),
             published_at: Instant::now(),
         };
         self.status_tx.send_replace(status);

@@ -53,6 +53,11 @@ pub(crate) enum Input {
     StepDown {
         reply: oneshot::Sender<Result<NodeId, NodeError>>,
     },
+    /// The corruption check found this node's state unlike the majority's: stop taking part.
+    Alarm { reason: String },
+    /// The corruption check found replicas that disagree with no majority among them: refuse
+    /// writes while that lasts (`None`: they agree again).
+    HoldWrites { reason: Option<String> },
     /// An operator's membership change (this node should be the leader).
     ChangeMembership {
         ops: Vec<MemberOp>,
@@ -155,6 +160,9 @@ impl NodeHandle {
         if status.stopping {
             return Err(NodeError::ShuttingDown);
         }
+        if let Some(reason) = &status.corrupt {
+            return Err(NodeError::Corrupt(reason.clone()));
+        }
         if status.is_removed() {
             return Err(NodeError::NoQuorum {
                 reason: format!(
@@ -200,6 +208,9 @@ impl NodeHandle {
     /// node is a follower.
     pub async fn propose(&self, command: Bytes) -> Result<Applied, NodeError> {
         self.check_quorum_reachable()?;
+        if let Some(reason) = self.shared.status.borrow().writes_held.clone() {
+            return Err(NodeError::Corrupt(reason));
+        }
         self.unless_cut_off(self.route_proposal(command), |lost| {
             NodeError::OutcomeUnknown {
                 reason: format!(
@@ -325,6 +336,19 @@ impl NodeHandle {
             || NodeError::Internal("the node did not answer".into()),
         )
         .await
+    }
+
+    /// Raises the corruption alarm: this node's stored state differs from the majority's. It
+    /// stops taking part in the cluster and refuses every request with `CORRUPT`, saying
+    /// `reason`, until an operator replaces it (a restart runs the check again).
+    pub async fn raise_corruption_alarm(&self, reason: String) {
+        let _ = self.shared.inputs.send(Input::Alarm { reason }).await;
+    }
+
+    /// Refuses writes with `CORRUPT` and `reason` while replicas disagree with no majority
+    /// among them (`None`: they agree again, writes resume).
+    pub async fn hold_writes(&self, reason: Option<String>) {
+        let _ = self.shared.inputs.send(Input::HoldWrites { reason }).await;
     }
 
     /// Hands leadership to the best other voter (this node must be the leader).

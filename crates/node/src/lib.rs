@@ -119,6 +119,7 @@ pub fn start<SM: StateMachine>(
         removed_self: false,
         stopping: false,
         corrupt: None,
+        writes_held: None,
         published_at: std::time::Instant::now(),
     };
     let (status_tx, status_rx) = watch::channel(initial);

@@ -25,6 +25,9 @@ pub struct NodeStatus {
     /// Set when the node found its log in conflict with a committed entry it holds: it no
     /// longer takes part in the cluster, and says why.
     pub corrupt: Option<String>,
+    /// Set while the corruption check finds replicas that disagree with no majority among
+    /// them: writes are refused with this reason until they agree again.
+    pub writes_held: Option<String>,
     /// When the Ready loop published this status: it does so at least every tick, so an old
     /// one means the loop is wedged (see `/livez`).
     pub published_at: Instant,
