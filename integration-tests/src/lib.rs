@@ -565,30 +565,55 @@ impl Cluster {
     }
 }
 
-/// Alters the first stored event of the stopped node whose data directory is `data_dir` (adds
-/// `delta` to its amount, re-encoded: a well-formed record that no leader ever wrote), as
-/// damage or a manual edit would. Returns the event's index.
-pub fn tamper_with_first_event(data_dir: &Path, delta: i64) -> Result<u64> {
-    use prost::Message;
-    use quorate_log_store::{LogStore, OpenOptions, StateBatch};
-    use quorate_payments::machine::EventRecord;
-    use quorate_payments::service::RocksMachine;
-    let options = OpenOptions {
+/// The store of the stopped node whose data directory is `data_dir`.
+fn open_stopped(data_dir: &Path) -> Result<quorate_log_store::LogStore> {
+    let options = quorate_log_store::OpenOptions {
         bootstrap: quorate_raft_core::ConfState::with_voters([1, 2, 3]),
-        state_column_families: RocksMachine::column_families(),
+        state_column_families: quorate_payments::service::RocksMachine::column_families(),
     };
-    let store = LogStore::open(data_dir, options)?;
-    // ("events": the payments machine's column family of events.)
+    Ok(quorate_log_store::LogStore::open(data_dir, options)?)
+}
+
+/// Rewrites the first record of `family` ("events", "payments": the payments machine's column
+/// families) in the stopped node whose data directory is `data_dir`, through `change` (which
+/// gets the record decoded and says what it changed), as damage or a manual edit would: a
+/// well-formed record that no leader ever wrote.
+fn tamper_with_first<R: prost::Message + Default>(
+    data_dir: &Path,
+    family: &str,
+    change: impl FnOnce(&mut R) -> String,
+) -> Result<String> {
+    let store = open_stopped(data_dir)?;
     let (key, value) = store
-        .state_scan("events", &[], 1)?
+        .state_scan(family, &[], 1)?
         .pop()
-        .ok_or_else(|| anyhow!("no event stored in {}", data_dir.display()))?;
-    let mut event = EventRecord::decode(value.as_slice())?;
-    event.amount_minor += delta;
-    let mut batch = StateBatch::new();
-    batch.put("events", key, event.encode_to_vec());
+        .ok_or_else(|| anyhow!("no {family} record stored in {}", data_dir.display()))?;
+    let mut record = R::decode(value.as_slice())?;
+    let what = change(&mut record);
+    let mut batch = quorate_log_store::StateBatch::new();
+    batch.put(family, key, record.encode_to_vec());
     store.state_write(batch, true)?;
-    Ok(event.index)
+    Ok(what)
+}
+
+/// Adds `delta` to the amount of the first stored event of a stopped node; returns its index.
+pub fn tamper_with_first_event(data_dir: &Path, delta: i64) -> Result<u64> {
+    use quorate_payments::machine::EventRecord;
+    let index = tamper_with_first(data_dir, "events", |e: &mut EventRecord| {
+        e.amount_minor += delta;
+        e.index.to_string()
+    })?;
+    Ok(index.parse()?)
+}
+
+/// Adds `delta` to the authorized amount of the first stored payment of a stopped node (its
+/// events untouched); returns the payment's id.
+pub fn tamper_with_first_payment(data_dir: &Path, delta: i64) -> Result<String> {
+    use quorate_payments::machine::PaymentRecord;
+    tamper_with_first(data_dir, "payments", |p: &mut PaymentRecord| {
+        p.authorized_minor += delta;
+        p.payment_id.clone()
+    })
 }
 
 /// The leader every answering node names, if they agree and it says it leads.

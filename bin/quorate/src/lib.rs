@@ -111,12 +111,21 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
             })
         })
     };
+    let state_hashes: quorate_admin::StateHashSource = {
+        let payments = payments.clone();
+        Arc::new(move || {
+            payments
+                .hash_state()
+                .map(|(index, hash)| (index, format!("{hash:016x}")))
+        })
+    };
     let admin = quorate_admin::AdminService::new(
         handle.clone(),
         store.clone(),
         config.advertise_client.clone(),
         counters.clone(),
         hashes,
+        state_hashes,
     );
     admin.spawn_pinger(stop_rx.clone());
     if !config.corruption_check_interval.is_zero() {

@@ -1,7 +1,9 @@
 //! The corruption check (etcd's `CORRUPT` alarm is the model): every period, a node compares
-//! the hash of its event log with its peers' at an index all of them applied. The event log is
+//! the hash of its event log with its peers' at an index all of them applied, and the hash of
+//! its whole machine with those of the peers at the same applied index. The event log is
 //! append-only and every replica applies the same entries, so the hashes at one index must be
-//! equal; one that differs means stored state was damaged or changed.
+//! equal; one that differs means stored state was damaged or changed. (The machine is compared
+//! only among members level with this node: on a busy cluster that may take a few rounds.)
 //!
 //! - A node whose hash differs from the one a majority of the voters hold raises the alarm on
 //!   itself: it stops taking part and refuses every request with `CORRUPT` (see
@@ -112,6 +114,26 @@ pub fn judge(
     }
 }
 
+/// What one round of the check found, for each thing compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Round {
+    /// The event logs up to an index every member compared has applied.
+    pub events: Judgement,
+    /// The whole machines, among the members at the same applied index as this node (`None`
+    /// when fewer than a majority of the voters were: a busy cluster; the next round may
+    /// find them level).
+    pub state: Option<Judgement>,
+}
+
+/// What was compared, for messages.
+fn what(state: bool) -> &'static str {
+    if state {
+        "the machine state (every payment, event, idempotency key and lease) at applied index"
+    } else {
+        "the event log up to index"
+    }
+}
+
 impl AdminService {
     /// Runs the corruption check every `period` until `stop`, acting on what it finds (see the
     /// module's documentation).
@@ -124,7 +146,7 @@ impl AdminService {
                     _ = stop.wait_for(|&s| s) => return,
                 }
                 match admin.corruption_round().await {
-                    Ok(Some(judgement)) => admin.act_on(judgement).await,
+                    Ok(Some(round)) => admin.act_on(round).await,
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "corruption check skipped"),
                 }
@@ -132,9 +154,10 @@ impl AdminService {
         });
     }
 
-    /// One round: the index every voter this node heard from recently has applied, its own
-    /// hash there and each of theirs. `None` when there is nothing to compare yet.
-    pub async fn corruption_round(&self) -> Result<Option<Judgement>, String> {
+    /// One round: the index every voter this node heard from recently has applied, the event
+    /// log hashes there, and the hashes of the whole machines. `None` when there is nothing
+    /// to compare yet.
+    pub async fn corruption_round(&self) -> Result<Option<Round>, String> {
         let node = self.node();
         let status = node.status();
         if status.corrupt.is_some() {
@@ -148,15 +171,9 @@ impl AdminService {
             .chain(conf.voters_outgoing.iter())
             .copied()
             .collect();
-        let peers: Vec<NodeId> = status
-            .peers
-            .keys()
-            .copied()
-            .filter(|&id| id != me)
-            .collect();
         let mut index = status.raft.applied_index;
         let mut asked = Vec::new();
-        for &peer in &peers {
+        for &peer in status.peers.keys().filter(|&&id| id != me) {
             if let Some((seen, age)) = self.last_seen(peer) {
                 if age < FRESH && seen.applied_index > 0 {
                     index = index.min(seen.applied_index);
@@ -168,77 +185,97 @@ impl AdminService {
             return Ok(None);
         }
         let own = self.hash(index).await?;
-        let mut hashes = BTreeMap::from([(me, own.hash)]);
+        let (own_applied, own_state) = self.state_hash().await?;
+        let mut events = BTreeMap::from([(me, own.hash)]);
+        let mut states = BTreeMap::from([(me, own_state)]);
         let probes = asked.iter().map(|&peer| async move {
-            let reply = node.transport().probe(peer, Some(index), FRESH).await;
+            let reply = node.transport().probe_hashes(peer, index, FRESH).await;
             (peer, reply)
         });
         for (peer, reply) in futures_util::future::join_all(probes).await {
-            match reply {
-                Ok(reply) => match reply.hash {
-                    Some(hash) if hash.index == index => {
-                        hashes.insert(peer, hash.hash);
-                    }
-                    _ => tracing::debug!(peer, error = %reply.hash_error, "no hash from a peer"),
-                },
-                Err(e) => tracing::debug!(peer, error = %e.message(), "no hash from a peer"),
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::debug!(peer, error = %e.message(), "no hashes from a peer");
+                    continue;
+                }
+            };
+            match reply.hash {
+                Some(hash) if hash.index == index => {
+                    events.insert(peer, hash.hash);
+                }
+                _ => tracing::debug!(peer, error = %reply.hash_error, "no hash from a peer"),
+            }
+            if let Some(state) = reply.state.filter(|s| s.applied_index == own_applied) {
+                states.insert(peer, state.hash);
             }
         }
-        Ok(Some(judge(index, me, &hashes, &voters)))
+        let level = states.keys().filter(|id| voters.contains(id)).count();
+        Ok(Some(Round {
+            events: judge(index, me, &events, &voters),
+            state: (level > voters.len() / 2).then(|| judge(own_applied, me, &states, &voters)),
+        }))
     }
 
-    async fn act_on(&self, judgement: Judgement) {
+    async fn act_on(&self, round: Round) {
         let node = self.node();
         let me = node.id();
-        match judgement {
-            Judgement::Agree {
-                index,
-                compared,
-                differing,
-            } => {
-                if !differing.is_empty() {
-                    tracing::warn!(
-                        index,
-                        ?differing,
-                        "corruption check: these members' event logs differ from the majority's"
-                    );
-                } else {
-                    tracing::debug!(index, compared, "corruption check: replicas agree");
+        let judged = [(false, Some(round.events)), (true, round.state)];
+        let judged = judged
+            .into_iter()
+            .filter_map(|(state, j)| j.map(|j| (state, j)));
+        let mut held = Vec::new();
+        for (state, judgement) in judged {
+            match judgement {
+                Judgement::Agree {
+                    index, differing, ..
+                } => {
+                    if !differing.is_empty() {
+                        tracing::warn!(
+                            index,
+                            ?differing,
+                            "corruption check: these members' {} differ from the majority's",
+                            if state { "machines" } else { "event logs" }
+                        );
+                    }
                 }
-                if node.status().writes_held.is_some() {
-                    node.hold_writes(None).await;
+                Judgement::Diverged {
+                    index,
+                    own,
+                    majority,
+                    agreeing,
+                    voters,
+                } => {
+                    node.raise_corruption_alarm(format!(
+                        "corruption check: {} {index} hashes to {own} on node {me} but to \
+                         {majority} on nodes {agreeing:?}, a majority of the {voters} voters: \
+                         this node's stored state was damaged or changed. Replace it: \
+                         `quoratectl members replace --old {me} --new NEW_ID --peer-url \
+                         HOST:PORT`",
+                        what(state)
+                    ))
+                    .await;
+                    return;
+                }
+                Judgement::NoMajority { index, hashes } => {
+                    let seen: Vec<String> = hashes
+                        .iter()
+                        .map(|(hash, ids)| format!("{hash} on {ids:?}"))
+                        .collect();
+                    held.push(format!(
+                        "corruption check: {} {index} differs between replicas ({}) and no \
+                         version is held by a majority of the voters: writes are refused until \
+                         an operator decides which replicas are right (`quoratectl split-brain \
+                         report`) and replaces the others",
+                        what(state),
+                        seen.join("; ")
+                    ));
                 }
             }
-            Judgement::Diverged {
-                index,
-                own,
-                majority,
-                agreeing,
-                voters,
-            } => {
-                node.raise_corruption_alarm(format!(
-                    "corruption check: the event log up to index {index} hashes to {own} on \
-                     node {me} but to {majority} on nodes {agreeing:?}, a majority of the \
-                     {voters} voters: this node's stored state was damaged or changed. Replace \
-                     it: `quoratectl members replace --old {me} --new NEW_ID --peer-url \
-                     HOST:PORT`"
-                ))
-                .await;
-            }
-            Judgement::NoMajority { index, hashes } => {
-                let seen: Vec<String> = hashes
-                    .iter()
-                    .map(|(hash, ids)| format!("{hash} on {ids:?}"))
-                    .collect();
-                node.hold_writes(Some(format!(
-                    "corruption check: the event logs up to index {index} differ ({}) and no \
-                     version is held by a majority of the voters: writes are refused until an \
-                     operator decides which replicas are right (`quoratectl split-brain report`) \
-                     and replaces the others",
-                    seen.join("; ")
-                )))
-                .await;
-            }
+        }
+        let reason = (!held.is_empty()).then(|| held.join(". "));
+        if reason.is_some() || node.status().writes_held.is_some() {
+            node.hold_writes(reason).await;
         }
     }
 }

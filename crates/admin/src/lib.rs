@@ -38,6 +38,10 @@ pub type CounterSource = Arc<dyn Fn() -> pb::Counters + Send + Sync>;
 /// it runs on a blocking thread.
 pub type HashSource = Arc<dyn Fn(u64) -> Result<pb::HashEventsResponse, String> + Send + Sync>;
 
+/// Computes the hash of the whole machine as stored (hex) and the index it had applied then;
+/// reads all of it, so it runs on a blocking thread.
+pub type StateHashSource = Arc<dyn Fn() -> Result<(u64, String), String> + Send + Sync>;
+
 /// How often the pinger probes each peer.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -50,6 +54,7 @@ struct Inner {
     client_address: String,
     counters: CounterSource,
     hashes: HashSource,
+    state_hashes: StateHashSource,
     /// Each peer's last reported status and when it was received.
     seen: Mutex<BTreeMap<u64, (pb::StatusResponse, Instant)>>,
     /// Each peer's wall clock minus ours, from the last probe that answered, and when.
@@ -64,13 +69,14 @@ pub struct AdminService {
 
 impl AdminService {
     /// The service for `node` (whose storage is `store` and whose clients reach it at
-    /// `client_address`); `counters` and `hashes` come from the application.
+    /// `client_address`); `counters`, `hashes` and `state_hashes` come from the application.
     pub fn new(
         node: NodeHandle,
         store: LogStore,
         client_address: String,
         counters: CounterSource,
         hashes: HashSource,
+        state_hashes: StateHashSource,
     ) -> Self {
         AdminService {
             inner: Arc::new(Inner {
@@ -79,6 +85,7 @@ impl AdminService {
                 client_address,
                 counters,
                 hashes,
+                state_hashes,
                 seen: Mutex::new(BTreeMap::new()),
                 clock_offsets: Mutex::new(BTreeMap::new()),
             }),
@@ -139,6 +146,14 @@ impl AdminService {
     pub async fn hash(&self, index: u64) -> Result<pb::HashEventsResponse, String> {
         let hashes = self.inner.hashes.clone();
         tokio::task::spawn_blocking(move || hashes(index))
+            .await
+            .map_err(|e| format!("hash task failed: {e}"))?
+    }
+
+    /// The hash of the whole machine as stored, and the index it had applied then.
+    pub async fn state_hash(&self) -> Result<(u64, String), String> {
+        let hashes = self.inner.state_hashes.clone();
+        tokio::task::spawn_blocking(move || hashes())
             .await
             .map_err(|e| format!("hash task failed: {e}"))?
     }

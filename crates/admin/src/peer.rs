@@ -16,12 +16,25 @@ pub struct AdminPeer {
 }
 
 impl OperatorRpcs for AdminPeer {
-    async fn probe(&self, hash_index: Option<u64>) -> Result<pb::ProbeResponse, Status> {
+    async fn probe(&self, request: pb::ProbeRequest) -> Result<pb::ProbeResponse, Status> {
         let status = self.admin.local_status().await;
-        let (hash, hash_error) = match hash_index {
+        let (hash, hash_error) = match request.hash_index {
             None => (None, String::new()),
             Some(index) => match self.admin.hash(index).await {
                 Ok(hash) => (Some(hash), String::new()),
+                Err(e) => (None, e),
+            },
+        };
+        let (state, state_error) = match request.state_hash {
+            false => (None, String::new()),
+            true => match self.admin.state_hash().await {
+                Ok((applied_index, hash)) => (
+                    Some(pb::StateHash {
+                        applied_index,
+                        hash,
+                    }),
+                    String::new(),
+                ),
                 Err(e) => (None, e),
             },
         };
@@ -29,6 +42,8 @@ impl OperatorRpcs for AdminPeer {
             status: Some(status),
             hash,
             hash_error,
+            state,
+            state_error,
         })
     }
 

@@ -313,7 +313,7 @@ impl PeerHandler for StartingPeer {
         Err(self.unavailable())
     }
 
-    async fn probe(&self, _hash_index: Option<u64>) -> Result<pb::ProbeResponse, Status> {
+    async fn probe(&self, _request: pb::ProbeRequest) -> Result<pb::ProbeResponse, Status> {
         Ok(pb::ProbeResponse {
             status: Some(admin_pb::StatusResponse {
                 node_id: self.id,
@@ -321,6 +321,8 @@ impl PeerHandler for StartingPeer {
             }),
             hash: None,
             hash_error: "the node is starting".to_string(),
+            state: None,
+            state_error: "the node is starting".to_string(),
         })
     }
 

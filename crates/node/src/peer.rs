@@ -15,10 +15,10 @@ use crate::{MemberOp, NodeHandle};
 
 /// The peer RPCs that serve operators rather than the write path.
 pub trait OperatorRpcs: Clone + Send + Sync + 'static {
-    /// This node's own view, with the hash of the event log up to `hash_index` when asked.
+    /// This node's own view, with the hashes `request` asks for.
     fn probe(
         &self,
-        hash_index: Option<u64>,
+        request: pb::ProbeRequest,
     ) -> impl Future<Output = Result<pb::ProbeResponse, Status>> + Send;
 
     /// Hands leadership to `target` (0: to the best follower); returns the target.
@@ -51,8 +51,8 @@ impl<O: OperatorRpcs> PeerHandler for NodePeer<O> {
         }
     }
 
-    async fn probe(&self, hash_index: Option<u64>) -> Result<pb::ProbeResponse, Status> {
-        self.operator.probe(hash_index).await
+    async fn probe(&self, request: pb::ProbeRequest) -> Result<pb::ProbeResponse, Status> {
+        self.operator.probe(request).await
     }
 
     async fn transfer(&self, target: NodeId) -> Result<NodeId, Status> {

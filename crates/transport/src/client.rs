@@ -437,9 +437,31 @@ impl Transport {
         hash_index: Option<u64>,
         deadline: Duration,
     ) -> std::result::Result<pb::ProbeResponse, tonic::Status> {
+        self.probe_with(peer, hash_index, false, deadline).await
+    }
+
+    /// Asks `peer` for its own view, the hash of its event log up to `index` and the hash of
+    /// its whole machine (the corruption check).
+    pub async fn probe_hashes(
+        &self,
+        peer: NodeId,
+        index: u64,
+        deadline: Duration,
+    ) -> std::result::Result<pb::ProbeResponse, tonic::Status> {
+        self.probe_with(peer, Some(index), true, deadline).await
+    }
+
+    async fn probe_with(
+        &self,
+        peer: NodeId,
+        hash_index: Option<u64>,
+        state_hash: bool,
+        deadline: Duration,
+    ) -> std::result::Result<pb::ProbeResponse, tonic::Status> {
         let mut request = tonic::Request::new(pb::ProbeRequest {
             header: self.header(peer, 0),
             hash_index,
+            state_hash,
         });
         request.set_timeout(deadline);
         let reply = self

@@ -36,11 +36,11 @@ pub trait PeerHandler: Clone + Send + Sync + 'static {
         command: Bytes,
     ) -> impl Future<Output = Result<(Index, Term, Bytes), Status>> + Send;
 
-    /// This node's own view, for another node's split-brain report; with the hash of the event
-    /// log up to `hash_index` when asked.
+    /// This node's own view, for another node's split-brain report; with the hashes `request`
+    /// asks for (of the event log up to `hash_index`, of the whole machine).
     fn probe(
         &self,
-        hash_index: Option<u64>,
+        request: pb::ProbeRequest,
     ) -> impl Future<Output = Result<pb::ProbeResponse, Status>> + Send;
 
     /// Hands leadership to `target` (0: to the best follower); this node should be the leader.
@@ -434,7 +434,7 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         // and the split-brain report still sees it.
         let h = self.check_sender(r.header.as_ref(), true)?;
         self.stats.received(h.from, h.term);
-        Ok(Response::new(self.handler.probe(r.hash_index).await?))
+        Ok(Response::new(self.handler.probe(r).await?))
     }
 
     #[tracing::instrument(name = "Raft.Transfer", level = "trace", skip_all)]

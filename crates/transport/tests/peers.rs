@@ -93,10 +93,10 @@ impl PeerHandler for Echo {
 
     async fn probe(
         &self,
-        hash_index: Option<u64>,
+        request: quorate_proto::raft::ProbeRequest,
     ) -> Result<quorate_proto::raft::ProbeResponse, tonic::Status> {
         Ok(quorate_proto::raft::ProbeResponse {
-            hash_error: format!("asked for {hash_index:?}"),
+            hash_error: format!("asked for {:?}", request.hash_index),
             ..Default::default()
         })
     }

@@ -17,7 +17,7 @@ use quorate_raft_core::ReadMode;
 use tokio::sync::watch;
 
 use crate::machine::{self, Applied, MetaRecord};
-pub use crate::machine::{hash_events, RocksMachine, RocksState};
+pub use crate::machine::{hash_events, hash_state, RocksMachine, RocksState};
 
 /// Settings of the services.
 #[derive(Clone, Debug)]
@@ -139,6 +139,12 @@ impl PaymentsService {
         }
         let (events, hash) = hash_events(&self.inner.db, index).map_err(|e| e.to_string())?;
         Ok((index, hash, events))
+    }
+
+    /// The hash of the whole machine as stored on this node, with the index it had applied
+    /// then (see [`hash_state`]).
+    pub fn hash_state(&self) -> Result<(u64, u64), String> {
+        hash_state(&self.inner.db).map_err(|e| e.to_string())
     }
 
     /// Proposes a client's command and decodes the machine's output; node errors become
