@@ -316,6 +316,26 @@ async fn a_submit_to_a_follower_is_one_trace_across_three_nodes() -> Result<()> 
                 submit.resource.get("service.name").map(String::as_str),
                 Some("quorate")
             );
+            assert_eq!(
+                submit
+                    .attributes
+                    .get("rpc.grpc.status_code")
+                    .map(String::as_str),
+                Some("0")
+            );
+            // The service's span under it names the payment and where it was written.
+            let handled = in_trace
+                .iter()
+                .find(|s| s.name == "PaymentEvents.Submit")
+                .expect("the service's span");
+            assert_eq!(handled.parent_span_id, submit.span_id);
+            assert_eq!(
+                handled.attributes.get("payment.id").map(String::as_str),
+                Some("traced-1")
+            );
+            for key in ["raft.index", "raft.term", "fencing.token"] {
+                assert!(handled.attributes.contains_key(key), "{key}: {handled:?}");
+            }
             assert!(submit.resource.contains_key("quorate.cluster.id"));
             return Ok(());
         }

@@ -207,6 +207,14 @@ impl NodeHandle {
     /// Proposes `command` and waits until it is applied, forwarding it to the leader when this
     /// node is a follower.
     pub async fn propose(&self, command: Bytes) -> Result<Applied, NodeError> {
+        let result = self.propose_checked(command).await;
+        if let Err(e) = &result {
+            self.shared.config.metrics.count_proposal_failed(e.reason());
+        }
+        result
+    }
+
+    async fn propose_checked(&self, command: Bytes) -> Result<Applied, NodeError> {
         self.check_quorum_reachable()?;
         if let Some(reason) = self.shared.status.borrow().writes_held.clone() {
             return Err(NodeError::Corrupt(reason));

@@ -60,6 +60,11 @@ impl SnapshotEvent {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SnapshotLabels {
     event: &'static str,
 }
@@ -80,6 +85,7 @@ struct Inner {
     grpc_server: HistogramFamily<GrpcLabels>,
     peer_rtt: HistogramFamily<PeerLabels>,
     snapshots: Family<SnapshotLabels, Counter>,
+    proposals_failed: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,6 +98,7 @@ impl Default for Metrics {
                 grpc_server: Family::new_with_constructor(request_buckets),
                 peer_rtt: Family::new_with_constructor(fast_buckets),
                 snapshots: Family::default(),
+                proposals_failed: Family::default(),
             }),
         };
         // Every event's series exists from the start, at 0: `increase()` sees the first one.
@@ -145,6 +152,12 @@ impl Metrics {
             m.peer_rtt.clone(),
         );
         registry.register(
+            "quorate_proposals_failed",
+            "Writes proposed through this node that failed, by the error's reason (NO_QUORUM, \
+             OUTCOME_UNKNOWN, CORRUPT, ...)",
+            m.proposals_failed.clone(),
+        );
+        registry.register(
             "quorate_snapshots",
             "Snapshots taken (log compacted), sent to followers and installed from a leader",
             m.snapshots.clone(),
@@ -174,6 +187,14 @@ impl Metrics {
                 peer: peer.to_string(),
             })
             .observe(rtt.as_secs_f64());
+    }
+
+    /// A write proposed through this node failed with the error reason `reason`.
+    pub fn count_proposal_failed(&self, reason: &'static str) {
+        self.inner
+            .proposals_failed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Something happened to a snapshot.

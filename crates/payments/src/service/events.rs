@@ -26,24 +26,37 @@ fn check_id(field: &str, value: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl PaymentEvents for PaymentsService {
-    #[tracing::instrument(name = "PaymentEvents.Submit", skip_all, fields(payment_id, kind))]
+    #[tracing::instrument(
+        name = "PaymentEvents.Submit",
+        skip_all,
+        fields(payment.id, payment.kind, raft.index, raft.term, fencing.token)
+    )]
     async fn submit(
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let request = request.into_inner();
-        tracing::Span::current()
-            .record("payment_id", request.payment_id.as_str())
-            .record("kind", request.kind);
+        let span = tracing::Span::current();
+        span.record("payment.id", request.payment_id.as_str())
+            .record("payment.kind", request.kind);
         let window = self.config().idempotency_window.as_millis() as u64;
         let submit = submit_command(request, window);
         // Validate before proposing: bad input never reaches the log.
         machine::validate_submit(&submit).map_err(|v| status::invalid_field(&v))?;
         match self.propose(machine::Command::Submit(submit)).await? {
-            Applied::EventRecorded(recorded) => Ok(Response::new(pb::SubmitResponse {
-                event: Some(event_to_proto(recorded.event)),
-                replayed: recorded.replayed,
-            })),
+            Applied::EventRecorded(recorded) => {
+                let token = &recorded.event.token;
+                span.record("raft.index", recorded.event.index)
+                    .record("raft.term", token.term)
+                    .record(
+                        "fencing.token",
+                        format!("{}.{}", token.term, token.sequence),
+                    );
+                Ok(Response::new(pb::SubmitResponse {
+                    event: Some(event_to_proto(recorded.event)),
+                    replayed: recorded.replayed,
+                }))
+            }
             Applied::SubmitRejected(r) => {
                 let reason =
                     RejectReason::try_from(r.reason).unwrap_or(RejectReason::InvalidTransition);
@@ -54,13 +67,13 @@ impl PaymentEvents for PaymentsService {
         }
     }
 
-    #[tracing::instrument(name = "PaymentEvents.Get", skip_all, fields(payment_id))]
+    #[tracing::instrument(name = "PaymentEvents.Get", skip_all, fields(payment.id))]
     async fn get(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let request = request.into_inner();
-        tracing::Span::current().record("payment_id", request.payment_id.as_str());
+        tracing::Span::current().record("payment.id", request.payment_id.as_str());
         check_id("payment_id", &request.payment_id)?;
         let stale = self.confirm_read(request.consistency).await?;
         let state = self.state();
