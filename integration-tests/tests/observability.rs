@@ -200,6 +200,7 @@ async fn prometheus_fires_no_quorum_for_an_isolated_leader() -> Result<()> {
     assert!(prometheus.firing("NoQuorum")?.is_empty());
 
     cluster.isolate(leader)?;
+    let cut = Instant::now();
     let isolated = cluster.nodes[&leader].spec.metrics.clone();
     // check-quorum (1 s), then the rule's `for: 30s`, then an evaluation.
     let deadline = Instant::now() + Duration::from_secs(75);
@@ -216,6 +217,10 @@ async fn prometheus_fires_no_quorum_for_an_isolated_leader() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    eprintln!(
+        "NoQuorum firing for {firing:?} {} ms after node {leader} was cut off",
+        cut.elapsed().as_millis()
+    );
     assert_eq!(firing, BTreeSet::from([isolated]), "only the isolated node");
     // The majority elected another leader and serves.
     let metrics = http_get(&targets[(leader as usize) % 3], "/metrics")?;

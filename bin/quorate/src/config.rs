@@ -91,11 +91,11 @@ pub struct ServeArgs {
     /// holds data. [default: new]
     #[arg(long, env = "QUORATE_INITIAL_CLUSTER_STATE", value_name = "STATE", value_parser = parse_cluster_state)]
     pub initial_cluster_state: Option<ClusterState>,
-    /// How often this node compares the hash of its event log with its peers' at an index
-    /// all of them applied (0s: never). A node whose hash differs from a majority's raises
-    /// the corruption alarm and refuses every request with CORRUPT; hashes that differ with
-    /// no majority make the node refuse writes until they agree. Each check reads the whole
-    /// event log. [default: 5m]
+    /// How often this node compares the hashes of its event log and of its whole payments
+    /// machine with its peers' (0s: never). A node whose hash differs from a majority's
+    /// raises the corruption alarm and refuses every request with CORRUPT; hashes that differ
+    /// with no majority make the node refuse writes until they agree. Each check reads this
+    /// node's whole machine. [default: 5m]
     #[arg(long, env = "QUORATE_CORRUPTION_CHECK_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub corruption_check_interval: Option<Duration>,
     /// Export OpenTelemetry traces over OTLP/gRPC to this collector, e.g.
