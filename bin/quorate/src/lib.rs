@@ -4,6 +4,7 @@
 pub mod config;
 mod dev;
 mod metrics;
+mod ready;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 pub use config::{ServeArgs, ServeConfig};
 pub use dev::{run_dev, DevArgs};
+pub use ready::{run_ready, ReadyArgs};
 
 /// The gRPC service name whose health says whether this node can serve writes.
 pub const PAYMENTS_SERVICE: &str = "quorate.payments.v1.PaymentEvents";

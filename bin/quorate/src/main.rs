@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use quorate::{run, run_dev, DevArgs, ServeArgs};
+use quorate::{run, run_dev, run_ready, DevArgs, ReadyArgs, ServeArgs};
 
 /// Quorate: a Raft consensus service for payment events that never splits its brain.
 ///
@@ -43,6 +43,10 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Start a local three-node cluster under ./quorate-data and print how to reach it.
     Dev(DevArgs),
+    /// Exit 0 if the node whose metrics port is --metrics is ready to serve (its /readyz),
+    /// or with --live, not wedged (its /livez); otherwise print why and exit 1. The
+    /// container image's healthcheck.
+    Ready(ReadyArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
     // subscriber is built.)
     let serve = match &cli.command {
         Command::Serve(args) => Some(args.resolve()),
-        Command::Dev(_) => None,
+        Command::Dev(_) | Command::Ready(_) => None,
     };
     let sampling_ratio = serve
         .as_ref()
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
                 None => unreachable!("resolved above"),
             },
             Command::Dev(args) => run_dev(args, shutdown_signal()).await,
+            Command::Ready(args) => run_ready(args).await,
         }
     });
     // (Inside the runtime's lifetime: the exporter's channel lives on it.)
