@@ -18,6 +18,9 @@ use tonic::transport::{Channel, Endpoint};
 const PROJECT: &str = "quorate-it";
 const NODES: u64 = 3;
 
+/// The tests share the project, the container names and the host ports: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -58,6 +61,38 @@ impl Drop for Cleanup {
             eprintln!("cleanup: {e}");
         }
     }
+}
+
+/// Builds the image (no registry) and removes whatever an interrupted run left; the returned
+/// guard removes the cluster when the test ends.
+fn fresh_cluster() -> Result<Cleanup> {
+    let bin_dir = binary("quorate")
+        .parent()
+        .expect("the binaries' directory")
+        .to_path_buf();
+    let built = Command::new(repo().join("deploy/build-image"))
+        .arg("quorate:local")
+        .env("QUORATE_BIN_DIR", &bin_dir)
+        .output()
+        .context("running deploy/build-image")?;
+    if !built.status.success() {
+        bail!(
+            "deploy/build-image: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+    }
+    eprintln!("{}", String::from_utf8_lossy(&built.stdout).trim());
+    // (Networks go by id: an interrupted `up` can leave two of the same name, which
+    // `docker-compose down` then refuses to pick between.)
+    let networks = Command::new("docker")
+        .args(["network", "ls", "-q", "--filter"])
+        .arg(format!("name=^{PROJECT}_"))
+        .output()?;
+    for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
+        let _ = Command::new("docker").args(["network", "rm", id]).output();
+    }
+    compose(&["down", "-v", "--remove-orphans", "-t", "5"])?;
+    Ok(Cleanup)
 }
 
 async fn channel(id: u64) -> Result<Channel> {
@@ -102,53 +137,14 @@ fn health(container: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Every event a node holds, by `List`.
-async fn event_count(id: u64) -> Result<usize> {
-    let mut client = PaymentEventsClient::new(channel(id).await?);
-    let mut after = 0;
-    let mut count = 0;
-    loop {
-        let page = client
-            .list(ListRequest {
-                after_index: after,
-                limit: 1000,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        if page.events.is_empty() {
-            return Ok(count);
-        }
-        count += page.events.len();
-        after = page.next_after_index;
-    }
-}
-
 /// Builds the image without a registry, starts the three-node compose file, checks that the
 /// containers turn healthy and that clients on the host reach every node (writes through each,
 /// the same event-log hash on each), then `down` and `up` with the volumes kept: the cluster
 /// comes back with every acknowledged write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_up() -> Result<()> {
-    let bin_dir = binary("quorate")
-        .parent()
-        .expect("the binaries' directory")
-        .to_path_buf();
-    let built = Command::new(repo().join("deploy/build-image"))
-        .arg("quorate:local")
-        .env("QUORATE_BIN_DIR", &bin_dir)
-        .output()
-        .context("running deploy/build-image")?;
-    if !built.status.success() {
-        bail!(
-            "deploy/build-image: {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-    }
-    eprintln!("{}", String::from_utf8_lossy(&built.stdout).trim());
-    let _cleanup = Cleanup;
-    // (A cluster left over by an interrupted run goes first.)
-    compose(&["down", "-v", "--remove-orphans", "-t", "5"])?;
+    let _serial = SERIAL.lock().await;
+    let _cleanup = fresh_cluster()?;
     let started = Instant::now();
     compose(&["up", "-d"])?;
     let leader = wait_for_leader(Duration::from_secs(60)).await?;
@@ -205,7 +201,241 @@ async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_
     compose(&["up", "-d"])?;
     wait_for_leader(Duration::from_secs(60)).await?;
     for id in 1..=NODES {
-        assert_eq!(event_count(id).await?, writes as usize, "node {id}");
+        assert_eq!(payment_ids(id).await?.len(), writes as usize, "node {id}");
     }
     Ok(())
+}
+
+/// A write acknowledged to a client.
+#[derive(Clone, Debug)]
+struct Acked {
+    payment_id: String,
+    /// The node that answered.
+    node: u64,
+    at: Instant,
+}
+
+/// A client of node `id` that connects when first used, with a deadline per call.
+fn lazy_client(id: u64) -> Result<PaymentEventsClient<Channel>> {
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:2379{id}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(3))
+        .connect_lazy();
+    Ok(PaymentEventsClient::new(channel))
+}
+
+/// `writers` clients writing authorizations until `stop`, each through the nodes in turn,
+/// retrying a write through the next node with the same idempotency key until it is
+/// acknowledged. Returns what was acknowledged.
+fn spawn_writers(
+    writers: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Result<Vec<Acked>>>> {
+    (0..writers)
+        .map(|w| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let clients: Vec<_> = (1..=NODES).map(lazy_client).collect::<Result<_>>()?;
+                let mut acked = Vec::new();
+                let mut turn = w;
+                for n in 0.. {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let id = format!("chaos-{w}-{n}");
+                    let request = authorize(&id, &id, 100);
+                    let given_up = Instant::now() + Duration::from_secs(90);
+                    loop {
+                        turn += 1;
+                        let node = turn % NODES + 1;
+                        let mut client = clients[(node - 1) as usize].clone();
+                        match client.submit(request.clone()).await {
+                            Ok(_) => {
+                                acked.push(Acked {
+                                    payment_id: id.clone(),
+                                    node,
+                                    at: Instant::now(),
+                                });
+                                break;
+                            }
+                            Err(status)
+                                if matches!(
+                                    status.code(),
+                                    tonic::Code::InvalidArgument
+                                        | tonic::Code::FailedPrecondition
+                                        | tonic::Code::AlreadyExists
+                                ) =>
+                            {
+                                bail!("write {id} refused for good: {status:?}");
+                            }
+                            Err(status) if Instant::now() > given_up => {
+                                bail!("write {id} not acknowledged within 90 s: {status:?}");
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                }
+                Ok(acked)
+            })
+        })
+        .collect()
+}
+
+fn docker(args: &[&str]) -> Result<()> {
+    let output = Command::new("docker").args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Waits until the nodes other than `old` agree on a leader other than `old`; returns it and
+/// how long that took from `since`.
+async fn new_leader(old: u64, since: Instant, bound: Duration) -> Result<(u64, Duration)> {
+    loop {
+        let mut statuses = Vec::new();
+        for id in (1..=NODES).filter(|&id| id != old) {
+            statuses.push(status(id).await);
+        }
+        if let Some(leader) = agreed_leader(&statuses).filter(|&l| l != old) {
+            return Ok((leader, since.elapsed()));
+        }
+        if since.elapsed() > bound {
+            bail!("no new leader within {bound:?} of cutting node {old} off: {statuses:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The compose cluster under container faults while clients write through every node: the
+/// leader's network disconnected then reconnected, the leader paused then unpaused, a node
+/// killed then started, the whole cluster down then up with its volumes. After each fault a
+/// new leader within the bound; the cut-off leader acknowledged nothing while cut off; at the
+/// end every acknowledged write is on every node exactly once, and the hashes agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_faults_lose_no_acknowledged_write() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let _cleanup = fresh_cluster()?;
+    compose(&["up", "-d"])?;
+    let network = format!("{PROJECT}_quorate");
+    let bound = Duration::from_secs(15);
+    let mut leader = wait_for_leader(Duration::from_secs(60)).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writers = spawn_writers(4, stop_rx);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut cut_off: Vec<(u64, Instant, Instant)> = Vec::new();
+
+    for fault in ["disconnect", "pause", "kill"] {
+        let container = format!("quorate-{leader}");
+        let cut = Instant::now();
+        match fault {
+            "disconnect" => docker(&["network", "disconnect", &network, &container])?,
+            "pause" => docker(&["pause", &container])?,
+            _ => docker(&["kill", &container])?,
+        }
+        let (next, took) = new_leader(leader, cut, bound).await?;
+        eprintln!(
+            "{fault} leader {leader}: node {next} leads after {} ms",
+            took.as_millis()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let healed = Instant::now();
+        match fault {
+            "disconnect" => docker(&["network", "connect", &network, &container])?,
+            "pause" => docker(&["unpause", &container])?,
+            _ => docker(&["start", &container])?,
+        }
+        cut_off.push((leader, cut, healed));
+        leader = wait_for_leader(Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    compose(&["down", "-t", "15"])?;
+    compose(&["up", "-d"])?;
+    leader = wait_for_leader(Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    stop_tx.send_replace(true);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await??);
+    }
+    eprintln!("{} writes acknowledged", acked.len());
+    assert!(acked.len() > 50, "the writers made progress");
+    // A node cut off (disconnected, paused, killed) acknowledged nothing from half a second
+    // after the cut (a reply already on the wire may land just after) until it was back.
+    for &(node, cut, healed) in &cut_off {
+        let late: Vec<&Acked> = acked
+            .iter()
+            .filter(|a| a.node == node && a.at > cut + Duration::from_millis(500) && a.at < healed)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "node {node} acknowledged while cut off: {late:?}"
+        );
+    }
+
+    // Every acknowledged write on every node, exactly once; the same hash everywhere.
+    let commit = status(leader)
+        .await
+        .expect("the leader answers")
+        .commit_index;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut hashes = Vec::new();
+    for id in 1..=NODES {
+        while status(id).await.is_none_or(|s| s.applied_index < commit) {
+            if Instant::now() > deadline {
+                bail!("node {id} did not apply {commit}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ids = payment_ids(id).await?;
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "node {id} holds a write twice");
+        let missing: Vec<&String> = acked
+            .iter()
+            .map(|a| &a.payment_id)
+            .filter(|p| !unique.contains(p))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lost acknowledged writes: {missing:?}"
+        );
+        let mut admin = AdminClient::new(channel(id).await?);
+        let hash = admin
+            .hash_events(HashEventsRequest { index: commit })
+            .await?
+            .into_inner();
+        hashes.push(hash.hash);
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "hashes differ: {hashes:?}"
+    );
+    Ok(())
+}
+
+/// The payment id of every event a node holds, by `List`.
+async fn payment_ids(id: u64) -> Result<Vec<String>> {
+    let mut client = PaymentEventsClient::new(channel(id).await?);
+    let mut after = 0;
+    let mut ids = Vec::new();
+    loop {
+        let page = client
+            .list(ListRequest {
+                after_index: after,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if page.events.is_empty() {
+            return Ok(ids);
+        }
+        ids.extend(page.events.into_iter().map(|e| e.payment_id));
+        after = page.next_after_index;
+    }
 }
