@@ -16,7 +16,22 @@ use quorate_proto::payments::ListRequest;
 use tonic::transport::{Channel, Endpoint};
 
 const PROJECT: &str = "quorate-it";
-const NODES: u64 = 3;
+
+/// A compose file of `deploy/compose/` and how many nodes it runs.
+#[derive(Clone, Copy, Debug)]
+struct Topology {
+    file: &'static str,
+    nodes: u64,
+}
+
+const THREE: Topology = Topology {
+    file: "three-nodes.yml",
+    nodes: 3,
+};
+const FIVE: Topology = Topology {
+    file: "five-nodes.yml",
+    nodes: 5,
+};
 
 /// The tests share the project, the container names and the host ports: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -28,15 +43,11 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn compose_file() -> PathBuf {
-    repo().join("deploy/compose/three-nodes.yml")
-}
-
-/// Runs `docker-compose` on the three-node file; an error carries its output.
-fn compose(args: &[&str]) -> Result<String> {
+/// Runs `docker-compose` on `topology`'s file; an error carries its output.
+fn compose(topology: Topology, args: &[&str]) -> Result<String> {
     let output = Command::new("docker-compose")
         .arg("-f")
-        .arg(compose_file())
+        .arg(repo().join("deploy/compose").join(topology.file))
         .args(["-p", PROJECT])
         .args(args)
         .output()
@@ -53,11 +64,11 @@ fn compose(args: &[&str]) -> Result<String> {
 }
 
 /// Removes the cluster's containers, network and volumes when the test ends, failed or not.
-struct Cleanup;
+struct Cleanup(Topology);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Err(e) = compose(&["down", "-v", "--remove-orphans", "-t", "5"]) {
+        if let Err(e) = compose(self.0, &["down", "-v", "--remove-orphans", "-t", "5"]) {
             eprintln!("cleanup: {e}");
         }
     }
@@ -65,7 +76,7 @@ impl Drop for Cleanup {
 
 /// Builds the image (no registry) and removes whatever an interrupted run left; the returned
 /// guard removes the cluster when the test ends.
-fn fresh_cluster() -> Result<Cleanup> {
+fn fresh_cluster(topology: Topology) -> Result<Cleanup> {
     let bin_dir = binary("quorate")
         .parent()
         .expect("the binaries' directory")
@@ -91,8 +102,8 @@ fn fresh_cluster() -> Result<Cleanup> {
     for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
         let _ = Command::new("docker").args(["network", "rm", id]).output();
     }
-    compose(&["down", "-v", "--remove-orphans", "-t", "5"])?;
-    Ok(Cleanup)
+    compose(topology, &["down", "-v", "--remove-orphans", "-t", "5"])?;
+    Ok(Cleanup(topology))
 }
 
 async fn channel(id: u64) -> Result<Channel> {
@@ -109,11 +120,11 @@ async fn status(id: u64) -> Option<StatusResponse> {
     reply.await.ok()?.ok().map(|r| r.into_inner())
 }
 
-async fn wait_for_leader(timeout: Duration) -> Result<u64> {
+async fn wait_for_leader(topology: Topology, timeout: Duration) -> Result<u64> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut statuses = Vec::new();
-        for id in 1..=NODES {
+        for id in 1..=topology.nodes {
             statuses.push(status(id).await);
         }
         if let Some(leader) = agreed_leader(&statuses) {
@@ -122,7 +133,7 @@ async fn wait_for_leader(timeout: Duration) -> Result<u64> {
         if Instant::now() > deadline {
             bail!(
                 "no agreed leader within {timeout:?}: {statuses:?}\n{}",
-                compose(&["logs", "--tail", "20"]).unwrap_or_default()
+                compose(topology, &["logs", "--tail", "20"]).unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -144,16 +155,16 @@ fn health(container: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_up() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let _cleanup = fresh_cluster()?;
+    let _cleanup = fresh_cluster(THREE)?;
     let started = Instant::now();
-    compose(&["up", "-d"])?;
-    let leader = wait_for_leader(Duration::from_secs(60)).await?;
+    compose(THREE, &["up", "-d"])?;
+    let leader = wait_for_leader(THREE, Duration::from_secs(60)).await?;
     eprintln!(
         "leader {leader} elected {} ms after up",
         started.elapsed().as_millis()
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    for id in 1..=NODES {
+    for id in 1..=THREE.nodes {
         let container = format!("quorate-{id}");
         while health(&container) != "healthy" {
             if Instant::now() > deadline {
@@ -166,7 +177,7 @@ async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_
     // Writes through every node (followers forward), acknowledged.
     let writes = 30;
     for i in 0..writes {
-        let id = i % NODES + 1;
+        let id = i % THREE.nodes + 1;
         let mut client = PaymentEventsClient::new(channel(id).await?);
         let key = format!("compose-{i}");
         client.submit(authorize(&key, &key, 100 + i as i64)).await?;
@@ -177,7 +188,7 @@ async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_
         .commit_index;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut hashes = Vec::new();
-    for id in 1..=NODES {
+    for id in 1..=THREE.nodes {
         while status(id).await.is_none_or(|s| s.applied_index < commit) {
             if Instant::now() > deadline {
                 bail!("node {id} did not apply {commit}");
@@ -197,10 +208,10 @@ async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_
     );
 
     // Down and up with the volumes kept: every acknowledged write is still there.
-    compose(&["down", "-t", "15"])?;
-    compose(&["up", "-d"])?;
-    wait_for_leader(Duration::from_secs(60)).await?;
-    for id in 1..=NODES {
+    compose(THREE, &["down", "-t", "15"])?;
+    compose(THREE, &["up", "-d"])?;
+    wait_for_leader(THREE, Duration::from_secs(60)).await?;
+    for id in 1..=THREE.nodes {
         assert_eq!(payment_ids(id).await?.len(), writes as usize, "node {id}");
     }
     Ok(())
@@ -228,6 +239,7 @@ fn lazy_client(id: u64) -> Result<PaymentEventsClient<Channel>> {
 /// retrying a write through the next node with the same idempotency key until it is
 /// acknowledged. Returns what was acknowledged.
 fn spawn_writers(
+    topology: Topology,
     writers: u64,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<Result<Vec<Acked>>>> {
@@ -235,7 +247,8 @@ fn spawn_writers(
         .map(|w| {
             let stop = stop.clone();
             tokio::spawn(async move {
-                let clients: Vec<_> = (1..=NODES).map(lazy_client).collect::<Result<_>>()?;
+                let nodes = topology.nodes;
+                let clients: Vec<_> = (1..=nodes).map(lazy_client).collect::<Result<_>>()?;
                 let mut acked = Vec::new();
                 let mut turn = w;
                 for n in 0.. {
@@ -247,7 +260,7 @@ fn spawn_writers(
                     let given_up = Instant::now() + Duration::from_secs(90);
                     loop {
                         turn += 1;
-                        let node = turn % NODES + 1;
+                        let node = turn % nodes + 1;
                         let mut client = clients[(node - 1) as usize].clone();
                         match client.submit(request.clone()).await {
                             Ok(_) => {
@@ -295,10 +308,15 @@ fn docker(args: &[&str]) -> Result<()> {
 
 /// Waits until the nodes other than `old` agree on a leader other than `old`; returns it and
 /// how long that took from `since`.
-async fn new_leader(old: u64, since: Instant, bound: Duration) -> Result<(u64, Duration)> {
+async fn new_leader(
+    topology: Topology,
+    old: u64,
+    since: Instant,
+    bound: Duration,
+) -> Result<(u64, Duration)> {
     loop {
         let mut statuses = Vec::new();
-        for id in (1..=NODES).filter(|&id| id != old) {
+        for id in (1..=topology.nodes).filter(|&id| id != old) {
             statuses.push(status(id).await);
         }
         if let Some(leader) = agreed_leader(&statuses).filter(|&l| l != old) {
@@ -317,15 +335,25 @@ async fn new_leader(old: u64, since: Instant, bound: Duration) -> Result<(u64, D
 /// new leader within the bound; the cut-off leader acknowledged nothing while cut off; at the
 /// end every acknowledged write is on every node exactly once, and the hashes agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn container_faults_lose_no_acknowledged_write() -> Result<()> {
+async fn container_faults_lose_no_acknowledged_write_three_nodes() -> Result<()> {
+    container_faults(THREE).await
+}
+
+/// The same on the five-node compose file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_faults_lose_no_acknowledged_write_five_nodes() -> Result<()> {
+    container_faults(FIVE).await
+}
+
+async fn container_faults(topology: Topology) -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let _cleanup = fresh_cluster()?;
-    compose(&["up", "-d"])?;
+    let _cleanup = fresh_cluster(topology)?;
+    compose(topology, &["up", "-d"])?;
     let network = format!("{PROJECT}_quorate");
     let bound = Duration::from_secs(15);
-    let mut leader = wait_for_leader(Duration::from_secs(60)).await?;
+    let mut leader = wait_for_leader(topology, Duration::from_secs(60)).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let writers = spawn_writers(4, stop_rx);
+    let writers = spawn_writers(topology, 4, stop_rx);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut cut_off: Vec<(u64, Instant, Instant)> = Vec::new();
 
@@ -337,7 +365,7 @@ async fn container_faults_lose_no_acknowledged_write() -> Result<()> {
             "pause" => docker(&["pause", &container])?,
             _ => docker(&["kill", &container])?,
         }
-        let (next, took) = new_leader(leader, cut, bound).await?;
+        let (next, took) = new_leader(topology, leader, cut, bound).await?;
         eprintln!(
             "{fault} leader {leader}: node {next} leads after {} ms",
             took.as_millis()
@@ -350,12 +378,12 @@ async fn container_faults_lose_no_acknowledged_write() -> Result<()> {
             _ => docker(&["start", &container])?,
         }
         cut_off.push((leader, cut, healed));
-        leader = wait_for_leader(Duration::from_secs(60)).await?;
+        leader = wait_for_leader(topology, Duration::from_secs(60)).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    compose(&["down", "-t", "15"])?;
-    compose(&["up", "-d"])?;
-    leader = wait_for_leader(Duration::from_secs(60)).await?;
+    compose(topology, &["down", "-t", "15"])?;
+    compose(topology, &["up", "-d"])?;
+    leader = wait_for_leader(topology, Duration::from_secs(60)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     stop_tx.send_replace(true);
@@ -385,7 +413,7 @@ async fn container_faults_lose_no_acknowledged_write() -> Result<()> {
         .commit_index;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut hashes = Vec::new();
-    for id in 1..=NODES {
+    for id in 1..=topology.nodes {
         while status(id).await.is_none_or(|s| s.applied_index < commit) {
             if Instant::now() > deadline {
                 bail!("node {id} did not apply {commit}");
