@@ -186,22 +186,7 @@ async fn the_compose_cluster_serves_the_host_and_keeps_its_data_across_down_and_
         .await
         .expect("the leader answers")
         .commit_index;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut hashes = Vec::new();
-    for id in 1..=THREE.nodes {
-        while status(id).await.is_none_or(|s| s.applied_index < commit) {
-            if Instant::now() > deadline {
-                bail!("node {id} did not apply {commit}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut admin = AdminClient::new(channel(id).await?);
-        let hash = admin
-            .hash_events(HashEventsRequest { index: commit })
-            .await?
-            .into_inner();
-        hashes.push(hash.hash);
-    }
+    let hashes = hashes_once_applied(THREE, commit).await?;
     assert!(
         hashes.windows(2).all(|w| w[0] == w[1]),
         "hashes differ: {hashes:?}"
@@ -411,15 +396,8 @@ async fn container_faults(topology: Topology) -> Result<()> {
         .await
         .expect("the leader answers")
         .commit_index;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut hashes = Vec::new();
+    let hashes = hashes_once_applied(topology, commit).await?;
     for id in 1..=topology.nodes {
-        while status(id).await.is_none_or(|s| s.applied_index < commit) {
-            if Instant::now() > deadline {
-                bail!("node {id} did not apply {commit}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let ids = payment_ids(id).await?;
         let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "node {id} holds a write twice");
@@ -432,6 +410,25 @@ async fn container_faults(topology: Topology) -> Result<()> {
             missing.is_empty(),
             "node {id} lost acknowledged writes: {missing:?}"
         );
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "hashes differ: {hashes:?}"
+    );
+    Ok(())
+}
+
+/// Waits until every node applied `commit`, then returns each node's event-log hash there.
+async fn hashes_once_applied(topology: Topology, commit: u64) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut hashes = Vec::new();
+    for id in 1..=topology.nodes {
+        while status(id).await.is_none_or(|s| s.applied_index < commit) {
+            if Instant::now() > deadline {
+                bail!("node {id} did not apply {commit}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut admin = AdminClient::new(channel(id).await?);
         let hash = admin
             .hash_events(HashEventsRequest { index: commit })
@@ -439,11 +436,7 @@ async fn container_faults(topology: Topology) -> Result<()> {
             .into_inner();
         hashes.push(hash.hash);
     }
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "hashes differ: {hashes:?}"
-    );
-    Ok(())
+    Ok(hashes)
 }
 
 /// The payment id of every event a node holds, by `List`.

@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// This node's id: one of the ids in --initial-cluster.
     #[arg(long, env = "QUORATE_ID", value_name = "N")]
     pub id: Option<NodeId>,
+    /// Take the id from this host's name instead of --id: its trailing ordinal plus one, as a
+    /// Kubernetes StatefulSet names its pods (quorate-0 is node 1, quorate-1 node 2, ...).
+    #[arg(long, env = "QUORATE_ID_FROM_HOSTNAME", conflicts_with = "id")]
+    pub id_from_hostname: bool,
     /// Directory of the node's RocksDB (the Raft log and the payments state). Created if
     /// missing. Keep it on a disk that honours fsync.
     #[arg(long, env = "QUORATE_DATA_DIR", value_name = "DIR")]
@@ -141,6 +145,7 @@ pub fn parse_cluster_state(text: &str) -> Result<ClusterState, String> {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     id: Option<NodeId>,
+    id_from_hostname: Option<bool>,
     data_dir: Option<PathBuf>,
     listen_client: Option<String>,
     listen_peer: Option<String>,
@@ -231,6 +236,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// This host's name (the pod's name, on Kubernetes).
+fn hostname() -> Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .context("--id-from-hostname: cannot read this host's name")?;
+    Ok(name.trim().to_string())
+}
+
+/// The node id a StatefulSet pod's name gives: its trailing ordinal plus one.
+pub fn id_from_hostname(name: &str) -> Result<NodeId> {
+    let ordinal = name
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<NodeId>().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "--id-from-hostname: the host name {name:?} does not end in -N (a StatefulSet \
+                 pod's ordinal); give --id instead"
+            )
+        })?;
+    Ok(ordinal + 1)
+}
+
 /// Parses `1=host:port,2=host:port`.
 pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<NodeId, String>> {
     let mut members = BTreeMap::new();
@@ -284,10 +311,17 @@ impl ServeArgs {
             }
             (None, None) => Ok(default),
         };
-        let id = self
-            .id
-            .or(file.id)
-            .ok_or_else(|| anyhow!("--id is required (or QUORATE_ID, or id in --config)"))?;
+        let id = match (
+            self.id.or(file.id),
+            self.id_from_hostname || file.id_from_hostname.unwrap_or(false),
+        ) {
+            (Some(_), true) => bail!("give either --id or --id-from-hostname, not both"),
+            (Some(id), false) => id,
+            (None, true) => id_from_hostname(&hostname()?)?,
+            (None, false) => {
+                bail!("--id is required (or QUORATE_ID, or id in --config, or --id-from-hostname)")
+            }
+        };
         let data_dir = self
             .data_dir
             .clone()
@@ -580,5 +614,24 @@ mod tests {
             let err = bad.resolve().unwrap_err().to_string();
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn a_statefulset_pod_name_gives_the_id() {
+        assert_eq!(id_from_hostname("quorate-0").unwrap(), 1);
+        assert_eq!(id_from_hostname("payments-quorate-12").unwrap(), 13);
+        for bad in ["quorate", "quorate-x", "quorate-", ""] {
+            let e = id_from_hostname(bad).unwrap_err().to_string();
+            assert!(e.contains("does not end in -N"), "{bad:?}: {e}");
+        }
+        let both = ServeArgs {
+            id: Some(1),
+            id_from_hostname: true,
+            data_dir: Some("/tmp/x".into()),
+            initial_cluster: Some("1=a:1".into()),
+            ..ServeArgs::default()
+        };
+        let e = both.resolve().unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
     }
 }
