@@ -460,3 +460,32 @@ async fn payment_ids(id: u64) -> Result<Vec<String>> {
         after = page.next_after_index;
     }
 }
+
+/// The monitoring overlay (public Prometheus and Grafana images, which cannot be pulled here)
+/// is a valid compose file over both clusters, and mounts the scrape config and the rules
+/// that `promtool` checks in CI.
+#[test]
+fn the_monitoring_overlay_is_a_valid_compose_file() {
+    for topology in [THREE, FIVE] {
+        let output = Command::new("docker-compose")
+            .arg("-f")
+            .arg(repo().join("deploy/compose").join(topology.file))
+            .arg("-f")
+            .arg(repo().join("deploy/compose/monitoring.yml"))
+            .arg("config")
+            .output()
+            .expect("docker-compose runs");
+        let config = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let prometheus = repo().join("deploy/prometheus");
+        assert!(
+            config.contains(&format!("{}:/etc/prometheus:ro", prometheus.display())),
+            "{config}"
+        );
+        assert!(config.contains("quorate-grafana"), "{config}");
+    }
+}
