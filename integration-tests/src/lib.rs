@@ -565,6 +565,19 @@ impl Cluster {
     }
 }
 
+/// Flags that compact the log every 40 applied entries and keep 10 behind the compaction
+/// point: a member that falls a little behind catches up through a snapshot.
+pub fn frequent_compactions() -> Vec<String> {
+    [
+        "--snapshot-count",
+        "40",
+        "--snapshot-catch-up-entries",
+        "10",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// The store of the stopped node whose data directory is `data_dir`.
 fn open_stopped(data_dir: &Path) -> Result<quorate_log_store::LogStore> {
     let options = quorate_log_store::OpenOptions {

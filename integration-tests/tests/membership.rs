@@ -151,13 +151,8 @@ async fn replace_swaps_a_node_for_a_new_one_while_writing_and_the_old_one_is_ref
     let _serial = SERIAL.lock().await;
     // Frequent compactions: the new member needs entries long compacted, so it catches up
     // through a snapshot, which carries the membership and the member table.
-    let args = [
-        "--snapshot-count",
-        "40",
-        "--snapshot-catch-up-entries",
-        "10",
-    ];
-    let mut cluster = Cluster::start_with_args(3, args.map(String::from).to_vec()).unwrap();
+    let mut cluster =
+        Cluster::start_with_args(3, quorate_integration_tests::frequent_compactions()).unwrap();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(15))
         .await

@@ -58,13 +58,8 @@ async fn all_applied_and_equal(cluster: &Cluster, events: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_down_during_compactions_catches_up_through_a_snapshot() {
     let _serial = SERIAL.lock().await;
-    let args = [
-        "--snapshot-count",
-        "40",
-        "--snapshot-catch-up-entries",
-        "10",
-    ];
-    let mut cluster = Cluster::start_with_args(3, args.map(String::from).to_vec()).unwrap();
+    let mut cluster =
+        Cluster::start_with_args(3, quorate_integration_tests::frequent_compactions()).unwrap();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(15))
         .await

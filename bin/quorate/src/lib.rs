@@ -159,7 +159,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         handle: handle.clone(),
         counters,
         admin: admin.clone(),
-        data_dir: config.data_dir.clone(),
+        store: store.clone(),
     });
     let metrics_server = tokio::spawn(metrics::serve(
         metrics_listener,

@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,15 +35,15 @@ pub struct NodeCollector {
     pub counters: quorate_admin::CounterSource,
     /// For what the admin service measured of its peers (their clocks).
     pub admin: quorate_admin::AdminService,
-    /// The data directory, whose size is reported.
-    pub data_dir: PathBuf,
+    /// The node's storage, whose size is reported.
+    pub store: quorate_log_store::LogStore,
 }
 
 impl fmt::Debug for NodeCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeCollector")
             .field("node", &self.handle.id())
-            .field("data_dir", &self.data_dir)
+            .field("data_dir", &self.store.path())
             .finish()
     }
 }
@@ -261,9 +260,10 @@ impl Collector for NodeCollector {
         )?;
         scrape::gauge(
             enc,
-            "quorate_data_dir_bytes",
-            "Bytes in the data directory (log, snapshot and state machine).",
-            dir_size(&self.data_dir) as f64,
+            "quorate_data_size_bytes",
+            "Bytes of the store's data files: SST files of every column family and the \
+             write-ahead log (as Status.data_size_bytes).",
+            self.store.data_size_bytes().unwrap_or(0) as f64,
         )?;
 
         let events = &raft.events;
@@ -389,24 +389,6 @@ impl Collector for NodeCollector {
     }
 }
 
-/// Bytes in the files under `dir` (two levels deep: RocksDB keeps its files flat).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    fn walk(dir: &std::path::Path, depth: u32) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_file() => m.len(),
-                Ok(m) if m.is_dir() && depth > 0 => walk(&e.path(), depth - 1),
-                _ => 0,
-            })
-            .sum()
-    }
-    walk(dir, 2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,15 +407,5 @@ mod tests {
             wedged_after(Duration::from_millis(100)),
             Duration::from_secs(10)
         );
-    }
-
-    #[test]
-    fn the_data_dir_size_counts_files_in_subdirectories() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a"), [0u8; 100]).unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("sub/b"), [0u8; 28]).unwrap();
-        assert_eq!(dir_size(dir.path()), 128);
-        assert_eq!(dir_size(&dir.path().join("missing")), 0);
     }
 }

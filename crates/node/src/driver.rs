@@ -50,9 +50,8 @@ struct Pending {
     reply: ProposalReply,
     /// For the proposal-to-commit histogram.
     proposed_at: Instant,
-    /// The sampled request it serves: the persist and apply of its batch link to it.
-    trace: Option<quorate_telemetry::SpanContext>,
-    /// `raft.replicate`, in the request's trace: from the proposal to its commit.
+    /// `raft.replicate`, in the trace of the sampled request it serves: from the proposal to
+    /// its commit.
     replicating: Option<tracing::Span>,
 }
 
@@ -74,6 +73,10 @@ pub(crate) struct Driver<SM> {
     pub(crate) applied_tx: watch::Sender<Index>,
     pub(crate) shutdown: watch::Receiver<bool>,
     proposals: BTreeMap<Index, Pending>,
+    /// The sampled requests among this leader's proposals, by index: the batches that
+    /// persist and apply them link to them. Empty unless tracing samples something; pruned as
+    /// entries are applied, cleared when leadership is lost.
+    traced: BTreeMap<Index, quorate_telemetry::SpanContext>,
     reads: BTreeMap<u64, ReadWaiter>,
     /// Peer RPCs waiting for the core's response, by the correlation id given to the request.
     rpc_waiters: HashMap<u64, oneshot::Sender<Message>>,
@@ -187,6 +190,7 @@ impl<SM: StateMachine> Driver<SM> {
             applied_tx,
             shutdown,
             proposals: BTreeMap::new(),
+            traced: BTreeMap::new(),
             reads: BTreeMap::new(),
             rpc_waiters: HashMap::new(),
             next_id: 1,
@@ -487,19 +491,20 @@ impl<SM: StateMachine> Driver<SM> {
                         .and_then(|command| self.raw.propose(command).map_err(|e| map(self, e)));
                     match proposed {
                         Ok(p) => {
-                            let replicating = trace.as_ref().map(|parent| {
+                            let replicating = trace.map(|parent| {
                                 let span = tracing::info_span!(
                                     parent: None,
                                     "raft.replicate",
                                     raft.index = p.index,
                                     raft.term = p.term,
                                 );
-                                quorate_telemetry::propagation::set_parent(&span, parent);
+                                quorate_telemetry::propagation::set_parent(&span, &parent);
                                 if let Some(tp) =
-                                    quorate_telemetry::propagation::traceparent(parent)
+                                    quorate_telemetry::propagation::traceparent(&parent)
                                 {
                                     self.transport.trace_entry(p.index, tp);
                                 }
+                                self.traced.insert(p.index, parent);
                                 span
                             });
                             self.proposals.insert(
@@ -508,7 +513,6 @@ impl<SM: StateMachine> Driver<SM> {
                                     term: p.term,
                                     reply,
                                     proposed_at: Instant::now(),
-                                    trace,
                                     replicating,
                                 },
                             );
@@ -685,7 +689,7 @@ impl<SM: StateMachine> Driver<SM> {
             let hard_state = ready.hard_state;
             let entries = std::mem::take(&mut ready.entries);
             let sync = ready.must_sync;
-            let links = self.traces_of(entries.iter().map(|e| e.index));
+            let links = self.traces_of(&entries);
             let _persisting = quorate_telemetry::linked_span(
                 "raft.persist",
                 &links,
@@ -729,17 +733,16 @@ impl<SM: StateMachine> Driver<SM> {
             self.restore(snapshot).await?;
         }
         let committed = std::mem::take(&mut ready.committed_entries);
-        for entry in &committed {
-            if let Some(pending) = self.proposals.get_mut(&entry.index) {
-                if pending.term == entry.term {
+        if let (Some(first), Some(last)) = (committed.first(), committed.last()) {
+            // (Committed entries are consecutive: the proposals among them are a range.)
+            for (&index, pending) in self.proposals.range_mut(first.index..=last.index) {
+                if pending.term == committed[(index - first.index) as usize].term {
                     let took = pending.proposed_at.elapsed();
                     self.config.metrics.observe_proposal_commit(took);
                 }
                 // (Dropping the span ends it: committed.)
                 pending.replicating = None;
             }
-        }
-        if let Some(last) = committed.last() {
             self.transport.forget_traces_up_to(last.index);
         }
         if !committed.is_empty() {
@@ -952,7 +955,7 @@ impl<SM: StateMachine> Driver<SM> {
             .sm
             .take()
             .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
-        let links = self.traces_of(entries.iter().map(|e| e.index));
+        let links = self.traces_of(&entries);
         let _applying = quorate_telemetry::linked_span(
             "raft.apply",
             &links,
@@ -994,26 +997,32 @@ impl<SM: StateMachine> Driver<SM> {
         }
         if let Some(last) = entries.last() {
             self.applied_tx.send_replace(last.index);
+            if !self.traced.is_empty() {
+                self.traced = self.traced.split_off(&(last.index + 1));
+            }
         }
         Ok(())
     }
 
-    /// The sampled requests among the proposals at `indexes`.
+    /// The sampled requests among this leader's proposals at the (consecutive) `entries`.
     fn traces_of(
         &self,
-        indexes: impl Iterator<Item = Index>,
+        entries: &[quorate_raft_core::Entry],
     ) -> Vec<quorate_telemetry::SpanContext> {
-        if self.proposals.is_empty() {
-            return Vec::new();
+        match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) if !self.traced.is_empty() => self
+                .traced
+                .range(first.index..=last.index)
+                .map(|(_, context)| context.clone())
+                .collect(),
+            _ => Vec::new(),
         }
-        indexes
-            .filter_map(|i| self.proposals.get(&i).and_then(|p| p.trace.clone()))
-            .collect()
     }
 
     fn on_role(&mut self, role: Role, term: Term, leader: Option<NodeId>) {
         if self.role == Role::Leader && role != Role::Leader {
             // Leadership lost: whatever was proposed may still commit under the next leader.
+            self.traced.clear();
             for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
                 let _ = reply.send(Err(NodeError::OutcomeUnknown {
                     reason: format!("leadership was lost (now {role} in term {term})"),

@@ -9,8 +9,8 @@
 //!   `service.instance.id` and `quorate.cluster.id`. Off unless an endpoint is given.
 //! - **Trace context** ([`grpc::GrpcLayer`], [`propagation`]): a tower layer on every gRPC
 //!   server reads W3C `traceparent`/`tracestate` from the request metadata and opens the
-//!   request's server span (OpenTelemetry RPC conventions); the peer client writes the
-//!   context of the work it does into the metadata of what it sends.
+//!   request's server span (OpenTelemetry RPC conventions); peer messages that serve many
+//!   requests carry one `traceparent` per request in their fields.
 //! - **Metrics** ([`Metrics`], [`scrape`]): Prometheus histograms and counters recorded where
 //!   the work happens, plus the per-scrape values a node derives from its status, encoded in
 //!   the Prometheus text format by `prometheus-client`.

@@ -35,7 +35,7 @@ pub(crate) struct GrpcLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabels {
-    peer: String,
+    peer: u64,
 }
 
 /// What happened to a snapshot.
@@ -183,9 +183,7 @@ impl Metrics {
     pub fn observe_peer_rtt(&self, peer: u64, rtt: Duration) {
         self.inner
             .peer_rtt
-            .get_or_create(&PeerLabels {
-                peer: peer.to_string(),
-            })
+            .get_or_create(&PeerLabels { peer })
             .observe(rtt.as_secs_f64());
     }
 

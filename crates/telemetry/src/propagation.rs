@@ -1,14 +1,14 @@
-//! W3C trace context (`traceparent`, `tracestate`) in and out of gRPC metadata and protocol
-//! fields.
+//! W3C trace context (`traceparent`, `tracestate`): read from a caller's gRPC metadata
+//! ([`extract`]), and carried in protocol fields.
 //!
-//! Work that one request causes on another node carries the request's context: in the gRPC
-//! metadata of a call made on its behalf ([`inject_current`]), or, where one message serves
-//! many requests (a batch of forwarded writes, an AppendEntries), as one `traceparent` string
-//! per request inside the message ([`traceparent`], [`remote_context`]).
+//! Work that one request causes on another node carries the request's context. The peer
+//! messages that do so serve many requests at once (a batch of forwarded writes, an
+//! AppendEntries), so they carry one `traceparent` string per request ([`traceparent`],
+//! [`remote_context`]) rather than one in their metadata.
 
 use std::collections::HashMap;
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -22,15 +22,6 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
 /// Whether `headers` carry a trace context at all.
 pub fn has_context(headers: &http::HeaderMap) -> bool {
     headers.contains_key("traceparent")
-}
-
-/// Writes the context of the current `tracing` span into `metadata`, when that span belongs
-/// to a sampled trace (nothing otherwise: an unsampled call costs no header).
-pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
-    let cx = tracing::Span::current().context();
-    if cx.span().span_context().is_sampled() {
-        TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
-    }
 }
 
 /// The span context of the current `tracing` span, when it belongs to a sampled trace.
@@ -80,18 +71,6 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
-
-impl Injector for MetadataInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        let key = tonic::metadata::MetadataKey::from_bytes(key.as_bytes());
-        let value = tonic::metadata::MetadataValue::try_from(value.as_str());
-        if let (Ok(key), Ok(value)) = (key, value) {
-            self.0.insert(key, value);
-        }
     }
 }
 

@@ -387,22 +387,23 @@ impl Transport {
         let (reply, answer) = oneshot::channel();
         // A sampled request gets a client span for the hop, whose context the leader's work
         // continues (the batch itself serves many requests and carries one context each).
-        let span = match quorate_telemetry::propagation::current_sampled() {
-            Some(_) => tracing::info_span!(
-                "raft.forward",
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = "quorate.raft.v1.Raft",
-                rpc.method = "ForwardBatch",
-                raft.leader = leader,
-            ),
-            None => tracing::Span::none(),
-        };
-        let trace = {
-            let _enter = span.enter();
-            quorate_telemetry::propagation::current_sampled()
-                .and_then(|context| quorate_telemetry::propagation::traceparent(&context))
-                .unwrap_or_default()
+        let (span, trace) = match quorate_telemetry::propagation::current_sampled() {
+            None => (tracing::Span::none(), String::new()),
+            Some(_) => {
+                let span = tracing::info_span!(
+                    "raft.forward",
+                    otel.kind = "client",
+                    rpc.system = "grpc",
+                    rpc.service = "quorate.raft.v1.Raft",
+                    rpc.method = "ForwardBatch",
+                    raft.leader = leader,
+                );
+                let trace = span
+                    .in_scope(quorate_telemetry::propagation::current_sampled)
+                    .and_then(|context| quorate_telemetry::propagation::traceparent(&context))
+                    .unwrap_or_default();
+                (span, trace)
+            }
         };
         let job = ForwardJob {
             term,
