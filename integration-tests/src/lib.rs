@@ -124,6 +124,9 @@ pub struct Cluster {
     namespaces: Option<Namespaces>,
     /// Extra flags for every node.
     extra_args: Vec<String>,
+    /// TLS settings of the harness's own connections to the client ports (a cluster started
+    /// with `--cert-file`): see [`Cluster::use_client_tls`].
+    client_tls: Option<std::sync::Arc<quorate_security::reload::Reloadable<rustls::ClientConfig>>>,
 }
 
 impl Cluster {
@@ -151,6 +154,35 @@ impl Cluster {
         env: Vec<(String, String)>,
     ) -> Result<Cluster> {
         Cluster::start_configured(n, None, extra_args, |_| env.clone())
+    }
+
+    /// `n` nodes on loopback with extra flags for all, and extra environment `env[id]` for
+    /// node `id` (its own certificate files, say).
+    pub fn start_with_args_and_node_env(
+        n: u64,
+        extra_args: Vec<String>,
+        mut env: BTreeMap<u64, Vec<(String, String)>>,
+    ) -> Result<Cluster> {
+        Cluster::start_configured(n, None, extra_args, |id| {
+            env.remove(&id).unwrap_or_default()
+        })
+    }
+
+    /// Connects the harness (status, payments, health) to the client ports through TLS with
+    /// `tls` (a cluster started with `--cert-file`).
+    pub fn use_client_tls(
+        &mut self,
+        tls: std::sync::Arc<quorate_security::reload::Reloadable<rustls::ClientConfig>>,
+    ) {
+        self.client_tls = Some(tls);
+    }
+
+    /// The ids and peer addresses of the nodes (as `--initial-cluster` gives them).
+    pub fn peer_addresses(&self) -> BTreeMap<u64, String> {
+        self.nodes
+            .iter()
+            .map(|(&id, n)| (id, n.spec.peer.clone()))
+            .collect()
     }
 
     /// `n` nodes on loopback; node `id` runs with the extra environment `env[id]`.
@@ -209,6 +241,7 @@ impl Cluster {
             _dir: dir,
             namespaces,
             extra_args,
+            client_tls: None,
         };
         for spec in specs {
             let log = cluster._dir.path().join(format!("node{}.log", spec.id));
@@ -452,12 +485,18 @@ impl Cluster {
     /// A channel to a node's client port.
     pub async fn channel(&self, id: u64) -> Result<Channel> {
         let address = &self.nodes[&id].spec.client;
-        let channel = Endpoint::from_shared(format!("http://{address}"))?
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))?
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .with_context(|| format!("connecting to node {id} at {address}"))?;
+            .timeout(Duration::from_secs(5));
+        let channel = match &self.client_tls {
+            Some(tls) => {
+                endpoint
+                    .connect_with_connector(quorate_security::tls::connector(tls.clone()))
+                    .await
+            }
+            None => endpoint.connect().await,
+        }
+        .with_context(|| format!("connecting to node {id} at {address}"))?;
         Ok(channel)
     }
 

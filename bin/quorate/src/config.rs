@@ -13,6 +13,8 @@ use quorate_node::defaults;
 use quorate_payments::machine::DEFAULT_IDEMPOTENCY_WINDOW_MS;
 use quorate_raft_core::bootstrap::ClusterState;
 use quorate_raft_core::NodeId;
+use quorate_security::admission::{self, Limits};
+use quorate_security::tls::TlsFiles;
 use serde::Deserialize;
 
 /// Flags of `quorate serve`.
@@ -121,6 +123,123 @@ pub struct ServeArgs {
         help_heading = "Telemetry"
     )]
     pub otlp_sampling_ratio: Option<f64>,
+    /// Serve the client port over TLS with this certificate chain (PEM). Reloaded on SIGHUP
+    /// and when the file changes. [default: plain TCP]
+    #[arg(
+        long,
+        env = "QUORATE_CERT_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM).
+    #[arg(
+        long,
+        env = "QUORATE_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to. A client that presents
+    /// a certificate is identified by its common name (see --auth-file).
+    #[arg(
+        long,
+        env = "QUORATE_TRUSTED_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require every client of the client port to present a certificate signed by
+    /// --trusted-ca-file. [default: false: a client without one may still use a bearer token]
+    #[arg(long, env = "QUORATE_CLIENT_CERT_AUTH", help_heading = "Security")]
+    pub client_cert_auth: bool,
+    /// Mutual TLS between peers: this node's certificate (PEM), presented both by its peer
+    /// port and on the connections it opens. It must name (DNS or IP SAN) the host of this
+    /// node's peer address; a peer whose certificate does not name its own address is
+    /// refused. Needs --peer-key-file and --peer-trusted-ca-file. [default: plain TCP]
+    #[arg(
+        long,
+        env = "QUORATE_PEER_CERT_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub peer_cert_file: Option<PathBuf>,
+    /// The private key of --peer-cert-file (PEM).
+    #[arg(
+        long,
+        env = "QUORATE_PEER_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that every peer's certificate must chain to.
+    #[arg(
+        long,
+        env = "QUORATE_PEER_TRUSTED_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Roles file (TOML): which client identities (certificate common names, or bearer
+    /// tokens by their SHA-256) may write (Submit, Leases), read (Get, List, Watch) or
+    /// administer (Admin). Others get UNAUTHENTICATED or PERMISSION_DENIED. Reloaded like the
+    /// certificates. See the README's "Security". [default: none: every caller may call
+    /// everything]
+    #[arg(
+        long,
+        env = "QUORATE_AUTH_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub auth_file: Option<PathBuf>,
+    /// Calls the client port serves at once; more wait in a queue. [default: 512]
+    #[arg(
+        long,
+        env = "QUORATE_MAX_CONCURRENT_REQUESTS",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_concurrent_requests: Option<usize>,
+    /// Calls that may wait for one of those; any more are refused at once with
+    /// RESOURCE_EXHAUSTED and a retry hint. [default: 512]
+    #[arg(
+        long,
+        env = "QUORATE_MAX_QUEUED_REQUESTS",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_queued_requests: Option<usize>,
+    /// How long a call may wait in that queue before it is refused with RESOURCE_EXHAUSTED.
+    /// [default: 500ms]
+    #[arg(long, env = "QUORATE_QUEUE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    pub queue_timeout: Option<Duration>,
+    /// Watch streams open at once on this node. [default: 1000]
+    #[arg(
+        long,
+        env = "QUORATE_MAX_WATCHES",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_watches: Option<usize>,
+    /// Watch streams open at once per client (its identity, else its IP address).
+    /// [default: 100]
+    #[arg(
+        long,
+        env = "QUORATE_MAX_WATCHES_PER_CLIENT",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_watches_per_client: Option<usize>,
+    /// Writes the leader holds between proposing and applying them (its own clients' and
+    /// those its followers forward); more are refused with RESOURCE_EXHAUSTED before they
+    /// reach the log. [default: 8192]
+    #[arg(
+        long,
+        env = "QUORATE_MAX_PENDING_PROPOSALS",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_pending_proposals: Option<usize>,
 }
 
 /// How often the corruption check runs by default.
@@ -164,6 +283,20 @@ struct FileConfig {
     otlp_endpoint: Option<String>,
     otlp_sampling_ratio: Option<f64>,
     corruption_check_interval: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    trusted_ca_file: Option<PathBuf>,
+    client_cert_auth: Option<bool>,
+    peer_cert_file: Option<PathBuf>,
+    peer_key_file: Option<PathBuf>,
+    peer_trusted_ca_file: Option<PathBuf>,
+    auth_file: Option<PathBuf>,
+    max_concurrent_requests: Option<usize>,
+    max_queued_requests: Option<usize>,
+    queue_timeout: Option<String>,
+    max_watches: Option<usize>,
+    max_watches_per_client: Option<usize>,
+    max_pending_proposals: Option<usize>,
 }
 
 /// Everything `quorate serve` needs, resolved and checked.
@@ -207,6 +340,42 @@ pub struct ServeConfig {
     pub otlp_endpoint: Option<String>,
     /// The share of traces this node starts that are kept.
     pub otlp_sampling_ratio: f64,
+    /// The client port's TLS files (none: plain TCP).
+    pub client_tls: Option<TlsFiles>,
+    /// Whether the client port requires client certificates.
+    pub client_cert_auth: bool,
+    /// The peer port's TLS files (none: plain TCP).
+    pub peer_tls: Option<TlsFiles>,
+    /// The roles file (none: every caller may call everything).
+    pub auth_file: Option<PathBuf>,
+    /// The client port's limits.
+    pub limits: Limits,
+    /// The most proposals the leader holds.
+    pub max_pending_proposals: usize,
+}
+
+/// The TLS files of one port: certificate and key go together; a CA needs them.
+fn tls_files(
+    prefix: &'static str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert,
+            key,
+            trusted_ca: ca,
+            flag_prefix: prefix,
+        })),
+        (None, None) if ca.is_none() => Ok(None),
+        (None, None) => bail!(
+            "--{prefix}trusted-ca-file needs --{prefix}cert-file and --{prefix}key-file: the port \
+             must serve TLS to check certificates"
+        ),
+        (Some(_), None) => bail!("--{prefix}cert-file needs --{prefix}key-file"),
+        (None, Some(_)) => bail!("--{prefix}key-file needs --{prefix}cert-file"),
+    }
 }
 
 /// Parses `100ms`, `1s`, `1.5s`, `2m`, `24h`.
@@ -427,7 +596,83 @@ impl ServeArgs {
                 .otlp_sampling_ratio
                 .or(file.otlp_sampling_ratio)
                 .unwrap_or(DEFAULT_OTLP_SAMPLING_RATIO),
+            client_tls: tls_files(
+                "",
+                self.cert_file.clone().or(file.cert_file),
+                self.key_file.clone().or(file.key_file),
+                self.trusted_ca_file.clone().or(file.trusted_ca_file),
+            )?,
+            client_cert_auth: self.client_cert_auth || file.client_cert_auth.unwrap_or(false),
+            peer_tls: tls_files(
+                "peer-",
+                self.peer_cert_file.clone().or(file.peer_cert_file),
+                self.peer_key_file.clone().or(file.peer_key_file),
+                self.peer_trusted_ca_file
+                    .clone()
+                    .or(file.peer_trusted_ca_file),
+            )?,
+            auth_file: self.auth_file.clone().or(file.auth_file),
+            limits: Limits {
+                max_in_flight: self
+                    .max_concurrent_requests
+                    .or(file.max_concurrent_requests)
+                    .unwrap_or(admission::defaults::MAX_IN_FLIGHT),
+                max_queued: self
+                    .max_queued_requests
+                    .or(file.max_queued_requests)
+                    .unwrap_or(admission::defaults::MAX_QUEUED),
+                queue_timeout: duration(
+                    self.queue_timeout,
+                    &file.queue_timeout,
+                    "queue-timeout",
+                    admission::defaults::QUEUE_TIMEOUT,
+                )?,
+                max_watches: self
+                    .max_watches
+                    .or(file.max_watches)
+                    .unwrap_or(admission::defaults::MAX_WATCHES),
+                max_watches_per_client: self
+                    .max_watches_per_client
+                    .or(file.max_watches_per_client)
+                    .unwrap_or(admission::defaults::MAX_WATCHES_PER_CLIENT),
+            },
+            max_pending_proposals: self
+                .max_pending_proposals
+                .or(file.max_pending_proposals)
+                .unwrap_or(defaults::MAX_PENDING_PROPOSALS),
         };
+        if config.client_cert_auth
+            && config
+                .client_tls
+                .as_ref()
+                .is_none_or(|t| t.trusted_ca.is_none())
+        {
+            bail!(
+                "--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file (the CA \
+                 that client certificates must chain to)"
+            );
+        }
+        if let Some(peer) = &config.peer_tls {
+            if peer.trusted_ca.is_none() {
+                bail!(
+                    "--peer-cert-file needs --peer-trusted-ca-file: peers prove who they are with \
+                     certificates signed by it"
+                );
+            }
+        }
+        for (flag, value) in [
+            ("--max-concurrent-requests", config.limits.max_in_flight),
+            ("--max-watches", config.limits.max_watches),
+            (
+                "--max-watches-per-client",
+                config.limits.max_watches_per_client,
+            ),
+            ("--max-pending-proposals", config.max_pending_proposals),
+        ] {
+            if value == 0 {
+                bail!("{flag} must be at least 1");
+            }
+        }
         if !(0.0..=1.0).contains(&config.otlp_sampling_ratio) {
             bail!(
                 "--otlp-sampling-ratio {} must be between 0 (only traces callers sampled) and 1 \
@@ -489,6 +734,7 @@ mod tests {
             ("election-timeout", defaults::ELECTION_TIMEOUT),
             ("max-clock-drift", defaults::MAX_CLOCK_DRIFT),
             ("request-timeout", defaults::REQUEST_TIMEOUT),
+            ("queue-timeout", admission::defaults::QUEUE_TIMEOUT),
             (
                 "corruption-check-interval",
                 DEFAULT_CORRUPTION_CHECK_INTERVAL,
@@ -613,6 +859,98 @@ mod tests {
         ] {
             let err = bad.resolve().unwrap_err().to_string();
             assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn help_states_the_default_limits() {
+        use clap::{Args, Command};
+        let help = ServeArgs::augment_args(Command::new("serve"))
+            .term_width(1000)
+            .render_long_help()
+            .to_string();
+        for (flag, default) in [
+            (
+                "max-concurrent-requests",
+                admission::defaults::MAX_IN_FLIGHT,
+            ),
+            ("max-queued-requests", admission::defaults::MAX_QUEUED),
+            ("max-watches", admission::defaults::MAX_WATCHES),
+            (
+                "max-watches-per-client",
+                admission::defaults::MAX_WATCHES_PER_CLIENT,
+            ),
+            ("max-pending-proposals", defaults::MAX_PENDING_PROPOSALS),
+        ] {
+            let section = help
+                .split(&format!("--{flag} "))
+                .nth(1)
+                .unwrap_or_else(|| panic!("--{flag} in --help"));
+            let section = section.split("\n  -").next().unwrap_or(section);
+            let stated = format!("[default: {default}]");
+            assert!(section.contains(&stated), "--{flag} must say {stated}");
+        }
+    }
+
+    #[test]
+    fn tls_flags_are_checked_together() {
+        let base = ServeArgs {
+            id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            initial_cluster: Some("1=a:1".into()),
+            ..ServeArgs::default()
+        };
+        let config = base.resolve().unwrap();
+        assert!(config.client_tls.is_none() && config.peer_tls.is_none());
+        for (bad, says) in [
+            (
+                ServeArgs {
+                    cert_file: Some("c.pem".into()),
+                    ..base.clone()
+                },
+                "--cert-file needs --key-file",
+            ),
+            (
+                ServeArgs {
+                    peer_key_file: Some("k.pem".into()),
+                    ..base.clone()
+                },
+                "--peer-key-file needs --peer-cert-file",
+            ),
+            (
+                ServeArgs {
+                    trusted_ca_file: Some("ca.pem".into()),
+                    ..base.clone()
+                },
+                "--trusted-ca-file needs --cert-file",
+            ),
+            (
+                ServeArgs {
+                    cert_file: Some("c.pem".into()),
+                    key_file: Some("k.pem".into()),
+                    client_cert_auth: true,
+                    ..base.clone()
+                },
+                "--client-cert-auth needs",
+            ),
+            (
+                ServeArgs {
+                    peer_cert_file: Some("c.pem".into()),
+                    peer_key_file: Some("k.pem".into()),
+                    ..base.clone()
+                },
+                "--peer-cert-file needs --peer-trusted-ca-file",
+            ),
+            (
+                ServeArgs {
+                    max_watches: Some(0),
+                    ..base.clone()
+                },
+                "--max-watches must be at least 1",
+            ),
+        ] {
+            let err = bad.resolve().unwrap_err().to_string();
+            assert!(err.contains(says), "{says}: {err}");
         }
     }
 

@@ -15,6 +15,10 @@ use quorate_log_store::{LogStore, OpenOptions};
 use quorate_node::{ClusterState, NodeConfig, NodeHandle, NodePeer, StartingPeer};
 use quorate_payments::service::{PaymentsService, RocksMachine, ServiceConfig};
 use quorate_raft_core::ConfState;
+use quorate_security::admission::AdmissionLayer;
+use quorate_security::auth::{AuthLayer, Policy};
+use quorate_security::reload::Reloadable;
+use quorate_security::tls::{incoming, ClientCerts, PeerTls};
 use quorate_transport::{RaftService, StatsTable};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -50,8 +54,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         request_timeout: config.request_timeout,
         snapshot_count: config.snapshot_count,
         snapshot_catch_up_entries: config.snapshot_catch_up_entries,
+        max_pending_proposals: config.max_pending_proposals,
         ..NodeConfig::new(config.id, cluster_id, config.initial_cluster.clone())
     };
+    // TLS and roles files: loaded now (a bad file fails the start), reloaded later.
+    let guards = Guards::load(&config)?;
+    node_config.peer_tls = guards.peer_tls.clone();
     // Bind every port before starting, so a port clash fails the start with a clear error.
     let peer_listener = bind(&config.listen_peer, "--listen-peer").await?;
     let client_listener = bind(&config.listen_client, "--listen-client").await?;
@@ -77,6 +85,11 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    quorate_security::reload::spawn_reloader(
+        guards.reloadable(),
+        RELOAD_POLL,
+        stopped(stop_rx.clone()),
+    );
     let node = quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
         .context("starting the Raft node")?;
     let handle = node.handle.clone();
@@ -141,12 +154,15 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         handle.config().timing(),
         NodePeer::new(handle.clone(), admin.peer_handler()),
         node.stats.clone(),
-    );
+    )
+    .with_peer_tls(guards.peer_tls.is_some());
     let peer_stop = stopped(stop_rx.clone());
     let peer_metrics = handle.config().metrics.clone();
+    let peer_server_tls = guards.peer_tls.as_ref().map(|t| t.server.clone());
     let peer_server = tokio::spawn(async move {
         quorate_transport::serve(
             peer_listener,
+            peer_server_tls,
             peer_service,
             16 << 20,
             peer_metrics,
@@ -160,6 +176,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         counters,
         admin: admin.clone(),
         store: store.clone(),
+        admission: guards.admission.clone(),
     });
     let metrics_server = tokio::spawn(metrics::serve(
         metrics_listener,
@@ -169,6 +186,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     ));
     let client_server = tokio::spawn(serve_clients(
         client_listener,
+        guards,
         handle.clone(),
         payments,
         admin,
@@ -249,6 +267,7 @@ async fn prepare_store(
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(quorate_transport::serve(
         stand_in,
+        config.peer_tls.as_ref().map(|t| t.server.clone()),
         service,
         1 << 20,
         config.metrics.clone(),
@@ -291,8 +310,90 @@ fn counters_to_proto(c: quorate_payments::service::Counters) -> quorate_proto::a
     }
 }
 
+/// How often certificate and roles files are checked for changes (SIGHUP reloads at once).
+const RELOAD_POLL: Duration = Duration::from_secs(10);
+
+/// What guards the node's ports: TLS settings, the roles file, the client port's limits.
+struct Guards {
+    client_tls: Option<Arc<Reloadable<rustls::ServerConfig>>>,
+    peer_tls: Option<PeerTls>,
+    policy: Option<Arc<Reloadable<Policy>>>,
+    admission: AdmissionLayer,
+}
+
+impl Guards {
+    fn load(config: &ServeConfig) -> Result<Guards> {
+        let client_tls = match &config.client_tls {
+            Some(files) => {
+                let client_certs = if config.client_cert_auth {
+                    ClientCerts::Required
+                } else if files.trusted_ca.is_some() {
+                    ClientCerts::Optional
+                } else {
+                    ClientCerts::Ignore
+                };
+                Some(
+                    quorate_security::tls::server_tls(
+                        "client port TLS",
+                        files.clone(),
+                        client_certs,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                )
+            }
+            None => None,
+        };
+        let peer_tls = config
+            .peer_tls
+            .clone()
+            .map(PeerTls::load)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let policy = config
+            .auth_file
+            .as_deref()
+            .map(Policy::load)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        if policy.is_some() && client_tls.is_none() {
+            tracing::warn!(
+                "--auth-file without --cert-file: bearer tokens cross the network in clear text"
+            );
+        }
+        if peer_tls.is_none() {
+            tracing::warn!(
+                "peer TLS is off (no --peer-cert-file): anyone who can reach the peer port can \
+                 talk to this node as a member; keep that port on a private network"
+            );
+        }
+        Ok(Guards {
+            client_tls,
+            peer_tls,
+            policy,
+            admission: AdmissionLayer::new(config.limits),
+        })
+    }
+
+    /// Everything reloaded on SIGHUP or when its files change.
+    fn reloadable(&self) -> Vec<Arc<dyn quorate_security::reload::Reload>> {
+        let mut items: Vec<Arc<dyn quorate_security::reload::Reload>> = Vec::new();
+        if let Some(t) = &self.client_tls {
+            items.push(t.clone());
+        }
+        if let Some(t) = &self.peer_tls {
+            items.push(t.server.clone());
+            items.push(t.client.clone());
+        }
+        if let Some(p) = &self.policy {
+            items.push(p.clone());
+        }
+        items
+    }
+}
+
 async fn serve_clients(
     listener: TcpListener,
+    guards: Guards,
     handle: NodeHandle,
     payments: PaymentsService,
     admin: quorate_admin::AdminService,
@@ -310,13 +411,15 @@ async fn serve_clients(
         .context("building reflection v1alpha")?;
     tonic::transport::Server::builder()
         .layer(layer)
+        .layer(AuthLayer::new(guards.policy))
+        .layer(guards.admission)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(payments.payment_events_server())
         .add_service(payments.leases_server())
         .add_service(admin.into_server())
-        .serve_with_incoming_shutdown(quorate_transport::incoming(listener), stopped(stop))
+        .serve_with_incoming_shutdown(incoming(listener, guards.client_tls), stopped(stop))
         .await
         .context("client server")
 }

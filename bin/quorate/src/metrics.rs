@@ -37,6 +37,8 @@ pub struct NodeCollector {
     pub admin: quorate_admin::AdminService,
     /// The node's storage, whose size is reported.
     pub store: quorate_log_store::LogStore,
+    /// The client port's limits: what they hold now and what they refused.
+    pub admission: quorate_security::admission::AdmissionLayer,
 }
 
 impl fmt::Debug for NodeCollector {
@@ -71,7 +73,7 @@ pub async fn serve(
             registry: Arc::new(registry),
         });
     // TCP_NODELAY on every accepted connection, as on the gRPC ports (see
-    // `quorate_transport::incoming`): a scrape must not wait for a delayed ACK.
+    // `quorate_security::tls::incoming`): a scrape must not wait for a delayed ACK.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a metrics connection");
@@ -264,6 +266,42 @@ impl Collector for NodeCollector {
             "Bytes of the store's data files: SST files of every column family and the \
              write-ahead log (as Status.data_size_bytes).",
             self.store.data_size_bytes().unwrap_or(0) as f64,
+        )?;
+
+        let admitted = self.admission.stats();
+        for (name, help, value) in [
+            (
+                "quorate_client_requests_in_flight",
+                "Calls the client port is serving (--max-concurrent-requests bounds them).",
+                admitted.in_flight,
+            ),
+            (
+                "quorate_client_requests_queued",
+                "Calls waiting for a slot (--max-queued-requests bounds them).",
+                admitted.queued,
+            ),
+            (
+                "quorate_watch_streams",
+                "Watch streams open on this node (--max-watches bounds them).",
+                admitted.watches,
+            ),
+        ] {
+            scrape::gauge(enc, name, help, value as f64)?;
+        }
+        scrape::counters(
+            enc,
+            "quorate_requests_shed",
+            "Calls the client port refused with RESOURCE_EXHAUSTED, by the limit they met \
+             (requests: the queue was full or the wait ran out; watches, watches_per_client).",
+            "limit",
+            [
+                ("requests".to_string(), admitted.shed_requests),
+                ("watches".to_string(), admitted.shed_watches),
+                (
+                    "watches_per_client".to_string(),
+                    admitted.shed_client_watches,
+                ),
+            ],
         )?;
 
         let events = &raft.events;

@@ -35,7 +35,7 @@ pub enum SplitBrainCommand {
 /// Runs the call on the first endpoint that answers.
 async fn first_answer<T, F, Fut>(ctx: &Context, call: F) -> Result<(String, T)>
 where
-    F: Fn(quorate_proto::admin::admin_client::AdminClient<tonic::transport::Channel>) -> Fut,
+    F: Fn(quorate_proto::admin::admin_client::AdminClient<crate::client::Conn>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let mut errors = Vec::new();

@@ -3,11 +3,96 @@
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::payments::payment_events_client::PaymentEventsClient;
+use quorate_security::reload::Reloadable;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
+
+/// A connection to a node, carrying the bearer token (if any) on every call.
+pub type Conn = InterceptedService<Channel, Credentials>;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// How to reach the nodes securely: `--cacert`, `--cert`, `--key`, `--token-file`.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// TLS settings (none: plain TCP).
+    pub tls: Option<std::sync::Arc<Reloadable<rustls::ClientConfig>>>,
+    /// The bearer token.
+    pub credentials: Credentials,
+}
+
+impl Security {
+    /// Loads the files the flags name.
+    pub fn load(
+        cacert: Option<std::path::PathBuf>,
+        cert: Option<std::path::PathBuf>,
+        key: Option<std::path::PathBuf>,
+        token_file: Option<std::path::PathBuf>,
+    ) -> Result<Security> {
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(anyhow!("--cert and --key go together")),
+        };
+        let tls = match cacert {
+            Some(ca) => Some(
+                quorate_security::tls::client_tls(
+                    "TLS",
+                    quorate_security::tls::ClientFiles {
+                        trusted_ca: ca,
+                        identity,
+                        flags: ("--cacert", "--cert", "--key"),
+                    },
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
+            None if identity.is_some() => {
+                return Err(anyhow!(
+                    "--cert and --key need --cacert (the CA that signed the nodes' certificates)"
+                ))
+            }
+            None => None,
+        };
+        let token = match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--token-file {}", path.display()))?;
+                let value = format!("Bearer {}", text.trim())
+                    .parse()
+                    .map_err(|_| anyhow!("--token-file {}: not a valid token", path.display()))?;
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Security {
+            tls,
+            credentials: Credentials { token },
+        })
+    }
+}
 
 /// What every command needs.
 pub struct Context {
@@ -17,33 +102,43 @@ pub struct Context {
     pub timeout: Duration,
     /// JSON output.
     pub json: bool,
+    /// TLS and credentials.
+    pub security: Security,
 }
 
 impl Context {
-    /// A channel to one endpoint (connects now, so an unreachable node fails fast).
-    pub async fn channel(&self, endpoint: &str) -> Result<Channel> {
-        let uri = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let channel = Endpoint::from_shared(uri)
+    /// A connection to one endpoint (connects now, so an unreachable node fails fast).
+    pub async fn channel(&self, endpoint: &str) -> Result<Conn> {
+        let address = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, address)| address);
+        let builder = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| anyhow!("{endpoint}: {e}"))?
             .connect_timeout(self.timeout.min(Duration::from_secs(2)))
-            .timeout(self.timeout)
-            .connect()
-            .await
-            .map_err(|e| anyhow!("{endpoint}: cannot connect ({e})"))?;
-        Ok(channel)
+            .timeout(self.timeout);
+        let connected = match &self.security.tls {
+            Some(tls) => {
+                builder
+                    .connect_with_connector(quorate_security::tls::connector(tls.clone()))
+                    .await
+            }
+            None => builder.connect().await,
+        };
+        let channel =
+            connected.map_err(|e| anyhow!("{endpoint}: cannot connect ({})", chain(&e)))?;
+        Ok(InterceptedService::new(
+            channel,
+            self.security.credentials.clone(),
+        ))
     }
 
     /// A payments client for one endpoint.
-    pub async fn payments(&self, endpoint: &str) -> Result<PaymentEventsClient<Channel>> {
+    pub async fn payments(&self, endpoint: &str) -> Result<PaymentEventsClient<Conn>> {
         Ok(PaymentEventsClient::new(self.channel(endpoint).await?))
     }
 
     /// An admin client for one endpoint.
-    pub async fn admin(&self, endpoint: &str) -> Result<AdminClient<Channel>> {
+    pub async fn admin(&self, endpoint: &str) -> Result<AdminClient<Conn>> {
         Ok(AdminClient::new(self.channel(endpoint).await?))
     }
 
@@ -51,7 +146,7 @@ impl Context {
     /// message that names the endpoint.
     pub async fn ask_admin<T, F, Fut>(&self, endpoint: &str, call: F) -> Result<T, String>
     where
-        F: FnOnce(AdminClient<Channel>) -> Fut,
+        F: FnOnce(AdminClient<Conn>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         match self.admin(endpoint).await {
@@ -63,6 +158,17 @@ impl Context {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// An error and its causes, on one line (a TLS failure is the cause of a connect error).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text += &format!(": {c}");
+        cause = c.source();
+    }
+    text
 }
 
 /// The machine-readable reason of a Quorate error status, if it has one.

@@ -32,6 +32,25 @@ struct Cli {
     /// Deadline of each request.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
+    /// CA certificates (PEM) that the nodes' certificates must chain to: talk TLS.
+    #[arg(long, global = true, env = "QUORATECTL_CACERT", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for nodes that require one (--client-cert-auth); its common
+    /// name is the identity the node's roles file knows.
+    #[arg(long, global = true, env = "QUORATECTL_CERT", value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, global = true, env = "QUORATECTL_KEY", value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+    /// File holding a bearer token (for nodes with a roles file, when there is no client
+    /// certificate); sent as `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        global = true,
+        env = "QUORATECTL_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    token_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -97,10 +116,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let security = match client::Security::load(cli.cacert, cli.cert, cli.key, cli.token_file) {
+        Ok(security) => security,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let ctx = client::Context {
         endpoints: cli.endpoints,
         timeout: cli.timeout,
         json: cli.output == Output::Json,
+        security,
     };
     let result = runtime.block_on(async {
         match cli.command {

@@ -10,7 +10,6 @@ use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::errors::reason as why;
 use serde_json::json;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::client::{describe, reason, Context};
@@ -102,7 +101,7 @@ fn nothing_proposed(status: &tonic::Status) -> bool {
 /// passed over for the next.
 async fn change<T, F, Fut>(ctx: &Context, call: F) -> Result<T, tonic::Status>
 where
-    F: Fn(AdminClient<Channel>) -> Fut,
+    F: Fn(AdminClient<crate::client::Conn>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let mut passed_over = Vec::new();

@@ -5,6 +5,7 @@
 The binaries come from $QUORATE_BIN_DIR, else $CARGO_TARGET_DIR/release, else target/release.
 """
 
+import hashlib
 import os
 import shutil
 import signal
@@ -45,7 +46,7 @@ def free_ports(n):
 class Cluster:
     """Three `quorate serve` processes on loopback, killed at the end."""
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="quorate-py-")
         ports = free_ports(9)
         self.client = [f"127.0.0.1:{ports[i]}" for i in range(3)]
@@ -62,18 +63,18 @@ class Cluster:
                 [quorate, "serve", "--id", str(i + 1),
                  "--data-dir", os.path.join(self.dir, f"node{i + 1}"),
                  "--listen-client", self.client[i], "--listen-peer", peer[i],
-                 "--listen-metrics", metrics[i], "--initial-cluster", initial],
+                 "--listen-metrics", metrics[i], "--initial-cluster", initial, *extra_args],
                 stdout=log, stderr=subprocess.STDOUT,
             )
 
-    def leader(self, timeout=20.0):
+    def leader(self, timeout=20.0, **client_args):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for i, endpoint in enumerate(self.client):
                 if self.processes[i + 1].poll() is not None:
                     continue
                 try:
-                    with Client([endpoint], deadline=1.0) as c:
+                    with Client([endpoint], deadline=1.0, **client_args) as c:
                         s = c.status()
                     if s.role == admin_pb2.ROLE_LEADER and s.leader_id == s.node_id:
                         return s.node_id
@@ -164,3 +165,79 @@ class ClientTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+class Pki:
+    """A throwaway CA and certificates, made at test time with the openssl command."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=quorate test CA",
+                "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+        self.ca = os.path.join(directory, "ca.pem")
+
+    def issue(self, name, san="IP:127.0.0.1"):
+        """(cert, key) paths of a certificate for common name `name`."""
+        with open(os.path.join(self.dir, f"{name}.ext"), "w") as ext:
+            ext.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+                cwd=self.dir)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+                "-extfile", f"{name}.ext", cwd=self.dir)
+        return os.path.join(self.dir, f"{name}.pem"), os.path.join(self.dir, f"{name}-key.pem")
+
+
+class TlsClientTest(unittest.TestCase):
+    """A cluster with TLS on both ports and a roles file: the client's --cacert/--cert/--key
+    and bearer token, as etcdctl names them."""
+
+    TOKEN = "py-oncall-token"
+
+    def setUp(self):
+        self.pki_dir = tempfile.mkdtemp(prefix="quorate-py-pki-")
+        self.pki = Pki(self.pki_dir)
+        node_cert, node_key = self.pki.issue("node")
+        self.app = self.pki.issue("py-app", san="DNS:client.invalid")
+        token_sha256 = hashlib.sha256(self.TOKEN.encode()).hexdigest()
+        roles = os.path.join(self.pki_dir, "roles.toml")
+        with open(roles, "w") as f:
+            f.write('[[identity]]\nname = "py-app"\nroles = ["writer", "reader"]\n\n'
+                    '[[identity]]\nname = "oncall"\nroles = ["admin"]\n'
+                    f'token_sha256 = "{token_sha256}"\n')
+        self.cluster = Cluster(extra_args=[
+            "--cert-file", node_cert, "--key-file", node_key, "--trusted-ca-file", self.pki.ca,
+            "--peer-cert-file", node_cert, "--peer-key-file", node_key,
+            "--peer-trusted-ca-file", self.pki.ca, "--auth-file", roles,
+        ])
+        self.cluster.leader(cacert=self.pki.ca, token=self.TOKEN)
+
+    def tearDown(self):
+        self.cluster.close()
+        shutil.rmtree(self.pki_dir, ignore_errors=True)
+
+    def test_a_client_certificate_writes_and_a_token_administers(self):
+        cert, key = self.app
+        with Client(self.cluster.client, cacert=self.pki.ca, cert=cert, key=key) as client:
+            event, replayed = client.authorize("py-tls-1", 300, "EUR", idempotency_key="py-tls-k1")
+            self.assertFalse(replayed)
+            self.assertEqual(client.get("py-tls-1").authorized_minor, 300)
+            with self.assertRaises(grpc.RpcError) as raised:
+                client.status()
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        with Client(self.cluster.client, cacert=self.pki.ca, token=self.TOKEN) as oncall:
+            self.assertGreater(oncall.status().term, 0)
+        with Client(self.cluster.client, cacert=self.pki.ca, retry_for=1.0) as anonymous:
+            with self.assertRaises(QuorateError) as raised:
+                anonymous.authorize("py-tls-2", 300, "EUR", idempotency_key="py-tls-k2")
+            self.assertEqual(raised.exception.reason, "UNAUTHENTICATED")
+        with Client(self.cluster.client, retry_for=1.0, deadline=2.0) as plain:
+            with self.assertRaises(QuorateError):
+                plain.get("py-tls-1")

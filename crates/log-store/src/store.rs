@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use quorate_raft_core::{ConfState, HardState, Index, NodeId, Term};
+use quorate_raft_core::{ConfState, HardState, Index, Term};
 use rocksdb::{
     statistics::StatsLevel, BlockBasedOptions, ColumnFamily, DBRecoveryMode, FlushOptions, Options,
     WriteOptions, DB,
@@ -24,14 +24,7 @@ use crate::wal_damage;
 /// index 0, of term 0. Compaction moves the start (see [`Inner::base`]).
 pub(crate) const FIRST_INDEX: Index = 1;
 
-/// Which cluster, and which member of it, a store belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The cluster's id.
-    pub cluster_id: u64,
-    /// This member's id.
-    pub member_id: NodeId,
-}
+pub use quorate_log_codec::meta::Identity;
 
 /// The Raft log, hard state, membership and state-machine data of one node, in RocksDB.
 ///

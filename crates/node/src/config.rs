@@ -24,6 +24,10 @@ pub mod defaults {
     pub const SNAPSHOT_COUNT: u64 = 10_000;
     /// Entries kept behind the compaction point for slow followers.
     pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
+    /// Proposals a leader holds between proposing and applying; more are refused with
+    /// `RESOURCE_EXHAUSTED`. (About a second and a half of writes at this machine's best
+    /// rate: a backlog beyond it would only be answered after clients gave up.)
+    pub const MAX_PENDING_PROPOSALS: usize = 8_192;
 }
 
 /// Core ticks per heartbeat interval: a tick is half a heartbeat interval.
@@ -56,6 +60,11 @@ pub struct NodeConfig {
     /// Entries kept in the log behind the compaction point, so that a follower slightly
     /// behind catches up with appends rather than a snapshot.
     pub snapshot_catch_up_entries: u64,
+    /// The most proposals the leader holds between proposing and applying; a proposal beyond
+    /// it is refused with [`crate::NodeError::Overloaded`], before it reaches the log.
+    pub max_pending_proposals: usize,
+    /// Peer TLS (None: plain TCP between peers).
+    pub peer_tls: Option<quorate_security::tls::PeerTls>,
     /// Where the node records its metrics (fsync, apply and commit latencies, peer round
     /// trips, snapshots). A fresh set by default; `quorate serve` registers it for `/metrics`.
     pub metrics: quorate_telemetry::Metrics,
@@ -76,6 +85,8 @@ impl NodeConfig {
             request_timeout: defaults::REQUEST_TIMEOUT,
             snapshot_count: defaults::SNAPSHOT_COUNT,
             snapshot_catch_up_entries: defaults::SNAPSHOT_CATCH_UP_ENTRIES,
+            max_pending_proposals: defaults::MAX_PENDING_PROPOSALS,
+            peer_tls: None,
             metrics: Default::default(),
         }
     }

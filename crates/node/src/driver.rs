@@ -485,6 +485,13 @@ impl<SM: StateMachine> Driver<SM> {
                     let _ = reply.send(Err(NodeError::ShuttingDown));
                 } else if let Some(reason) = &self.writes_held {
                     let _ = reply.send(Err(NodeError::Corrupt(reason.clone())));
+                } else if self.proposals.len() >= self.config.max_pending_proposals {
+                    let _ = reply.send(Err(NodeError::Overloaded {
+                        reason: format!(
+                            "{} proposals are waiting to be applied (--max-pending-proposals)",
+                            self.proposals.len()
+                        ),
+                    }));
                 } else {
                     let proposed = self
                         .stamp(command)

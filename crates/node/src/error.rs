@@ -51,6 +51,12 @@ pub enum NodeError {
     /// A membership change that cannot be made now; the text says why.
     #[error("membership change refused: {0}")]
     MembershipRefused(String),
+    /// The node is at one of its limits; nothing was proposed. Retrying after a pause is safe.
+    #[error("overloaded: {reason}; retry later")]
+    Overloaded {
+        /// Which limit, and its value.
+        reason: String,
+    },
     /// A learner to promote is not caught up yet.
     #[error(
         "node {id} is not caught up yet: its log matches the leader's up to index {match_index}, \
@@ -83,6 +89,9 @@ pub fn error_status(code: Code, why: &str, message: String, field: Option<&str>)
     Status::with_error_details(code, message, details)
 }
 
+/// How long an overloaded node asks callers to wait before trying again.
+pub const OVERLOADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl NodeError {
     /// The machine-readable reason carried in `ErrorInfo`.
     pub fn reason(&self) -> &'static str {
@@ -96,6 +105,7 @@ impl NodeError {
             NodeError::Corrupt(_) => reason::CORRUPT,
             NodeError::MembershipRefused(_) => reason::MEMBERSHIP_CHANGE_REFUSED,
             NodeError::LearnerBehind { .. } => reason::LEARNER_BEHIND,
+            NodeError::Overloaded { .. } => reason::RESOURCE_EXHAUSTED,
         }
     }
 
@@ -130,6 +140,7 @@ impl NodeError {
             NodeError::MembershipRefused(_) | NodeError::LearnerBehind { .. } => {
                 Code::FailedPrecondition
             }
+            NodeError::Overloaded { .. } => Code::ResourceExhausted,
             _ => Code::Unavailable,
         };
         let mut metadata = std::collections::HashMap::new();
@@ -157,7 +168,13 @@ impl NodeError {
                 metadata.insert("leader_address".to_string(), address.clone());
             }
         }
-        let details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata);
+        if let NodeError::Overloaded { .. } = self {
+            metadata.insert("limit".to_string(), "pending_proposals".to_string());
+        }
+        let mut details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata);
+        if let NodeError::Overloaded { .. } = self {
+            details.set_retry_info(Some(OVERLOADED_RETRY_DELAY));
+        }
         Status::with_error_details(code, self.to_string(), details)
     }
 
@@ -197,6 +214,13 @@ impl NodeError {
             // The leader refused this node, which was removed: nothing was proposed.
             Some(reason::MEMBER_REMOVED) => NodeError::NoQuorum {
                 reason: format!("this node was removed from the cluster ({message})"),
+            },
+            Some(reason::RESOURCE_EXHAUSTED) => NodeError::Overloaded {
+                reason: message
+                    .strip_prefix("overloaded: ")
+                    .and_then(|m| m.strip_suffix("; retry later"))
+                    .unwrap_or(&message)
+                    .to_string(),
             },
             Some(reason::LEARNER_BEHIND) => {
                 let info = info.as_ref().expect("present");
@@ -240,6 +264,9 @@ mod tests {
             NodeError::Invalid("bad".into()),
             NodeError::Invalid("node_id: node 4 is already a member".into()),
             NodeError::MembershipRefused("a change is in progress".into()),
+            NodeError::Overloaded {
+                reason: "8192 proposals pending".into(),
+            },
             NodeError::LearnerBehind {
                 id: 4,
                 match_index: 10,
@@ -256,7 +283,9 @@ mod tests {
             assert_eq!(back.reason(), error.reason());
             if matches!(
                 error,
-                NodeError::Invalid(_) | NodeError::MembershipRefused(_)
+                NodeError::Invalid(_)
+                    | NodeError::MembershipRefused(_)
+                    | NodeError::Overloaded { .. }
             ) {
                 assert_eq!(back, error, "no doubled prefix");
             }
@@ -267,6 +296,11 @@ mod tests {
             if matches!(error, NodeError::LearnerBehind { .. }) {
                 assert_eq!(back, error, "the numbers travel in the metadata");
                 assert_eq!(status.code(), Code::FailedPrecondition);
+            }
+            if matches!(error, NodeError::Overloaded { .. }) {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                let delay = status.get_details_retry_info().and_then(|r| r.retry_delay);
+                assert_eq!(delay, Some(OVERLOADED_RETRY_DELAY), "a retry hint");
             }
             if let NodeError::NotLeader { leader, address } = back {
                 assert_eq!(leader, Some(3));

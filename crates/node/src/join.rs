@@ -161,6 +161,7 @@ async fn ask_peers(config: &NodeConfig, mode: ClusterState) -> Result<(Decision,
     let transport = Transport::start(
         TransportConfig {
             timing: config.timing(),
+            tls: config.peer_tls.clone(),
             ..TransportConfig::new(asking_as, config.id, peers.clone())
         },
         inbox,

@@ -103,6 +103,7 @@ pub fn start<SM: StateMachine>(
     let transport = Transport::start(
         TransportConfig {
             timing: config.timing(),
+            tls: config.peer_tls.clone(),
             ..TransportConfig::new(config.cluster_id, config.id, peers)
         },
         reply_tx,

@@ -46,6 +46,16 @@ pub mod reason {
     pub const MEMBER_REMOVED: &str = "MEMBER_REMOVED";
     /// A peer request from another cluster (FAILED_PRECONDITION).
     pub const CLUSTER_MISMATCH: &str = "CLUSTER_MISMATCH";
+    /// The node is at one of its limits (requests in flight, queued, open `Watch` streams,
+    /// pending proposals): nothing was done. Metadata names the `limit`; a `RetryInfo` detail
+    /// says how long to wait before trying again, here or on another node
+    /// (RESOURCE_EXHAUSTED).
+    pub const RESOURCE_EXHAUSTED: &str = "RESOURCE_EXHAUSTED";
+    /// The caller has no valid client certificate or bearer token (UNAUTHENTICATED).
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    /// The caller's identity lacks the role the method needs; metadata names the `identity`,
+    /// the `method` and the `role` required (PERMISSION_DENIED).
+    pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
 }
 
 /// Whether a failed write may be sent again, to any node, with the same idempotency key, in
@@ -53,7 +63,8 @@ pub mod reason {
 /// stopping, corrupt) or may have decided it without saying (outcome unknown). A status
 /// without a Quorate reason is retryable when the call may never have reached a node, or was
 /// cut off on the way back (UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN: a broken connection).
-/// Every other reason is a definite answer: retrying repeats it.
+/// An overloaded node (resource exhausted) did nothing: the write may be sent again after the
+/// delay its `RetryInfo` gives. Every other reason is a definite answer: retrying repeats it.
 pub fn retryable(reason: Option<&str>, code: Code) -> bool {
     match reason {
         Some(
@@ -61,7 +72,8 @@ pub fn retryable(reason: Option<&str>, code: Code) -> bool {
             | reason::NO_QUORUM
             | reason::NOT_LEADER
             | reason::SHUTTING_DOWN
-            | reason::CORRUPT,
+            | reason::CORRUPT
+            | reason::RESOURCE_EXHAUSTED,
         ) => true,
         Some(_) => false,
         None => matches!(
@@ -83,6 +95,7 @@ mod tests {
             reason::NOT_LEADER,
             reason::SHUTTING_DOWN,
             reason::CORRUPT,
+            reason::RESOURCE_EXHAUSTED,
         ] {
             assert!(retryable(Some(reason), Code::Unavailable), "{reason}");
         }
@@ -97,6 +110,8 @@ mod tests {
             reason::LEARNER_BEHIND,
             reason::MEMBER_REMOVED,
             reason::CLUSTER_MISMATCH,
+            reason::UNAUTHENTICATED,
+            reason::PERMISSION_DENIED,
         ] {
             assert!(!retryable(Some(reason), Code::Unavailable), "{reason}");
         }

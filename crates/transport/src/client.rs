@@ -96,6 +96,9 @@ struct PeerLink {
 #[derive(Debug, Default)]
 pub struct PeerDirectory {
     removed: RwLock<BTreeSet<NodeId>>,
+    /// Each peer's address, as the membership gives it (with peer TLS, a sender's certificate
+    /// must name its host).
+    addresses: RwLock<BTreeMap<NodeId, String>>,
     removed_self: AtomicBool,
 }
 
@@ -119,6 +122,20 @@ impl PeerDirectory {
     /// Records the ids removed from the cluster.
     pub fn set_removed(&self, removed: BTreeSet<NodeId>) {
         *self.removed.write().unwrap_or_else(|e| e.into_inner()) = removed;
+    }
+
+    /// The peer address the membership gives `id`.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.addresses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Records each peer's address (the transport does it whenever its peers change).
+    pub fn set_addresses(&self, peers: &BTreeMap<NodeId, String>) {
+        *self.addresses.write().unwrap_or_else(|e| e.into_inner()) = peers.clone();
     }
 
     /// Whether a peer refused this node's request because it was removed from the cluster.
@@ -191,6 +208,7 @@ impl Transport {
     /// whose address is unusable keeps its old link (or gets none); the error names it, and
     /// every other peer is set all the same.
     pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>) -> Result<()> {
+        self.directory.set_addresses(peers);
         let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
         let mut opened = BTreeMap::new();
         let mut unusable = None;
@@ -263,7 +281,12 @@ impl Transport {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
-        let client = RaftClient::new(endpoint.connect_lazy())
+        let channel = match &config.tls {
+            Some(tls) => endpoint
+                .connect_with_connector_lazy(quorate_security::tls::connector(tls.client.clone())),
+            None => endpoint.connect_lazy(),
+        };
+        let client = RaftClient::new(channel)
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
         let (forward_tx, forward_rx) = mpsc::channel(config.queue_capacity);

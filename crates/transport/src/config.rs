@@ -31,6 +31,9 @@ pub struct TransportConfig {
     /// This node's timing settings, sent with every request; peers refuse requests whose
     /// settings differ from theirs.
     pub timing: quorate_proto::raft::Timing,
+    /// Peer TLS (`--peer-cert-file` and the rest): this node's side of the handshakes it
+    /// starts, and the server settings of its peer port. None: plain TCP.
+    pub tls: Option<quorate_security::tls::PeerTls>,
 }
 
 impl TransportConfig {
@@ -59,6 +62,7 @@ impl TransportConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_millis(1_000),
             timing: quorate_proto::raft::Timing::default(),
+            tls: None,
         }
     }
 }

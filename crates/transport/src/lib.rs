@@ -31,5 +31,5 @@ mod stats;
 pub use client::{PeerDirectory, Transport, MAX_SNAPSHOT_BYTES};
 pub use config::TransportConfig;
 pub use error::{Error, Result};
-pub use server::{incoming, serve, PeerHandler, RaftService};
+pub use server::{serve, PeerHandler, RaftService};
 pub use stats::{PeerStats, StatsTable};

@@ -16,6 +16,9 @@ use tracing::Instrument;
 use quorate_proto::errors::{reason, ERROR_DOMAIN};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use quorate_security::reload::Reloadable;
+use quorate_security::tls::{host_of, incoming, names_host, ConnInfo};
+
 use crate::client::{PeerDirectory, MAX_SNAPSHOT_BYTES};
 use crate::stats::StatsTable;
 
@@ -72,6 +75,8 @@ pub struct RaftService<H> {
     stats: Arc<StatsTable>,
     /// One snapshot received at a time (each is held in memory whole).
     snapshot_slot: Arc<tokio::sync::Semaphore>,
+    /// Peer TLS is on: every sender presents a certificate, which must name its member.
+    peer_tls: bool,
 }
 
 impl<H: PeerHandler> RaftService<H> {
@@ -93,7 +98,15 @@ impl<H: PeerHandler> RaftService<H> {
             handler,
             stats,
             snapshot_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            peer_tls: false,
         }
+    }
+
+    /// Requires (with peer TLS on) that every sender's certificate names its own member's
+    /// peer host: see [`Self::check_certificate`].
+    pub fn with_peer_tls(mut self, on: bool) -> Self {
+        self.peer_tls = on;
+        self
     }
 
     /// The tonic server for this service, with the message size limit.
@@ -105,22 +118,31 @@ impl<H: PeerHandler> RaftService<H> {
 
     /// A request that acts on this node: from a member of this cluster, with this node's
     /// timing settings.
-    fn check_header(&self, header: Option<&pb::Header>) -> Result<(), Status> {
-        let h = self.check_member(header)?;
+    fn check_header(
+        &self,
+        conn: Option<&ConnInfo>,
+        header: Option<&pb::Header>,
+    ) -> Result<(), Status> {
+        let h = self.check_member(conn, header)?;
         self.check_timing(h)?;
         self.stats.received(h.from, h.term);
         Ok(())
     }
 
     /// A request from a member of this cluster, addressed to this node.
-    fn check_member<'h>(&self, header: Option<&'h pb::Header>) -> Result<&'h pb::Header, Status> {
-        self.check_sender(header, false)
+    fn check_member<'h>(
+        &self,
+        conn: Option<&ConnInfo>,
+        header: Option<&'h pb::Header>,
+    ) -> Result<&'h pb::Header, Status> {
+        self.check_sender(conn, header, false)
     }
 
     /// [`Self::check_member`]; with `joining`, a sender that does not know the cluster id
     /// yet (0: a new member asking the cluster about itself) is accepted too.
     fn check_sender<'h>(
         &self,
+        conn: Option<&ConnInfo>,
         header: Option<&'h pb::Header>,
         joining: bool,
     ) -> Result<&'h pb::Header, Status> {
@@ -175,7 +197,38 @@ impl<H: PeerHandler> RaftService<H> {
                 details,
             ));
         }
+        self.check_certificate(conn, h.from)?;
         Ok(h)
+    }
+
+    /// With peer TLS, a sender's certificate (verified against the trusted CA by the
+    /// handshake) must name the host of the peer address the membership gives its id: a
+    /// certificate speaks for its own member only. A sender this node knows no address for
+    /// yet (a member added by an entry not received yet) is vouched for by the CA alone.
+    fn check_certificate(&self, conn: Option<&ConnInfo>, from: NodeId) -> Result<(), Status> {
+        if !self.peer_tls {
+            return Ok(());
+        }
+        let Some(cert) = conn.and_then(ConnInfo::certificate) else {
+            return Err(Status::unauthenticated(format!(
+                "node {from}: the peer port requires a client certificate (peer TLS is on)"
+            )));
+        };
+        let Some(address) = self.directory.address_of(from) else {
+            return Ok(());
+        };
+        names_host(cert, host_of(&address)).map_err(|why| {
+            let message = format!(
+                "the caller claims to be node {from}, whose peer address is {address}, but {why}:                  a peer certificate must name the host of its own member's peer address"
+            );
+            tracing::warn!(from, %address, "refused a peer request: {why}");
+            let details = ErrorDetails::with_error_info(
+                reason::PERMISSION_DENIED,
+                ERROR_DOMAIN,
+                std::collections::HashMap::from([("node_id".to_string(), from.to_string())]),
+            );
+            Status::with_error_details(tonic::Code::PermissionDenied, message, details)
+        })
     }
 
     /// Settings the leader lease depends on, as this node's.
@@ -215,6 +268,12 @@ impl<H: PeerHandler> RaftService<H> {
     }
 }
 
+/// A request's connection info (see [`ConnInfo`]) and its message.
+fn split<T>(request: Request<T>) -> (Option<ConnInfo>, T) {
+    let conn = ConnInfo::of(&request).cloned();
+    (conn, request.into_inner())
+}
+
 fn describe_timing(t: pb::Timing) -> String {
     format!(
         "--heartbeat-interval {}ms --election-timeout {}ms --max-clock-drift {}ms",
@@ -236,13 +295,13 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<Streaming<pb::InstallSnapshotChunk>>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let mut stream = request.into_inner();
+        let (conn, mut stream) = split(request);
         let Some(first) = stream.message().await? else {
             return Err(Status::invalid_argument(
                 "InstallSnapshot: the stream ended before its first chunk",
             ));
         };
-        self.check_header(first.header.as_ref())?;
+        self.check_header(conn.as_ref(), first.header.as_ref())?;
         let total = first.total_bytes;
         if total > MAX_SNAPSHOT_BYTES {
             return Err(Status::resource_exhausted(format!(
@@ -295,8 +354,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::RequestVoteRequest>,
     ) -> Result<Response<pb::RequestVoteResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         match self.expect(PeerRequest::Vote(r)).await? {
             PeerResponse::Vote(v) => Ok(Response::new(v)),
             _ => Err(mismatch()),
@@ -308,8 +367,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let mut r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, mut r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         // Entries of sampled requests: a span in each request's trace, and one for the whole
         // append (received to durable) linked to them all.
         let traces = std::mem::take(&mut r.traces);
@@ -325,8 +384,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         match self.expect(PeerRequest::Heartbeat(r)).await? {
             PeerResponse::Heartbeat(h) => Ok(Response::new(h)),
             _ => Err(mismatch()),
@@ -338,8 +397,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::TimeoutNowRequest>,
     ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         self.exchange(PeerRequest::TimeoutNow(r)).await?;
         Ok(Response::new(pb::TimeoutNowResponse {}))
     }
@@ -349,8 +408,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         match self.expect(PeerRequest::ReadIndex(r)).await? {
             PeerResponse::ReadIndex(ri) => Ok(Response::new(ri)),
             _ => Err(mismatch()),
@@ -362,8 +421,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         let (index, term, output) = self.handler.forward(r.command).await?;
         Ok(Response::new(pb::ForwardResponse {
             index,
@@ -377,8 +436,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::ForwardBatchRequest>,
     ) -> Result<Response<pb::ForwardBatchResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         // Proposed together (they reach the Ready loop in one turn: one fsync), answered each;
         // a command of a sampled request in a span of the request's trace.
         let mut traces = r.trace_parents.into_iter();
@@ -428,11 +487,11 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeResponse>, Status> {
-        let r = request.into_inner();
+        let (conn, r) = split(request);
         // A probe only reads: it is answered whatever the sender's timing settings, so a
         // member started with other settings still finds out whether the cluster holds data,
         // and the split-brain report still sees it.
-        let h = self.check_sender(r.header.as_ref(), true)?;
+        let h = self.check_sender(conn.as_ref(), r.header.as_ref(), true)?;
         self.stats.received(h.from, h.term);
         Ok(Response::new(self.handler.probe(r).await?))
     }
@@ -442,8 +501,8 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::TransferRequest>,
     ) -> Result<Response<pb::TransferResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         let target_id = self.handler.transfer(r.target_id).await?;
         Ok(Response::new(pb::TransferResponse { target_id }))
     }
@@ -453,16 +512,18 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::ChangeMembershipRequest>,
     ) -> Result<Response<pb::ChangeMembershipResponse>, Status> {
-        let r = request.into_inner();
-        self.check_header(r.header.as_ref())?;
+        let (conn, r) = split(request);
+        self.check_header(conn.as_ref(), r.header.as_ref())?;
         let (index, term) = self.handler.change_membership(r.changes).await?;
         Ok(Response::new(pb::ChangeMembershipResponse { index, term }))
     }
 }
 
-/// Serves the peer protocol on `listener` until `shutdown` completes.
+/// Serves the peer protocol on `listener` until `shutdown` completes, through TLS when `tls`
+/// is given (the service should then be [`RaftService::with_peer_tls`]).
 pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
+    tls: Option<Arc<Reloadable<rustls::ServerConfig>>>,
     service: RaftService<H>,
     max_message_bytes: usize,
     metrics: quorate_telemetry::Metrics,
@@ -472,7 +533,7 @@ pub async fn serve<H: PeerHandler>(
     tonic::transport::Server::builder()
         .layer(GrpcLayer::new(metrics, Spans::WhenPropagated))
         .add_service(service.into_server(max_message_bytes))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener, tls), shutdown)
         .await?;
     Ok(())
 }
@@ -505,15 +566,4 @@ fn append_spans(
         })
         .collect();
     (batch, per_entry)
-}
-
-/// The connections accepted on `listener`, each with `TCP_NODELAY` set.
-///
-/// Every gRPC server of a node must take its connections from here. tonic's
-/// `Server::builder().tcp_nodelay(true)` applies only to listeners tonic binds itself, not to
-/// a stream passed to `serve_with_incoming*`: an accepted socket keeps Nagle's algorithm, and
-/// every response that leaves in two segments (headers, then a body of a few hundred bytes)
-/// waits for the client's delayed ACK, 40 ms on Linux.
-pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -142,6 +142,7 @@ async fn start_peer_with_appends(
     );
     tokio::spawn(serve(
         listener,
+        None,
         service,
         1 << 20,
         Default::default(),
@@ -439,4 +440,98 @@ async fn batched_forwards_each_get_their_own_answer() {
             );
         }
     }
+}
+
+/// A peer server for node 2 with peer TLS (its certificate names 127.0.0.1), whose membership
+/// gives node 1 and node 3 addresses on 127.0.0.1.
+async fn start_tls_peer(pki: &Pki) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let directory = Arc::new(PeerDirectory::default());
+    directory.set_addresses(&BTreeMap::from([
+        (1, "127.0.0.1:1".to_string()),
+        (3, "127.0.0.1:3".to_string()),
+    ]));
+    let tls = pki.peer_tls("node-2", &["127.0.0.1"]);
+    let service = RaftService::new(
+        42,
+        2,
+        directory,
+        TIMING,
+        Echo {
+            id: 2,
+            delay: Duration::ZERO,
+            append_delay: Duration::ZERO,
+        },
+        Arc::new(StatsTable::default()),
+    )
+    .with_peer_tls(true);
+    tokio::spawn(serve(
+        listener,
+        Some(tls.server),
+        service,
+        1 << 20,
+        Default::default(),
+        std::future::pending(),
+    ));
+    address
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: quorate_security::tls::testing::Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca: quorate_security::tls::testing::Ca::new("test CA"),
+        }
+    }
+
+    fn peer_tls(&self, name: &str, hosts: &[&str]) -> quorate_security::tls::PeerTls {
+        let (cert, key) = self.ca.issue(self.dir.path(), name, hosts);
+        quorate_security::tls::PeerTls::load(quorate_security::tls::TlsFiles {
+            cert,
+            key,
+            trusted_ca: Some(self.ca.write(self.dir.path())),
+            flag_prefix: "peer-",
+        })
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_peer_tls_a_certificate_speaks_only_for_its_own_member() {
+    let pki = Pki::new();
+    let server = start_tls_peer(&pki).await;
+    let peers = BTreeMap::from([(2, server.clone())]);
+    let from = |id: u64, tls: Option<quorate_security::tls::PeerTls>| {
+        start_transport(TransportConfig {
+            tls,
+            ..config(42, id, peers.clone())
+        })
+        .0
+    };
+    // Node 1, whose certificate names its own host: served.
+    let member = from(1, Some(pki.peer_tls("node-1", &["127.0.0.1"])));
+    let reply = forward_to_2(&member).await.expect("a member's forward");
+    assert_eq!(reply.output.as_ref(), b"command");
+    // A certificate of the cluster's CA that names another host, claiming to be node 3.
+    let impostor = from(3, Some(pki.peer_tls("node-3", &["node3.invalid"])));
+    let refused = forward_to_2(&impostor).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let info = refused.get_details_error_info().expect("a reason");
+    assert_eq!(info.reason, "PERMISSION_DENIED");
+    assert!(
+        refused.message().contains("does not name 127.0.0.1"),
+        "{refused:?}"
+    );
+    // A certificate of another CA, and no TLS at all: no call gets through.
+    let stranger = Pki::new();
+    let outsider = from(1, Some(stranger.peer_tls("node-1", &["127.0.0.1"])));
+    assert!(forward_to_2(&outsider).await.is_err());
+    let plain = from(1, None);
+    assert!(forward_to_2(&plain).await.is_err());
 }

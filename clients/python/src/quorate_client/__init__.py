@@ -7,11 +7,17 @@
     print(client.get("pay-1").state)
 
 Writes follow the contract's one retry rule (the same as `quoratectl`'s): a write that failed
-with OUTCOME_UNKNOWN, NO_QUORUM, NOT_LEADER, SHUTTING_DOWN or CORRUPT, or with no Quorate
-reason on a broken call (UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN), is sent again, to the next
-endpoint, with the same idempotency key: the cluster applies it at most once and answers a
-repeat with the first answer (``replayed=True``). Every other error is definite and raised
-as a :class:`QuorateError` carrying its reason.
+with OUTCOME_UNKNOWN, NO_QUORUM, NOT_LEADER, SHUTTING_DOWN, CORRUPT or RESOURCE_EXHAUSTED, or
+with no Quorate reason on a broken call (UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN), is sent
+again, to the next endpoint, with the same idempotency key: the cluster applies it at most
+once and answers a repeat with the first answer (``replayed=True``). An overloaded node's
+RESOURCE_EXHAUSTED carries a retry hint, which is waited out first. Every other error is
+definite and raised as a :class:`QuorateError` carrying its reason.
+
+With TLS, as etcdctl names the files::
+
+    Client(endpoints, cacert="ca.pem", cert="me.pem", key="me-key.pem")   # client certificate
+    Client(endpoints, cacert="ca.pem", token=open("token").read())       # bearer token
 """
 
 import time
@@ -31,13 +37,14 @@ __all__ = [
     "QuorateError",
     "reason_of",
     "retryable",
+    "retry_delay",
     "payments_pb2",
     "admin_pb2",
 ]
 
 ERROR_DOMAIN = "quorate"
 RETRYABLE_REASONS = frozenset(
-    {"OUTCOME_UNKNOWN", "NO_QUORUM", "NOT_LEADER", "SHUTTING_DOWN", "CORRUPT"}
+    {"OUTCOME_UNKNOWN", "NO_QUORUM", "NOT_LEADER", "SHUTTING_DOWN", "CORRUPT", "RESOURCE_EXHAUSTED"}
 )
 _RETRYABLE_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
@@ -58,12 +65,58 @@ def reason_of(error):
     return None
 
 
+def retry_delay(error):
+    """The wait a ``google.rpc.RetryInfo`` detail asks for, in seconds (``None``: none)."""
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None
+
+
 def retryable(error):
     """Whether a failed write may be sent again with the same idempotency key."""
     reason = reason_of(error)
     if reason is not None:
         return reason in RETRYABLE_REASONS
     return isinstance(error, grpc.Call) and error.code() in _RETRYABLE_CODES
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """``authorization: Bearer <token>`` on a plain channel (gRPC's call credentials need
+    TLS; a node without TLS still accepts tokens, though they then cross in clear text)."""
+
+    def __init__(self, token):
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    def _add(self, details):
+        metadata = list(details.metadata or []) + [self._metadata]
+        return _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._add(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._add(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, details, metadata):
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
 
 
 class QuorateError(Exception):
@@ -94,15 +147,39 @@ class LeaseHeld(Exception):
 class Client:
     """Clients of every endpoint (``host:port`` of nodes' client ports).
 
-    ``deadline`` bounds each call; ``retry_for`` bounds how long a write is retried."""
+    ``deadline`` bounds each call; ``retry_for`` bounds how long a write is retried.
 
-    def __init__(self, endpoints, deadline=5.0, retry_for=30.0):
+    TLS: ``cacert`` (the CA that signed the nodes' certificates) turns it on; ``cert`` and
+    ``key`` present a client certificate (its common name is the identity the nodes' roles
+    file knows); ``token`` is sent as ``authorization: Bearer <token>`` instead, for
+    deployments without client certificates. Files are PEM paths."""
+
+    def __init__(self, endpoints, deadline=5.0, retry_for=30.0, cacert=None, cert=None, key=None, token=None):
         if not endpoints:
             raise ValueError("endpoints: give at least one host:port")
+        if (cert is None) != (key is None):
+            raise ValueError("cert and key go together")
+        if cert is not None and cacert is None:
+            raise ValueError("cert needs cacert: the CA that signed the nodes' certificates")
         self.endpoints = list(endpoints)
         self.deadline = deadline
         self.retry_for = retry_for
-        self._channels = [grpc.insecure_channel(e) for e in self.endpoints]
+        if cacert is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(cacert),
+                private_key=_read(key) if key else None,
+                certificate_chain=_read(cert) if cert else None,
+            )
+            if token is not None:
+                credentials = grpc.composite_channel_credentials(
+                    credentials, grpc.access_token_call_credentials(token.strip())
+                )
+            self._channels = [grpc.secure_channel(e, credentials) for e in self.endpoints]
+        else:
+            self._channels = [grpc.insecure_channel(e) for e in self.endpoints]
+            if token is not None:
+                interceptor = _BearerToken(token.strip())
+                self._channels = [grpc.intercept_channel(c, interceptor) for c in self._channels]
         self._next = 0
 
     def close(self):
@@ -133,7 +210,7 @@ class Client:
                 if not (retry and retryable(error)) or time.monotonic() > give_up:
                     raise QuorateError.from_rpc(error) from None
                 self._rotate()
-                time.sleep(0.05)
+                time.sleep(retry_delay(error) or 0.05)
 
     def submit(self, request):
         """Sends a ``payments_pb2.SubmitRequest``, retrying undecided outcomes with its

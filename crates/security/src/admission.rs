@@ -1,0 +1,558 @@
+//! The client port's limits, as a tower layer: a node under more load than it can serve keeps
+//! serving what it can, at a bounded latency and in bounded memory, and refuses the rest at
+//! once with `RESOURCE_EXHAUSTED` and a retry hint (a `RetryInfo` detail), instead of queueing
+//! without bound until every caller times out.
+//!
+//! - Unary calls: at most `max_in_flight` run at once; up to `max_queued` more wait, each at
+//!   most `queue_timeout` (and never past its own `grpc-timeout`, which tonic enforces around
+//!   this layer); any beyond are refused.
+//! - `Watch` streams: at most `max_watches` open on the node, and `max_watches_per_client`
+//!   per client (its identity when it has one, else its IP address); they do not count as
+//!   calls in flight, since a stream stays open for as long as its client likes.
+//! - Health checks and reflection are never limited: an overloaded node must still answer
+//!   its probes.
+//!
+//! Proposals have a bound of their own in the node (`--max-pending-proposals`), which also
+//! covers writes forwarded by followers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use quorate_proto::errors::reason;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Identity;
+use crate::tls::ConnInfo;
+
+/// The client port's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Unary calls served at once.
+    pub max_in_flight: usize,
+    /// Unary calls waiting for one of those slots.
+    pub max_queued: usize,
+    /// How long a call may wait for a slot.
+    pub queue_timeout: Duration,
+    /// Open `Watch` streams on the node.
+    pub max_watches: usize,
+    /// Open `Watch` streams per client.
+    pub max_watches_per_client: usize,
+}
+
+/// The defaults, once: `quorate serve` and its `--help` use these.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Calls served at once per node (the cluster serves its best rate with fewer; see the
+    /// overload benchmark in the README).
+    pub const MAX_IN_FLIGHT: usize = 512;
+    /// Calls waiting per node.
+    pub const MAX_QUEUED: usize = 512;
+    /// The longest wait for a slot.
+    pub const QUEUE_TIMEOUT: Duration = Duration::from_millis(500);
+    /// Open `Watch` streams per node.
+    pub const MAX_WATCHES: usize = 1_000;
+    /// Open `Watch` streams per client.
+    pub const MAX_WATCHES_PER_CLIENT: usize = 100;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_in_flight: defaults::MAX_IN_FLIGHT,
+            max_queued: defaults::MAX_QUEUED,
+            queue_timeout: defaults::QUEUE_TIMEOUT,
+            max_watches: defaults::MAX_WATCHES,
+            max_watches_per_client: defaults::MAX_WATCHES_PER_CLIENT,
+        }
+    }
+}
+
+/// How long a refused caller is asked to wait before trying again.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// The same for a refused `Watch` (streams end rarely: no point asking again at once).
+const WATCH_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// What the limits see now, and what they refused so far (for `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionStats {
+    /// Unary calls being served.
+    pub in_flight: u64,
+    /// Unary calls waiting for a slot.
+    pub queued: u64,
+    /// Open `Watch` streams.
+    pub watches: u64,
+    /// Calls refused because the queue was full, or their wait ran out.
+    pub shed_requests: u64,
+    /// `Watch` streams refused at the node's limit.
+    pub shed_watches: u64,
+    /// `Watch` streams refused at a client's limit.
+    pub shed_client_watches: u64,
+}
+
+#[derive(Debug)]
+struct Admission {
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    watches: Arc<Semaphore>,
+    watches_by_client: Mutex<HashMap<String, usize>>,
+    shed_requests: AtomicU64,
+    shed_watches: AtomicU64,
+    shed_client_watches: AtomicU64,
+}
+
+/// The layer; clone it freely (clones share the limits).
+#[derive(Clone, Debug)]
+pub struct AdmissionLayer {
+    admission: Arc<Admission>,
+}
+
+impl AdmissionLayer {
+    /// A layer enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        AdmissionLayer {
+            admission: Arc::new(Admission {
+                limits,
+                slots: Arc::new(Semaphore::new(limits.max_in_flight)),
+                queued: AtomicUsize::new(0),
+                watches: Arc::new(Semaphore::new(limits.max_watches)),
+                watches_by_client: Mutex::default(),
+                shed_requests: AtomicU64::new(0),
+                shed_watches: AtomicU64::new(0),
+                shed_client_watches: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// What the limits see now.
+    pub fn stats(&self) -> AdmissionStats {
+        let a = &self.admission;
+        AdmissionStats {
+            in_flight: (a.limits.max_in_flight - a.slots.available_permits()) as u64,
+            queued: a.queued.load(Ordering::Relaxed) as u64,
+            watches: (a.limits.max_watches - a.watches.available_permits()) as u64,
+            shed_requests: a.shed_requests.load(Ordering::Relaxed),
+            shed_watches: a.shed_watches.load(Ordering::Relaxed),
+            shed_client_watches: a.shed_client_watches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for AdmissionLayer {
+    type Service = AdmissionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AdmissionService {
+            inner,
+            admission: self.admission.clone(),
+        }
+    }
+}
+
+/// See [`AdmissionLayer`].
+#[derive(Clone, Debug)]
+pub struct AdmissionService<S> {
+    inner: S,
+    admission: Arc<Admission>,
+}
+
+/// What kind of call, for the limits.
+enum Kind {
+    /// Never limited.
+    Probe,
+    /// A `Watch` stream.
+    Watch,
+    /// Anything else.
+    Unary,
+}
+
+fn kind(path: &str) -> Kind {
+    let (service, method) = crate::service_and_method(path);
+    match (service, method) {
+        ("grpc.health.v1.Health", _) => Kind::Probe,
+        (s, _) if s.starts_with("grpc.reflection.") => Kind::Probe,
+        ("quorate.payments.v1.PaymentEvents", "Watch") => Kind::Watch,
+        _ => Kind::Unary,
+    }
+}
+
+/// Holds a `Watch` stream's place until the stream ends.
+struct WatchPlace {
+    _permit: OwnedSemaphorePermit,
+    client: String,
+    admission: Arc<Admission>,
+}
+
+impl Drop for WatchPlace {
+    fn drop(&mut self) {
+        let mut by_client = self
+            .admission
+            .watches_by_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                by_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl Admission {
+    fn refuse(&self, limit: &str, message: String, retry_after: Duration) -> tonic::Status {
+        crate::status(
+            tonic::Code::ResourceExhausted,
+            reason::RESOURCE_EXHAUSTED,
+            message,
+            &[("limit", limit.to_string())],
+            Some(retry_after),
+        )
+    }
+
+    /// A slot for a unary call, waiting in the queue if there is room in it.
+    async fn slot(self: Arc<Self>) -> Result<OwnedSemaphorePermit, tonic::Status> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let limits = self.limits;
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel);
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _leave = Leave(&self.queued);
+        if queued >= limits.max_queued {
+            self.shed_requests.fetch_add(1, Ordering::Relaxed);
+            return Err(self.refuse(
+                "queued_requests",
+                format!(
+                    "the node is serving {} calls and {} more are waiting \
+                     (--max-concurrent-requests, --max-queued-requests): retry later or on \
+                     another node",
+                    limits.max_in_flight, limits.max_queued
+                ),
+                RETRY_AFTER,
+            ));
+        }
+        match tokio::time::timeout(limits.queue_timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.shed_requests.fetch_add(1, Ordering::Relaxed);
+                Err(self.refuse(
+                    "queue_timeout",
+                    format!(
+                        "no slot came free within {} ms while the node served {} calls \
+                         (--max-concurrent-requests): retry later or on another node",
+                        limits.queue_timeout.as_millis(),
+                        limits.max_in_flight
+                    ),
+                    RETRY_AFTER,
+                ))
+            }
+        }
+    }
+
+    /// A place for a `Watch` stream of `client`.
+    fn watch_place(self: &Arc<Self>, client: String) -> Result<WatchPlace, tonic::Status> {
+        let Ok(permit) = self.watches.clone().try_acquire_owned() else {
+            self.shed_watches.fetch_add(1, Ordering::Relaxed);
+            return Err(self.refuse(
+                "watches",
+                format!(
+                    "{} Watch streams are open on this node (--max-watches): watch from another \
+                     node, or later",
+                    self.limits.max_watches
+                ),
+                WATCH_RETRY_AFTER,
+            ));
+        };
+        let mut by_client = self
+            .watches_by_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let open = by_client.entry(client.clone()).or_insert(0);
+        if *open >= self.limits.max_watches_per_client {
+            drop(by_client);
+            self.shed_client_watches.fetch_add(1, Ordering::Relaxed);
+            return Err(self.refuse(
+                "watches_per_client",
+                format!(
+                    "{client} has {} Watch streams open on this node \
+                     (--max-watches-per-client): close some, or share one",
+                    self.limits.max_watches_per_client
+                ),
+                WATCH_RETRY_AFTER,
+            ));
+        }
+        *open += 1;
+        Ok(WatchPlace {
+            _permit: permit,
+            client,
+            admission: self.clone(),
+        })
+    }
+}
+
+/// Who a caller is for the per-client limits: its identity, else its IP address.
+fn client_of<B>(request: &http::Request<B>) -> String {
+    if let Some(Identity(name)) = request.extensions().get::<Identity>() {
+        return name.clone();
+    }
+    request
+        .extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.remote)
+        .map(|a| match a.ip() {
+            IpAddr::V6(v6) => v6.to_canonical().to_string(),
+            v4 => v4.to_string(),
+        })
+        .unwrap_or_else(|| "an unknown client".to_string())
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AdmissionService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match kind(request.uri().path()) {
+            Kind::Probe => Box::pin(self.inner.call(request)),
+            Kind::Watch => {
+                let place = match self.admission.watch_place(client_of(&request)) {
+                    Ok(place) => place,
+                    Err(status) => return Box::pin(std::future::ready(Ok(crate::refusal(status)))),
+                };
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let response = call.await?;
+                    // The place is held until the stream's body is dropped: when the stream
+                    // ends, or its client goes away.
+                    Ok(response.map(|body| {
+                        tonic::body::Body::new(body.map_frame(move |frame| {
+                            let _held = &place;
+                            frame
+                        }))
+                    }))
+                })
+            }
+            Kind::Unary => {
+                // The service that was polled ready serves this call; a clone takes its place.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let admission = self.admission.clone();
+                Box::pin(async move {
+                    let slot = match admission.slot().await {
+                        Ok(slot) => slot,
+                        Err(status) => return Ok(crate::refusal(status)),
+                    };
+                    let response = inner.call(request).await;
+                    drop(slot);
+                    response
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+    use tower::{Layer, Service, ServiceExt};
+
+    /// A service that answers each call when `gate` lets it, so calls stay in flight; health
+    /// checks are answered at once.
+    fn gated(
+        gate: Arc<Semaphore>,
+    ) -> impl Service<
+        http::Request<()>,
+        Response = http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(move |request: http::Request<()>| {
+            let gate = gate.clone();
+            async move {
+                let path = request.uri().path();
+                if path.ends_with("/Watch") {
+                    // A stream that stays open until its client goes away.
+                    let open = futures_util::stream::pending::<
+                        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                    >();
+                    let body = tonic::body::Body::new(http_body_util::StreamBody::new(open));
+                    return Ok(http::Response::new(body));
+                }
+                if !path.starts_with("/grpc.health") {
+                    gate.acquire().await.unwrap().forget();
+                }
+                Ok(http::Response::new(tonic::body::Body::empty()))
+            }
+        })
+    }
+
+    fn request(path: &str) -> http::Request<()> {
+        let mut r = http::Request::new(());
+        *r.uri_mut() = path.parse().unwrap();
+        r.extensions_mut().insert(ConnInfo {
+            remote: Some("10.0.0.7:5000".parse().unwrap()),
+            certs: None,
+        });
+        r
+    }
+
+    fn refusal(response: &http::Response<tonic::body::Body>) -> Option<(String, String)> {
+        let status = tonic::Status::from_header_map(response.headers())?;
+        let info = status.get_details_error_info()?;
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let delay = status.get_details_retry_info().and_then(|r| r.retry_delay);
+        assert!(delay.is_some(), "a retry hint");
+        Some((info.reason, info.metadata["limit"].clone()))
+    }
+
+    /// Waits (in real time, briefly) until `stats` says `done`.
+    async fn until(layer: &AdmissionLayer, done: impl Fn(AdmissionStats) -> bool) {
+        for _ in 0..200 {
+            if done(layer.stats()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("not reached: {:?}", layer.stats());
+    }
+
+    const SUBMIT: &str = "/quorate.payments.v1.PaymentEvents/Submit";
+
+    #[tokio::test]
+    async fn calls_beyond_the_slots_and_the_queue_are_refused_at_once() {
+        let limits = Limits {
+            max_in_flight: 2,
+            max_queued: 1,
+            queue_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let layer = AdmissionLayer::new(limits);
+        let gate = Arc::new(Semaphore::new(0));
+        let service = layer.layer(gated(gate.clone()));
+        let calls: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(service.clone().oneshot(request(SUBMIT))))
+            .collect();
+        until(&layer, |s| s.in_flight == 2 && s.queued == 1).await;
+        // The fourth finds the queue full: refused at once.
+        let refused = service.clone().oneshot(request(SUBMIT)).await.unwrap();
+        assert_eq!(
+            refusal(&refused),
+            Some(("RESOURCE_EXHAUSTED".into(), "queued_requests".into()))
+        );
+        // Health checks are never limited.
+        let probe = service
+            .clone()
+            .oneshot(request("/grpc.health.v1.Health/Check"))
+            .await
+            .unwrap();
+        assert!(refusal(&probe).is_none());
+        // Slots free up: the queued call is served, nothing else refused.
+        gate.add_permits(3);
+        for call in calls {
+            assert!(refusal(&call.await.unwrap().unwrap()).is_none());
+        }
+        let stats = layer.stats();
+        assert_eq!(
+            (stats.shed_requests, stats.in_flight, stats.queued),
+            (1, 0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_wait_runs_out_is_refused() {
+        let limits = Limits {
+            max_in_flight: 1,
+            max_queued: 5,
+            queue_timeout: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let layer = AdmissionLayer::new(limits);
+        let gate = Arc::new(Semaphore::new(0));
+        let service = layer.layer(gated(gate.clone()));
+        let blocker = tokio::spawn(service.clone().oneshot(request(SUBMIT)));
+        until(&layer, |s| s.in_flight == 1).await;
+        let waited = service.clone().oneshot(request(SUBMIT)).await.unwrap();
+        assert_eq!(
+            refusal(&waited),
+            Some(("RESOURCE_EXHAUSTED".into(), "queue_timeout".into()))
+        );
+        gate.add_permits(1);
+        assert!(refusal(&blocker.await.unwrap().unwrap()).is_none());
+        assert_eq!(layer.stats().queued, 0);
+    }
+
+    #[tokio::test]
+    async fn watches_are_capped_per_node_and_per_client_until_their_stream_ends() {
+        let limits = Limits {
+            max_watches: 3,
+            max_watches_per_client: 2,
+            ..Limits::default()
+        };
+        let layer = AdmissionLayer::new(limits);
+        let service = layer.layer(gated(Arc::new(Semaphore::new(100))));
+        let watch = "/quorate.payments.v1.PaymentEvents/Watch";
+        let from = |ip: &str| {
+            let mut r = request(watch);
+            r.extensions_mut().insert(ConnInfo {
+                remote: Some(format!("{ip}:1").parse().unwrap()),
+                certs: None,
+            });
+            r
+        };
+        let a1 = service.clone().oneshot(from("10.0.0.1")).await.unwrap();
+        let a2 = service.clone().oneshot(from("10.0.0.1")).await.unwrap();
+        let a3 = service.clone().oneshot(from("10.0.0.1")).await.unwrap();
+        assert_eq!(
+            refusal(&a3),
+            Some(("RESOURCE_EXHAUSTED".into(), "watches_per_client".into()))
+        );
+        let b1 = service.clone().oneshot(from("10.0.0.2")).await.unwrap();
+        assert!(refusal(&b1).is_none());
+        let c1 = service.clone().oneshot(from("10.0.0.3")).await.unwrap();
+        assert_eq!(
+            refusal(&c1),
+            Some(("RESOURCE_EXHAUSTED".into(), "watches".into()))
+        );
+        assert_eq!(layer.stats().watches, 3);
+        // A stream that ends gives its place back.
+        drop(a1);
+        assert_eq!(layer.stats().watches, 2);
+        let a4 = service.clone().oneshot(from("10.0.0.1")).await.unwrap();
+        assert!(refusal(&a4).is_none());
+        drop((a2, a4, b1));
+        assert_eq!(layer.stats().watches, 0);
+        assert!(layer.admission.watches_by_client.lock().unwrap().is_empty());
+    }
+}

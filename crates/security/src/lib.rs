@@ -1,0 +1,50 @@
+//! What guards a Quorate node's ports.
+//!
+//! - [`tls`]: TLS on the client and peer ports (rustls), with certificate files reloaded on
+//!   SIGHUP or when they change; the accepted connections carry the peer's certificates, and
+//!   [`tls::names_host`] checks that a peer's certificate names the member it claims to be.
+//! - [`auth`]: who a client is (its certificate's common name, or a bearer token) and what
+//!   its roles allow (`reader`, `writer`, `admin`), as a tower layer on the client port.
+//! - [`admission`]: the client port's limits (requests in flight, a bounded queue, open
+//!   `Watch` streams per node and per client), as a tower layer that sheds the excess with
+//!   `RESOURCE_EXHAUSTED` and a retry hint instead of queueing without bound.
+//! - [`reload`]: files re-read without a restart.
+
+pub mod admission;
+pub mod auth;
+pub mod reload;
+pub mod tls;
+
+use quorate_proto::errors::ERROR_DOMAIN;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A gRPC status with a Quorate `reason` and `metadata` in its `ErrorInfo`, and a retry hint
+/// when `retry_after` is given.
+pub(crate) fn status(
+    code: tonic::Code,
+    reason: &str,
+    message: String,
+    metadata: &[(&str, String)],
+    retry_after: Option<std::time::Duration>,
+) -> tonic::Status {
+    let metadata: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if retry_after.is_some() {
+        details.set_retry_info(retry_after);
+    }
+    tonic::Status::with_error_details(code, message, details)
+}
+
+/// A status as the HTTP response of a refused call (grpc-status in the headers, no body).
+pub(crate) fn refusal(status: tonic::Status) -> http::Response<tonic::body::Body> {
+    status.into_http()
+}
+
+/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
+pub(crate) fn service_and_method(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.split_once('/').unwrap_or((path, ""))
+}
