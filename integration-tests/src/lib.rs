@@ -31,6 +31,16 @@ use netns::Namespaces;
 /// The maximum election timeout of the default configuration (2 x 1 s).
 pub const MAX_ELECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Resident memory of a process, in bytes (0 if it is gone).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// A binary of this workspace.
 pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("QUORATE_BIN_DIR")

@@ -721,14 +721,38 @@ mod tests {
         }
     }
 
+    /// `quorate serve --help`, unwrapped.
+    fn long_help() -> String {
+        use clap::{Args, Command};
+        ServeArgs::augment_args(Command::new("serve"))
+            .term_width(1000)
+            .render_long_help()
+            .to_string()
+    }
+
+    /// The help text of `--flag`.
+    fn help_of<'h>(help: &'h str, flag: &str) -> &'h str {
+        let section = help
+            .split(&format!("--{flag} "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("--{flag} in --help"));
+        section.split("\n  -").next().unwrap_or(section)
+    }
+
+    /// The least a one-node `serve` needs.
+    fn one_node() -> ServeArgs {
+        ServeArgs {
+            id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            initial_cluster: Some("1=a:1".into()),
+            ..ServeArgs::default()
+        }
+    }
+
     /// `--help` states the defaults in words; they must be the ones the code applies.
     #[test]
     fn help_states_the_defaults_the_code_applies() {
-        use clap::{Args, Command};
-        let help = ServeArgs::augment_args(Command::new("serve"))
-            .term_width(1000)
-            .render_long_help()
-            .to_string();
+        let help = long_help();
         for (flag, default) in [
             ("heartbeat-interval", defaults::HEARTBEAT_INTERVAL),
             ("election-timeout", defaults::ELECTION_TIMEOUT),
@@ -744,11 +768,7 @@ mod tests {
                 Duration::from_millis(DEFAULT_IDEMPOTENCY_WINDOW_MS),
             ),
         ] {
-            let section = help
-                .split(&format!("--{flag} "))
-                .nth(1)
-                .unwrap_or_else(|| panic!("--{flag} in --help"));
-            let section = section.split("\n  -").next().unwrap_or(section);
+            let section = help_of(&help, flag);
             let stated = format!("[default: {}]", display_duration(default));
             assert!(
                 section.contains(&stated),
@@ -822,12 +842,7 @@ mod tests {
 
     #[test]
     fn tracing_is_off_by_default_and_its_options_are_checked() {
-        let base = ServeArgs {
-            id: Some(1),
-            data_dir: Some("/tmp/x".into()),
-            initial_cluster: Some("1=a:1".into()),
-            ..ServeArgs::default()
-        };
+        let base = one_node();
         let config = base.resolve().unwrap();
         assert_eq!(config.otlp_endpoint, None);
         assert_eq!(config.otlp_sampling_ratio, DEFAULT_OTLP_SAMPLING_RATIO);
@@ -864,11 +879,7 @@ mod tests {
 
     #[test]
     fn help_states_the_default_limits() {
-        use clap::{Args, Command};
-        let help = ServeArgs::augment_args(Command::new("serve"))
-            .term_width(1000)
-            .render_long_help()
-            .to_string();
+        let help = long_help();
         for (flag, default) in [
             (
                 "max-concurrent-requests",
@@ -882,11 +893,7 @@ mod tests {
             ),
             ("max-pending-proposals", defaults::MAX_PENDING_PROPOSALS),
         ] {
-            let section = help
-                .split(&format!("--{flag} "))
-                .nth(1)
-                .unwrap_or_else(|| panic!("--{flag} in --help"));
-            let section = section.split("\n  -").next().unwrap_or(section);
+            let section = help_of(&help, flag);
             let stated = format!("[default: {default}]");
             assert!(section.contains(&stated), "--{flag} must say {stated}");
         }
@@ -894,12 +901,7 @@ mod tests {
 
     #[test]
     fn tls_flags_are_checked_together() {
-        let base = ServeArgs {
-            id: Some(1),
-            data_dir: Some("/tmp/x".into()),
-            initial_cluster: Some("1=a:1".into()),
-            ..ServeArgs::default()
-        };
+        let base = one_node();
         let config = base.resolve().unwrap();
         assert!(config.client_tls.is_none() && config.peer_tls.is_none());
         for (bad, says) in [

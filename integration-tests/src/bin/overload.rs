@@ -57,12 +57,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Resident memory of a process, in MiB.
 fn rss_mib(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    quorate_integration_tests::rss_bytes(pid as u32) as f64 / (1024.0 * 1024.0)
 }
 
 #[derive(Default)]

@@ -17,6 +17,7 @@ use clap::Parser;
 use futures_util::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::rss_bytes;
 use quorate_integration_tests::Cluster;
 
 #[derive(Parser, Debug)]
@@ -52,16 +53,6 @@ fn dir_bytes(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-/// Resident memory of a process, in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn mib(bytes: u64) -> String {
