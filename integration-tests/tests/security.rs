@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use quorate_integration_tests::client::{authorize, reason};
+use quorate_integration_tests::client::{authorize, reason, retryable};
 use quorate_integration_tests::{Cluster, Signal};
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::admin::{StatusRequest, StepDownRequest};
@@ -372,16 +372,24 @@ async fn mutual_tls_and_roles_guard_both_ports_and_certificates_reload() -> Resu
     // through handshakes with node 1's new certificate, and the cluster keeps writing.
     cluster.sigkill(2)?;
     cluster.restart(2)?;
+    // (Node 2 may have led: writes wait out the election, retried as any client would.)
+    cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let writer = tls_channel(&client_address, pki.client(Some("writer-app"))).await?;
     for i in 0..20 {
-        PaymentEventsClient::new(writer.clone())
-            .submit(authorize(
-                &format!("pay-reload-{i}"),
-                &format!("key-reload-{i}"),
-                5,
-            ))
-            .await
-            .with_context(|| format!("write {i} after the reload"))?;
+        let request = authorize(&format!("pay-reload-{i}"), &format!("key-reload-{i}"), 5);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match PaymentEventsClient::new(writer.clone())
+                .submit(request.clone())
+                .await
+            {
+                Ok(_) => break,
+                Err(status) if retryable(&status) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(status) => bail!("write {i} after the reload: {status:?}"),
+            }
+        }
     }
     let index = cluster.status(1).await.context("status")?.commit_index;
     cluster.wait_applied(index, Duration::from_secs(20)).await?;
