@@ -177,8 +177,7 @@ enum Kind {
 fn kind(path: &str) -> Kind {
     let (service, method) = crate::service_and_method(path);
     match (service, method) {
-        ("grpc.health.v1.Health", _) => Kind::Probe,
-        (s, _) if s.starts_with("grpc.reflection.") => Kind::Probe,
+        (s, _) if crate::is_probe(s) => Kind::Probe,
         ("quorate.payments.v1.PaymentEvents", "Watch") => Kind::Watch,
         _ => Kind::Unary,
     }

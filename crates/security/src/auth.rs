@@ -63,8 +63,7 @@ impl Role {
 pub fn required_role(path: &str) -> Option<Role> {
     let (service, method) = crate::service_and_method(path);
     match (service, method) {
-        ("grpc.health.v1.Health", _) => None,
-        (s, _) if s.starts_with("grpc.reflection.") => None,
+        (s, _) if crate::is_probe(s) => None,
         ("quorate.payments.v1.PaymentEvents", "Get" | "List" | "Watch") => Some(Role::Reader),
         ("quorate.payments.v1.PaymentEvents", "Submit") => Some(Role::Writer),
         ("quorate.payments.v1.Leases", _) => Some(Role::Writer),

@@ -43,6 +43,12 @@ pub(crate) fn refusal(status: tonic::Status) -> http::Response<tonic::body::Body
     status.into_http()
 }
 
+/// Services open to anyone and never limited: health checks and reflection (probes and
+/// `grpcurl` must work on an overloaded or locked-down node).
+pub(crate) fn is_probe(service: &str) -> bool {
+    service == "grpc.health.v1.Health" || service.starts_with("grpc.reflection.")
+}
+
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
 pub(crate) fn service_and_method(path: &str) -> (&str, &str) {
     let path = path.strip_prefix('/').unwrap_or(path);
