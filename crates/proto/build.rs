@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
         .bytes(".quorate.raft.v1")
+        // (A backup's chunks are slices of one image: no copy.)
+        .bytes(".quorate.admin.v1.SnapshotChunk")
         .file_descriptor_set_path(out.join("quorate_descriptor.bin"))
         .compile_with_config(config, &files, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());

@@ -217,6 +217,58 @@ impl Cluster {
         n: u64,
         namespaces: Option<Namespaces>,
         extra_args: Vec<String>,
+        env: impl FnMut(u64) -> Vec<(String, String)>,
+    ) -> Result<Cluster> {
+        let mut cluster = Cluster::configured(n, namespaces, extra_args, env)?;
+        cluster.start_all()?;
+        Ok(cluster)
+    }
+
+    /// `n` nodes on loopback, not started: the test readies their data directories (restores
+    /// a backup into them, say), then calls [`Cluster::start_all`].
+    pub fn unstarted(n: u64, extra_args: Vec<String>) -> Result<Cluster> {
+        Cluster::configured(n, None, extra_args, |_| Vec::new())
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> Result<()> {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.spawn(id)?;
+        }
+        Ok(())
+    }
+
+    /// The `--initial-cluster` the nodes are started with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
+    /// Runs `quoratectl` with `args` against the client ports of `ids`; returns whether it
+    /// succeeded, its stdout and its stderr (and echoes them, for the test's log).
+    pub async fn quoratectl(&self, ids: &[u64], args: &[&str]) -> (bool, String, String) {
+        let endpoints = ids
+            .iter()
+            .map(|id| self.nodes[id].spec.client.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut command = Command::new(binary("quoratectl"));
+        command
+            .args(["--endpoints", &endpoints, "--timeout", "10s"])
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        eprintln!("$ quoratectl {}\n{stdout}{stderr}", args.join(" "));
+        (output.status.success(), stdout, stderr)
+    }
+
+    fn configured(
+        n: u64,
+        namespaces: Option<Namespaces>,
+        extra_args: Vec<String>,
         mut env: impl FnMut(u64) -> Vec<(String, String)>,
     ) -> Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("quorate-it-").tempdir()?;
@@ -264,10 +316,6 @@ impl Cluster {
                     stopped: Cell::new(false),
                 },
             );
-        }
-        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
-        for id in ids {
-            cluster.spawn(id)?;
         }
         Ok(cluster)
     }

@@ -51,10 +51,10 @@ fn every_hop_of_the_write_path_names_a_function_that_exists() {
 #[test]
 fn the_hop_check_reports_a_function_that_is_gone() {
     let table = "| Hop | File | Function |\n| --- | --- | --- |\n\
-                 | x | `crates/node/src/driver.rs` | `process_ready` |\n\
-                 | y | `crates/node/src/driver.rs` | `process_everything` |\n";
+                 | x | `crates/node/src/driver/mod.rs` | `process_ready` |\n\
+                 | y | `crates/node/src/driver/mod.rs` | `process_everything` |\n";
     assert_eq!(
         missing(&root(), &hops(table)),
-        vec!["crates/node/src/driver.rs: fn process_everything".to_string()]
+        vec!["crates/node/src/driver/mod.rs: fn process_everything".to_string()]
     );
 }

@@ -6,7 +6,6 @@
 //! longest pause between two acknowledged writes is measured.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use quorate_integration_tests::client::{
     all_events, authorize, write_authorizations, Clients, Pick,
 };
-use quorate_integration_tests::{binary, Cluster};
+use quorate_integration_tests::Cluster;
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_client::AdminClient;
 
@@ -78,27 +77,6 @@ async fn write_until(
 async fn acknowledged_writes(cluster: &Cluster, prefix: &str, n: usize) -> Vec<String> {
     write_authorizations(cluster, prefix, n, 3).await;
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-/// Runs `quoratectl` with `args` against the client ports of `ids`; returns its exit status
-/// success, stdout and stderr.
-async fn quoratectl(cluster: &Cluster, ids: &[u64], args: &[&str]) -> (bool, String, String) {
-    let endpoints = ids
-        .iter()
-        .map(|id| cluster.nodes[id].spec.client.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut command = Command::new(binary("quoratectl"));
-    command
-        .args(["--endpoints", &endpoints, "--timeout", "10s"])
-        .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    eprintln!("$ quoratectl {}\n{stdout}{stderr}", args.join(" "));
-    (output.status.success(), stdout, stderr)
 }
 
 async fn members(cluster: &Cluster, via: u64) -> pb::ListMembersResponse {
@@ -166,21 +144,21 @@ async fn replace_swaps_a_node_for_a_new_one_while_writing_and_the_old_one_is_ref
     let (written, replaced) = tokio::join!(writer, async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let peer_url = cluster.nodes[&4].spec.peer.clone();
-        let result = quoratectl(
-            &cluster,
-            &stays,
-            &[
-                "members",
-                "replace",
-                "--old",
-                &old.to_string(),
-                "--new",
-                "4",
-                "--peer-url",
-                &peer_url,
-            ],
-        )
-        .await;
+        let result = cluster
+            .quoratectl(
+                &stays,
+                &[
+                    "members",
+                    "replace",
+                    "--old",
+                    &old.to_string(),
+                    "--new",
+                    "4",
+                    "--peer-url",
+                    &peer_url,
+                ],
+            )
+            .await;
         // The clients move to the new membership; writes go on a little longer.
         *targets.lock().unwrap() = stays.iter().copied().chain([4]).collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -273,24 +251,21 @@ async fn three_to_five_to_three_voters_removing_the_leader_while_writing() {
     let (written, removed) = tokio::join!(writer, async {
         for id in [4u64, 5] {
             let peer = cluster.nodes[&id].spec.peer.clone();
-            let (ok, _, err) = quoratectl(
-                &cluster,
-                &[1, 2, 3],
-                &["members", "add", &id.to_string(), "--peer-url", &peer],
-            )
-            .await;
+            let (ok, _, err) = cluster
+                .quoratectl(
+                    &[1, 2, 3],
+                    &["members", "add", &id.to_string(), "--peer-url", &peer],
+                )
+                .await;
             assert!(ok, "{err}");
         }
         for id in [4u64, 5] {
             // Refused until caught up; retried like `replace` does.
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let (ok, _, err) = quoratectl(
-                    &cluster,
-                    &[1, 2, 3],
-                    &["members", "promote", &id.to_string()],
-                )
-                .await;
+                let (ok, _, err) = cluster
+                    .quoratectl(&[1, 2, 3], &["members", "promote", &id.to_string()])
+                    .await;
                 if ok {
                     break;
                 }
@@ -317,8 +292,9 @@ async fn three_to_five_to_three_voters_removing_the_leader_while_writing() {
                 .into_iter()
                 .filter(|v| !removed.contains(v) && *v != id)
                 .collect();
-            let (ok, _, err) =
-                quoratectl(&cluster, &via, &["members", "remove", &id.to_string()]).await;
+            let (ok, _, err) = cluster
+                .quoratectl(&via, &["members", "remove", &id.to_string()])
+                .await;
             assert!(ok, "{err}");
             removed.push(id);
             targets.lock().unwrap().retain(|&t| t != id);
@@ -369,7 +345,7 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     // The report names it unreachable and says how to replace it; the operator follows it.
     let stays: Vec<u64> = (1..=3).filter(|&id| id != lost).collect();
     tokio::time::sleep(ELECTION_TIMEOUT).await;
-    let (_, report, _) = quoratectl(&cluster, &stays, &["split-brain", "report"]).await;
+    let (_, report, _) = cluster.quoratectl(&stays, &["split-brain", "report"]).await;
     let advice = format!("quoratectl members replace --old {lost} --new 4 --peer-url");
     assert!(report.contains(&advice), "{report}");
     assert!(report.contains("--id 4"), "{report}");
@@ -378,21 +354,21 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
     let follower = stays.iter().copied().find(|&id| id != leader).unwrap();
     cluster.start_joining(4, &[follower]).unwrap();
     let peer_url = cluster.nodes[&4].spec.peer.clone();
-    let (ok, _, err) = quoratectl(
-        &cluster,
-        &stays,
-        &[
-            "members",
-            "replace",
-            "--old",
-            &lost.to_string(),
-            "--new",
-            "4",
-            "--peer-url",
-            &peer_url,
-        ],
-    )
-    .await;
+    let (ok, _, err) = cluster
+        .quoratectl(
+            &stays,
+            &[
+                "members",
+                "replace",
+                "--old",
+                &lost.to_string(),
+                "--new",
+                "4",
+                "--peer-url",
+                &peer_url,
+            ],
+        )
+        .await;
     assert!(ok, "{err}");
     acknowledged.extend(acknowledged_writes(&cluster, "after", 10).await);
     let mut members_now = stays.clone();
@@ -419,18 +395,18 @@ async fn a_node_whose_disk_was_lost_is_replaced_by_a_fresh_member() {
         "{}",
         cluster.log_tails(20)
     );
-    let (ok, _, err) = quoratectl(
-        &cluster,
-        &stays,
-        &[
-            "members",
-            "add",
-            &lost.to_string(),
-            "--peer-url",
-            "127.0.0.1:1",
-        ],
-    )
-    .await;
+    let (ok, _, err) = cluster
+        .quoratectl(
+            &stays,
+            &[
+                "members",
+                "add",
+                &lost.to_string(),
+                "--peer-url",
+                "127.0.0.1:1",
+            ],
+        )
+        .await;
     assert!(!ok);
     assert!(err.contains("removed") && err.contains("node_id"), "{err}");
 }
@@ -449,18 +425,18 @@ async fn a_member_moves_to_a_new_peer_address() {
     cluster.sigkill(moved).unwrap();
     let new_address = format!("127.0.0.1:{}", quorate_integration_tests::free_port());
     let others: Vec<u64> = (1..=3).filter(|&id| id != moved).collect();
-    let (ok, out, err) = quoratectl(
-        &cluster,
-        &others,
-        &[
-            "members",
-            "update",
-            &moved.to_string(),
-            "--peer-url",
-            &new_address,
-        ],
-    )
-    .await;
+    let (ok, out, err) = cluster
+        .quoratectl(
+            &others,
+            &[
+                "members",
+                "update",
+                &moved.to_string(),
+                "--peer-url",
+                &new_address,
+            ],
+        )
+        .await;
     assert!(ok, "{err}");
     assert!(out.contains(&new_address), "{out}");
     acknowledged.extend(acknowledged_writes(&cluster, "while-moving", 10).await);

@@ -220,3 +220,228 @@ async fn bad_snapshots_are_refused_with_a_reason_and_change_nothing() {
     write_some(&cluster, "after", 5).await;
     all_applied_and_equal(&cluster, 10).await;
 }
+
+/// `quoratectl -o json` output, one document.
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The state of payment `id` on node `on` (linearizable), or the gRPC code it failed with.
+async fn payment(cluster: &Cluster, on: u64, id: &str) -> Result<(i32, i64), tonic::Code> {
+    let mut client = cluster.payments(on).await.unwrap();
+    client
+        .get(quorate_proto::payments::GetRequest {
+            payment_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| {
+            let p = r.into_inner().payment.unwrap_or_default();
+            (p.state, p.authorized_minor)
+        })
+        .map_err(|s| s.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_a_new_cluster_that_the_old_members_cannot_reach() {
+    let _serial = SERIAL.lock().await;
+    let mut old =
+        Cluster::start_with_args(3, quorate_integration_tests::frequent_compactions()).unwrap();
+    let leader = old.wait_for_leader(Duration::from_secs(15)).await.unwrap();
+    write_some(&old, "saved", 60).await;
+
+    // A snapshot on demand compacts every node's log and shows in Status.
+    let (ok, stdout, _) = old
+        .quoratectl(&[1, 2, 3], &["-o", "json", "snapshot", "take"])
+        .await;
+    assert!(ok, "snapshot take failed");
+    for (line, id) in stdout.lines().zip(1..) {
+        let taken = json(line);
+        let status = old.status(id).await.unwrap();
+        assert_eq!(
+            status.snapshot_index,
+            taken["index"].as_u64().unwrap(),
+            "{line}"
+        );
+        assert_eq!(
+            status.first_log_index,
+            taken["first_log_index"].as_u64().unwrap()
+        );
+        assert!(
+            status.first_log_index > 1,
+            "node {id} compacted nothing: {line}"
+        );
+        assert!(status.log_size_bytes > 0, "node {id} reports no log size");
+    }
+
+    // A backup from a follower, checked and described.
+    let follower = if leader == 1 { 2 } else { 1 };
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("backup.qbk");
+    let file_arg = file.to_str().unwrap();
+    let (ok, stdout, _) = old
+        .quoratectl(&[follower], &["-o", "json", "snapshot", "save", file_arg])
+        .await;
+    assert!(ok, "snapshot save failed");
+    let saved = json(&stdout);
+    let index = saved["index"].as_u64().unwrap();
+    let events_hash = saved["events_hash"].as_str().unwrap().to_string();
+    let (ok, stdout, _) = old
+        .quoratectl(&[follower], &["-o", "json", "snapshot", "status", file_arg])
+        .await;
+    assert!(ok);
+    assert_eq!(json(&stdout)["sha256"], saved["sha256"]);
+    // The old cluster's own hash at that index is what the backup says.
+    let old_hashes = hashes(&old, index).await;
+    assert!(
+        old_hashes.iter().all(|h| h.2 == events_hash),
+        "{old_hashes:?} vs {events_hash}"
+    );
+    // Written after the backup: not in the restored cluster.
+    write_some(&old, "later", 5).await;
+
+    // A damaged copy restores nothing, and leaves no directory behind.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let damaged = files.path().join("damaged.qbk");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let nowhere = files.path().join("nowhere");
+    let (ok, _, stderr) = old
+        .quoratectl(
+            &[follower],
+            &[
+                "snapshot",
+                "restore",
+                damaged.to_str().unwrap(),
+                "--data-dir",
+                nowhere.to_str().unwrap(),
+                "--id",
+                "1",
+                "--initial-cluster",
+                old.initial_cluster(),
+            ],
+        )
+        .await;
+    assert!(!ok && stderr.contains("SHA-256"), "{stderr}");
+    assert!(!nowhere.exists());
+
+    // Every member of the new cluster from the same file and the same --initial-cluster.
+    let mut new = Cluster::unstarted(3, Vec::new()).unwrap();
+    for id in 1..=3u64 {
+        let data_dir = new.nodes[&id].spec.data_dir.clone();
+        let (ok, stdout, stderr) = new
+            .quoratectl(
+                &[id],
+                &[
+                    "-o",
+                    "json",
+                    "snapshot",
+                    "restore",
+                    file_arg,
+                    "--data-dir",
+                    data_dir.to_str().unwrap(),
+                    "--id",
+                    &id.to_string(),
+                    "--initial-cluster",
+                    new.initial_cluster(),
+                ],
+            )
+            .await;
+        assert!(ok, "restore of member {id}: {stderr}");
+        let restored = json(&stdout);
+        assert_eq!(restored["index"].as_u64(), Some(index));
+        assert_eq!(restored["events_hash"].as_str(), Some(events_hash.as_str()));
+        // A second restore into the same directory is refused.
+        let (again, _, stderr) = new
+            .quoratectl(
+                &[id],
+                &[
+                    "snapshot",
+                    "restore",
+                    file_arg,
+                    "--data-dir",
+                    data_dir.to_str().unwrap(),
+                    "--id",
+                    &id.to_string(),
+                    "--initial-cluster",
+                    new.initial_cluster(),
+                ],
+            )
+            .await;
+        assert!(!again && stderr.contains("not empty"), "{stderr}");
+    }
+    new.start_all().unwrap();
+    let new_leader = new
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", new.log_tails(30)));
+    let new_status = new.status(new_leader).await.unwrap();
+    let old_status = old.status(leader).await.unwrap();
+    assert_ne!(
+        new_status.cluster_id, old_status.cluster_id,
+        "a new cluster id"
+    );
+    assert!(
+        new_status.term > saved["term"].as_u64().unwrap(),
+        "terms go on"
+    );
+
+    // The same events at the backup's index on every new member, every saved payment, none
+    // of the later ones; and it takes writes.
+    let new_hashes = hashes(&new, index).await;
+    assert_eq!(new_hashes.len(), 3);
+    assert!(
+        new_hashes.iter().all(|h| h.2 == events_hash),
+        "{new_hashes:?} vs {events_hash}"
+    );
+    for i in 0..60 {
+        let id = format!("saved-{i}");
+        assert_eq!(
+            payment(&new, new_leader, &id).await,
+            payment(&old, leader, &id).await,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        payment(&new, new_leader, "later-0").await,
+        Err(tonic::Code::NotFound)
+    );
+    write_some(&new, "restored", 5).await;
+
+    // A member of the old cluster pointed at the new one is refused: it cannot vote there
+    // or take it over, and says why.
+    let term_before = new.status(new_leader).await.unwrap().term;
+    old.sigkill(3).unwrap();
+    let port = || format!("127.0.0.1:{}", quorate_integration_tests::free_port());
+    let stray_log = files.path().join("stray.log");
+    let mut stray = std::process::Command::new(quorate_integration_tests::binary("quorate"))
+        .arg("serve")
+        .args(["--id", "3", "--data-dir"])
+        .arg(&old.nodes[&3].spec.data_dir)
+        .args(["--listen-client", &port()])
+        .args(["--listen-peer", &port()])
+        .args(["--listen-metrics", &port()])
+        .args(["--initial-cluster", new.initial_cluster()])
+        .env("QUORATE_LOG", "info")
+        .stdout(std::fs::File::create(&stray_log).unwrap())
+        .stderr(std::fs::File::create(files.path().join("stray.err")).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = stray.kill();
+    let _ = stray.wait();
+    let stray_output = std::fs::read_to_string(&stray_log).unwrap()
+        + &std::fs::read_to_string(files.path().join("stray.err")).unwrap();
+    let logs: String = (1..=3).map(|id| new.log(id)).collect();
+    assert!(
+        logs.contains("of another cluster") && logs.contains("CLUSTER_MISMATCH"),
+        "no member of the new cluster logged the refusal; the stray said:\n{stray_output}"
+    );
+    let after = new.status(new_leader).await.unwrap();
+    assert_eq!(
+        after.term, term_before,
+        "the old member disturbed the new cluster"
+    );
+    assert_eq!(after.leader_id, new_leader);
+}

@@ -427,35 +427,9 @@ pub fn id_from_hostname(name: &str) -> Result<NodeId> {
     Ok(ordinal + 1)
 }
 
-/// Parses `1=host:port,2=host:port`.
+/// Parses `1=host:port,2=host:port` (see [`quorate_node::parse_initial_cluster`]).
 pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<NodeId, String>> {
-    let mut members = BTreeMap::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, address) = part
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("--initial-cluster: {id:?} is not a node id (a number)"))?;
-        if id == 0 {
-            bail!("--initial-cluster: node ids start at 1");
-        }
-        let address = address.trim();
-        if address
-            .rsplit_once(':')
-            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-        {
-            bail!("--initial-cluster: {address:?} (node {id}) is not HOST:PORT");
-        }
-        if members.insert(id, address.to_string()).is_some() {
-            bail!("--initial-cluster: node {id} is listed twice");
-        }
-    }
-    if members.is_empty() {
-        bail!("--initial-cluster is empty");
-    }
-    Ok(members)
+    quorate_node::parse_initial_cluster(text).map_err(anyhow::Error::msg)
 }
 
 impl ServeArgs {

@@ -109,13 +109,18 @@ pub struct Context {
 impl Context {
     /// A connection to one endpoint (connects now, so an unreachable node fails fast).
     pub async fn channel(&self, endpoint: &str) -> Result<Conn> {
+        self.channel_with_timeout(endpoint, self.timeout).await
+    }
+
+    /// [`Self::channel`] with its own deadline per call (a long stream).
+    pub async fn channel_with_timeout(&self, endpoint: &str, timeout: Duration) -> Result<Conn> {
         let address = endpoint
             .split_once("://")
             .map_or(endpoint, |(_, address)| address);
         let builder = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| anyhow!("{endpoint}: {e}"))?
             .connect_timeout(self.timeout.min(Duration::from_secs(2)))
-            .timeout(self.timeout);
+            .timeout(timeout);
         let connected = match &self.security.tls {
             Some(tls) => {
                 builder

@@ -1,10 +1,12 @@
 //! `quoratectl`: operate and use a Quorate cluster.
 
 mod admin;
+mod backup_file;
 mod client;
 mod members;
 mod output;
 mod payment;
+mod snapshot;
 mod status;
 
 use std::process::ExitCode;
@@ -88,6 +90,9 @@ enum Command {
     /// Who leads, who is cut off, whose data diverged, and what to do about it.
     #[command(subcommand, name = "split-brain")]
     SplitBrain(admin::SplitBrainCommand),
+    /// Snapshots and backups: take one now, save a backup, check one, restore a new cluster.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
             Command::Leader(command) => admin::leader(&ctx, command).await,
             Command::Hash { index } => admin::hash(&ctx, index).await,
             Command::SplitBrain(command) => admin::split_brain(&ctx, command).await,
+            Command::Snapshot(command) => snapshot::run(&ctx, command).await,
         }
     });
     match result {

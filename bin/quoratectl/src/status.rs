@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use indicatif::HumanBytes;
 use quorate_proto::admin as pb;
 use serde_json::json;
 
@@ -66,7 +67,9 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "leader": s.leader_id, "commit_index": s.commit_index,
                     "applied_index": s.applied_index, "last_log_index": s.last_log_index,
                     "first_log_index": s.first_log_index,
+                    "snapshot_index": s.snapshot_index,
                     "data_size_bytes": s.data_size_bytes,
+                    "log_size_bytes": s.log_size_bytes,
                     "lease_remaining_ms": s.lease_remaining_ms, "has_leader": s.has_leader,
                     "quorum_active": s.quorum_active,
                     "rejoining_after_term": s.rejoining_after_term,
@@ -97,6 +100,8 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
             "RAFT TERM",
             "COMMIT",
             "APPLIED",
+            "SNAPSHOT",
+            "LOG",
             "LEADER",
             "LEASE",
             "ERRORS",
@@ -112,6 +117,13 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     s.term.to_string(),
                     s.commit_index.to_string(),
                     s.applied_index.to_string(),
+                    s.snapshot_index.to_string(),
+                    format!(
+                        "{}..{} ({})",
+                        s.first_log_index,
+                        s.last_log_index,
+                        HumanBytes(s.log_size_bytes)
+                    ),
                     if s.leader_id == 0 {
                         "none".into()
                     } else {
@@ -126,7 +138,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                 ],
                 Err(e) => {
                     let mut row = vec![endpoint.clone()];
-                    row.extend(std::iter::repeat_n("-".to_string(), 8));
+                    row.extend(std::iter::repeat_n("-".to_string(), header.len() - 2));
                     row.push(e.clone());
                     row
                 }

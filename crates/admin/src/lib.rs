@@ -15,6 +15,7 @@ pub mod corruption;
 mod peer;
 pub mod report;
 mod service;
+mod snapshot;
 mod status;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use quorate_proto::admin::admin_server::AdminServer;
 use tokio::sync::watch;
 
 pub use peer::AdminPeer;
+pub use snapshot::{backup_chunks, CHUNK_BYTES};
 pub use status::{peer_views, role_to_proto, status_to_proto};
 
 /// Reads the application's counters (the admin crate does not know the application).
@@ -110,10 +112,7 @@ impl AdminService {
 
     /// This node's status, as `Admin.Status` and probes report it.
     pub async fn local_status(&self) -> pb::StatusResponse {
-        let store = self.inner.store.clone();
-        let size = tokio::task::spawn_blocking(move || store.data_size_bytes().unwrap_or(0))
-            .await
-            .unwrap_or(0);
+        let (size, log_size) = self.sizes().await;
         let mut status = status_to_proto(
             &self.inner.node,
             &self.inner.node.status(),
@@ -121,11 +120,25 @@ impl AdminService {
             (self.inner.counters)(),
             size,
         );
+        status.log_size_bytes = log_size;
         let offsets = self.clock_offsets();
         for peer in &mut status.peers {
             peer.clock_offset_ms = offsets.get(&peer.node_id).copied();
         }
         status
+    }
+
+    /// The bytes of the whole store and of its Raft log (0 when unreadable: they inform).
+    async fn sizes(&self) -> (u64, u64) {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            (
+                store.data_size_bytes().unwrap_or(0),
+                store.log_size_bytes().unwrap_or(0),
+            )
+        })
+        .await
+        .unwrap_or((0, 0))
     }
 
     /// Each peer's wall clock minus this node's, in milliseconds, as the last probe that

@@ -246,6 +246,24 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type SaveSnapshotStream = crate::snapshot::ChunkStream;
+
+    #[tracing::instrument(name = "Admin.Snapshot", skip_all)]
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        self.snapshot_now().await.map(Response::new)
+    }
+
+    #[tracing::instrument(name = "Admin.SaveSnapshot", skip_all)]
+    async fn save_snapshot(
+        &self,
+        _request: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        self.backup_stream().await.map(Response::new)
+    }
+
     #[tracing::instrument(name = "Admin.Status", skip_all)]
     async fn status(
         &self,

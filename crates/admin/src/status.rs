@@ -71,6 +71,7 @@ pub fn status_to_proto(
         commit_index: raft.commit_index,
         applied_index: raft.applied_index,
         first_log_index: raft.first_log_index,
+        snapshot_index: status.snapshot_index,
         last_log_index: raft.last_log_index,
         last_log_term: raft.last_log_term,
         persisted_index: raft.persisted_index,
@@ -102,5 +103,7 @@ pub fn status_to_proto(
         membership_index: status.membership_index,
         removed: status.is_removed(),
         removed_ids: status.removed.iter().copied().collect(),
+        // Filled in by the admin service, which reads the store.
+        log_size_bytes: 0,
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use rocksdb::properties::TOTAL_SST_FILES_SIZE;
+use rocksdb::properties::{CUR_SIZE_ALL_MEM_TABLES, TOTAL_SST_FILES_SIZE};
 
 use crate::error::{LogStoreError, Result};
 use crate::store::{rocksdb_error, LogStore};
@@ -39,6 +39,23 @@ impl LogStore {
                     Err(error) => return Err(directory_error(error)),
                 }
             }
+        }
+        Ok(total)
+    }
+
+    /// The bytes of the Raft log: the SST files of its column family plus its memtables
+    /// (whose entries the write-ahead log holds until they are flushed). What compaction
+    /// behind a snapshot frees, once RocksDB has compacted the deleted range away.
+    pub fn log_size_bytes(&self) -> Result<u64> {
+        let inner = &self.inner;
+        let handle = inner.log_column_family();
+        let mut total = 0;
+        for property in [TOTAL_SST_FILES_SIZE, CUR_SIZE_ALL_MEM_TABLES] {
+            total += inner
+                .db
+                .property_int_value_cf(handle, property)
+                .map_err(rocksdb_error("read the log's size", &inner.path))?
+                .unwrap_or(0);
         }
         Ok(total)
     }

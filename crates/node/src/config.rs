@@ -142,6 +142,40 @@ impl NodeConfig {
     }
 }
 
+/// Parses `--initial-cluster`: `1=host:port,2=host:port` (ids from 1, each once, every
+/// address with a port). The error names the flag and the part that is wrong.
+pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut members = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, address) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("--initial-cluster: {id:?} is not a node id (a number)"))?;
+        if id == 0 {
+            return Err("--initial-cluster: node ids start at 1".into());
+        }
+        let address = address.trim();
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "--initial-cluster: {address:?} (node {id}) is not HOST:PORT"
+            ));
+        }
+        if members.insert(id, address.to_string()).is_some() {
+            return Err(format!("--initial-cluster: node {id} is listed twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("--initial-cluster is empty".into());
+    }
+    Ok(members)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! as a status with a `google.rpc.ErrorInfo` detail (domain `quorate`) whose reason clients
 //! can match on.
 
-use quorate_raft_core::NodeId;
+use quorate_raft_core::{Error as RaftError, NodeId};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -57,6 +57,10 @@ pub enum NodeError {
         /// Which limit, and its value.
         reason: String,
     },
+    /// The node cannot do this now, but will soon (a snapshot streams to a follower, nothing
+    /// was applied yet); nothing was done. Retrying shortly is safe.
+    #[error("busy: {0}; retry shortly")]
+    Busy(String),
     /// A learner to promote is not caught up yet.
     #[error(
         "node {id} is not caught up yet: its log matches the leader's up to index {match_index}, \
@@ -106,6 +110,7 @@ impl NodeError {
             NodeError::MembershipRefused(_) => reason::MEMBERSHIP_CHANGE_REFUSED,
             NodeError::LearnerBehind { .. } => reason::LEARNER_BEHIND,
             NodeError::Overloaded { .. } => reason::RESOURCE_EXHAUSTED,
+            NodeError::Busy(_) => reason::BUSY,
         }
     }
 
@@ -222,6 +227,13 @@ impl NodeError {
                     .unwrap_or(&message)
                     .to_string(),
             },
+            Some(reason::BUSY) => NodeError::Busy(
+                message
+                    .strip_prefix("busy: ")
+                    .and_then(|m| m.strip_suffix("; retry shortly"))
+                    .unwrap_or(&message)
+                    .to_string(),
+            ),
             Some(reason::LEARNER_BEHIND) => {
                 let info = info.as_ref().expect("present");
                 let number = |key: &str| {
@@ -247,6 +259,51 @@ impl NodeError {
     }
 }
 
+/// What a refusal of the Raft core means for the caller (`leader_address` names a known
+/// leader's peer address).
+pub(crate) fn raft_error(
+    e: RaftError,
+    leader_address: impl Fn(NodeId) -> Option<String>,
+) -> NodeError {
+    match e {
+        RaftError::NotLeader {
+            leader_hint: Some(leader),
+        } => NodeError::NotLeader {
+            leader: Some(leader),
+            address: leader_address(leader),
+        },
+        RaftError::NotLeader { leader_hint: None } => NodeError::NoQuorum {
+            reason: "this node knows no leader".into(),
+        },
+        RaftError::NoQuorum => NodeError::NoQuorum {
+            reason: "this node lost contact with a majority (check-quorum) and knows no leader"
+                .into(),
+        },
+        RaftError::TransferInProgress { target } => NodeError::NoQuorum {
+            reason: format!("leadership is being handed to node {target}; retry shortly"),
+        },
+        RaftError::InvalidTransferTarget { target, reason } => {
+            NodeError::Invalid(format!("cannot hand leadership to node {target}: {reason}"))
+        }
+        RaftError::ProposalTooLarge { size, max } => {
+            NodeError::Invalid(format!("command of {size} bytes exceeds {max} bytes"))
+        }
+        RaftError::MembershipChangeRefused { reason } => NodeError::MembershipRefused(reason),
+        RaftError::LearnerBehind {
+            id,
+            match_index,
+            last_index,
+            max_lag,
+        } => NodeError::LearnerBehind {
+            id,
+            match_index,
+            last_index,
+            max_lag,
+        },
+        other => NodeError::Internal(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +324,7 @@ mod tests {
             NodeError::Overloaded {
                 reason: "8192 proposals pending".into(),
             },
+            NodeError::Busy("a snapshot streams to node 3".into()),
             NodeError::LearnerBehind {
                 id: 4,
                 match_index: 10,
@@ -286,6 +344,7 @@ mod tests {
                 NodeError::Invalid(_)
                     | NodeError::MembershipRefused(_)
                     | NodeError::Overloaded { .. }
+                    | NodeError::Busy(_)
             ) {
                 assert_eq!(back, error, "no doubled prefix");
             }

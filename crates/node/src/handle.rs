@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorate_raft_core::{Index, Message, NoContact, NodeId, Payload, ReadMode, Role, Term};
+use quorate_raft_core::{
+    Index, Message, NoContact, NodeId, Payload, ReadMode, Role, Snapshot, Term,
+};
 use quorate_transport::{PeerStats, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -63,7 +65,29 @@ pub(crate) enum Input {
         ops: Vec<MemberOp>,
         reply: oneshot::Sender<Result<Applied, NodeError>>,
     },
+    /// An operator asks for a snapshot now: compact the log behind the applied index.
+    TakeSnapshot {
+        reply: oneshot::Sender<Result<SnapshotTaken, NodeError>>,
+    },
+    /// Read a consistent image of the machine, for a backup.
+    Backup {
+        reply: oneshot::Sender<Result<Snapshot, NodeError>>,
+    },
 }
+
+/// A snapshot an operator asked for ([`NodeHandle::take_snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotTaken {
+    /// The index it is of (the applied index when it was taken).
+    pub index: Index,
+    /// The term of the entry at `index`.
+    pub term: Term,
+    /// The first index still in the log afterwards.
+    pub first_log_index: Index,
+}
+
+/// How long reading a backup image may take before the call gives up.
+const BACKUP_DEADLINE: Duration = Duration::from_secs(120);
 
 pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
@@ -365,6 +389,29 @@ impl NodeHandle {
             |reply| Input::StepDown { reply },
             self.shared.config.request_timeout,
             || NodeError::Internal("the node did not answer".into()),
+        )
+        .await
+    }
+
+    /// Takes a snapshot on this node now (whatever its role): its log is compacted behind its
+    /// applied index, keeping the catch-up margin. Refused while a snapshot streams to a
+    /// follower (the entries after it must stay), and on a node that applied nothing.
+    pub async fn take_snapshot(&self) -> Result<SnapshotTaken, NodeError> {
+        self.ask(
+            |reply| Input::TakeSnapshot { reply },
+            self.shared.config.request_timeout,
+            || NodeError::Internal("the node did not answer".into()),
+        )
+        .await
+    }
+
+    /// Reads a consistent image of this node's machine, read off the node's loop while it goes
+    /// on, with the snapshot metadata (term, membership) of the index the image is of.
+    pub async fn backup(&self) -> Result<Snapshot, NodeError> {
+        self.ask(
+            |reply| Input::Backup { reply },
+            BACKUP_DEADLINE,
+            || NodeError::Internal("reading the image took too long".into()),
         )
         .await
     }

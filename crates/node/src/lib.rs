@@ -30,6 +30,7 @@ mod handle;
 mod join;
 mod members;
 mod peer;
+mod restore;
 mod state_machine;
 mod status;
 
@@ -40,14 +41,15 @@ use quorate_raft_core::{RawNode, Storage};
 use quorate_transport::{StatsTable, Transport, TransportConfig};
 use tokio::sync::{mpsc, watch};
 
-pub use config::{defaults, NodeConfig};
+pub use config::{defaults, parse_initial_cluster, NodeConfig};
 pub use driver::wall_clock_ms;
 pub use error::{error_status, NodeError, ERROR_DOMAIN};
-pub use handle::{Applied, NodeHandle};
+pub use handle::{Applied, NodeHandle, SnapshotTaken};
 pub use join::{prepare_store, StartingPeer};
 pub use members::{MemberOp, MemberTable};
 pub use peer::{NodePeer, OperatorRpcs};
 pub use quorate_raft_core::bootstrap::ClusterState;
+pub use restore::{restore_store, restored_cluster_id};
 pub use state_machine::{ImageReader, ProposalTime, StateMachine};
 pub use status::NodeStatus;
 
@@ -121,6 +123,7 @@ pub fn start<SM: StateMachine>(
         stopping: false,
         corrupt: None,
         writes_held: None,
+        snapshot_index,
         published_at: std::time::Instant::now(),
     };
     let (status_tx, status_rx) = watch::channel(initial);

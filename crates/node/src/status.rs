@@ -28,6 +28,8 @@ pub struct NodeStatus {
     /// Set while the corruption check finds replicas that disagree with no majority among
     /// them: writes are refused with this reason until they agree again.
     pub writes_held: Option<String>,
+    /// The index of the last snapshot the log was compacted behind (0: never).
+    pub snapshot_index: u64,
     /// When the Ready loop published this status: it does so at least every tick, so an old
     /// one means the loop is wedged (see `/livez`).
     pub published_at: Instant,

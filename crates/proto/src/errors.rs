@@ -51,6 +51,9 @@ pub mod reason {
     /// says how long to wait before trying again, here or on another node
     /// (RESOURCE_EXHAUSTED).
     pub const RESOURCE_EXHAUSTED: &str = "RESOURCE_EXHAUSTED";
+    /// The node cannot do this now but will soon (a snapshot streams to a follower, nothing
+    /// was applied yet): nothing was done; retry shortly (UNAVAILABLE).
+    pub const BUSY: &str = "BUSY";
     /// The caller has no valid client certificate or bearer token (UNAUTHENTICATED).
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     /// The caller's identity lacks the role the method needs; metadata names the `identity`,
@@ -73,7 +76,8 @@ pub fn retryable(reason: Option<&str>, code: Code) -> bool {
             | reason::NOT_LEADER
             | reason::SHUTTING_DOWN
             | reason::CORRUPT
-            | reason::RESOURCE_EXHAUSTED,
+            | reason::RESOURCE_EXHAUSTED
+            | reason::BUSY,
         ) => true,
         Some(_) => false,
         None => matches!(
@@ -96,6 +100,7 @@ mod tests {
             reason::SHUTTING_DOWN,
             reason::CORRUPT,
             reason::RESOURCE_EXHAUSTED,
+            reason::BUSY,
         ] {
             assert!(retryable(Some(reason), Code::Unavailable), "{reason}");
         }

@@ -77,7 +77,13 @@ pub struct RaftService<H> {
     snapshot_slot: Arc<tokio::sync::Semaphore>,
     /// Peer TLS is on: every sender presents a certificate, which must name its member.
     peer_tls: bool,
+    /// When a request from another cluster was last logged (at most one line per
+    /// [`MISMATCH_LOG_EVERY`]: a stray node sends many).
+    mismatch_logged: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often requests from another cluster are logged, at most.
+const MISMATCH_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<H: PeerHandler> RaftService<H> {
     /// A service for `node_id` of `cluster_id`, refusing the senders `directory` says were
@@ -99,6 +105,7 @@ impl<H: PeerHandler> RaftService<H> {
             stats,
             snapshot_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             peer_tls: false,
+            mismatch_logged: Default::default(),
         }
     }
 
@@ -156,6 +163,7 @@ impl<H: PeerHandler> RaftService<H> {
                  --initial-cluster belongs to another cluster",
                 h.cluster_id, self.cluster_id
             );
+            self.log_mismatch(h, &message);
             let details = ErrorDetails::with_error_info(
                 reason::CLUSTER_MISMATCH,
                 ERROR_DOMAIN,
@@ -199,6 +207,25 @@ impl<H: PeerHandler> RaftService<H> {
         }
         self.check_certificate(conn, h.from)?;
         Ok(h)
+    }
+
+    /// Logs a request from another cluster, at most once every [`MISMATCH_LOG_EVERY`].
+    fn log_mismatch(&self, h: &pb::Header, message: &str) {
+        let mut last = self
+            .mismatch_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < MISMATCH_LOG_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(
+            from = h.from,
+            reason = reason::CLUSTER_MISMATCH,
+            "refused a peer request from node {} of another cluster ({message}); a node of an \
+             old or other cluster points at this one: stop it, or fix its --initial-cluster",
+            h.from
+        );
     }
 
     /// With peer TLS, a sender's certificate (verified against the trusted CA by the

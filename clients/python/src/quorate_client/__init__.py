@@ -7,7 +7,7 @@
     print(client.get("pay-1").state)
 
 Writes follow the contract's one retry rule (the same as `quoratectl`'s): a write that failed
-with OUTCOME_UNKNOWN, NO_QUORUM, NOT_LEADER, SHUTTING_DOWN, CORRUPT or RESOURCE_EXHAUSTED, or
+with OUTCOME_UNKNOWN, NO_QUORUM, NOT_LEADER, SHUTTING_DOWN, CORRUPT, RESOURCE_EXHAUSTED or BUSY, or
 with no Quorate reason on a broken call (UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN), is sent
 again, to the next endpoint, with the same idempotency key: the cluster applies it at most
 once and answers a repeat with the first answer (``replayed=True``). An overloaded node's
@@ -44,7 +44,15 @@ __all__ = [
 
 ERROR_DOMAIN = "quorate"
 RETRYABLE_REASONS = frozenset(
-    {"OUTCOME_UNKNOWN", "NO_QUORUM", "NOT_LEADER", "SHUTTING_DOWN", "CORRUPT", "RESOURCE_EXHAUSTED"}
+    {
+        "OUTCOME_UNKNOWN",
+        "NO_QUORUM",
+        "NOT_LEADER",
+        "SHUTTING_DOWN",
+        "CORRUPT",
+        "RESOURCE_EXHAUSTED",
+        "BUSY",
+    }
 )
 _RETRYABLE_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}

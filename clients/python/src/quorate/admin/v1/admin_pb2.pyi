@@ -42,7 +42,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "role", "term", "leader_id", "commit_index", "applied_index", "last_log_index", "last_log_term", "persisted_index", "has_leader", "quorum_active", "lease_remaining_ms", "peer_address", "client_address", "leader_peer_address", "voters", "counters", "peers", "data_size_bytes", "leader_contact_ms", "uptime_seconds", "wall_clock_unix_ms", "rejoining_after_term", "corrupt", "first_log_index", "learners", "voters_outgoing", "cluster_id", "membership_index", "removed", "removed_ids", "writes_held")
+    __slots__ = ("node_id", "role", "term", "leader_id", "commit_index", "applied_index", "last_log_index", "last_log_term", "persisted_index", "has_leader", "quorum_active", "lease_remaining_ms", "peer_address", "client_address", "leader_peer_address", "voters", "counters", "peers", "data_size_bytes", "leader_contact_ms", "uptime_seconds", "wall_clock_unix_ms", "rejoining_after_term", "corrupt", "first_log_index", "learners", "voters_outgoing", "cluster_id", "membership_index", "removed", "removed_ids", "writes_held", "snapshot_index", "log_size_bytes")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,8 @@ class StatusResponse(_message.Message):
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_IDS_FIELD_NUMBER: _ClassVar[int]
     WRITES_HELD_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     role: Role
     term: int
@@ -107,7 +109,9 @@ class StatusResponse(_message.Message):
     removed: bool
     removed_ids: _containers.RepeatedScalarFieldContainer[int]
     writes_held: str
-    def __init__(self, node_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., last_log_term: _Optional[int] = ..., persisted_index: _Optional[int] = ..., has_leader: _Optional[bool] = ..., quorum_active: _Optional[bool] = ..., lease_remaining_ms: _Optional[int] = ..., peer_address: _Optional[str] = ..., client_address: _Optional[str] = ..., leader_peer_address: _Optional[str] = ..., voters: _Optional[_Iterable[int]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., data_size_bytes: _Optional[int] = ..., leader_contact_ms: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., wall_clock_unix_ms: _Optional[int] = ..., rejoining_after_term: _Optional[int] = ..., corrupt: _Optional[str] = ..., first_log_index: _Optional[int] = ..., learners: _Optional[_Iterable[int]] = ..., voters_outgoing: _Optional[_Iterable[int]] = ..., cluster_id: _Optional[int] = ..., membership_index: _Optional[int] = ..., removed: _Optional[bool] = ..., removed_ids: _Optional[_Iterable[int]] = ..., writes_held: _Optional[str] = ...) -> None: ...
+    snapshot_index: int
+    log_size_bytes: int
+    def __init__(self, node_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., last_log_term: _Optional[int] = ..., persisted_index: _Optional[int] = ..., has_leader: _Optional[bool] = ..., quorum_active: _Optional[bool] = ..., lease_remaining_ms: _Optional[int] = ..., peer_address: _Optional[str] = ..., client_address: _Optional[str] = ..., leader_peer_address: _Optional[str] = ..., voters: _Optional[_Iterable[int]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., data_size_bytes: _Optional[int] = ..., leader_contact_ms: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., wall_clock_unix_ms: _Optional[int] = ..., rejoining_after_term: _Optional[int] = ..., corrupt: _Optional[str] = ..., first_log_index: _Optional[int] = ..., learners: _Optional[_Iterable[int]] = ..., voters_outgoing: _Optional[_Iterable[int]] = ..., cluster_id: _Optional[int] = ..., membership_index: _Optional[int] = ..., removed: _Optional[bool] = ..., removed_ids: _Optional[_Iterable[int]] = ..., writes_held: _Optional[str] = ..., snapshot_index: _Optional[int] = ..., log_size_bytes: _Optional[int] = ...) -> None: ...
 
 class PeerView(_message.Message):
     __slots__ = ("node_id", "peer_address", "last_sent_ok_ms", "last_received_ms", "rtt_us", "peer_term", "consecutive_failures", "last_error", "match_index", "lag", "reachable", "clock_offset_ms")
@@ -405,3 +409,57 @@ class ClockSkew(_message.Message):
     offset_ms: int
     measured_by: int
     def __init__(self, node_id: _Optional[int] = ..., offset_ms: _Optional[int] = ..., measured_by: _Optional[int] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("index", "term", "first_log_index", "log_size_bytes_before", "log_size_bytes_after")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    term: int
+    first_log_index: int
+    log_size_bytes_before: int
+    log_size_bytes_after: int
+    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., first_log_index: _Optional[int] = ..., log_size_bytes_before: _Optional[int] = ..., log_size_bytes_after: _Optional[int] = ...) -> None: ...
+
+class SaveSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SnapshotHeader(_message.Message):
+    __slots__ = ("index", "term", "cluster_id", "member_id", "voters", "learners", "image_bytes", "created_unix_ms", "events_hash")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    VOTERS_FIELD_NUMBER: _ClassVar[int]
+    LEARNERS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_HASH_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    term: int
+    cluster_id: int
+    member_id: int
+    voters: _containers.RepeatedScalarFieldContainer[int]
+    learners: _containers.RepeatedScalarFieldContainer[int]
+    image_bytes: int
+    created_unix_ms: int
+    events_hash: str
+    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., cluster_id: _Optional[int] = ..., member_id: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., learners: _Optional[_Iterable[int]] = ..., image_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., events_hash: _Optional[str] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("header", "data", "sha256")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    header: SnapshotHeader
+    data: bytes
+    sha256: bytes
+    def __init__(self, header: _Optional[_Union[SnapshotHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., sha256: _Optional[bytes] = ...) -> None: ...

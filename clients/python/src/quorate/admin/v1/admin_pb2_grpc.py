@@ -84,6 +84,16 @@ class AdminStub:
                 request_serializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SplitBrainReportRequest.SerializeToString,
                 response_deserializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SplitBrainReportResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/quorate.admin.v1.Admin/Snapshot',
+                request_serializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
+                _registered_method=True)
+        self.SaveSnapshot = channel.unary_stream(
+                '/quorate.admin.v1.Admin/SaveSnapshot',
+                request_serializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SaveSnapshotRequest.SerializeToString,
+                response_deserializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -167,6 +177,24 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Takes a snapshot on this node now: its log is compacted behind its applied index (keeping
+        the catch-up margin, --snapshot-catch-up-entries), as the automatic policy does every
+        --snapshot-count entries. The machine in the node's storage is the snapshot's image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveSnapshot(self, request, context):
+        """Streams a consistent backup of this node's state machine (`quoratectl snapshot save`): a
+        header, the image in chunks, then the image's SHA-256. The image is of one applied index,
+        read without stopping writes. `quoratectl snapshot restore` builds a new cluster from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +247,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SplitBrainReport,
                     request_deserializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SplitBrainReportRequest.FromString,
                     response_serializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SplitBrainReportResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotRequest.FromString,
+                    response_serializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'SaveSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveSnapshot,
+                    request_deserializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SaveSnapshotRequest.FromString,
+                    response_serializer=quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,6 +529,60 @@ class Admin:
             '/quorate.admin.v1.Admin/SplitBrainReport',
             quorate_dot_admin_dot_v1_dot_admin__pb2.SplitBrainReportRequest.SerializeToString,
             quorate_dot_admin_dot_v1_dot_admin__pb2.SplitBrainReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quorate.admin.v1.Admin/Snapshot',
+            quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
+            quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/quorate.admin.v1.Admin/SaveSnapshot',
+            quorate_dot_admin_dot_v1_dot_admin__pb2.SaveSnapshotRequest.SerializeToString,
+            quorate_dot_admin_dot_v1_dot_admin__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,11 +23,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::NodeConfig;
-use crate::error::NodeError;
-use crate::handle::{Applied, Input};
+use crate::error::{raft_error, NodeError};
+use crate::handle::{Applied, Input, SnapshotTaken};
 use crate::members::{MemberOp, MemberTable};
 use crate::state_machine::{ProposalTime, StateMachine};
 use crate::status::NodeStatus;
+
+mod membership;
+mod snapshots;
+mod stopping;
 
 /// Inputs taken per turn before a Ready is produced (bounds latency under overload).
 const MAX_INPUTS_PER_TURN: usize = 4_096;
@@ -110,10 +114,20 @@ pub(crate) struct Driver<SM> {
     members_removed: std::collections::BTreeSet<NodeId>,
     /// The operator's membership change in progress on this leader.
     membership_waiter: Option<MembershipWaiter>,
+    /// Operators waiting for the snapshot they asked for (`Admin.Snapshot`).
+    snapshot_waiters: Vec<oneshot::Sender<Result<SnapshotTaken, NodeError>>>,
 }
 
-/// Snapshot messages and the image read for them.
-type ImageRead = (Vec<Message>, Result<Bytes, String>);
+/// Who an image is read for.
+enum ImageFor {
+    /// Followers that need a snapshot: these messages wait for it.
+    Followers(Vec<Message>),
+    /// An operator's backup.
+    Backup(oneshot::Sender<Result<Snapshot, NodeError>>),
+}
+
+/// An image read, and who it is for.
+type ImageRead = (ImageFor, Result<Bytes, String>);
 
 /// This node's wall clock, milliseconds since the Unix epoch (0 if it reads before 1970): what
 /// a leader stamps on commands and what `Status` reports for peers to compare.
@@ -121,46 +135,6 @@ pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn raft_error(e: RaftError, leader_address: impl Fn(NodeId) -> Option<String>) -> NodeError {
-    match e {
-        RaftError::NotLeader {
-            leader_hint: Some(leader),
-        } => NodeError::NotLeader {
-            leader: Some(leader),
-            address: leader_address(leader),
-        },
-        RaftError::NotLeader { leader_hint: None } => NodeError::NoQuorum {
-            reason: "this node knows no leader".into(),
-        },
-        RaftError::NoQuorum => NodeError::NoQuorum {
-            reason: "this node lost contact with a majority (check-quorum) and knows no leader"
-                .into(),
-        },
-        RaftError::TransferInProgress { target } => NodeError::NoQuorum {
-            reason: format!("leadership is being handed to node {target}; retry shortly"),
-        },
-        RaftError::InvalidTransferTarget { target, reason } => {
-            NodeError::Invalid(format!("cannot hand leadership to node {target}: {reason}"))
-        }
-        RaftError::ProposalTooLarge { size, max } => {
-            NodeError::Invalid(format!("command of {size} bytes exceeds {max} bytes"))
-        }
-        RaftError::MembershipChangeRefused { reason } => NodeError::MembershipRefused(reason),
-        RaftError::LearnerBehind {
-            id,
-            match_index,
-            last_index,
-            max_lag,
-        } => NodeError::LearnerBehind {
-            id,
-            match_index,
-            last_index,
-            max_lag,
-        },
-        other => NodeError::Internal(other.to_string()),
-    }
 }
 
 impl<SM: StateMachine> Driver<SM> {
@@ -209,61 +183,8 @@ impl<SM: StateMachine> Driver<SM> {
             members_peers: BTreeMap::new(),
             members_removed: Default::default(),
             membership_waiter: None,
+            snapshot_waiters: Vec::new(),
         }
-    }
-
-    /// Brings the member table, the transport's peers and the removed ids in line with the
-    /// membership in force (the latest in the log: it takes effect when appended). Called
-    /// after every Ready.
-    fn sync_members(&mut self) {
-        let (index, membership) = self.raw.membership();
-        // (The leader this node follows matters too: a leader whose removal this node has
-        // appended still leads until it hands over, and must be heard meanwhile.)
-        let leader = self.raw.soft_state().leader_id;
-        let key = (index, membership.context.clone(), leader);
-        if self.members_key.as_ref() == Some(&key) {
-            return;
-        }
-        let table = MemberTable::in_force(membership, &self.config.peers);
-        let conf = membership.conf.clone();
-        let (mut peers, mut removed) = table.in_effect(&conf);
-        if let Some(leader) = leader {
-            removed.remove(&leader);
-            // (Forwarded writes and reads still go to it until it has handed over.)
-            if let Some(address) = table.peers.get(&leader) {
-                peers.entry(leader).or_insert_with(|| address.clone());
-            }
-        }
-        let me = self.config.id;
-        if leader.is_some() && leader != Some(me) && conf.members().contains(&me) {
-            // A leader replicates to this node: it is a member, whatever a peer said before.
-            self.transport.directory().clear_removed_self();
-        }
-        let changed = self.members_key.as_ref().map(|k| (k.0, &k.1)) != Some((key.0, &key.1));
-        if let Err(e) = self.transport.set_members(&peers, removed.clone()) {
-            tracing::error!(error = %e, "the new member table has an unusable address");
-        }
-        if self.members_key.is_some() && changed {
-            tracing::info!(
-                index,
-                voters = ?conf.voters,
-                learners = ?conf.learners,
-                outgoing = ?conf.voters_outgoing,
-                peers = ?peers,
-                "membership in force"
-            );
-        }
-        if changed && !conf.members().contains(&self.config.id) && !conf.voters.is_empty() {
-            tracing::warn!(
-                index,
-                "this node is not a member of the membership in force: it takes no part in \
-                 decisions (it was removed, or has not been added yet)"
-            );
-        }
-        self.members = table;
-        self.members_peers = peers;
-        self.members_removed = removed;
-        self.members_key = Some(key);
     }
 
     /// The index of the snapshot the store's log was last compacted behind.
@@ -296,8 +217,13 @@ impl<SM: StateMachine> Driver<SM> {
                         break Err(e);
                     }
                 }
-                Some((messages, image)) = self.images_rx.recv() => {
-                    self.images_read(messages, image);
+                Some((purpose, image)) = self.images_rx.recv() => {
+                    match purpose {
+                        ImageFor::Followers(messages) => self.images_read(messages, image),
+                        ImageFor::Backup(reply) => {
+                            let _ = reply.send(self.backup_read(image));
+                        }
+                    }
                 }
             }
             if let Err(e) = self.turn().await {
@@ -334,6 +260,16 @@ impl<SM: StateMachine> Driver<SM> {
                 .ready()
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
             self.process(ready).await?;
+        }
+        if !self.snapshot_waiters.is_empty() {
+            let result = self.compact(true).await;
+            for reply in std::mem::take(&mut self.snapshot_waiters) {
+                let _ = reply.send(result.clone());
+            }
+            // (A storage failure is as fatal here as in the automatic compaction.)
+            if let Err(e @ NodeError::Internal(_)) = result {
+                return Err(e);
+            }
         }
         self.publish_status();
         Ok(())
@@ -413,29 +349,6 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
-    /// A committed entry is in conflict: stop taking part in the cluster, keep everything as it
-    /// is on disk, and say so loudly and in every answer.
-    fn stop_taking_part(&mut self, what: String) {
-        let reason = format!(
-            "{what}. This node no longer takes part in the cluster and refuses every request; \
-             its data directory is kept as it is. Run `quoratectl split-brain report` to see \
-             which members agree, and keep this directory for forensics"
-        );
-        tracing::error!(%reason, "CORRUPT: this node's state differs from the cluster's");
-        let error = NodeError::Corrupt(reason.clone());
-        for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
-            let _ = reply.send(Err(error.clone()));
-        }
-        for (_, waiter) in std::mem::take(&mut self.reads) {
-            let _ = waiter.reply.send(Err(error.clone()));
-        }
-        if let Some(waiter) = self.membership_waiter.take() {
-            let _ = waiter.reply.send(Err(error.clone()));
-        }
-        self.rpc_waiters.clear();
-        self.corrupt = Some(reason);
-    }
-
     fn handle_input(&mut self, input: Input) -> Result<(), NodeError> {
         let map = |this: &Self, e: RaftError| raft_error(e, |l| this.leader_address(l));
         if let Some(reason) = &self.corrupt {
@@ -456,6 +369,12 @@ impl<SM: StateMachine> Driver<SM> {
                     let _ = reply.send(Err(error));
                 }
                 Input::ChangeMembership { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+                Input::TakeSnapshot { reply } => {
+                    let _ = reply.send(Err(error));
+                }
+                Input::Backup { reply } => {
                     let _ = reply.send(Err(error));
                 }
                 Input::Alarm { .. } | Input::HoldWrites { .. } => {}
@@ -553,6 +472,8 @@ impl<SM: StateMachine> Driver<SM> {
                 let result = self.raw.step_down().map_err(|e| map(self, e));
                 let _ = reply.send(result);
             }
+            Input::TakeSnapshot { reply } => self.snapshot_waiters.push(reply),
+            Input::Backup { reply } => self.start_backup(reply)?,
             Input::Alarm { reason } => self.stop_taking_part(reason),
             Input::HoldWrites { reason } => {
                 match (&self.writes_held, &reason) {
@@ -569,90 +490,6 @@ impl<SM: StateMachine> Driver<SM> {
             }
         }
         Ok(())
-    }
-
-    /// Proposes an operator's membership change: the Raft changes and the member table that
-    /// `ops` make of the membership in force. One at a time; the reply comes once the asked
-    /// membership is committed (see [`MembershipWaiter`]).
-    fn change_membership(
-        &mut self,
-        ops: &[MemberOp],
-        reply: ProposalReply,
-    ) -> Result<(), NodeError> {
-        let refused = |reply: ProposalReply, e: NodeError| {
-            let _ = reply.send(Err(e.clone()));
-            Err(e)
-        };
-        if self.stopping_since.is_some() {
-            return refused(reply, NodeError::ShuttingDown);
-        }
-        if let Some(waiter) = &self.membership_waiter {
-            if !waiter.reply.is_closed() {
-                let e = NodeError::MembershipRefused(format!(
-                    "the membership change at index {} is still in progress; retry once it \
-                     is done",
-                    waiter.index
-                ));
-                return refused(reply, e);
-            }
-        }
-        let conf = self.raw.membership().1.conf.clone();
-        let (changes, table) = match self.members.plan(&conf, ops) {
-            Ok(plan) => plan,
-            Err(e) => return refused(reply, e),
-        };
-        match self.raw.propose_membership(&changes, table.encode()) {
-            Ok(p) => {
-                tracing::info!(index = p.index, ?ops, "membership change proposed");
-                self.membership_waiter = Some(MembershipWaiter {
-                    index: p.index,
-                    term: p.term,
-                    reply,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                let e = raft_error(e, |l| self.leader_address(l));
-                refused(reply, e)
-            }
-        }
-    }
-
-    /// A membership entry was applied: answers the operator's change once what it asked for is
-    /// committed (a joint configuration waits for the entry that leaves it).
-    fn on_membership_applied(&mut self, entry: &quorate_raft_core::Entry) {
-        let Some(waiter) = self.membership_waiter.as_mut() else {
-            return;
-        };
-        if entry.index < waiter.index {
-            return;
-        }
-        let waiter = self.membership_waiter.take().expect("checked above");
-        if entry.index == waiter.index && entry.term != waiter.term {
-            let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
-                reason: format!(
-                    "a new leader replaced the membership entry at index {} before it committed",
-                    entry.index
-                ),
-            }));
-            return;
-        }
-        match Membership::of_entry(entry) {
-            Ok(Some(m)) if m.conf.is_joint() => {
-                // Committed; the leader leaves the joint configuration on its own.
-                self.membership_waiter = Some(MembershipWaiter {
-                    index: entry.index + 1,
-                    ..waiter
-                });
-            }
-            _ => {
-                let _ = waiter.reply.send(Ok(Applied {
-                    index: entry.index,
-                    term: entry.term,
-                    output: Bytes::new(),
-                }));
-            }
-        }
     }
 
     /// Persist, send, apply, answer, advance; inside a `ready` span. (The span is attached to
@@ -768,193 +605,6 @@ impl<SM: StateMachine> Driver<SM> {
         drop(advance);
         self.sync_members();
         self.maybe_compact().await
-    }
-
-    /// Sends snapshots to followers that need entries this leader compacted. The core names
-    /// the stored snapshot, which carries no image (the machine in RocksDB is the image): the
-    /// machine's image is read on a blocking thread while the node goes on (see
-    /// `StateMachine::image_reader`), and `images_read` sends it, with the index the image
-    /// itself says it is of, which covers at least the stored snapshot. One read serves every
-    /// follower of this Ready; none starts while another runs, or for a follower a snapshot
-    /// still streams to (the core sends one again when it hears nothing back).
-    fn send_snapshots(&mut self, messages: Vec<Message>) -> Result<(), NodeError> {
-        let messages: Vec<Message> = messages
-            .into_iter()
-            .filter(|m| !self.transport.snapshot_streaming(m.to))
-            .collect();
-        if messages.is_empty() || self.reading_image {
-            return Ok(());
-        }
-        let read = self
-            .sm
-            .as_ref()
-            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?
-            .image_reader();
-        let done = self.images_tx.clone();
-        self.reading_image = true;
-        tokio::task::spawn_blocking(move || {
-            let _ = done.send((messages, read()));
-        });
-        Ok(())
-    }
-
-    /// An image read for `messages` is ready: send it to each of their followers.
-    fn images_read(&mut self, messages: Vec<Message>, image: Result<Bytes, String>) {
-        self.reading_image = false;
-        let image = match image {
-            Ok(image) => image,
-            Err(e) => {
-                tracing::error!("no snapshot sent: {e}");
-                return;
-            }
-        };
-        if image.len() as u64 > MAX_SNAPSHOT_BYTES {
-            tracing::error!(
-                bytes = image.len(),
-                limit = MAX_SNAPSHOT_BYTES,
-                "the state machine's image exceeds the snapshot limit: followers that need a \
-                 snapshot cannot catch up (raise --snapshot-catch-up-entries, or replace them \
-                 from a backup)"
-            );
-            return;
-        }
-        let meta = self
-            .sm
-            .as_ref()
-            .ok_or_else(|| "the state machine is busy".to_string())
-            .and_then(|sm| sm.image_index(&image))
-            .and_then(|index| self.raw.snapshot_meta(index).map_err(|e| e.to_string()));
-        let meta = match meta {
-            Ok(meta) => meta,
-            // (The log was compacted past the image meanwhile: the core asks again.)
-            Err(e) => {
-                tracing::warn!("no snapshot sent: {e}");
-                return;
-            }
-        };
-        let snapshot = Snapshot { meta, data: image };
-        for mut message in messages {
-            if let Payload::SnapshotRequest(request) = &mut message.payload {
-                tracing::info!(
-                    to = message.to,
-                    index = snapshot.meta.index,
-                    bytes = snapshot.data.len(),
-                    "sending a snapshot"
-                );
-                request.snapshot = snapshot.clone();
-                self.config.metrics.count_snapshot(SnapshotEvent::Sent);
-            }
-            self.transport.send(message);
-        }
-    }
-
-    /// A leader's snapshot must carry an image of exactly the index it claims: installing one
-    /// cannot be undone, and an image of another index would silently diverge.
-    fn check_snapshot_image(&self, message: &Message) -> Result<(), String> {
-        let Payload::SnapshotRequest(request) = &message.payload else {
-            return Ok(());
-        };
-        let Some(sm) = self.sm.as_ref() else {
-            return Err("the state machine is busy".into());
-        };
-        let claimed = request.snapshot.meta.index;
-        match sm.image_index(&request.snapshot.data)? {
-            index if index == claimed => Ok(()),
-            index => Err(format!(
-                "it claims index {claimed} but its image is of index {index}"
-            )),
-        }
-    }
-
-    /// Replaces the machine with a leader's snapshot the last Ready installed in the log.
-    async fn restore(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
-        let mut sm = self
-            .sm
-            .take()
-            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
-        let index = snapshot.meta.index;
-        let (sm, result) = tokio::task::spawn_blocking(move || {
-            let result = sm.restore(&snapshot.data);
-            (sm, result)
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("restore task: {e}")))?;
-        let restored = sm.applied_index();
-        self.sm = Some(sm);
-        result.map_err(|e| NodeError::Internal(format!("restore the snapshot of {index}: {e}")))?;
-        if restored != index {
-            return Err(NodeError::Internal(format!(
-                "the machine restored from the snapshot of index {index} says it applied {restored}"
-            )));
-        }
-        self.snapshot_index = index;
-        self.applied_tx.send_replace(index);
-        // Proposals at or before it ended one way or another: their outcome is unknown here.
-        if let Some(waiter) = self.membership_waiter.take_if(|w| w.index <= index) {
-            let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
-                reason: format!("this node installed a snapshot of index {index}"),
-            }));
-        }
-        let covered: Vec<Index> = self.proposals.range(..=index).map(|(&i, _)| i).collect();
-        for i in covered {
-            if let Some(Pending { reply, .. }) = self.proposals.remove(&i) {
-                let _ = reply.send(Err(NodeError::OutcomeUnknown {
-                    reason: format!("this node installed a snapshot of index {index}"),
-                }));
-            }
-        }
-        tracing::info!(index, "installed the leader's snapshot");
-        self.config.metrics.count_snapshot(SnapshotEvent::Installed);
-        Ok(())
-    }
-
-    /// Compacts the log once `snapshot_count` entries were applied since the last time,
-    /// keeping `snapshot_catch_up_entries` behind the compaction point. The machine in
-    /// RocksDB is the snapshot's image (a follower that needs one gets the machine's image of
-    /// the moment, see `send_snapshots`), so the stored snapshot carries none.
-    async fn maybe_compact(&mut self) -> Result<(), NodeError> {
-        let count = self.config.snapshot_count;
-        let applied = self.sm.as_ref().map_or(0, |sm| sm.applied_index());
-        if count == 0 || applied < self.snapshot_index.saturating_add(count) {
-            return Ok(());
-        }
-        // Not while a snapshot is read or streams: a follower that installs it then needs the
-        // entries after it, and a compaction now could take those away and send it back for
-        // another snapshot (a transfer slower than the catch-up margin would never end).
-        let streaming = self
-            .transport
-            .peer_ids()
-            .into_iter()
-            .any(|peer| self.transport.snapshot_streaming(peer));
-        if self.reading_image || streaming {
-            return Ok(());
-        }
-        let meta = match self.raw.snapshot_meta(applied) {
-            Ok(meta) => meta,
-            // A member that joined knows no membership before the entry that added it: it
-            // compacts once it has applied that entry.
-            Err(RaftError::InvalidConfig(why)) => {
-                tracing::debug!(%why, "no compaction yet");
-                return Ok(());
-            }
-            Err(e) => return Err(NodeError::Internal(format!("snapshot at {applied}: {e}"))),
-        };
-        let up_to = applied
-            .saturating_sub(self.config.snapshot_catch_up_entries)
-            .max(self.raw.first_index() - 1);
-        let snapshot = Snapshot {
-            meta,
-            data: Bytes::new(),
-        };
-        let mut store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.compact(&snapshot, up_to))
-            .await
-            .map_err(|e| NodeError::Internal(format!("compaction task: {e}")))?
-            .map_err(|e| NodeError::Internal(format!("compact the log: {e}")))?;
-        tracing::info!(applied, up_to, "compacted the log");
-        self.config.metrics.count_snapshot(SnapshotEvent::Taken);
-        self.snapshot_index = applied;
-        Ok(())
     }
 
     async fn apply(&mut self, entries: Vec<quorate_raft_core::Entry>) -> Result<(), NodeError> {
@@ -1096,52 +746,9 @@ impl<SM: StateMachine> Driver<SM> {
             stopping: self.stopping_since.is_some(),
             corrupt: self.corrupt.clone(),
             writes_held: self.writes_held.clone(),
+            snapshot_index: self.snapshot_index,
             published_at: Instant::now(),
         };
         self.status_tx.send_replace(status);
-    }
-
-    /// Graceful shutdown: a leader hands leadership to the best follower first, so the cluster
-    /// does not wait an election timeout for a new leader.
-    fn begin_stopping(&mut self) {
-        self.stopping_since = Some(Instant::now());
-        if self.role == Role::Leader {
-            match self.raw.step_down() {
-                Ok(target) => tracing::info!(target, "shutting down: handing leadership over"),
-                Err(e) => tracing::info!(error = %e, "shutting down without a handover"),
-            }
-        }
-    }
-
-    fn done_stopping(&self) -> bool {
-        let Some(since) = self.stopping_since else {
-            return false;
-        };
-        let grace = self.config.election_timeout.max(Duration::from_millis(500));
-        let handed_over = self.role != Role::Leader;
-        (handed_over && self.proposals.is_empty()) || since.elapsed() > grace
-    }
-
-    fn finish(mut self, result: Result<(), NodeError>) -> Result<(), NodeError> {
-        for (_, Pending { reply, .. }) in std::mem::take(&mut self.proposals) {
-            let _ = reply.send(Err(NodeError::OutcomeUnknown {
-                reason: "the node shut down before the write was applied".into(),
-            }));
-        }
-        for (_, waiter) in std::mem::take(&mut self.reads) {
-            let _ = waiter.reply.send(Err(NodeError::ShuttingDown));
-        }
-        if let Some(waiter) = self.membership_waiter.take() {
-            let _ = waiter.reply.send(Err(NodeError::OutcomeUnknown {
-                reason: "the node shut down during the membership change".into(),
-            }));
-        }
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "flush at shutdown failed");
-        }
-        let mut status = self.status_tx.borrow().clone();
-        status.stopping = true;
-        self.status_tx.send_replace(status);
-        result
     }
 }
