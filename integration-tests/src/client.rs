@@ -6,20 +6,12 @@ use std::time::{Duration, Instant};
 use quorate_proto::payments as pb;
 use quorate_proto::payments::payment_events_client::PaymentEventsClient;
 use tonic::transport::Channel;
-use tonic_types::StatusExt;
 
 use crate::Cluster;
 
-/// The `ErrorInfo` reason of a status, if any.
-pub fn reason(status: &tonic::Status) -> Option<String> {
-    status.get_details_error_info().map(|i| i.reason)
-}
-
-/// Whether a failed write may be retried with the same idempotency key (the contract's rule,
-/// the one `quoratectl` follows).
-pub fn retryable(status: &tonic::Status) -> bool {
-    quorate_proto::errors::retryable(reason(status).as_deref(), status.code())
-}
+/// The contract's reading of a failed call (the one `quoratectl` follows): its reason, and
+/// whether a write may be retried with the same idempotency key.
+pub use quorate_proto::errors::{reason_of as reason, status_retryable as retryable};
 
 /// A small deterministic generator for picking nodes.
 pub struct Pick(u64);

@@ -117,13 +117,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     let hashes: quorate_admin::HashSource = {
         let payments = payments.clone();
         Arc::new(move |index| {
-            payments.hash_events(index).map(|(index, hash, events)| {
-                quorate_proto::admin::HashEventsResponse {
+            use quorate_admin::HashError;
+            use quorate_payments::service::HashEventsError;
+            match payments.hash_events(index) {
+                Ok((index, hash, events)) => Ok(quorate_proto::admin::HashEventsResponse {
                     index,
                     hash: format!("{hash:016x}"),
                     events,
+                }),
+                Err(HashEventsError::NotApplied { index, applied }) => {
+                    Err(HashError::NotApplied { index, applied })
                 }
-            })
+                Err(HashEventsError::Store(e)) => Err(HashError::Storage(Box::new(e))),
+            }
         })
     };
     let state_hashes: quorate_admin::StateHashSource = {
@@ -132,6 +138,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
             payments
                 .hash_state()
                 .map(|(index, hash)| (index, format!("{hash:016x}")))
+                .map_err(|e| quorate_admin::HashError::Storage(Box::new(e)))
         })
     };
     let admin = quorate_admin::AdminService::new(

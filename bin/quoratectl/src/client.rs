@@ -176,10 +176,9 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The machine-readable reason of a Quorate error status, if it has one.
-pub fn reason(status: &tonic::Status) -> Option<String> {
-    status.get_details_error_info().map(|info| info.reason)
-}
+/// The contract's reading of a failed call: its reason, and whether a write may be retried
+/// elsewhere with the same idempotency key (`quorate_proto::errors`).
+pub use quorate_proto::errors::{reason_of as reason, status_retryable as retryable};
 
 /// A one-line description of a failed call: code, reason, message, and the field or leader
 /// when the status names one.
@@ -202,10 +201,4 @@ pub fn describe(status: &tonic::Status) -> String {
         }
     }
     format!("{text}: {}", status.message())
-}
-
-/// Whether a failed write may be retried elsewhere with the same idempotency key (the
-/// contract's rule, `quorate_proto::errors::retryable`).
-pub fn retryable(status: &tonic::Status) -> bool {
-    quorate_proto::errors::retryable(reason(status).as_deref(), status.code())
 }

@@ -184,8 +184,8 @@ impl AdminService {
         if index == 0 || asked.is_empty() {
             return Ok(None);
         }
-        let own = self.hash(index).await?;
-        let (own_applied, own_state) = self.state_hash().await?;
+        let own = self.hash(index).await.map_err(|e| e.to_string())?;
+        let (own_applied, own_state) = self.state_hash().await.map_err(|e| e.to_string())?;
         let mut events = BTreeMap::from([(me, own.hash)]);
         let mut states = BTreeMap::from([(me, own_state)]);
         let probes = asked.iter().map(|&peer| async move {

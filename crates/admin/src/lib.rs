@@ -38,11 +38,33 @@ pub type CounterSource = Arc<dyn Fn() -> pb::Counters + Send + Sync>;
 
 /// Computes the hash of the event log up to an index (0: the applied index); may be slow, so
 /// it runs on a blocking thread.
-pub type HashSource = Arc<dyn Fn(u64) -> Result<pb::HashEventsResponse, String> + Send + Sync>;
+pub type HashSource = Arc<dyn Fn(u64) -> Result<pb::HashEventsResponse, HashError> + Send + Sync>;
 
 /// Computes the hash of the whole machine as stored (hex) and the index it had applied then;
 /// reads all of it, so it runs on a blocking thread.
-pub type StateHashSource = Arc<dyn Fn() -> Result<(u64, String), String> + Send + Sync>;
+pub type StateHashSource = Arc<dyn Fn() -> Result<(u64, String), HashError> + Send + Sync>;
+
+/// Why a hash could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The index asked for is not applied on this node yet.
+    #[error(
+        "index {index} is not applied on this node yet: hashes are available for indexes 1 to \
+         {applied}"
+    )]
+    NotApplied {
+        /// The index asked for.
+        index: u64,
+        /// The node's applied index.
+        applied: u64,
+    },
+    /// Reading the stored state failed.
+    #[error("reading the stored state failed: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The blocking task that computes it failed.
+    #[error("the hash task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
 
 /// How often the pinger probes each peer.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
@@ -156,19 +178,19 @@ impl AdminService {
     }
 
     /// The hash of the event log up to `index` (0: the applied index).
-    pub async fn hash(&self, index: u64) -> Result<pb::HashEventsResponse, String> {
+    pub async fn hash(&self, index: u64) -> Result<pb::HashEventsResponse, HashError> {
         let hashes = self.inner.hashes.clone();
         tokio::task::spawn_blocking(move || hashes(index))
             .await
-            .map_err(|e| format!("hash task failed: {e}"))?
+            .map_err(HashError::Task)?
     }
 
     /// The hash of the whole machine as stored, and the index it had applied then.
-    pub async fn state_hash(&self) -> Result<(u64, String), String> {
+    pub async fn state_hash(&self) -> Result<(u64, String), HashError> {
         let hashes = self.inner.state_hashes.clone();
         tokio::task::spawn_blocking(move || hashes())
             .await
-            .map_err(|e| format!("hash task failed: {e}"))?
+            .map_err(HashError::Task)?
     }
 
     fn remember(&self, status: pb::StatusResponse) {

@@ -22,7 +22,7 @@ impl OperatorRpcs for AdminPeer {
             None => (None, String::new()),
             Some(index) => match self.admin.hash(index).await {
                 Ok(hash) => (Some(hash), String::new()),
-                Err(e) => (None, e),
+                Err(e) => (None, e.to_string()),
             },
         };
         let (state, state_error) = match request.state_hash {
@@ -35,7 +35,7 @@ impl OperatorRpcs for AdminPeer {
                     }),
                     String::new(),
                 ),
-                Err(e) => (None, e),
+                Err(e) => (None, e.to_string()),
             },
         };
         Ok(pb::ProbeResponse {

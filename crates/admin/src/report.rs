@@ -94,9 +94,59 @@ impl Components {
     }
 }
 
+/// What the members said, by id: who answered, and each answer's view of its peers.
+struct Answers<'a> {
+    /// Every member observed, in order.
+    ids: Vec<u64>,
+    /// The statuses of those that answered.
+    answered: BTreeMap<u64, &'a pb::StatusResponse>,
+}
+
+impl<'a> Answers<'a> {
+    fn new(observations: &'a [Observation]) -> Self {
+        Answers {
+            ids: observations.iter().map(|o| o.node_id).collect(),
+            answered: observations
+                .iter()
+                .filter_map(|o| o.answer.as_ref().ok().map(|s| (o.node_id, s)))
+                .collect(),
+        }
+    }
+
+    /// What `from` (if it answered) says of `to`.
+    fn view(&self, from: u64, to: u64) -> Option<&'a pb::PeerView> {
+        self.answered
+            .get(&from)
+            .and_then(|s| s.peers.iter().find(|p| p.node_id == to))
+    }
+
+    fn leaders(&self) -> impl Iterator<Item = &'a pb::StatusResponse> + '_ {
+        self.answered.values().copied().filter(|s| is_leader(s))
+    }
+}
+
+/// The partitions and the majority: step 2 of [`analyze`].
+struct Partitions<'a> {
+    partitions: Vec<pb::Partition>,
+    /// Pairs that both answered and of which one says the link is down.
+    cut_links: Vec<(u64, u64)>,
+    /// The members of the partition holding a majority of the voters, if one does.
+    majority_ids: Option<Vec<u64>>,
+    /// Its member that leads the highest term.
+    majority_leader: Option<&'a pb::StatusResponse>,
+}
+
+impl Partitions<'_> {
+    fn in_majority(&self, id: u64) -> bool {
+        self.majority_ids.as_ref().is_some_and(|m| m.contains(&id))
+    }
+}
+
 /// Builds the report. `conf` is the voting configuration as the reporter sees it: a partition
 /// holds a majority only with a majority of its voters (of both halves, during a joint
-/// configuration); learners never count.
+/// configuration); learners never count. Five steps: the reachability matrix, the partitions
+/// and their majority, the stale leaders, the divergence at a common index, then who is
+/// missing or behind, which gives the verdict and the recommended action.
 pub fn analyze(
     reporter: u64,
     conf: &ConfState,
@@ -104,60 +154,123 @@ pub fn analyze(
     hashes: Option<&Hashes>,
     settings: &Settings,
 ) -> pb::SplitBrainReportResponse {
-    let answered: BTreeMap<u64, &pb::StatusResponse> = observations
-        .iter()
-        .filter_map(|o| o.answer.as_ref().ok().map(|s| (o.node_id, s)))
-        .collect();
-    let ids: Vec<u64> = observations.iter().map(|o| o.node_id).collect();
-
-    // Reachability matrix, from each member's own view.
-    let view = |from: u64, to: u64| -> Option<&pb::PeerView> {
-        answered
-            .get(&from)
-            .and_then(|s| s.peers.iter().find(|p| p.node_id == to))
+    let answers = Answers::new(observations);
+    let reachability = reachability(&answers);
+    let parts = partitions(&answers, conf);
+    let mut leaders_by_term: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for s in answers.leaders() {
+        leaders_by_term.entry(s.term).or_default().push(s.node_id);
+    }
+    let majority = parts.majority_ids.as_ref().map(|node_ids| pb::Majority {
+        node_ids: node_ids.clone(),
+        leader_id: parts.majority_leader.map_or(0, |l| l.node_id),
+        term: parts.majority_leader.map_or(0, |l| l.term),
+    });
+    let stale_leaders = stale_leaders(&answers, observations, &parts, settings);
+    let divergence = hashes.map(divergence).unwrap_or_default();
+    let behind = Behind::find(&answers, &parts, settings);
+    let verdict = if !divergence.diverged_node_ids.is_empty() {
+        pb::Verdict::Diverged
+    } else if parts.majority_leader.is_none() {
+        pb::Verdict::NoMajority
+    } else if !stale_leaders.is_empty() {
+        pb::Verdict::StaleLeader
+    } else if behind.any() || !parts.cut_links.is_empty() {
+        pb::Verdict::Degraded
+    } else {
+        pb::Verdict::Healthy
     };
-    let mut reachability = Vec::new();
-    for &from in &ids {
-        for &to in ids.iter().filter(|&&to| to != from) {
-            let cell = match (answered.contains_key(&from), view(from, to)) {
-                (true, Some(v)) => pb::Reachability {
-                    from,
-                    to,
-                    reachable: v.reachable,
-                    known: true,
-                    last_contact_ms: v.last_sent_ok_ms,
-                },
-                (true, None) => pb::Reachability {
-                    from,
-                    to,
-                    reachable: false,
-                    known: true,
-                    last_contact_ms: None,
-                },
-                (false, _) => pb::Reachability {
-                    from,
-                    to,
-                    reachable: false,
-                    known: false,
-                    last_contact_ms: None,
-                },
-            };
-            reachability.push(cell);
+    let reporter_in_majority = parts.in_majority(reporter);
+
+    let action = recommend(Recommendation {
+        verdict,
+        reporter,
+        reporter_in_majority,
+        observations,
+        majority: majority.as_ref(),
+        stale_leaders: &stale_leaders,
+        divergence: &divergence,
+        unreachable: &behind.unreachable,
+        lagging: &behind.lagging,
+        disagreeing: &behind.disagreeing,
+        cut_links: &parts.cut_links,
+        clock_skews: &behind.clock_skews,
+        rejoining: &behind.rejoining,
+        corrupt: &behind.corrupt,
+        conf,
+        removed: &answers
+            .answered
+            .values()
+            .flat_map(|s| s.removed_ids.iter().copied())
+            .collect(),
+        settings,
+    });
+    let clock_skews = behind.clock_skews;
+    let partitions = parts.partitions;
+
+    pb::SplitBrainReportResponse {
+        verdict: verdict as i32,
+        members: observations
+            .iter()
+            .map(|o| pb::MemberReport {
+                node_id: o.node_id,
+                peer_address: o.peer_address.clone(),
+                answered: o.answer.is_ok(),
+                error: o.answer.as_ref().err().cloned().unwrap_or_default(),
+                status: o.answer.as_ref().ok().cloned(),
+            })
+            .collect(),
+        reachability,
+        leaders_by_term: leaders_by_term
+            .into_iter()
+            .map(|(term, leader_ids)| pb::LeadersInTerm { term, leader_ids })
+            .collect(),
+        partitions,
+        majority,
+        stale_leaders,
+        divergence: Some(divergence),
+        recommended_action: action,
+        reporter_id: reporter,
+        reporter_in_majority,
+        duration_ms: 0,
+        clock_skews,
+    }
+}
+
+/// Step 1: the reachability matrix, from each member's own view.
+fn reachability(answers: &Answers) -> Vec<pb::Reachability> {
+    let mut matrix = Vec::new();
+    for &from in &answers.ids {
+        for &to in answers.ids.iter().filter(|&&to| to != from) {
+            let answered = answers.answered.contains_key(&from);
+            let view = answers.view(from, to);
+            matrix.push(pb::Reachability {
+                from,
+                to,
+                reachable: view.is_some_and(|v| v.reachable),
+                known: answered,
+                last_contact_ms: view.and_then(|v| v.last_sent_ok_ms),
+            });
         }
     }
+    matrix
+}
 
-    // Partitions: connected where every side that answered says it reaches the other.
-    // Cut links: both sides answered and one says the link is down. A cut link between two
-    // members that still share a partition (through a third) is a real fault: the pair cannot
-    // talk directly, and one more failure may leave either side without a majority.
+/// Step 2: partitions, connected where every side that answered says it reaches the other;
+/// the majority and its leader. Cut links: both sides answered and one says the link is
+/// down. A cut link between two members that still share a partition (through a third) is a
+/// real fault: the pair cannot talk directly, and one more failure may leave either side
+/// without a majority.
+fn partitions<'a>(answers: &Answers<'a>, conf: &ConfState) -> Partitions<'a> {
+    let ids = &answers.ids;
     let mut components = Components(ids.iter().map(|&id| (id, id)).collect());
     let mut cut_links: Vec<(u64, u64)> = Vec::new();
     for (i, &a) in ids.iter().enumerate() {
         for &b in &ids[i + 1..] {
             let sides: Vec<bool> = [(a, b), (b, a)]
                 .into_iter()
-                .filter(|(from, _)| answered.contains_key(from))
-                .map(|(from, to)| view(from, to).is_some_and(|v| v.reachable))
+                .filter(|(from, _)| answers.answered.contains_key(from))
+                .map(|(from, to)| answers.view(from, to).is_some_and(|v| v.reachable))
                 .collect();
             if !sides.is_empty() && sides.iter().all(|&r| r) {
                 components.union(a, b);
@@ -167,7 +280,7 @@ pub fn analyze(
         }
     }
     let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for &id in &ids {
+    for &id in ids {
         let root = components.find(id);
         groups.entry(root).or_default().push(id);
     }
@@ -182,39 +295,35 @@ pub fn analyze(
         .iter()
         .find(|p| p.has_majority)
         .map(|p| p.node_ids.clone());
-
-    // Leaders by term, as members report themselves.
-    let mut leaders_by_term: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for s in answered.values().filter(|s| is_leader(s)) {
-        leaders_by_term.entry(s.term).or_default().push(s.node_id);
-    }
-    let majority_leader: Option<&pb::StatusResponse> = majority_ids.as_ref().and_then(|m| {
-        answered
-            .values()
-            .filter(|s| m.contains(&s.node_id) && is_leader(s))
+    let majority_leader = majority_ids.as_ref().and_then(|m| {
+        answers
+            .leaders()
+            .filter(|s| m.contains(&s.node_id))
             .max_by_key(|s| s.term)
-            .copied()
     });
-    let majority = match (&majority_ids, majority_leader) {
-        (Some(node_ids), leader) => Some(pb::Majority {
-            node_ids: node_ids.clone(),
-            leader_id: leader.map_or(0, |l| l.node_id),
-            term: leader.map_or(0, |l| l.term),
-        }),
-        (None, _) => None,
-    };
+    Partitions {
+        partitions,
+        cut_links,
+        majority_ids,
+        majority_leader,
+    }
+}
 
-    // Stale leaders.
+/// Step 3: the stale leaders, those that answered and those last seen leading.
+fn stale_leaders(
+    answers: &Answers,
+    observations: &[Observation],
+    parts: &Partitions,
+    settings: &Settings,
+) -> Vec<pb::StaleLeader> {
+    let majority_leader = parts.majority_leader;
     let window = settings.election_timeout + settings.election_timeout / 5;
     let mut stale_leaders = Vec::new();
-    for s in answered.values().filter(|s| is_leader(s)) {
+    for s in answers.leaders() {
         if majority_leader.is_some_and(|l| l.node_id == s.node_id) {
             continue;
         }
-        let outside = !majority_ids
-            .as_ref()
-            .is_some_and(|m| m.contains(&s.node_id));
-        let reason = match (outside, majority_leader) {
+        let reason = match (!parts.in_majority(s.node_id), majority_leader) {
             (true, _) => format!(
                 "it leads term {} without a majority: it cannot commit, and check-quorum makes \
                  it step down within {} ms of losing its majority",
@@ -258,163 +367,122 @@ pub fn analyze(
         }
     }
     stale_leaders.sort_by_key(|s| s.node_id);
+    stale_leaders
+}
 
-    // Divergence at a common index.
-    let mut divergence = pb::Divergence::default();
-    if let Some(h) = hashes {
-        divergence.common_index = h.common_index;
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for hash in h.by_node.values().flatten() {
-            *counts.entry(hash.as_str()).or_default() += 1;
-        }
-        // The reference is the hash most members hold; with a tie there is none, and every
-        // member whose hash differs from another's is named (an operator must decide).
-        let top = counts.values().copied().max().unwrap_or(0);
-        let reference = match counts.iter().filter(|(_, &n)| n == top).count() {
-            1 => counts
-                .iter()
-                .find(|(_, &n)| n == top)
-                .map(|(&hash, _)| hash),
-            _ => None,
-        };
-        divergence.undecided = counts.len() > 1 && reference.is_none();
-        for (&node_id, result) in &h.by_node {
-            match result {
-                Ok(hash) => {
-                    if Some(hash.as_str()) != reference && counts.len() > 1 {
-                        divergence.diverged_node_ids.push(node_id);
-                    }
-                    divergence.hashes.push(pb::NodeHash {
-                        node_id,
-                        hash: hash.clone(),
-                        error: String::new(),
-                    });
+/// Step 4: divergence at a common index. The reference is the hash most members hold; with
+/// a tie there is none, and every member whose hash differs from another's is named (an
+/// operator must decide).
+fn divergence(h: &Hashes) -> pb::Divergence {
+    let mut divergence = pb::Divergence {
+        common_index: h.common_index,
+        ..Default::default()
+    };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for hash in h.by_node.values().flatten() {
+        *counts.entry(hash.as_str()).or_default() += 1;
+    }
+    let top = counts.values().copied().max().unwrap_or(0);
+    let reference = match counts.iter().filter(|(_, &n)| n == top).count() {
+        1 => counts
+            .iter()
+            .find(|(_, &n)| n == top)
+            .map(|(&hash, _)| hash),
+        _ => None,
+    };
+    divergence.undecided = counts.len() > 1 && reference.is_none();
+    for (&node_id, result) in &h.by_node {
+        match result {
+            Ok(hash) => {
+                if Some(hash.as_str()) != reference && counts.len() > 1 {
+                    divergence.diverged_node_ids.push(node_id);
                 }
-                Err(e) => divergence.hashes.push(pb::NodeHash {
+                divergence.hashes.push(pb::NodeHash {
                     node_id,
-                    hash: String::new(),
-                    error: e.clone(),
-                }),
+                    hash: hash.clone(),
+                    error: String::new(),
+                });
             }
+            Err(e) => divergence.hashes.push(pb::NodeHash {
+                node_id,
+                hash: String::new(),
+                error: e.clone(),
+            }),
+        }
+    }
+    divergence
+}
+
+/// Step 5: who is missing or behind.
+struct Behind {
+    /// Did not answer, or outside the majority.
+    unreachable: Vec<u64>,
+    /// Further than the lag threshold behind the majority's leader, and by how much.
+    lagging: Vec<(u64, u64)>,
+    /// Name another leader or term than the majority's.
+    disagreeing: Vec<u64>,
+    /// Lost their disk and not brought up to date yet: they answer but do not vote.
+    rejoining: Vec<u64>,
+    /// Stopped taking part after finding a conflict with a committed entry, and why.
+    corrupt: Vec<(u64, String)>,
+    /// Wall clocks too far from the leader's.
+    clock_skews: Vec<pb::ClockSkew>,
+}
+
+impl Behind {
+    fn find(answers: &Answers, parts: &Partitions, settings: &Settings) -> Behind {
+        let leader = parts.majority_leader;
+        let others = || {
+            answers
+                .answered
+                .values()
+                .copied()
+                .filter(move |s| leader.is_some_and(|l| s.node_id != l.node_id))
+        };
+        Behind {
+            unreachable: answers
+                .ids
+                .iter()
+                .copied()
+                .filter(|&id| !answers.answered.contains_key(&id) || !parts.in_majority(id))
+                .collect(),
+            lagging: others()
+                .filter_map(|s| {
+                    let behind = leader?.commit_index.saturating_sub(s.applied_index);
+                    (behind > settings.lag_threshold).then_some((s.node_id, behind))
+                })
+                .collect(),
+            disagreeing: answers
+                .answered
+                .values()
+                .filter(|s| leader.is_some_and(|l| s.leader_id != l.node_id || s.term != l.term))
+                .map(|s| s.node_id)
+                .collect(),
+            rejoining: answers
+                .answered
+                .values()
+                .filter(|s| s.rejoining_after_term.is_some())
+                .map(|s| s.node_id)
+                .collect(),
+            corrupt: answers
+                .answered
+                .values()
+                .filter(|s| !s.corrupt.is_empty())
+                .map(|s| (s.node_id, s.corrupt.clone()))
+                .collect(),
+            clock_skews: leader
+                .map(|l| clock_skews(l, settings.clock_skew_threshold))
+                .unwrap_or_default(),
         }
     }
 
-    // Who is missing or behind.
-    let unreachable: Vec<u64> = ids
-        .iter()
-        .copied()
-        .filter(|id| {
-            !answered.contains_key(id) || !majority_ids.as_ref().is_some_and(|m| m.contains(id))
-        })
-        .collect();
-    let lagging: Vec<(u64, u64)> = match majority_leader {
-        Some(leader) => answered
-            .values()
-            .filter(|s| s.node_id != leader.node_id)
-            .filter_map(|s| {
-                let behind = leader.commit_index.saturating_sub(s.applied_index);
-                (behind > settings.lag_threshold).then_some((s.node_id, behind))
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let disagreeing: Vec<u64> = match majority_leader {
-        Some(leader) => answered
-            .values()
-            .filter(|s| s.leader_id != leader.node_id || s.term != leader.term)
-            .map(|s| s.node_id)
-            .collect(),
-        None => Vec::new(),
-    };
-
-    // Members that lost their disk and have not been brought up to date yet: they answer
-    // but do not vote. And members that stopped taking part after finding a conflict with a
-    // committed entry.
-    let rejoining: Vec<u64> = answered
-        .values()
-        .filter(|s| s.rejoining_after_term.is_some())
-        .map(|s| s.node_id)
-        .collect();
-    let corrupt: Vec<(u64, String)> = answered
-        .values()
-        .filter(|s| !s.corrupt.is_empty())
-        .map(|s| (s.node_id, s.corrupt.clone()))
-        .collect();
-
-    let clock_skews = match majority_leader {
-        Some(leader) => clock_skews(leader, settings.clock_skew_threshold),
-        None => Vec::new(),
-    };
-
-    let verdict = if !divergence.diverged_node_ids.is_empty() {
-        pb::Verdict::Diverged
-    } else if majority_leader.is_none() {
-        pb::Verdict::NoMajority
-    } else if !stale_leaders.is_empty() {
-        pb::Verdict::StaleLeader
-    } else if !unreachable.is_empty()
-        || !lagging.is_empty()
-        || !disagreeing.is_empty()
-        || !cut_links.is_empty()
-        || !clock_skews.is_empty()
-        || !rejoining.is_empty()
-        || !corrupt.is_empty()
-    {
-        pb::Verdict::Degraded
-    } else {
-        pb::Verdict::Healthy
-    };
-    let reporter_in_majority = majority_ids.as_ref().is_some_and(|m| m.contains(&reporter));
-
-    let action = recommend(Recommendation {
-        verdict,
-        reporter,
-        reporter_in_majority,
-        observations,
-        majority: majority.as_ref(),
-        stale_leaders: &stale_leaders,
-        divergence: &divergence,
-        unreachable: &unreachable,
-        lagging: &lagging,
-        disagreeing: &disagreeing,
-        cut_links: &cut_links,
-        clock_skews: &clock_skews,
-        rejoining: &rejoining,
-        corrupt: &corrupt,
-        conf,
-        removed: &answered
-            .values()
-            .flat_map(|s| s.removed_ids.iter().copied())
-            .collect(),
-        settings,
-    });
-
-    pb::SplitBrainReportResponse {
-        verdict: verdict as i32,
-        members: observations
-            .iter()
-            .map(|o| pb::MemberReport {
-                node_id: o.node_id,
-                peer_address: o.peer_address.clone(),
-                answered: o.answer.is_ok(),
-                error: o.answer.as_ref().err().cloned().unwrap_or_default(),
-                status: o.answer.as_ref().ok().cloned(),
-            })
-            .collect(),
-        reachability,
-        leaders_by_term: leaders_by_term
-            .into_iter()
-            .map(|(term, leader_ids)| pb::LeadersInTerm { term, leader_ids })
-            .collect(),
-        partitions,
-        majority,
-        stale_leaders,
-        divergence: Some(divergence),
-        recommended_action: action,
-        reporter_id: reporter,
-        reporter_in_majority,
-        duration_ms: 0,
-        clock_skews,
+    fn any(&self) -> bool {
+        !self.unreachable.is_empty()
+            || !self.lagging.is_empty()
+            || !self.disagreeing.is_empty()
+            || !self.clock_skews.is_empty()
+            || !self.rejoining.is_empty()
+            || !self.corrupt.is_empty()
     }
 }
 

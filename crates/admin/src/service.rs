@@ -219,7 +219,10 @@ impl AdminService {
             .filter(|o| o.answer.as_ref().is_ok_and(|s| s.applied_index > 0))
             .map(|o| async move {
                 let result = if o.node_id == node.id() {
-                    self.hash(common_index).await.map(|h| h.hash)
+                    self.hash(common_index)
+                        .await
+                        .map(|h| h.hash)
+                        .map_err(|e| e.to_string())
                 } else {
                     match node
                         .transport()
@@ -384,10 +387,16 @@ impl Admin for AdminService {
         request: Request<pb::HashEventsRequest>,
     ) -> Result<Response<pb::HashEventsResponse>, Status> {
         let index = request.into_inner().index;
-        self.hash(index)
-            .await
-            .map(Response::new)
-            .map_err(|e| error_status(Code::OutOfRange, reason::INVALID_ARGUMENT, e, Some("index")))
+        match self.hash(index).await {
+            Ok(hash) => Ok(Response::new(hash)),
+            Err(e @ crate::HashError::NotApplied { .. }) => Err(error_status(
+                Code::OutOfRange,
+                reason::INVALID_ARGUMENT,
+                e.to_string(),
+                Some("index"),
+            )),
+            Err(e) => Err(NodeError::Internal(e.to_string()).to_status()),
+        }
     }
 
     #[tracing::instrument(name = "Admin.SplitBrainReport", skip_all)]

@@ -6,7 +6,7 @@
 
 use quorate_raft_core::{Error as RaftError, NodeId};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic_types::StatusExt;
 
 use quorate_proto::errors::reason;
 pub use quorate_proto::errors::ERROR_DOMAIN;
@@ -83,14 +83,16 @@ pub enum NodeError {
 /// the error is about one request field, that field (in `ErrorInfo` metadata and a
 /// `BadRequest` detail): for services whose errors are not [`NodeError`]s.
 pub fn error_status(code: Code, why: &str, message: String, field: Option<&str>) -> Status {
-    let metadata = field
-        .map(|f| std::collections::HashMap::from([("field".to_string(), f.to_string())]))
-        .unwrap_or_default();
-    let mut details = ErrorDetails::with_error_info(why, ERROR_DOMAIN, metadata);
-    if let Some(field) = field {
-        details.add_bad_request_violation(field, message.clone());
-    }
-    Status::with_error_details(code, message, details)
+    let metadata: Vec<(&str, String)> = field
+        .map(|f| ("field", f.to_string()))
+        .into_iter()
+        .collect();
+    let violation = field.map(|f| (f.to_string(), message.clone()));
+    quorate_proto::errors::status_with(code, why, message, &metadata, |details| {
+        if let Some((field, description)) = violation {
+            details.add_bad_request_violation(field, description);
+        }
+    })
 }
 
 /// How long an overloaded node asks callers to wait before trying again.
@@ -148,7 +150,7 @@ impl NodeError {
             NodeError::Overloaded { .. } => Code::ResourceExhausted,
             _ => Code::Unavailable,
         };
-        let mut metadata = std::collections::HashMap::new();
+        let mut metadata: Vec<(&str, String)> = Vec::new();
         if let NodeError::LearnerBehind {
             id,
             match_index,
@@ -162,25 +164,26 @@ impl NodeError {
                 ("last_index", last_index),
                 ("max_lag", max_lag),
             ] {
-                metadata.insert(key.to_string(), value.to_string());
+                metadata.push((key, value.to_string()));
             }
         }
         if let NodeError::NotLeader { leader, address } = self {
             if let Some(leader) = leader {
-                metadata.insert("leader_id".to_string(), leader.to_string());
+                metadata.push(("leader_id", leader.to_string()));
             }
             if let Some(address) = address {
-                metadata.insert("leader_address".to_string(), address.clone());
+                metadata.push(("leader_address", address.clone()));
             }
         }
         if let NodeError::Overloaded { .. } = self {
-            metadata.insert("limit".to_string(), "pending_proposals".to_string());
+            metadata.push(("limit", "pending_proposals".to_string()));
         }
-        let mut details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata);
-        if let NodeError::Overloaded { .. } = self {
-            details.set_retry_info(Some(OVERLOADED_RETRY_DELAY));
-        }
-        Status::with_error_details(code, self.to_string(), details)
+        let overloaded = matches!(self, NodeError::Overloaded { .. });
+        quorate_proto::errors::status_with(code, self.reason(), self.to_string(), &metadata, |d| {
+            if overloaded {
+                d.set_retry_info(Some(OVERLOADED_RETRY_DELAY));
+            }
+        })
     }
 
     /// Reads back a status produced by [`NodeError::to_status`] on another node (a forwarded

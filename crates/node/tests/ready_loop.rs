@@ -19,24 +19,31 @@ struct Echo {
     applied: Index,
 }
 
+/// What Echo refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct EchoError(String);
+
 impl StateMachine for Echo {
+    type Error = EchoError;
+
     fn applied_index(&self) -> Index {
         self.applied
     }
 
     /// Echo keeps no clock: commands are applied as the client sent them.
-    fn stamp(&self, command: Bytes, _time: ProposalTime) -> Result<Bytes, String> {
+    fn stamp(&self, command: Bytes, _time: ProposalTime) -> Result<Bytes, EchoError> {
         Ok(command)
     }
 
-    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String> {
+    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, EchoError> {
         let mut outputs = Vec::new();
         for entry in entries {
             if entry.index != self.applied + 1 {
-                return Err(format!(
+                return Err(EchoError(format!(
                     "entry {} applied after {}: out of order",
                     entry.index, self.applied
-                ));
+                )));
             }
             self.applied = entry.index;
             outputs.push(match entry.kind {
@@ -47,19 +54,19 @@ impl StateMachine for Echo {
         Ok(outputs)
     }
 
-    fn image_reader(&self) -> quorate_node::ImageReader {
+    fn image_reader(&self) -> quorate_node::ImageReader<EchoError> {
         let image = Bytes::copy_from_slice(&self.applied.to_be_bytes());
         Box::new(move || Ok(image))
     }
 
-    fn image_index(&self, image: &[u8]) -> Result<Index, String> {
+    fn image_index(&self, image: &[u8]) -> Result<Index, EchoError> {
         let bytes: [u8; 8] = image
             .try_into()
-            .map_err(|_| "not an Echo image".to_string())?;
+            .map_err(|_| EchoError("not an Echo image".into()))?;
         Ok(Index::from_be_bytes(bytes))
     }
 
-    fn restore(&mut self, image: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, image: &[u8]) -> Result<(), EchoError> {
         self.applied = self.image_index(image)?;
         Ok(())
     }

@@ -4,7 +4,10 @@
 //! build their statuses with these names; `quoratectl` and the integration tests retry with
 //! [`retryable`].
 
-use tonic::Code;
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// The `ErrorInfo` domain of every Quorate error.
 pub const ERROR_DOMAIN: &str = "quorate";
@@ -59,6 +62,40 @@ pub mod reason {
     /// The caller's identity lacks the role the method needs; metadata names the `identity`,
     /// the `method` and the `role` required (PERMISSION_DENIED).
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
+}
+
+/// A status with `code`, a Quorate `reason` and `metadata` in its `ErrorInfo` (domain
+/// [`ERROR_DOMAIN`]): how every Quorate service builds an error.
+pub fn status(code: Code, reason: &str, message: String, metadata: &[(&str, String)]) -> Status {
+    status_with(code, reason, message, metadata, |_| {})
+}
+
+/// [`status`], with the other details `more` adds (a `BadRequest` naming a field, a
+/// `RetryInfo`).
+pub fn status_with(
+    code: Code,
+    reason: &str,
+    message: String,
+    metadata: &[(&str, String)],
+    more: impl FnOnce(&mut ErrorDetails),
+) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.clone()))
+        .collect();
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    more(&mut details);
+    Status::with_error_details(code, message, details)
+}
+
+/// The Quorate reason of a status (its `ErrorInfo`'s), if it carries one.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// [`retryable`], for a status as a client received it.
+pub fn status_retryable(status: &Status) -> bool {
+    retryable(reason_of(status).as_deref(), status.code())
 }
 
 /// Whether a failed write may be sent again, to any node, with the same idempotency key, in

@@ -40,6 +40,26 @@ pub use quorate::admin::v1 as admin;
 pub mod errors;
 pub mod raft_convert;
 
+/// A gRPC request path `/pkg.Service/Method` → (`pkg.Service`, `Method`).
+pub fn service_and_method(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.split_once('/').unwrap_or((path, ""))
+}
+
 /// The file descriptor set of every Quorate service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/quorate_descriptor.bin"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_the_service_and_the_method() {
+        assert_eq!(
+            service_and_method("/quorate.payments.v1.PaymentEvents/Submit"),
+            ("quorate.payments.v1.PaymentEvents", "Submit")
+        );
+        assert_eq!(service_and_method("/odd"), ("odd", ""));
+    }
+}

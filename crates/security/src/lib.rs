@@ -15,8 +15,7 @@ pub mod auth;
 pub mod reload;
 pub mod tls;
 
-use quorate_proto::errors::ERROR_DOMAIN;
-use tonic_types::{ErrorDetails, StatusExt};
+pub(crate) use quorate_proto::service_and_method;
 
 /// A gRPC status with a Quorate `reason` and `metadata` in its `ErrorInfo`, and a retry hint
 /// when `retry_after` is given.
@@ -27,15 +26,11 @@ pub(crate) fn status(
     metadata: &[(&str, String)],
     retry_after: Option<std::time::Duration>,
 ) -> tonic::Status {
-    let metadata: std::collections::HashMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
-    if retry_after.is_some() {
-        details.set_retry_info(retry_after);
-    }
-    tonic::Status::with_error_details(code, message, details)
+    quorate_proto::errors::status_with(code, reason, message, metadata, |details| {
+        if retry_after.is_some() {
+            details.set_retry_info(retry_after);
+        }
+    })
 }
 
 /// A status as the HTTP response of a refused call (grpc-status in the headers, no body).
@@ -47,10 +42,4 @@ pub(crate) fn refusal(status: tonic::Status) -> http::Response<tonic::body::Body
 /// `grpcurl` must work on an overloaded or locked-down node).
 pub(crate) fn is_probe(service: &str) -> bool {
     service == "grpc.health.v1.Health" || service.starts_with("grpc.reflection.")
-}
-
-/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-pub(crate) fn service_and_method(path: &str) -> (&str, &str) {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    path.split_once('/').unwrap_or((path, ""))
 }

@@ -22,11 +22,8 @@
 
 pub mod client;
 pub mod clock;
-pub mod exactly_once;
 pub mod expiry_task;
 pub mod invariants;
-pub mod lease_fencing;
-pub mod linearizability;
 pub mod names;
 pub mod network;
 pub mod node;
@@ -35,4 +32,5 @@ pub mod trace;
 pub mod workload;
 pub mod world;
 
+pub use invariants::{exactly_once, lease_fencing, linearizability};
 pub use world::{run, RunReport, SimConfig};

@@ -135,11 +135,7 @@ where
 
 use opentelemetry::trace::TraceContextExt as _;
 
-/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-fn service_and_method(path: &str) -> (&str, &str) {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    path.split_once('/').unwrap_or((path, ""))
-}
+use quorate_proto::service_and_method;
 
 /// The status of a response: a failed unary call (and any call refused before its body)
 /// answers with `grpc-status` in its headers; a successful one carries it in the trailers
@@ -192,15 +188,6 @@ fn code_name(code: tonic::Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_path_names_the_service_and_the_method() {
-        assert_eq!(
-            service_and_method("/quorate.payments.v1.PaymentEvents/Submit"),
-            ("quorate.payments.v1.PaymentEvents", "Submit")
-        );
-        assert_eq!(service_and_method("/odd"), ("odd", ""));
-    }
 
     #[test]
     fn the_status_comes_from_the_headers_of_a_failed_call() {

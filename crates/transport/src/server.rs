@@ -13,8 +13,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use quorate_proto::errors::{reason, ERROR_DOMAIN};
-use tonic_types::{ErrorDetails, StatusExt};
+use quorate_proto::errors::{self, reason};
 
 use quorate_security::reload::Reloadable;
 use quorate_security::tls::{host_of, incoming, names_host, ConnInfo};
@@ -164,15 +163,11 @@ impl<H: PeerHandler> RaftService<H> {
                 h.cluster_id, self.cluster_id
             );
             self.log_mismatch(h, &message);
-            let details = ErrorDetails::with_error_info(
-                reason::CLUSTER_MISMATCH,
-                ERROR_DOMAIN,
-                std::collections::HashMap::new(),
-            );
-            return Err(Status::with_error_details(
+            return Err(errors::status(
                 tonic::Code::FailedPrecondition,
+                reason::CLUSTER_MISMATCH,
                 message,
-                details,
+                &[],
             ));
         }
         if h.to != self.node_id {
@@ -194,15 +189,11 @@ impl<H: PeerHandler> RaftService<H> {
                  new member with a new id",
                 h.from, self.cluster_id
             );
-            let details = ErrorDetails::with_error_info(
-                reason::MEMBER_REMOVED,
-                ERROR_DOMAIN,
-                std::collections::HashMap::from([("node_id".to_string(), h.from.to_string())]),
-            );
-            return Err(Status::with_error_details(
+            return Err(errors::status(
                 tonic::Code::PermissionDenied,
+                reason::MEMBER_REMOVED,
                 message,
-                details,
+                &[("node_id", h.from.to_string())],
             ));
         }
         self.check_certificate(conn, h.from)?;
@@ -246,15 +237,16 @@ impl<H: PeerHandler> RaftService<H> {
         };
         names_host(cert, host_of(&address)).map_err(|why| {
             let message = format!(
-                "the caller claims to be node {from}, whose peer address is {address}, but {why}:                  a peer certificate must name the host of its own member's peer address"
+                "the caller claims to be node {from}, whose peer address is {address}, but {why}: \
+                 a peer certificate must name the host of its own member's peer address"
             );
             tracing::warn!(from, %address, "refused a peer request: {why}");
-            let details = ErrorDetails::with_error_info(
+            errors::status(
+                tonic::Code::PermissionDenied,
                 reason::PERMISSION_DENIED,
-                ERROR_DOMAIN,
-                std::collections::HashMap::from([("node_id".to_string(), from.to_string())]),
-            );
-            Status::with_error_details(tonic::Code::PermissionDenied, message, details)
+                message,
+                &[("node_id", from.to_string())],
+            )
         })
     }
 

@@ -149,7 +149,10 @@ async fn main() -> Result<()> {
                             .unwrap()
                             .push(t.elapsed().as_secs_f64() * 1000.0);
                     }
-                    Err(s) if reason(&s).as_deref() == Some("RESOURCE_EXHAUSTED") => {
+                    Err(s)
+                        if reason(&s).as_deref()
+                            == Some(quorate_proto::errors::reason::RESOURCE_EXHAUSTED) =>
+                    {
                         outcomes.shed.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(s) => {

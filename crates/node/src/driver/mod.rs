@@ -315,7 +315,8 @@ impl<SM: StateMachine> Driver<SM> {
             .sm
             .as_ref()
             .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
-        sm.stamp(command, time).map_err(NodeError::Invalid)
+        sm.stamp(command, time)
+            .map_err(|e| NodeError::Invalid(e.to_string()))
     }
 
     fn next_id(&mut self) -> u64 {

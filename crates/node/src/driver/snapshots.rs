@@ -28,7 +28,10 @@ impl<SM: StateMachine> Driver<SM> {
         let done = self.images_tx.clone();
         self.reading_image = true;
         tokio::task::spawn_blocking(move || {
-            let _ = done.send((ImageFor::Followers(messages), read()));
+            let _ = done.send((
+                ImageFor::Followers(messages),
+                read().map_err(|e| e.to_string()),
+            ));
         });
         Ok(())
     }
@@ -47,7 +50,7 @@ impl<SM: StateMachine> Driver<SM> {
             .image_reader();
         let done = self.images_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = done.send((ImageFor::Backup(reply), read()));
+            let _ = done.send((ImageFor::Backup(reply), read().map_err(|e| e.to_string())));
         });
         Ok(())
     }
@@ -59,7 +62,9 @@ impl<SM: StateMachine> Driver<SM> {
             .sm
             .as_ref()
             .ok_or_else(|| NodeError::Busy("the state machine is busy".into()))?;
-        let index = sm.image_index(&image).map_err(NodeError::Internal)?;
+        let index = sm
+            .image_index(&image)
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
         if index == 0 {
             return Err(NodeError::Busy(
                 "this node has applied nothing yet: there is nothing to back up".into(),
@@ -97,7 +102,7 @@ impl<SM: StateMachine> Driver<SM> {
             .sm
             .as_ref()
             .ok_or_else(|| "the state machine is busy".to_string())
-            .and_then(|sm| sm.image_index(&image))
+            .and_then(|sm| sm.image_index(&image).map_err(|e| e.to_string()))
             .and_then(|index| self.raw.snapshot_meta(index).map_err(|e| e.to_string()));
         let meta = match meta {
             Ok(meta) => meta,
@@ -133,7 +138,10 @@ impl<SM: StateMachine> Driver<SM> {
             return Err("the state machine is busy".into());
         };
         let claimed = request.snapshot.meta.index;
-        match sm.image_index(&request.snapshot.data)? {
+        match sm
+            .image_index(&request.snapshot.data)
+            .map_err(|e| e.to_string())?
+        {
             index if index == claimed => Ok(()),
             index => Err(format!(
                 "it claims index {claimed} but its image is of index {index}"

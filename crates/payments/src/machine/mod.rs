@@ -81,7 +81,7 @@ pub use records::{
     PaymentRecord, PaymentState, RecordedOutcome, RecordedRejection,
 };
 #[cfg(feature = "service")]
-pub use rocks_store::{hash_events, hash_state, RocksMachine, RocksState};
+pub use rocks_store::{hash_events, hash_state, MachineError, RocksMachine, RocksState};
 pub use store::{IdempotencyExpiry, Store, StoreError};
 pub use validation::{
     validate_acquire, validate_keep_alive, validate_release, validate_submit, FieldViolation,

@@ -10,7 +10,7 @@ use super::codec::{encode_variant, DecodeError};
 use super::records::{EventRecord, FencingTokenRecord};
 
 /// Why a request was refused. Each maps to the `google.rpc.ErrorInfo` reason of the same name
-/// (see [`RejectReason::code`]).
+/// (the payments service's `status::rejected`; the machine runs without the protocol crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum RejectReason {
@@ -23,18 +23,6 @@ pub enum RejectReason {
     StaleToken = 2,
     /// The idempotency key was first used for a different request (`ALREADY_EXISTS`).
     IdempotencyKeyReused = 3,
-}
-
-impl RejectReason {
-    /// The machine-readable reason of the public contract (`"STALE_TOKEN"`, ...).
-    pub fn code(self) -> &'static str {
-        match self {
-            RejectReason::Unspecified => "UNSPECIFIED",
-            RejectReason::InvalidTransition => "INVALID_TRANSITION",
-            RejectReason::StaleToken => "STALE_TOKEN",
-            RejectReason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-        }
-    }
 }
 
 /// A submit was accepted (now or, with `replayed`, the first time its key was used).
@@ -389,16 +377,6 @@ mod tests {
             DecodeError::UnknownVariant {
                 what: "applied output"
             }
-        );
-    }
-
-    #[test]
-    fn reject_reasons_use_the_contract_codes() {
-        assert_eq!(RejectReason::InvalidTransition.code(), "INVALID_TRANSITION");
-        assert_eq!(RejectReason::StaleToken.code(), "STALE_TOKEN");
-        assert_eq!(
-            RejectReason::IdempotencyKeyReused.code(),
-            "IDEMPOTENCY_KEY_REUSED"
         );
     }
 }

@@ -27,7 +27,7 @@ use quorate_node::{ProposalTime, StateMachine};
 use quorate_raft_core::{Entry, Index};
 
 use crate::machine::{
-    self, EventRecord, IdempotencyExpiry, IdempotencyRecord, LeaseRecord, MetaRecord,
+    self, DecodeError, EventRecord, IdempotencyExpiry, IdempotencyRecord, LeaseRecord, MetaRecord,
     PaymentRecord, Store, StoreError,
 };
 
@@ -505,41 +505,72 @@ impl RocksMachine {
     }
 }
 
+/// Why the RocksDB machine failed, as the node reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// A command to stamp does not decode (the proposal is refused).
+    #[error("not a payments command: {0}")]
+    Command(#[source] DecodeError),
+    /// An entry could not be applied (its storage failed, or a stored record is damaged).
+    #[error("applying entry {index} failed: {source}")]
+    Apply {
+        /// The entry.
+        index: Index,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// Writing the applied batch failed.
+    #[error("writing the payments state failed: {0}")]
+    Write(#[source] StoreError),
+    /// A snapshot's image does not decode.
+    #[error("undecodable machine image: {0}")]
+    Image(#[source] DecodeError),
+    /// Reading the machine's image failed.
+    #[error("reading the machine's image failed: {0}")]
+    ReadImage(#[source] StoreError),
+    /// Restoring the machine from an image failed.
+    #[error("restoring the machine from a snapshot failed: {0}")]
+    Restore(#[source] StoreError),
+}
+
 impl StateMachine for RocksMachine {
+    type Error = MachineError;
+
     fn applied_index(&self) -> Index {
         self.applied_index
     }
 
-    fn stamp(&self, command: Bytes, time: ProposalTime) -> Result<Bytes, String> {
+    fn stamp(&self, command: Bytes, time: ProposalTime) -> Result<Bytes, MachineError> {
         let clock = machine::LeaderClock {
             wall_ms: time.wall_ms,
             term_ms: time.term_ms,
         };
-        machine::stamp(&command, clock).map_err(|e| e.to_string())
+        machine::stamp(&command, clock).map_err(MachineError::Command)
     }
 
     /// Reads one RocksDB snapshot: every batch of applied entries is written atomically with
     /// the meta record that holds its index, so any snapshot is a consistent image.
-    fn image_reader(&self) -> quorate_node::ImageReader {
+    fn image_reader(&self) -> quorate_node::ImageReader<MachineError> {
         let db = self.state.db.clone();
         Box::new(move || {
             RocksMachine::export_image(&db)
                 .map(Bytes::from)
-                .map_err(|e| format!("reading the machine's image failed: {e}"))
+                .map_err(MachineError::ReadImage)
         })
     }
 
-    fn image_index(&self, image: &[u8]) -> Result<Index, String> {
-        machine::image_applied_index(image).map_err(|e| e.to_string())
+    fn image_index(&self, image: &[u8]) -> Result<Index, MachineError> {
+        machine::image_applied_index(image).map_err(MachineError::Image)
     }
 
-    fn restore(&mut self, image: &[u8]) -> Result<(), String> {
-        *self = RocksMachine::restore(self.state.db.clone(), image)
-            .map_err(|e| format!("restoring the machine from a snapshot failed: {e}"))?;
+    fn restore(&mut self, image: &[u8]) -> Result<(), MachineError> {
+        *self =
+            RocksMachine::restore(self.state.db.clone(), image).map_err(MachineError::Restore)?;
         Ok(())
     }
 
-    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, String> {
+    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, MachineError> {
         let mut outputs = Vec::with_capacity(entries.len());
         for entry in entries {
             if entry.index <= self.applied_index {
@@ -547,13 +578,15 @@ impl StateMachine for RocksMachine {
                 outputs.push(Bytes::new());
                 continue;
             }
-            let applied = machine::apply_entry(&mut self.state, entry)
-                .map_err(|e| format!("applying entry {} failed: {e}", entry.index))?;
+            let applied = machine::apply_entry(&mut self.state, entry).map_err(|source| {
+                MachineError::Apply {
+                    index: entry.index,
+                    source,
+                }
+            })?;
             outputs.push(applied.encode());
         }
-        self.state
-            .commit()
-            .map_err(|e| format!("writing the payments state failed: {e}"))?;
+        self.state.commit().map_err(MachineError::Write)?;
         if let Some(last) = entries.last() {
             self.applied_index = self.applied_index.max(last.index);
         }

@@ -17,7 +17,23 @@ use quorate_raft_core::ReadMode;
 use tokio::sync::watch;
 
 use crate::machine::{self, Applied, MetaRecord};
-pub use crate::machine::{hash_events, hash_state, RocksMachine, RocksState};
+pub use crate::machine::{hash_events, hash_state, MachineError, RocksMachine, RocksState};
+
+/// Why the hash of the event log was not computed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashEventsError {
+    /// The index asked for is not applied on this node yet.
+    #[error("index {index} is not applied on this node yet (it applied up to {applied})")]
+    NotApplied {
+        /// The index asked for.
+        index: u64,
+        /// The node's applied index.
+        applied: u64,
+    },
+    /// Reading the stored events failed.
+    #[error(transparent)]
+    Store(#[from] machine::StoreError),
+}
 
 /// Settings of the services.
 #[derive(Clone, Debug)]
@@ -126,25 +142,20 @@ impl PaymentsService {
 
     /// The hash of the event log up to `index` (0: the applied index) as `(index, hash,
     /// events)`; an index not applied yet is refused with a message naming what is available.
-    pub fn hash_events(&self, index: u64) -> Result<(u64, u64, u64), String> {
-        let applied = machine::machine_status(&self.state())
-            .map_err(|e| e.to_string())?
-            .applied_index;
+    pub fn hash_events(&self, index: u64) -> Result<(u64, u64, u64), HashEventsError> {
+        let applied = machine::machine_status(&self.state())?.applied_index;
         let index = if index == 0 { applied } else { index };
         if index > applied {
-            return Err(format!(
-                "index {index} is not applied on this node yet: hashes are available for \
-                 indexes 1 to {applied}"
-            ));
+            return Err(HashEventsError::NotApplied { index, applied });
         }
-        let (events, hash) = hash_events(&self.inner.db, index).map_err(|e| e.to_string())?;
+        let (events, hash) = hash_events(&self.inner.db, index)?;
         Ok((index, hash, events))
     }
 
     /// The hash of the whole machine as stored on this node, with the index it had applied
     /// then (see [`hash_state`]).
-    pub fn hash_state(&self) -> Result<(u64, u64), String> {
-        hash_state(&self.inner.db).map_err(|e| e.to_string())
+    pub fn hash_state(&self) -> Result<(u64, u64), machine::StoreError> {
+        hash_state(&self.inner.db)
     }
 
     /// Proposes a client's command and decodes the machine's output; node errors become

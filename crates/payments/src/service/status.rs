@@ -1,12 +1,9 @@
 //! Every gRPC status the payments services return is built here: one place that maps
 //! rejections and node errors to codes and `ErrorInfo` reasons (domain `quorate`).
 
-use std::collections::HashMap;
-
 use quorate_node::NodeError;
-use quorate_proto::errors::{reason, ERROR_DOMAIN};
+use quorate_proto::errors::{self, reason};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::machine::{FieldViolation, RejectReason};
 
@@ -17,29 +14,37 @@ pub fn invalid_field(v: &FieldViolation) -> Status {
 
 /// `INVALID_ARGUMENT` for `field`.
 pub fn invalid(field: &str, description: &str) -> Status {
-    let mut details = ErrorDetails::with_error_info(
-        reason::INVALID_ARGUMENT,
-        ERROR_DOMAIN,
-        HashMap::from([("field".to_string(), field.to_string())]),
-    );
-    details.add_bad_request_violation(field, description);
-    Status::with_error_details(
+    errors::status_with(
         Code::InvalidArgument,
+        reason::INVALID_ARGUMENT,
         format!("{field}: {description}"),
-        details,
+        &[("field", field.to_string())],
+        |details| {
+            details.add_bad_request_violation(field, description);
+        },
     )
 }
 
 /// A rejection decided by the state machine.
 pub fn rejected(why: RejectReason, message: &str, replayed: bool) -> Status {
-    let code = match why {
-        RejectReason::InvalidTransition | RejectReason::StaleToken => Code::FailedPrecondition,
-        RejectReason::IdempotencyKeyReused => Code::AlreadyExists,
-        _ => Code::Internal,
-    };
-    let metadata = HashMap::from([("replayed".to_string(), replayed.to_string())]);
-    let details = ErrorDetails::with_error_info(why.code(), ERROR_DOMAIN, metadata);
-    Status::with_error_details(code, message.to_string(), details)
+    let (code, why) = contract(why);
+    errors::status(
+        code,
+        why,
+        message.to_string(),
+        &[("replayed", replayed.to_string())],
+    )
+}
+
+/// The code and reason of the public contract for a rejection.
+fn contract(why: RejectReason) -> (Code, &'static str) {
+    match why {
+        RejectReason::InvalidTransition => (Code::FailedPrecondition, reason::INVALID_TRANSITION),
+        RejectReason::StaleToken => (Code::FailedPrecondition, reason::STALE_TOKEN),
+        RejectReason::IdempotencyKeyReused => (Code::AlreadyExists, reason::IDEMPOTENCY_KEY_REUSED),
+        // (Never recorded: an output that says so is damage.)
+        RejectReason::Unspecified => (Code::Internal, reason::INTERNAL),
+    }
 }
 
 /// `FAILED_PRECONDITION` / `STALE_TOKEN` for a lease operation.
@@ -49,14 +54,12 @@ pub fn stale_token(message: &str) -> Status {
 
 /// `NOT_FOUND`.
 pub fn not_found(what: String) -> Status {
-    let details = ErrorDetails::with_error_info(reason::NOT_FOUND, ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(Code::NotFound, what, details)
+    errors::status(Code::NotFound, reason::NOT_FOUND, what, &[])
 }
 
 /// `INTERNAL`, for what should never happen (an undecodable output, storage failure).
 pub fn internal(message: String) -> Status {
-    let details = ErrorDetails::with_error_info(reason::INTERNAL, ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(Code::Internal, message, details)
+    errors::status(Code::Internal, reason::INTERNAL, message, &[])
 }
 
 /// A node error (no quorum, outcome unknown, ...).
@@ -68,18 +71,35 @@ pub fn node(e: &NodeError) -> Status {
 mod tests {
     use super::*;
 
-    /// The machine names its rejections itself (it runs without the protocol crate, in the
-    /// simulator); they must be the contract's names.
+    use tonic_types::StatusExt;
+
+    /// Each rejection the machine records reaches the client with the contract's code and
+    /// reason, and says whether it was a replay.
     #[test]
-    fn the_machine_rejections_use_the_contract_names() {
-        assert_eq!(
-            RejectReason::InvalidTransition.code(),
-            reason::INVALID_TRANSITION
-        );
-        assert_eq!(RejectReason::StaleToken.code(), reason::STALE_TOKEN);
-        assert_eq!(
-            RejectReason::IdempotencyKeyReused.code(),
-            reason::IDEMPOTENCY_KEY_REUSED
-        );
+    fn rejections_carry_the_contract_code_and_reason() {
+        for (why, code, name) in [
+            (
+                RejectReason::InvalidTransition,
+                Code::FailedPrecondition,
+                "INVALID_TRANSITION",
+            ),
+            (
+                RejectReason::StaleToken,
+                Code::FailedPrecondition,
+                "STALE_TOKEN",
+            ),
+            (
+                RejectReason::IdempotencyKeyReused,
+                Code::AlreadyExists,
+                "IDEMPOTENCY_KEY_REUSED",
+            ),
+        ] {
+            let status = rejected(why, "no", true);
+            assert_eq!(status.code(), code, "{why:?}");
+            let info = status.get_details_error_info().unwrap();
+            assert_eq!(info.reason, name);
+            assert_eq!(info.domain, "quorate");
+            assert_eq!(info.metadata["replayed"], "true");
+        }
     }
 }

@@ -38,9 +38,13 @@ use std::collections::{BTreeMap, HashMap};
 use quorate_payments::machine::{Applied, Store};
 use quorate_raft_core::{Entry, Index, NodeId, Role, Term};
 
-use crate::exactly_once::ExactlyOnce;
-use crate::lease_fencing::LeaseFencing;
+pub mod exactly_once;
+pub mod lease_fencing;
+pub mod linearizability;
+
 use crate::trace::TraceHash;
+use exactly_once::ExactlyOnce;
+use lease_fencing::LeaseFencing;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
