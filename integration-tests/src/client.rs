@@ -123,6 +123,46 @@ pub fn authorize(payment_id: &str, key: &str, amount_minor: i64) -> pb::SubmitRe
 /// Submits `n` authorizations `{prefix}-{i}` one at a time through random live nodes
 /// (`seed` picks them), each with its id as idempotency key, retrying until acknowledged.
 /// Panics naming the first one never acknowledged within 20 s.
+/// Writes `events` authorizations named `{prefix}-{n}` from `clients` concurrent clients
+/// through random live nodes, each retried with its key until acknowledged (within 30 s),
+/// calling `acknowledged(count so far)` after each one. Panics on a write never acknowledged.
+pub async fn write_many(
+    cluster: &Cluster,
+    prefix: &str,
+    events: u64,
+    clients: usize,
+    acknowledged: impl Fn(u64),
+) {
+    let next = std::cell::Cell::new(0u64);
+    let done = std::cell::Cell::new(0u64);
+    let worker = |w: usize| {
+        let (next, done, acknowledged) = (&next, &done, &acknowledged);
+        async move {
+            let mut conn = Clients::default();
+            let mut pick = Pick::new(w as u64 * 31 + 7);
+            loop {
+                let n = next.get();
+                if n >= events {
+                    return;
+                }
+                next.set(n + 1);
+                let id = format!("{prefix}-{n}");
+                conn.submit(
+                    cluster,
+                    &mut pick,
+                    &authorize(&id, &id, 100),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{id} never acknowledged: {e}"));
+                done.set(done.get() + 1);
+                acknowledged(done.get());
+            }
+        }
+    };
+    futures_util::future::join_all((0..clients).map(worker)).await;
+}
+
 pub async fn write_authorizations(cluster: &Cluster, prefix: &str, n: usize, seed: u64) {
     let mut clients = Clients::default();
     let mut pick = Pick::new(seed);

@@ -330,45 +330,27 @@ async fn a_backup_restores_a_new_cluster_that_the_old_members_cannot_reach() {
     let mut new = Cluster::unstarted(3, Vec::new()).unwrap();
     for id in 1..=3u64 {
         let data_dir = new.nodes[&id].spec.data_dir.clone();
-        let (ok, stdout, stderr) = new
-            .quoratectl(
-                &[id],
-                &[
-                    "-o",
-                    "json",
-                    "snapshot",
-                    "restore",
-                    file_arg,
-                    "--data-dir",
-                    data_dir.to_str().unwrap(),
-                    "--id",
-                    &id.to_string(),
-                    "--initial-cluster",
-                    new.initial_cluster(),
-                ],
-            )
-            .await;
+        let id_arg = id.to_string();
+        let restore = [
+            "-o",
+            "json",
+            "snapshot",
+            "restore",
+            file_arg,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--id",
+            &id_arg,
+            "--initial-cluster",
+            new.initial_cluster(),
+        ];
+        let (ok, stdout, stderr) = new.quoratectl(&[id], &restore).await;
         assert!(ok, "restore of member {id}: {stderr}");
         let restored = json(&stdout);
         assert_eq!(restored["index"].as_u64(), Some(index));
         assert_eq!(restored["events_hash"].as_str(), Some(events_hash.as_str()));
         // A second restore into the same directory is refused.
-        let (again, _, stderr) = new
-            .quoratectl(
-                &[id],
-                &[
-                    "snapshot",
-                    "restore",
-                    file_arg,
-                    "--data-dir",
-                    data_dir.to_str().unwrap(),
-                    "--id",
-                    &id.to_string(),
-                    "--initial-cluster",
-                    new.initial_cluster(),
-                ],
-            )
-            .await;
+        let (again, _, stderr) = new.quoratectl(&[id], &restore).await;
         assert!(!again && stderr.contains("not empty"), "{stderr}");
     }
     new.start_all().unwrap();

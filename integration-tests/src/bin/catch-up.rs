@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use futures_util::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
-use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::client::{authorize, write_many, Clients, Pick};
 use quorate_integration_tests::Cluster;
 use quorate_proto::admin as pb;
 use quorate_proto::admin::admin_client::AdminClient;
@@ -49,33 +49,8 @@ async fn load(cluster: &Cluster, events: u64, clients: usize) -> Result<Duration
             .context("progress style")?
             .progress_chars("=> "),
     );
-    let next = Cell::new(0u64);
     let started = Instant::now();
-    let worker = |w: usize| {
-        let (next, bar) = (&next, &bar);
-        async move {
-            let mut conn = Clients::default();
-            let mut pick = Pick::new(w as u64 * 17 + 3);
-            loop {
-                let n = next.get();
-                if n >= events {
-                    return;
-                }
-                next.set(n + 1);
-                let id = format!("down-{n}");
-                conn.submit(
-                    cluster,
-                    &mut pick,
-                    &authorize(&id, &id, 100),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{id} never acknowledged: {e}"));
-                bar.inc(1);
-            }
-        }
-    };
-    join_all((0..clients).map(worker)).await;
+    write_many(cluster, "down", events, clients, |_| bar.inc(1)).await;
     bar.finish_and_clear();
     Ok(started.elapsed())
 }

@@ -8,15 +8,13 @@
 //!
 //! Figures from one run; compare the two clusters of that run, not numbers across machines.
 
-use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use futures_util::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
-use quorate_integration_tests::client::{authorize, Clients, Pick};
+use quorate_integration_tests::client::write_many;
 use quorate_integration_tests::rss_bytes;
 use quorate_integration_tests::Cluster;
 
@@ -83,41 +81,15 @@ async fn load(cli: &Cli, cluster: &Cluster, label: &str) -> Result<Duration> {
             .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
-    let next = Cell::new(0u64);
-    let done = Cell::new(0u64);
     let every = (cli.events / cli.samples.max(1)).max(1);
     let started = Instant::now();
-    let worker = |w: usize| {
-        let (next, done, bar) = (&next, &done, &bar);
-        async move {
-            let mut clients = Clients::default();
-            let mut pick = Pick::new(w as u64 * 31 + 7);
-            loop {
-                let n = next.get();
-                if n >= cli.events {
-                    return;
-                }
-                next.set(n + 1);
-                let id = format!("soak-{n}");
-                clients
-                    .submit(
-                        cluster,
-                        &mut pick,
-                        &authorize(&id, &id, 100),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("{id} never acknowledged: {e}"));
-                let finished = done.get() + 1;
-                done.set(finished);
-                bar.inc(1);
-                if finished % every == 0 {
-                    sample(cluster, label, finished, bar);
-                }
-            }
+    write_many(cluster, "soak", cli.events, cli.clients, |finished| {
+        bar.inc(1);
+        if finished % every == 0 {
+            sample(cluster, label, finished, &bar);
         }
-    };
-    join_all((0..cli.clients).map(worker)).await;
+    })
+    .await;
     bar.finish_and_clear();
     Ok(started.elapsed())
 }

@@ -20,18 +20,22 @@ impl<SM: StateMachine> Driver<SM> {
         if messages.is_empty() || self.reading_image {
             return Ok(());
         }
+        self.read_image(ImageFor::Followers(messages))?;
+        self.reading_image = true;
+        Ok(())
+    }
+
+    /// Has the machine's image read on a blocking thread while the node goes on; it comes
+    /// back through `images_rx` with `purpose`.
+    fn read_image(&self, purpose: ImageFor) -> Result<(), NodeError> {
         let read = self
             .sm
             .as_ref()
             .ok_or_else(|| NodeError::Internal("state machine lost".into()))?
             .image_reader();
         let done = self.images_tx.clone();
-        self.reading_image = true;
         tokio::task::spawn_blocking(move || {
-            let _ = done.send((
-                ImageFor::Followers(messages),
-                read().map_err(|e| e.to_string()),
-            ));
+            let _ = done.send((purpose, read().map_err(|e| e.to_string())));
         });
         Ok(())
     }
@@ -43,16 +47,7 @@ impl<SM: StateMachine> Driver<SM> {
         &mut self,
         reply: oneshot::Sender<Result<Snapshot, NodeError>>,
     ) -> Result<(), NodeError> {
-        let read = self
-            .sm
-            .as_ref()
-            .ok_or_else(|| NodeError::Internal("state machine lost".into()))?
-            .image_reader();
-        let done = self.images_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = done.send((ImageFor::Backup(reply), read().map_err(|e| e.to_string())));
-        });
-        Ok(())
+        self.read_image(ImageFor::Backup(reply))
     }
 
     /// A backup's image is read: it comes with the metadata of the index it is of.
