@@ -19,7 +19,8 @@ pub mod defaults {
     /// Lease reads on.
     pub const LEASE_READS: bool = true;
     /// How long a write may wait to be applied before its outcome is reported unknown.
-    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const REQUEST_TIMEOUT: Duration =
+        Duration::from_millis(quorate_raft_core::DEFAULT_REQUEST_TIMEOUT_MS);
     /// Entries applied between two compactions of the log.
     pub const SNAPSHOT_COUNT: u64 = 10_000;
     /// Entries kept behind the compaction point for slow followers.

@@ -41,6 +41,11 @@ pub enum InjectedBug {
     ConfEffectiveOnCommit,
 }
 
+/// How long, by default, a proposal may wait to be applied before its outcome is reported
+/// unknown, in milliseconds: the server's `--request-timeout`, and how long the simulator's
+/// lease-expiry task waits for its proposals (the one definition both use).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+
 /// How a node behaves. Times are in ticks; the driver decides how long a tick is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {

@@ -89,9 +89,9 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use config::Config;
 #[cfg(feature = "bug-injection")]
 pub use config::InjectedBug;
+pub use config::{Config, DEFAULT_REQUEST_TIMEOUT_MS};
 pub use error::{Error, Result, StorageError};
 pub use membership::{MemberChange, Membership};
 pub use message::{

@@ -36,8 +36,8 @@ mod requests;
 /// run, so any second event for a key is a bug.
 pub const IDEMPOTENCY_WINDOW_MS: u64 = machine::DEFAULT_IDEMPOTENCY_WINDOW_MS;
 
-/// How long the expiry task awaits a proposal: the server's default request timeout, 5 s.
-const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// How long the expiry task awaits a proposal: the server's default request timeout.
+const REQUEST_TIMEOUT_MS: u64 = quorate_raft_core::DEFAULT_REQUEST_TIMEOUT_MS;
 
 /// An applied entry and what applying it did.
 #[derive(Clone, Debug)]
