@@ -297,3 +297,42 @@ async fn four_hundred_events_survive_a_leader_kill_and_a_full_restart() {
         check_all_readable(&cluster, id, &acked).await;
     }
 }
+
+/// SIGHUP means "reload certificates and roles", never "exit": not during start-up, and not
+/// on a node that has nothing to reload (no TLS, no roles file), where the signal's default
+/// action used to end the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_during_start_up_and_after_never_stops_a_node() {
+    use quorate_integration_tests::Signal;
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::unstarted(3, Vec::new()).unwrap();
+    cluster.start_all().unwrap();
+    // Start-up: the processes run, no leader yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in 1..=3 {
+        cluster.signal(id, Signal::SIGHUP).unwrap();
+    }
+    cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap();
+    // Running.
+    for id in 1..=3 {
+        cluster.signal(id, Signal::SIGHUP).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in 1..=3 {
+        let exited = cluster.wait_exit(id, Duration::from_millis(50)).unwrap();
+        assert!(
+            exited.is_none(),
+            "node {id} exited after SIGHUP: {exited:?}"
+        );
+    }
+    let acked = Acked::default();
+    submit_range(&cluster, "hangup", 0..20, 4, &acked).await;
+    assert_eq!(acked.into_inner().len(), 20);
+    assert!(
+        cluster.log(1).contains("SIGHUP received"),
+        "node 1 does not log the signal"
+    );
+}

@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        ignore_hangups_until_reloading();
         match cli.command {
             Command::Serve(_) => match serve {
                 Some(config) => run(config?, shutdown_signal()).await,
@@ -92,6 +93,26 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// SIGHUP asks a node to reload its certificates and roles, never to exit; but its default
+/// action ends the process, and the reloader listens only once the node runs (and not at all
+/// on a node with nothing to reload). So the signal is taken from the first moment: a SIGHUP
+/// during start-up, or on a node without TLS or roles, is logged and changes nothing.
+fn ignore_hangups_until_reloading() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!(
+                        "SIGHUP received (certificates and roles, where configured, are reloaded)"
+                    );
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
     }
 }
 

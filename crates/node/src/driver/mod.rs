@@ -1,11 +1,13 @@
-//! The Ready loop: the one task that owns the Raft core.
+//! The Ready loop: the one task that owns the Raft core, on a thread of its own
+//! (`run_on_own_thread` in `lib.rs`).
 //!
 //! Each turn: catch up ticks from the monotonic clock, take every queued input (so all
 //! proposals that arrived while the last fsync ran go into one Ready: group commit), then for
 //! each Ready **send early** (a leader's appends, so followers write while it does) →
-//! **persist** (RocksDB, on a blocking thread, synced when the core says so) → **send**
-//! (requests to the transport, responses to the RPCs waiting for them) → **apply** (state
-//! machine, on a blocking thread) → answer waiters → **advance**.
+//! **persist** (RocksDB, in place, synced when the core says so) → **send** (requests to the
+//! transport, responses to the RPCs waiting for them) → **apply** (state machine, in place) →
+//! answer waiters → **advance**. Only reading a whole image (for a snapshot to send or a
+//! backup) leaves the thread, so the loop goes on meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -515,23 +517,13 @@ impl<SM: StateMachine> Driver<SM> {
         }
         // 1. Persist: durable before anything that depends on it leaves. A leader's snapshot
         //    replaces the log first.
+        //    (In place: the driver has a thread of its own, see `run_on_own_thread`.)
         if let Some(snapshot) = &ready.snapshot {
-            let mut store = self.store.clone();
-            let snapshot = snapshot.clone();
-            tokio::task::spawn_blocking(move || store.apply_snapshot(&snapshot))
-                .await
-                .map_err(|e| NodeError::Internal(format!("snapshot task: {e}")))?
+            self.store
+                .apply_snapshot(snapshot)
                 .map_err(|e| NodeError::Internal(format!("install a snapshot: {e}")))?;
         }
-        if ready.hard_state.is_some() && ready.entries.is_empty() && !ready.must_sync {
-            // Only the commit index changed: a small unsynced write, done here rather than
-            // handed to a blocking thread and back.
-            self.store
-                .persist(ready.hard_state.as_ref(), &[], false)
-                .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
-        } else if ready.hard_state.is_some() || !ready.entries.is_empty() {
-            let mut store = self.store.clone();
-            let hard_state = ready.hard_state;
+        if ready.hard_state.is_some() || !ready.entries.is_empty() {
             let entries = std::mem::take(&mut ready.entries);
             let sync = ready.must_sync;
             let links = self.traces_of(&entries);
@@ -540,15 +532,11 @@ impl<SM: StateMachine> Driver<SM> {
                 &links,
                 &[("raft.entries", entries.len() as i64)],
             );
-            let persist = tracing::debug_span!("persist", entries = entries.len(), sync);
+            let _persist = tracing::debug_span!("persist", entries = entries.len(), sync).entered();
             let started = Instant::now();
-            tokio::task::spawn_blocking(move || {
-                let _enter = persist.enter();
-                store.persist(hard_state.as_ref(), &entries, sync)
-            })
-            .await
-            .map_err(|e| NodeError::Internal(format!("persist task: {e}")))?
-            .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
+            self.store
+                .persist(ready.hard_state.as_ref(), &entries, sync)
+                .map_err(|e| NodeError::Internal(format!("persist: {e}")))?;
             if sync {
                 self.config.metrics.observe_fsync(started.elapsed());
             }
@@ -619,16 +607,11 @@ impl<SM: StateMachine> Driver<SM> {
             &links,
             &[("raft.entries", entries.len() as i64)],
         );
-        let apply = tracing::debug_span!("apply", entries = entries.len());
+        let apply = tracing::debug_span!("apply", entries = entries.len()).entered();
         let started = Instant::now();
-        let (sm, result, entries) = tokio::task::spawn_blocking(move || {
-            let _enter = apply.enter();
-            let result = sm.apply(&entries);
-            (sm, result, entries)
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("apply task: {e}")))?;
+        let result = sm.apply(&entries);
         self.config.metrics.observe_apply(started.elapsed());
+        drop(apply);
         self.sm = Some(sm);
         let outputs = result.map_err(|e| NodeError::Internal(format!("apply: {e}")))?;
         for (entry, output) in entries.iter().zip(outputs) {

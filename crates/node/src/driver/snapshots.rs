@@ -151,12 +151,7 @@ impl<SM: StateMachine> Driver<SM> {
             .take()
             .ok_or_else(|| NodeError::Internal("state machine lost".into()))?;
         let index = snapshot.meta.index;
-        let (sm, result) = tokio::task::spawn_blocking(move || {
-            let result = sm.restore(&snapshot.data);
-            (sm, result)
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("restore task: {e}")))?;
+        let result = sm.restore(&snapshot.data);
         let restored = sm.applied_index();
         self.sm = Some(sm);
         result.map_err(|e| NodeError::Internal(format!("restore the snapshot of {index}: {e}")))?;
@@ -252,10 +247,8 @@ impl<SM: StateMachine> Driver<SM> {
             meta,
             data: Bytes::new(),
         };
-        let mut store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.compact(&snapshot, up_to))
-            .await
-            .map_err(|e| NodeError::Internal(format!("compaction task: {e}")))?
+        self.store
+            .compact(&snapshot, up_to)
             .map_err(|e| NodeError::Internal(format!("compact the log: {e}")))?;
         tracing::info!(applied, up_to, forced, "compacted the log");
         self.config.metrics.count_snapshot(SnapshotEvent::Taken);

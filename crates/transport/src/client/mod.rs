@@ -36,6 +36,10 @@ pub struct Transport {
     inbox: mpsc::Sender<Message>,
     stats: Arc<StatsTable>,
     traces: Arc<EntryTraces>,
+    /// The runtime the transport was started on: its tasks (peer senders, forwarders,
+    /// channels' workers) run there even when a link is opened from another runtime (the
+    /// node's driver runs on a thread of its own).
+    runtime: tokio::runtime::Handle,
 }
 
 /// The trace context of entries proposed by sampled requests, until they commit: appends that
@@ -199,6 +203,7 @@ impl Transport {
             stats,
             config: Arc::new(config),
             traces: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
         };
         transport.set_peers(&transport.config.peers.clone())?;
         Ok(transport)
@@ -272,6 +277,8 @@ impl Transport {
     /// Opens the link to `peer` at `address`: a lazy channel, its sender task and its
     /// forwarding task.
     fn connect(&self, peer: NodeId, address: &str) -> Result<PeerLink> {
+        // (The channel spawns its worker on the current runtime, as `tokio::spawn` does.)
+        let _runtime = self.runtime.enter();
         let config = &self.config;
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| Error::InvalidAddress {
