@@ -152,28 +152,51 @@ pub fn start<SM: StateMachine>(
 
 /// Runs the driver on a thread of its own, with a single-threaded runtime: it writes and
 /// applies in place (RocksDB calls block only this thread), instead of handing each Ready's
-/// persist and apply to a blocking-pool thread and waiting to be woken again, which cost two
-/// thread switches per Ready on every node. The returned task, on the caller's runtime,
-/// completes with the driver.
+/// persist and apply to a blocking-pool thread and waiting to be woken again. The returned
+/// task, on the caller's runtime, completes with the driver, and only once the driver's
+/// runtime is gone: an image still being read (a snapshot, a backup) has finished or been
+/// given up within [`DRIVER_RUNTIME_GRACE`], so the store is closed when the caller exits.
 fn run_on_own_thread<SM: StateMachine>(
     driver: driver::Driver<SM>,
 ) -> Result<tokio::task::JoinHandle<Result<(), NodeError>>, NodeError> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| NodeError::Internal(format!("cannot start the driver's runtime: {e}")))?;
     std::thread::Builder::new()
         .name("quorate-driver".into())
         .spawn(move || {
-            let _ = done_tx.send(runtime.block_on(driver.run()));
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(driver.run())
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".into());
+                        Err(NodeError::Internal(format!("the driver panicked: {what}")))
+                    });
+                    runtime.shutdown_timeout(DRIVER_RUNTIME_GRACE);
+                    result
+                }
+                Err(e) => Err(NodeError::Internal(format!(
+                    "cannot start the driver's runtime: {e}"
+                ))),
+            };
+            let _ = done_tx.send(result);
         })
         .map_err(|e| NodeError::Internal(format!("cannot start the driver's thread: {e}")))?;
     Ok(tokio::spawn(async move {
         done_rx.await.unwrap_or_else(|_| {
             Err(NodeError::Internal(
-                "the driver's thread ended without a result (it panicked)".into(),
+                "the driver's thread ended without a result".into(),
             ))
         })
     }))
 }
+
+/// How long a stopped driver waits for an image read still running on its blocking pool.
+const DRIVER_RUNTIME_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
