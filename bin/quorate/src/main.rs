@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        ignore_hangups_until_reloading();
+        keep_hangups_from_stopping_the_node();
         match cli.command {
             Command::Serve(_) => match serve {
                 Some(config) => run(config?, shutdown_signal()).await,
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
 /// action ends the process, and the reloader listens only once the node runs (and not at all
 /// on a node with nothing to reload). So the signal is taken from the first moment: a SIGHUP
 /// during start-up, or on a node without TLS or roles, is logged and changes nothing.
-fn ignore_hangups_until_reloading() {
+fn keep_hangups_from_stopping_the_node() {
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hangup) => {

@@ -50,9 +50,9 @@ impl<SM: StateMachine> Driver<SM> {
         self.read_image(ImageFor::Backup(reply))
     }
 
-    /// A backup's image is read: it comes with the metadata of the index it is of.
-    pub(super) fn backup_read(&self, image: Result<Bytes, String>) -> Result<Snapshot, NodeError> {
-        let image = image.map_err(|e| NodeError::Internal(format!("read the image: {e}")))?;
+    /// The snapshot an image read off the loop makes: the image with the metadata of the
+    /// index the image itself says it is of (for followers and for backups alike).
+    fn snapshot_of(&self, image: Bytes) -> Result<Snapshot, NodeError> {
         let sm = self
             .sm
             .as_ref()
@@ -62,7 +62,8 @@ impl<SM: StateMachine> Driver<SM> {
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         if index == 0 {
             return Err(NodeError::Busy(
-                "this node has applied nothing yet: there is nothing to back up".into(),
+                "this node has applied nothing yet: its image holds nothing to send or back up"
+                    .into(),
             ));
         }
         let meta = self.raw.snapshot_meta(index).map_err(|e| {
@@ -71,6 +72,12 @@ impl<SM: StateMachine> Driver<SM> {
             ))
         })?;
         Ok(Snapshot { meta, data: image })
+    }
+
+    /// A backup's image is read: see [`Self::snapshot_of`].
+    pub(super) fn backup_read(&self, image: Result<Bytes, String>) -> Result<Snapshot, NodeError> {
+        let image = image.map_err(|e| NodeError::Internal(format!("read the image: {e}")))?;
+        self.snapshot_of(image)
     }
 
     /// An image read for `messages` is ready: send it to each of their followers.
@@ -93,21 +100,14 @@ impl<SM: StateMachine> Driver<SM> {
             );
             return;
         }
-        let meta = self
-            .sm
-            .as_ref()
-            .ok_or_else(|| "the state machine is busy".to_string())
-            .and_then(|sm| sm.image_index(&image).map_err(|e| e.to_string()))
-            .and_then(|index| self.raw.snapshot_meta(index).map_err(|e| e.to_string()));
-        let meta = match meta {
-            Ok(meta) => meta,
+        let snapshot = match self.snapshot_of(image) {
+            Ok(snapshot) => snapshot,
             // (The log was compacted past the image meanwhile: the core asks again.)
             Err(e) => {
                 tracing::warn!("no snapshot sent: {e}");
                 return;
             }
         };
-        let snapshot = Snapshot { meta, data: image };
         for mut message in messages {
             if let Payload::SnapshotRequest(request) = &mut message.payload {
                 tracing::info!(

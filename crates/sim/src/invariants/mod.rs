@@ -500,6 +500,17 @@ mod tests {
         assert_eq!(inv.violation.unwrap().invariant, "leader-completeness");
     }
 
+    /// A node whose log holds `log` (the term of each index from 1), compacted nowhere.
+    fn log_view(id: NodeId, log: &'static [u64]) -> LogView<'static> {
+        LogView {
+            id,
+            last_index: log.len() as u64,
+            last_term: *log.last().unwrap(),
+            compacted: 0,
+            term_at: Box::leak(Box::new(move |i: Index| log.get(i as usize - 1).copied())),
+        }
+    }
+
     #[test]
     fn an_electable_node_missing_a_committed_entry_is_caught() {
         let mut inv = Invariants::default();
@@ -509,21 +520,21 @@ mod tests {
         inv.on_commit(1, 2, |i| holder.get(i as usize - 1).copied(), 0, 0);
         let follower = [1u64, 2];
         let rival = [1u64, 3];
-        let view = |id, log: &'static [u64]| LogView {
-            id,
-            last_index: log.len() as u64,
-            last_term: *log.last().unwrap(),
-            compacted: 0,
-            term_at: Box::leak(Box::new(move |i: Index| log.get(i as usize - 1).copied())),
-        };
         let holder: &'static [u64] = Box::leak(Box::new(holder));
         let follower: &'static [u64] = Box::leak(Box::new(follower));
         let rival: &'static [u64] = Box::leak(Box::new(rival));
         // Without the rival, everyone who could win holds index 2.
-        inv.check_electable(&[view(1, holder), view(2, follower)], 0);
+        inv.check_electable(&[log_view(1, holder), log_view(2, follower)], 0);
         assert!(inv.violation.is_none());
         // The rival's log (last term 3) beats the follower's (last term 2): it could win.
-        inv.check_electable(&[view(1, holder), view(2, follower), view(5, rival)], 0);
+        inv.check_electable(
+            &[
+                log_view(1, holder),
+                log_view(2, follower),
+                log_view(5, rival),
+            ],
+            0,
+        );
         assert_eq!(inv.violation.unwrap().invariant, "leader-completeness");
     }
 
@@ -538,14 +549,14 @@ mod tests {
         let lagging: &'static [u64] = &[1, 7];
         let term8: &'static [u64] = &[1, 8];
         inv.on_commit(5, 3, |i| leader.get(i as usize - 1).copied(), 0, 0);
-        let view = |id, log: &'static [u64]| LogView {
-            id,
-            last_index: log.len() as u64,
-            last_term: *log.last().unwrap(),
-            compacted: 0,
-            term_at: Box::leak(Box::new(move |i: Index| log.get(i as usize - 1).copied())),
-        };
-        inv.check_electable(&[view(5, leader), view(1, lagging), view(4, term8)], 0);
+        inv.check_electable(
+            &[
+                log_view(5, leader),
+                log_view(1, lagging),
+                log_view(4, term8),
+            ],
+            0,
+        );
         assert!(inv.violation.is_none(), "{:?}", inv.violation);
     }
 
