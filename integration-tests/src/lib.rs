@@ -41,6 +41,22 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// User plus system CPU seconds the processes used so far (`/proc/<pid>/stat` fields 14 and
+/// 15, in USER_HZ = 100 ticks per second on Linux); a process that is gone counts 0.
+pub fn cpu_seconds(pids: &[i32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // The command name (field 2) may hold spaces: count fields after its ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .sum()
+}
+
 /// A binary of this workspace.
 pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("QUORATE_BIN_DIR")
@@ -137,6 +153,9 @@ pub struct Cluster {
     /// TLS settings of the harness's own connections to the client ports (a cluster started
     /// with `--cert-file`): see [`Cluster::use_client_tls`].
     client_tls: Option<std::sync::Arc<quorate_security::reload::Reloadable<rustls::ClientConfig>>>,
+    /// The CPUs the nodes run on (`taskset -c` syntax), if they are pinned: see
+    /// [`Cluster::pin_to`].
+    cpus: Option<String>,
 }
 
 impl Cluster {
@@ -230,6 +249,12 @@ impl Cluster {
         Cluster::configured(n, None, extra_args, |_| Vec::new())
     }
 
+    /// Runs every node started from now on only on `cpus` (`taskset -c` syntax: `0`, `0-1`),
+    /// so that a load generator pinned elsewhere does not take the nodes' CPU time.
+    pub fn pin_to(&mut self, cpus: &str) {
+        self.cpus = Some(cpus.to_string());
+    }
+
     /// Starts every node.
     pub fn start_all(&mut self) -> Result<()> {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
@@ -304,6 +329,7 @@ impl Cluster {
             namespaces,
             extra_args,
             client_tls: None,
+            cpus: None,
         };
         for spec in specs {
             let log = cluster._dir.path().join(format!("node{}.log", spec.id));
@@ -335,13 +361,18 @@ impl Cluster {
             Some((initial_cluster, args)) => (initial_cluster.clone(), args.clone()),
             None => (self.initial_cluster.clone(), Vec::new()),
         };
-        let mut command = match &node.spec.namespace {
-            Some(ns) => {
+        let mut command = match (&node.spec.namespace, &self.cpus) {
+            (Some(ns), _) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(&quorate);
                 c
             }
-            None => Command::new(&quorate),
+            (None, Some(cpus)) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(&quorate);
+                c
+            }
+            (None, None) => Command::new(&quorate),
         };
         command
             .arg("serve")

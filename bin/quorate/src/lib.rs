@@ -90,8 +90,17 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         RELOAD_POLL,
         stopped(stop_rx.clone()),
     );
-    let node = quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
-        .context("starting the Raft node")?;
+    // The peer protocol (its server, and the transport's senders and forwarders, which
+    // `start` spawns on the runtime it is called in) gets a runtime and a thread of its own:
+    // a flood of client calls then fills only the client port's queue, and heartbeats and
+    // appends are still sent and answered in time, so the cluster keeps its leader and
+    // serves its capacity under overload instead of losing contact and refusing everything.
+    let peer_runtime = PeerRuntime::start()?;
+    let node = {
+        let _on_peer_runtime = peer_runtime.handle().enter();
+        quorate_node::start(node_config, store.clone(), machine, stop_rx.clone())
+            .context("starting the Raft node")?
+    };
     let handle = node.handle.clone();
     tracing::info!(
         id = config.id,
@@ -166,7 +175,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     let peer_stop = stopped(stop_rx.clone());
     let peer_metrics = handle.config().metrics.clone();
     let peer_server_tls = guards.peer_tls.as_ref().map(|t| t.server.clone());
-    let peer_server = tokio::spawn(async move {
+    let peer_server = peer_runtime.handle().spawn(async move {
         quorate_transport::serve(
             peer_listener,
             peer_server_tls,
@@ -241,6 +250,35 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
     store.flush().context("flushing storage")?;
     tracing::info!("stopped");
     driver
+}
+
+/// The peer protocol's runtime: one worker thread of its own. Dropped (even on an early
+/// error return inside the async `run`) without blocking: its tasks are abandoned, as they
+/// are when a process exits.
+struct PeerRuntime(Option<tokio::runtime::Runtime>);
+
+impl PeerRuntime {
+    fn start() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("quorate-peer")
+            .enable_all()
+            .build()
+            .context("starting the peer protocol's runtime")?;
+        Ok(PeerRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle()
+    }
+}
+
+impl Drop for PeerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Readies the data directory ([`quorate_node::prepare_store`]). While a blank node waits for

@@ -12,8 +12,13 @@
 //! 3. **Recovery**: the closed loop again, at once.
 //!
 //! With `--no-limits` the nodes run with limits so high they never act, for comparison.
-//! Writes carry 256 bytes of metadata. The load generator shares the machine's cores with
-//! the three nodes: on a small machine it takes a share of the capacity it measures.
+//! Writes carry 256 bytes of metadata.
+//!
+//! Overload comes from outside: a node must not be measured against a load generator that
+//! takes its CPU. So the nodes run on one half of the machine's CPUs and the generator on
+//! the other (`--node-cpus`, `--load-cpus`; `--no-pin` shares them all), and the table
+//! says how busy each side was: a generator that used all of its CPUs did not offer all the
+//! load it claims.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
+use prost::Message;
 use quorate_integration_tests::client::{authorize, closed_loop, reason};
-use quorate_integration_tests::Cluster;
-use quorate_proto::payments::payment_events_client::PaymentEventsClient;
+use quorate_integration_tests::{cpu_seconds, Cluster};
 use quorate_proto::payments::SubmitRequest;
-use tonic::transport::Channel;
 
 /// A cluster offered many times the load it can serve.
 #[derive(Parser)]
@@ -46,6 +51,70 @@ struct Args {
     /// Run the nodes with limits too high to act, for comparison.
     #[arg(long)]
     no_limits: bool,
+    /// CPUs of the three nodes (`taskset -c` syntax); default: the first half of the machine's.
+    #[arg(long)]
+    node_cpus: Option<String>,
+    /// CPUs of the load generator; default: the other half.
+    #[arg(long)]
+    load_cpus: Option<String>,
+    /// More flags for every node, after `--` (other limits, say).
+    #[arg(last = true)]
+    node_args: Vec<String>,
+    /// Nodes and generator share every CPU.
+    #[arg(long, conflicts_with_all = ["node_cpus", "load_cpus"])]
+    no_pin: bool,
+}
+
+/// The nodes' CPUs and the generator's, as `taskset -c` lists, with how many each has.
+struct Pinning {
+    nodes: (String, usize),
+    load: (String, usize),
+}
+
+fn cpu_count(list: &str) -> usize {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => {
+                b.trim().parse::<usize>().unwrap_or(0) + 1 - a.trim().parse::<usize>().unwrap_or(0)
+            }
+            None => 1,
+        })
+        .sum()
+}
+
+fn pinning(args: &Args) -> Result<Option<Pinning>> {
+    if args.no_pin {
+        return Ok(None);
+    }
+    let n = std::thread::available_parallelism()?.get();
+    if n < 2 && (args.node_cpus.is_none() || args.load_cpus.is_none()) {
+        eprintln!("one CPU: the nodes and the load generator share it");
+        return Ok(None);
+    }
+    let half = n / 2;
+    let range = |a: usize, b: usize| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    };
+    let nodes = args.node_cpus.clone().unwrap_or_else(|| range(0, half - 1));
+    let load = args.load_cpus.clone().unwrap_or_else(|| range(half, n - 1));
+    Ok(Some(Pinning {
+        nodes: (nodes.clone(), cpu_count(&nodes)),
+        load: (load.clone(), cpu_count(&load)),
+    }))
+}
+
+/// Runs this process (so far one thread; the threads it starts inherit it) on `cpus`.
+fn pin_self(cpus: &str) -> Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset -p -c {cpus} failed: {status}");
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -66,13 +135,29 @@ struct Outcomes {
     shed: AtomicU64,
     failed: AtomicU64,
     latencies: Mutex<Vec<f64>>,
-    failures: Mutex<HashMap<String, u64>>,
+    /// By reason: how many, and the first one's message.
+    failures: Mutex<HashMap<String, (u64, String)>>,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
-    let limits = if args.no_limits {
+    let pinned = pinning(&args)?;
+    let workers = match &pinned {
+        Some(p) => {
+            pin_self(&p.load.0)?;
+            p.load.1
+        }
+        None => 2,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(run(args, pinned))
+}
+
+async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
+    let mut limits = if args.no_limits {
         [
             "--max-concurrent-requests",
             "1000000",
@@ -86,7 +171,12 @@ async fn main() -> Result<()> {
     } else {
         Vec::new()
     };
-    let cluster = Cluster::start_with_args(3, limits)?;
+    limits.extend(args.node_args.iter().cloned());
+    let mut cluster = Cluster::unstarted(3, limits)?;
+    if let Some(p) = &pinned {
+        cluster.pin_to(&p.nodes.0);
+    }
+    cluster.start_all()?;
     cluster.wait_for_leader(Duration::from_secs(15)).await?;
     let payload = "x".repeat(256);
     let make = |id: &str| {
@@ -114,13 +204,17 @@ async fn main() -> Result<()> {
 
     let offered = capacity * args.factor;
     eprintln!("overload: offering {offered:.0} writes/s for {phase:?}...");
-    let mut channels: Vec<Channel> = Vec::new();
+    let mut connections = Vec::new();
     for id in cluster.live() {
+        let address = &cluster.nodes[&id].spec.client;
+        let uri: http::Uri = format!("http://{address}{SUBMIT}").parse()?;
         for _ in 0..args.connections {
-            channels.push(cluster.channel(id).await?);
+            connections.push((h2_connect(address).await?, uri.clone()));
         }
     }
     let outcomes = Arc::new(Outcomes::default());
+    let own = [std::process::id() as i32];
+    let cpu_before = (cpu_seconds(&pids), cpu_seconds(&own));
     let started = Instant::now();
     let mut rss_peak = rss_before;
     let mut sent = 0u64;
@@ -131,17 +225,15 @@ async fn main() -> Result<()> {
         ticker.tick().await;
         let due = (started.elapsed().as_secs_f64() * offered) as u64;
         while sent < due {
-            let channel = channels[sent as usize % channels.len()].clone();
+            let (connection, uri) = connections[sent as usize % connections.len()].clone();
             let id = format!("over-{sent}");
             let mut request: SubmitRequest = make(&id);
             request.idempotency_key = id;
             let outcomes = outcomes.clone();
             tasks.spawn(async move {
-                let mut call = tonic::Request::new(request);
-                call.set_timeout(Duration::from_secs(2));
                 let t = Instant::now();
-                match PaymentEventsClient::new(channel).submit(call).await {
-                    Ok(_) => {
+                match submit(connection, uri, grpc_message(&request)).await {
+                    Outcome::Served => {
                         outcomes.served.fetch_add(1, Ordering::Relaxed);
                         outcomes
                             .latencies
@@ -149,16 +241,18 @@ async fn main() -> Result<()> {
                             .unwrap()
                             .push(t.elapsed().as_secs_f64() * 1000.0);
                     }
-                    Err(s)
-                        if reason(&s).as_deref()
-                            == Some(quorate_proto::errors::reason::RESOURCE_EXHAUSTED) =>
-                    {
+                    Outcome::Shed => {
                         outcomes.shed.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(s) => {
+                    Outcome::Failed { why, message } => {
                         outcomes.failed.fetch_add(1, Ordering::Relaxed);
-                        let why = reason(&s).unwrap_or_else(|| format!("{:?}", s.code()));
-                        *outcomes.failures.lock().unwrap().entry(why).or_insert(0) += 1;
+                        outcomes
+                            .failures
+                            .lock()
+                            .unwrap()
+                            .entry(why)
+                            .or_insert_with(|| (0, message))
+                            .0 += 1;
                     }
                 }
             });
@@ -172,6 +266,9 @@ async fn main() -> Result<()> {
     }
     let offered_for = started.elapsed().as_secs_f64();
     while tasks.join_next().await.is_some() {}
+    let busy_for = started.elapsed().as_secs_f64();
+    let node_cores = (cpu_seconds(&pids) - cpu_before.0) / busy_for;
+    let load_cores = (cpu_seconds(&own) - cpu_before.1) / busy_for;
     let served_rate = outcomes.served.load(Ordering::Relaxed) as f64 / offered_for;
     let mut lat = std::mem::take(&mut *outcomes.latencies.lock().unwrap());
     lat.sort_by(|a, b| a.total_cmp(b));
@@ -246,19 +343,129 @@ async fn main() -> Result<()> {
         format!("{:.1}", lat_max(&rec)),
     ]);
     println!(
-        "overload benchmark: 3 nodes, 256-byte metadata, limits {}",
-        if args.no_limits { "off" } else { "default" }
+        "overload benchmark: 3 nodes, 256-byte metadata, limits {}, {}",
+        if args.no_limits { "off" } else { "default" },
+        match &pinned {
+            Some(p) => format!(
+                "nodes on CPUs {} and the load generator on CPUs {}",
+                p.nodes.0, p.load.0
+            ),
+            None => "nodes and load generator sharing every CPU".to_string(),
+        }
     );
     println!("{table}");
     println!(
         "resident memory of the three nodes: {rss_before:.0} MiB before the overload, peak \
          {rss_peak:.0} MiB during it, {rss_after:.0} MiB after"
     );
+    println!(
+        "CPU during the overload: the nodes used {node_cores:.2} cores{}, the load generator \
+         {load_cores:.2}{}",
+        pinned
+            .as_ref()
+            .map_or(String::new(), |p| format!(" of {}", p.nodes.1)),
+        pinned
+            .as_ref()
+            .map_or(String::new(), |p| format!(" of {}", p.load.1)),
+    );
     let failures = outcomes.failures.lock().unwrap();
     if !failures.is_empty() {
-        println!("failures during the overload: {failures:?}");
+        println!("failures during the overload, by reason (count, first message):");
+        let mut failures: Vec<_> = failures.iter().collect();
+        failures.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
+        for (why, (n, message)) in failures {
+            println!("  {why}: {n} ({message})");
+        }
     }
     Ok(())
+}
+
+const SUBMIT: &str = "/quorate.payments.v1.PaymentEvents/Submit";
+
+/// One HTTP/2 connection of the open loop. The open loop speaks gRPC over `h2` itself (one
+/// encoded message, four headers, the status read from the trailers) instead of through a
+/// tonic channel, so that one CPU can offer many times what the nodes serve: a generator that
+/// cannot keep up measures its own queue, not the nodes.
+async fn h2_connect(address: &str) -> Result<h2::client::SendRequest<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    tcp.set_nodelay(true)?;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 24)
+        .handshake(tcp)
+        .await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(send)
+}
+
+/// A gRPC message: uncompressed flag, length, protobuf.
+fn grpc_message(request: &SubmitRequest) -> Bytes {
+    let encoded = request.encode_to_vec();
+    let mut message = BytesMut::with_capacity(5 + encoded.len());
+    message.put_u8(0);
+    message.put_u32(encoded.len() as u32);
+    message.put_slice(&encoded);
+    message.freeze()
+}
+
+enum Outcome {
+    Served,
+    /// Refused with RESOURCE_EXHAUSTED and the node's reason (a limit acted).
+    Shed,
+    Failed {
+        why: String,
+        message: String,
+    },
+}
+
+/// One `Submit` with a 2 s deadline, as a client in a hurry would give.
+async fn submit(send: h2::client::SendRequest<Bytes>, uri: http::Uri, message: Bytes) -> Outcome {
+    let call = async {
+        let request = http::Request::post(uri)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "2000m")
+            .body(())
+            .expect("a valid request");
+        let mut send = send.ready().await?;
+        let (response, mut stream) = send.send_request(request, false)?;
+        stream.send_data(message, true)?;
+        let (parts, mut body) = response.await?.into_parts();
+        if parts.headers.contains_key("grpc-status") {
+            // Trailers-only: an error answered before any message.
+            return Ok(outcome(&parts.headers));
+        }
+        while let Some(chunk) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk?.len());
+        }
+        let trailers = body.trailers().await?.unwrap_or_default();
+        Ok::<_, h2::Error>(outcome(&trailers))
+    };
+    call.await.unwrap_or_else(|e| Outcome::Failed {
+        why: "HTTP/2".to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// What a call's `grpc-status` (and its details) says.
+fn outcome(trailers: &http::HeaderMap) -> Outcome {
+    match trailers.get("grpc-status").map(|v| v.as_bytes()) {
+        Some(b"0") => Outcome::Served,
+        // Only the nodes' refusals carry details with this code: no need to decode them.
+        Some(b"8") if trailers.contains_key("grpc-status-details-bin") => Outcome::Shed,
+        _ => match tonic::Status::from_header_map(trailers) {
+            Some(status) => Outcome::Failed {
+                why: reason(&status).unwrap_or_else(|| format!("{:?}", status.code())),
+                message: status.message().to_string(),
+            },
+            None => Outcome::Failed {
+                why: "no grpc-status".to_string(),
+                message: format!("{trailers:?}"),
+            },
+        },
+    }
 }
 
 fn lat_max(sorted: &[f64]) -> f64 {

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use comfy_table::{presets, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use quorate_integration_tests::{free_port, Cluster};
+use quorate_integration_tests::{cpu_seconds, free_port, Cluster};
 use quorate_proto::payments as pb;
 use quorate_proto::payments::payment_events_client::PaymentEventsClient;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -346,22 +346,6 @@ impl Outcome {
     fn cpu_per_1000(&self) -> f64 {
         self.cpu_seconds * 1000.0 / self.ops.max(1) as f64
     }
-}
-
-/// User plus system CPU seconds the processes used so far (`/proc/<pid>/stat` fields 14 and
-/// 15, in USER_HZ = 100 ticks per second on Linux).
-fn cpu_seconds(pids: &[i32]) -> f64 {
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // The command name (field 2) may hold spaces: count fields after its ')'.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .sum()
 }
 
 /// Connections per endpoint for `clients` clients: about 50 concurrent streams on each (below
