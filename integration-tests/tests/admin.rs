@@ -315,3 +315,56 @@ async fn a_follower_with_tampered_storage_is_reported_diverged() {
         .unwrap();
     assert_eq!(status.code(), Some(5), "exit status names the verdict");
 }
+
+/// A client that was told its write is done and then asks the same node for its status sees
+/// a commit index and an applied index that include the write. (The driver used to publish
+/// the status only at the end of its turn, after the replies had left: a `Status` right after
+/// an acknowledgement could show the commit index from before it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_after_an_acknowledged_write_includes_it() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap();
+    let writers = (0..8).map(|w| {
+        let cluster = &cluster;
+        async move {
+            let mut payments = cluster.payments(leader).await.unwrap();
+            let mut admin = admin(cluster, leader).await;
+            let mut behind = Vec::new();
+            for i in 0..60 {
+                let id = format!("ryw-{w}-{i}");
+                let written = payments
+                    .submit(quorate_integration_tests::client::authorize(&id, &id, 10))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .event
+                    .unwrap()
+                    .index;
+                let status = admin
+                    .status(pb::StatusRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner();
+                if status.commit_index < written || status.applied_index < written {
+                    behind.push((written, status.commit_index, status.applied_index));
+                }
+            }
+            behind
+        }
+    });
+    let behind: Vec<_> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        behind.is_empty(),
+        "{} statuses behind the write just acknowledged (index, commit, applied): {:?}",
+        behind.len(),
+        &behind[..behind.len().min(5)]
+    );
+}
