@@ -192,7 +192,7 @@ pub struct ServeArgs {
         help_heading = "Security"
     )]
     pub auth_file: Option<PathBuf>,
-    /// Calls the client port serves at once; more wait in a queue. [default: 512]
+    /// Calls the client port serves at once; more wait in a queue. [default: 128]
     #[arg(
         long,
         env = "QUORATE_MAX_CONCURRENT_REQUESTS",
@@ -201,7 +201,7 @@ pub struct ServeArgs {
     )]
     pub max_concurrent_requests: Option<usize>,
     /// Calls that may wait for one of those; any more are refused at once with
-    /// RESOURCE_EXHAUSTED and a retry hint. [default: 512]
+    /// RESOURCE_EXHAUSTED and a retry hint. [default: 1024]
     #[arg(
         long,
         env = "QUORATE_MAX_QUEUED_REQUESTS",
@@ -210,7 +210,7 @@ pub struct ServeArgs {
     )]
     pub max_queued_requests: Option<usize>,
     /// How long a call may wait in that queue before it is refused with RESOURCE_EXHAUSTED.
-    /// [default: 500ms]
+    /// [default: 200ms]
     #[arg(long, env = "QUORATE_QUEUE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub queue_timeout: Option<Duration>,
     /// Watch streams open at once on this node. [default: 1000]

@@ -454,10 +454,14 @@ async fn serve_clients(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building reflection v1alpha")?;
+    // Outermost, the limits of unary calls: a call refused under overload costs no span, no
+    // role check and no timer (it is counted in `quorate_requests_shed_total`). The `Watch`
+    // limits go inside the role layer, which tells who the client is.
     tonic::transport::Server::builder()
+        .layer(guards.admission.for_calls())
         .layer(layer)
         .layer(AuthLayer::new(guards.policy))
-        .layer(guards.admission)
+        .layer(guards.admission.for_watches())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
