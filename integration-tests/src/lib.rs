@@ -250,7 +250,8 @@ impl Cluster {
     }
 
     /// Runs every node started from now on only on `cpus` (`taskset -c` syntax: `0`, `0-1`),
-    /// so that a load generator pinned elsewhere does not take the nodes' CPU time.
+    /// so that a load generator pinned elsewhere does not take the nodes' CPU time. Nodes on
+    /// loopback only: a cluster in network namespaces is not pinned.
     pub fn pin_to(&mut self, cpus: &str) {
         self.cpus = Some(cpus.to_string());
     }

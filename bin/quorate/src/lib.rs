@@ -247,6 +247,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         }
     }
     metrics_server.abort();
+    peer_runtime.shut_down(Duration::from_secs(5)).await;
     store.flush().context("flushing storage")?;
     tracing::info!("stopped");
     driver
@@ -270,6 +271,14 @@ impl PeerRuntime {
 
     fn handle(&self) -> &tokio::runtime::Handle {
         self.0.as_ref().expect("running until dropped").handle()
+    }
+
+    /// Stops it, waiting up to `grace` for its blocking work (a hash scan a peer asked
+    /// for, say) to finish, so that nothing holds the store when the node is done.
+    async fn shut_down(mut self, grace: Duration) {
+        if let Some(runtime) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(grace)).await;
+        }
     }
 }
 
@@ -454,9 +463,9 @@ async fn serve_clients(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building reflection v1alpha")?;
-    // Outermost, the limits of unary calls: a call refused under overload costs no span, no
-    // role check and no timer (it is counted in `quorate_requests_shed_total`). The `Watch`
-    // limits go inside the role layer, which tells who the client is.
+    // Outermost, the limits of unary calls: a call refused under overload costs no span and
+    // no role check (it is counted in `quorate_requests_shed_total`). The `Watch` limits go
+    // inside the role layer, which tells who the client is.
     tonic::transport::Server::builder()
         .layer(guards.admission.for_calls())
         .layer(layer)

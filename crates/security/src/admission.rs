@@ -17,7 +17,7 @@
 //!
 //! A node under overload refuses many calls for each one it serves, so a refusal must cost
 //! next to nothing: the unary limits run as the outermost layer of the client port
-//! ([`AdmissionLayer::for_calls`]: a refused call gets no span, no role check, no timer), and
+//! ([`AdmissionLayer::for_calls`]: a refused call gets no span and no role check), and
 //! their answers are encoded once, when the layer is made. The `Watch` limits run inside the
 //! role layer ([`AdmissionLayer::for_watches`]), where the caller's identity is known.
 

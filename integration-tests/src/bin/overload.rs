@@ -71,12 +71,15 @@ struct Pinning {
     load: (String, usize),
 }
 
+/// How many CPUs a `taskset -c` list names (0 for a list it cannot read: taskset then
+/// refuses it with its own message).
 fn cpu_count(list: &str) -> usize {
     list.split(',')
         .map(|part| match part.split_once('-') {
-            Some((a, b)) => {
-                b.trim().parse::<usize>().unwrap_or(0) + 1 - a.trim().parse::<usize>().unwrap_or(0)
-            }
+            Some((a, b)) => match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                (Ok(a), Ok(b)) if a <= b => b - a + 1,
+                _ => 0,
+            },
             None => 1,
         })
         .sum()
@@ -145,7 +148,8 @@ fn main() -> Result<()> {
     let workers = match &pinned {
         Some(p) => {
             pin_self(&p.load.0)?;
-            p.load.1
+            // (The CPUs this process may now use, as the kernel counts them.)
+            std::thread::available_parallelism()?.get()
         }
         None => 2,
     };
@@ -420,7 +424,8 @@ enum Outcome {
     },
 }
 
-/// One `Submit` with a 2 s deadline, as a client in a hurry would give.
+/// One `Submit` with a 2 s deadline, as a client in a hurry would give (sent in
+/// `grpc-timeout`; the generator itself gives up a second later, should a node not answer).
 async fn submit(send: h2::client::SendRequest<Bytes>, uri: http::Uri, message: Bytes) -> Outcome {
     let call = async {
         let request = http::Request::post(uri)
@@ -443,17 +448,25 @@ async fn submit(send: h2::client::SendRequest<Bytes>, uri: http::Uri, message: B
         let trailers = body.trailers().await?.unwrap_or_default();
         Ok::<_, h2::Error>(outcome(&trailers))
     };
-    call.await.unwrap_or_else(|e| Outcome::Failed {
-        why: "HTTP/2".to_string(),
-        message: e.to_string(),
-    })
+    match tokio::time::timeout(Duration::from_secs(3), call).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::Failed {
+            why: "HTTP/2".to_string(),
+            message: e.to_string(),
+        },
+        Err(_) => Outcome::Failed {
+            why: "no answer".to_string(),
+            message: "no answer within 3 s to a call with a 2 s deadline".to_string(),
+        },
+    }
 }
 
 /// What a call's `grpc-status` (and its details) says.
 fn outcome(trailers: &http::HeaderMap) -> Outcome {
     match trailers.get("grpc-status").map(|v| v.as_bytes()) {
         Some(b"0") => Outcome::Served,
-        // Only the nodes' refusals carry details with this code: no need to decode them.
+        // Only the nodes' refusals carry details with this code (a limit of the client port,
+        // or the leader's --max-pending-proposals): no need to decode them.
         Some(b"8") if trailers.contains_key("grpc-status-details-bin") => Outcome::Shed,
         _ => match tonic::Status::from_header_map(trailers) {
             Some(status) => Outcome::Failed {

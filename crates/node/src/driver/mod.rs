@@ -614,17 +614,18 @@ impl<SM: StateMachine> Driver<SM> {
         drop(apply);
         self.sm = Some(sm);
         let outputs = result.map_err(|e| NodeError::Internal(format!("apply: {e}")))?;
-        for entry in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
-            self.on_membership_applied(entry);
-        }
         // What a caller sees after its write is acknowledged includes the write: the applied
         // index and the status (whose commit index the core may have moved in this very turn)
-        // are published before any reply leaves.
+        // are published before any reply leaves. (A membership change's own effect on the
+        // status, its member list, is published at the end of the turn.)
         if let Some(last) = entries.last() {
             self.applied_tx.send_replace(last.index);
         }
         self.publish_status();
         for (entry, output) in entries.iter().zip(outputs) {
+            if entry.kind == EntryKind::Membership {
+                self.on_membership_applied(entry);
+            }
             if let Some(Pending { term, reply, .. }) = self.proposals.remove(&entry.index) {
                 let result = if term == entry.term {
                     Ok(Applied {
