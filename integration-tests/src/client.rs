@@ -119,10 +119,6 @@ pub fn authorize(payment_id: &str, key: &str, amount_minor: i64) -> pb::SubmitRe
     }
 }
 
-/// Every event node `id` holds, paging through `List` in index order.
-/// Submits `n` authorizations `{prefix}-{i}` one at a time through random live nodes
-/// (`seed` picks them), each with its id as idempotency key, retrying until acknowledged.
-/// Panics naming the first one never acknowledged within 20 s.
 /// Writes `events` authorizations named `{prefix}-{n}` from `clients` concurrent clients
 /// through random live nodes, each retried with its key until acknowledged (within 30 s),
 /// calling `acknowledged(count so far)` after each one. Panics on a write never acknowledged.
@@ -133,10 +129,28 @@ pub async fn write_many(
     clients: usize,
     acknowledged: impl Fn(u64),
 ) {
+    let make = |n: u64| {
+        let id = format!("{prefix}-{n}");
+        authorize(&id, &id, 100)
+    };
+    write_many_with(cluster, events, clients, make, acknowledged).await;
+}
+
+/// Writes `make(0)`, `make(1)`, ... `make(events - 1)` from `clients` concurrent clients
+/// through random live nodes, each retried with its idempotency key until acknowledged
+/// (within 30 s), calling `acknowledged(count so far)` after each one. Panics on a write never
+/// acknowledged.
+pub async fn write_many_with(
+    cluster: &Cluster,
+    events: u64,
+    clients: usize,
+    make: impl Fn(u64) -> pb::SubmitRequest,
+    acknowledged: impl Fn(u64),
+) {
     let next = std::cell::Cell::new(0u64);
     let done = std::cell::Cell::new(0u64);
     let worker = |w: usize| {
-        let (next, done, acknowledged) = (&next, &done, &acknowledged);
+        let (next, done, make, acknowledged) = (&next, &done, &make, &acknowledged);
         async move {
             let mut conn = Clients::default();
             let mut pick = Pick::new(w as u64 * 31 + 7);
@@ -146,15 +160,12 @@ pub async fn write_many(
                     return;
                 }
                 next.set(n + 1);
-                let id = format!("{prefix}-{n}");
-                conn.submit(
-                    cluster,
-                    &mut pick,
-                    &authorize(&id, &id, 100),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{id} never acknowledged: {e}"));
+                let request = make(n);
+                conn.submit(cluster, &mut pick, &request, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("{} never acknowledged: {e}", request.idempotency_key)
+                    });
                 done.set(done.get() + 1);
                 acknowledged(done.get());
             }
@@ -163,6 +174,9 @@ pub async fn write_many(
     futures_util::future::join_all((0..clients).map(worker)).await;
 }
 
+/// Submits `n` authorizations `{prefix}-{i}` one at a time through random live nodes
+/// (`seed` picks them), each with its id as idempotency key, retrying until acknowledged.
+/// Panics naming the first one never acknowledged within 20 s.
 pub async fn write_authorizations(cluster: &Cluster, prefix: &str, n: usize, seed: u64) {
     let mut clients = Clients::default();
     let mut pick = Pick::new(seed);
@@ -180,6 +194,7 @@ pub async fn write_authorizations(cluster: &Cluster, prefix: &str, n: usize, see
     }
 }
 
+/// Every event node `id` holds, paging through `List` in index order.
 pub async fn all_events(cluster: &Cluster, id: u64) -> Vec<pb::PaymentEvent> {
     let mut client = cluster.payments(id).await.expect("a client for the node");
     let mut events = Vec::new();

@@ -427,3 +427,130 @@ async fn a_backup_restores_a_new_cluster_that_the_old_members_cannot_reach() {
     );
     assert_eq!(after.leader_id, new_leader);
 }
+
+/// The first available index a COMPACTED refusal names, or a panic describing `status`.
+fn compacted_first_available(status: &tonic::Status) -> u64 {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "COMPACTED", "{status:?}");
+    info.metadata["first_available_index"]
+        .parse()
+        .expect("a number")
+}
+
+/// `--event-retention`: old events are deleted on every node alike, including one that caught
+/// up through a snapshot, and nothing a client relies on goes with them: reads of the deleted
+/// range are refused with the first index still held, a payment keeps its state and says how
+/// many of its events went, a retry of a compacted event's key still gets the event, and the
+/// nodes' event-log hashes agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_retention_deletes_old_events_and_keeps_every_answer() {
+    use quorate_proto::payments as ppb;
+    let _serial = SERIAL.lock().await;
+    let mut args = quorate_integration_tests::frequent_compactions();
+    args.extend(["--event-retention".to_string(), "100".to_string()]);
+    let mut cluster = Cluster::start_with_args(3, args).unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap();
+    write_some(&cluster, "early", 50).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    cluster.sigkill(follower).unwrap();
+    write_some(&cluster, "late", 250).await;
+    cluster.restart(follower).unwrap();
+    all_applied_and_equal(&cluster, 300).await;
+
+    for id in cluster.live() {
+        let mut client = cluster.payments(id).await.unwrap();
+        let stale = ppb::Consistency::Stale as i32;
+        let refused = client
+            .list(ppb::ListRequest {
+                after_index: 0,
+                limit: 10,
+                consistency: stale,
+            })
+            .await
+            .expect_err("the start of the event log is gone");
+        let first = compacted_first_available(&refused);
+        assert!(first > 100, "node {id}: first available index {first}");
+        let page = client
+            .list(ppb::ListRequest {
+                after_index: first - 1,
+                limit: 1000,
+                consistency: stale,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node {id}: listing from {first}: {e}"))
+            .into_inner();
+        assert!(
+            !page.events.is_empty() && page.events[0].index >= first,
+            "node {id}: {:?}",
+            page.events.first()
+        );
+        assert!(
+            page.events.len() <= 300,
+            "node {id}: {} events",
+            page.events.len()
+        );
+
+        let payment = client
+            .get(ppb::GetRequest {
+                payment_id: "early-0".into(),
+                consistency: stale,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(
+            (
+                payment.events.len(),
+                payment.events_compacted,
+                payment.authorized_minor
+            ),
+            (0, 1, 10),
+            "node {id}: {payment:?}"
+        );
+
+        let mut watch = client
+            .watch(ppb::WatchRequest {
+                after_index: 0,
+                consistency: stale,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let ended = watch
+            .message()
+            .await
+            .expect_err("a watch from 0 is refused");
+        assert_eq!(compacted_first_available(&ended), first, "node {id}");
+    }
+
+    // A retry of the first write, long compacted, still gets its original event.
+    let mut client = cluster.payments(leader).await.unwrap();
+    let replay = client
+        .submit(quorate_integration_tests::client::authorize(
+            "early-0", "early-0", 10,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let event = replay.event.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(
+        (event.payment_id.as_str(), event.payment_seq),
+        ("early-0", 1)
+    );
+
+    // The event-log hash is still there at every index held, and refused below.
+    let mut admin = AdminClient::new(cluster.channel(leader).await.unwrap());
+    let refused = admin
+        .hash_events(pb::HashEventsRequest { index: 1 })
+        .await
+        .expect_err("index 1 is below the compaction point");
+    assert!(compacted_first_available(&refused) > 1);
+}

@@ -81,6 +81,15 @@ pub struct ServeArgs {
     /// machine instead. [default: 10000]
     #[arg(long, env = "QUORATE_SNAPSHOT_COUNT", value_name = "ENTRIES")]
     pub snapshot_count: Option<u64>,
+    /// Keep the payment events of the last this many log indexes and delete older ones, for
+    /// bounded disk (0: keep every event for good). Payments keep their totals and state;
+    /// an idempotency key still remembered keeps its event, so retries still get it;
+    /// `HashEvents` gives the same hashes; `List`, `Watch` or `HashEvents` asking for a
+    /// deleted range get OUT_OF_RANGE / COMPACTED with the first index still held. Each write
+    /// carries the value of the node that took it, so set the same on every member. At
+    /// least 100 when not 0. [default: 0]
+    #[arg(long, env = "QUORATE_EVENT_RETENTION", value_name = "ENTRIES")]
+    pub event_retention: Option<u64>,
     /// Entries kept in the log behind each compaction, so that a follower only slightly
     /// behind catches up with appends rather than a whole snapshot. [default: 5000]
     #[arg(
@@ -248,6 +257,9 @@ pub const DEFAULT_CORRUPTION_CHECK_INTERVAL: Duration = Duration::from_secs(300)
 /// The share of traces a node starts that are kept, when `--otlp-endpoint` is set.
 pub const DEFAULT_OTLP_SAMPLING_RATIO: f64 = 0.01;
 
+/// The smallest `--event-retention` other than 0.
+pub const MIN_EVENT_RETENTION: u64 = 100;
+
 /// Parses `new` or `existing`.
 pub fn parse_cluster_state(text: &str) -> Result<ClusterState, String> {
     match text.trim() {
@@ -278,6 +290,7 @@ struct FileConfig {
     request_timeout: Option<String>,
     idempotency_window: Option<String>,
     snapshot_count: Option<u64>,
+    event_retention: Option<u64>,
     snapshot_catch_up_entries: Option<u64>,
     initial_cluster_state: Option<String>,
     otlp_endpoint: Option<String>,
@@ -330,6 +343,8 @@ pub struct ServeConfig {
     pub idempotency_window: Duration,
     /// Entries applied between two compactions of the log (0: never).
     pub snapshot_count: u64,
+    /// Log indexes of payment events kept (0: all).
+    pub event_retention: u64,
     /// Entries kept behind each compaction.
     pub snapshot_catch_up_entries: u64,
     /// What to do with an empty data directory.
@@ -545,6 +560,14 @@ impl ServeArgs {
                 .snapshot_count
                 .or(file.snapshot_count)
                 .unwrap_or(defaults::SNAPSHOT_COUNT),
+            event_retention: match self.event_retention.or(file.event_retention).unwrap_or(0) {
+                n @ 1..MIN_EVENT_RETENTION => bail!(
+                    "--event-retention {n} is too small: keep at least {MIN_EVENT_RETENTION} \
+                     indexes of events (or 0 to keep all), so that readers paging or watching \
+                     behind the head are not cut off at once"
+                ),
+                n => n,
+            },
             snapshot_catch_up_entries: self
                 .snapshot_catch_up_entries
                 .or(file.snapshot_catch_up_entries)
@@ -812,6 +835,33 @@ mod tests {
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("not in --initial-cluster"), "{err}");
+    }
+
+    #[test]
+    fn event_retention_keeps_everything_by_default_and_refuses_a_tiny_window() {
+        assert_eq!(one_node().resolve().unwrap().event_retention, 0);
+        for (retention, ok) in [
+            (0, true),
+            (1, false),
+            (99, false),
+            (100, true),
+            (50_000, true),
+        ] {
+            let args = ServeArgs {
+                event_retention: Some(retention),
+                ..one_node()
+            };
+            match args.resolve() {
+                Ok(config) => {
+                    assert!(ok, "--event-retention {retention} was accepted");
+                    assert_eq!(config.event_retention, retention);
+                }
+                Err(e) => {
+                    assert!(!ok, "--event-retention {retention}: {e}");
+                    assert!(e.to_string().contains("at least 100"), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

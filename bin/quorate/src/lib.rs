@@ -116,6 +116,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         store.clone(),
         ServiceConfig {
             idempotency_window: config.idempotency_window,
+            event_retention: config.event_retention,
         },
         stop_rx.clone(),
     );
@@ -127,6 +128,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         let payments = payments.clone();
         Arc::new(move |index| {
             use quorate_admin::HashError;
+            use quorate_payments::machine::StoreError;
             use quorate_payments::service::HashEventsError;
             match payments.hash_events(index) {
                 Ok((index, hash, events)) => Ok(quorate_proto::admin::HashEventsResponse {
@@ -137,6 +139,15 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
                 Err(HashEventsError::NotApplied { index, applied }) => {
                     Err(HashError::NotApplied { index, applied })
                 }
+                Err(HashEventsError::Store(StoreError::Compacted {
+                    after,
+                    first_available,
+                })) => Err(HashError::Compacted {
+                    // (The hash at `after` covers the events up to it.)
+                    index: after,
+                    // A hash at the compaction point itself is the carried one.
+                    first_available: first_available - 1,
+                }),
                 Err(HashEventsError::Store(e)) => Err(HashError::Storage(Box::new(e))),
             }
         })

@@ -58,6 +58,18 @@ pub enum HashError {
         /// The node's applied index.
         applied: u64,
     },
+    /// The index asked for is below the event log's compaction point (`--event-retention`):
+    /// the events up to it are no longer held one by one.
+    #[error(
+        "index {index} is below the event log's compaction point: hashes are available for \
+         indexes {first_available} and up"
+    )]
+    Compacted {
+        /// The index asked for.
+        index: u64,
+        /// The lowest index a hash can be asked for.
+        first_available: u64,
+    },
     /// Reading the stored state failed.
     #[error("reading the stored state failed: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),

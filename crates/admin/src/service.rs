@@ -395,6 +395,16 @@ impl Admin for AdminService {
                 e.to_string(),
                 Some("index"),
             )),
+            Err(
+                e @ crate::HashError::Compacted {
+                    first_available, ..
+                },
+            ) => Err(quorate_proto::errors::status(
+                Code::OutOfRange,
+                reason::COMPACTED,
+                e.to_string(),
+                &[("first_available_index", first_available.to_string())],
+            )),
             Err(e) => Err(NodeError::Internal(e.to_string()).to_status()),
         }
     }

@@ -13,6 +13,12 @@ impl Default for Fnv1a {
 }
 
 impl Fnv1a {
+    /// A hasher that goes on from `state`, the [`finish`](Self::finish) of an earlier one
+    /// (FNV-1a's state is its hash): hashing `a` then, resumed, `b` equals hashing `a ++ b`.
+    pub fn resume(state: u64) -> Self {
+        Fnv1a(state)
+    }
+
     /// Mixes `bytes` in.
     pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -43,5 +49,12 @@ mod tests {
         assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_resumed_hash_equals_one_over_the_whole_input() {
+        let mut resumed = Fnv1a::resume(hash(b"foo"));
+        resumed.write(b"bar");
+        assert_eq!(resumed.finish(), hash(b"foobar"));
     }
 }

@@ -78,6 +78,7 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
         "ticks-once-per-turn" => Bug::TicksOncePerTurn,
         "follower-clock-trusted" => Bug::FollowerClockTrusted,
         "leader-clock-unbounded" => Bug::LeaderClockUnbounded,
+        "compaction-skips-hash" => Bug::CompactionSkipsHash,
         other => return Err(format!("unknown bug {other:?}")),
     })
 }
@@ -157,6 +158,8 @@ fn run_caught(config: SimConfig) -> RunReport {
                 snapshots_installed: 0,
                 membership_changes: 0,
                 members_at_end: 0,
+                events_compacted: 0,
+                compacted_reads: 0,
             }
         }
     }
@@ -189,7 +192,7 @@ fn main() -> ExitCode {
             "seed={} nodes={} steps={} operations={} unknown={} refused={} failed={} \
              elections={} crashes={} committed={} lease-grants={} zombie-writes={} \
              zombie-refused={} snapshots={} snapshot-installs={} membership-changes={} \
-             members-at-end={}",
+             members-at-end={} events-compacted={}",
             report.seed,
             report.nodes,
             report.steps,
@@ -206,7 +209,8 @@ fn main() -> ExitCode {
             report.snapshots_taken,
             report.snapshots_installed,
             report.membership_changes,
-            report.members_at_end
+            report.members_at_end,
+            report.events_compacted
         );
         print_violation(&cli, &report);
         println!("trace-hash={:016x}", report.trace_hash);
@@ -265,6 +269,9 @@ fn main() -> ExitCode {
     let installs: u64 = reports.iter().map(|r| r.snapshots_installed).sum();
     let membership: u64 = reports.iter().map(|r| r.membership_changes).sum();
     let with_membership = reports.iter().filter(|r| r.membership_changes > 0).count();
+    let compacted: u64 = reports.iter().map(|r| r.events_compacted).sum();
+    let with_compaction = reports.iter().filter(|r| r.events_compacted > 0).count();
+    let compacted_reads: u64 = reports.iter().map(|r| r.compacted_reads).sum();
     let mut leases = quorate_sim::workload::LeaseStats::default();
     for r in &reports {
         leases += r.leases;
@@ -274,6 +281,8 @@ fn main() -> ExitCode {
          operations={operations} unknown-outcome={unknown} refused={refused} crashes={crashes} \
          elections={elections} snapshots={snapshots} snapshot-installs={installs} \
          membership-changes={membership} seeds-with-membership-changes={with_membership} \
+         events-compacted={compacted} seeds-with-compaction={with_compaction} \
+         compacted-reads-unchecked={compacted_reads} \
          linearizability-inconclusive={inconclusive}",
         elapsed.as_secs_f64()
     );

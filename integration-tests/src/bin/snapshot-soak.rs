@@ -6,6 +6,10 @@
 //!   cargo build --release --bins
 //!   cargo run --release -p quorate-integration-tests --bin snapshot-soak -- --events 200000
 //!
+//! With `--payments 1000 --event-retention 20000 --idempotency-window 30s`, the events go to
+//! 1,000 payments that live on and the compacting cluster also deletes old events: its disk
+//! then stays bounded, where one that keeps every event grows with the history.
+//!
 //! Figures from one run; compare the two clusters of that run, not numbers across machines.
 
 use std::path::Path;
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use quorate_integration_tests::client::write_many;
+use quorate_integration_tests::client::{authorize, write_many_with};
 use quorate_integration_tests::rss_bytes;
 use quorate_integration_tests::Cluster;
 
@@ -36,6 +40,32 @@ struct Cli {
     /// How many samples to print over the run.
     #[arg(long, default_value_t = 5)]
     samples: u64,
+    /// Spread the events over this many payments (each authorized once, then captured bit by
+    /// bit), as a service whose payments live on does; 0: every event a new payment.
+    #[arg(long, default_value_t = 0)]
+    payments: u64,
+    /// `--event-retention` of the compacting cluster (0: keep every event).
+    #[arg(long, default_value_t = 0)]
+    event_retention: u64,
+    /// `--idempotency-window` of both clusters (the node's default when not given).
+    #[arg(long)]
+    idempotency_window: Option<String>,
+}
+
+/// The `n`-th event: a new authorization, or with `--payments`, the first event of each
+/// payment authorizes a large amount and the rest capture 1 each.
+fn event(cli: &Cli, n: u64) -> quorate_proto::payments::SubmitRequest {
+    let key = format!("soak-{n}");
+    if cli.payments == 0 {
+        return authorize(&key, &key, 100);
+    }
+    let id = format!("soak-payment-{}", n % cli.payments);
+    if n < cli.payments {
+        return authorize(&id, &key, 1_000_000_000_000);
+    }
+    let mut capture = authorize(&id, &key, 1);
+    capture.kind = quorate_proto::payments::EventKind::Captured as i32;
+    capture
 }
 
 /// Bytes under `path`, every file counted.
@@ -83,7 +113,8 @@ async fn load(cli: &Cli, cluster: &Cluster, label: &str) -> Result<Duration> {
     bar.set_prefix(label.to_string());
     let every = (cli.events / cli.samples.max(1)).max(1);
     let started = Instant::now();
-    write_many(cluster, "soak", cli.events, cli.clients, |finished| {
+    let make = |n| event(cli, n);
+    write_many_with(cluster, cli.events, cli.clients, make, |finished| {
         bar.inc(1);
         if finished % every == 0 {
             sample(cluster, label, finished, &bar);
@@ -125,21 +156,21 @@ async fn restart_time(cluster: &mut Cluster) -> Result<Duration> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runs = [
-        (
-            "compacting",
-            vec![
-                "--snapshot-count".to_string(),
-                cli.snapshot_count.to_string(),
-                "--snapshot-catch-up-entries".to_string(),
-                cli.catch_up_entries.to_string(),
-            ],
-        ),
-        (
-            "whole-log",
-            vec!["--snapshot-count".to_string(), "0".to_string()],
-        ),
+    let mut compacting = vec![
+        "--snapshot-count".to_string(),
+        cli.snapshot_count.to_string(),
+        "--snapshot-catch-up-entries".to_string(),
+        cli.catch_up_entries.to_string(),
+        "--event-retention".to_string(),
+        cli.event_retention.to_string(),
     ];
+    let mut whole = vec!["--snapshot-count".to_string(), "0".to_string()];
+    if let Some(window) = &cli.idempotency_window {
+        for args in [&mut compacting, &mut whole] {
+            args.extend(["--idempotency-window".to_string(), window.clone()]);
+        }
+    }
+    let runs = [("compacting", compacting), ("whole-log", whole)];
     let mut results = Vec::new();
     for (label, args) in runs {
         let mut cluster = Cluster::start_with_args(3, args)?;
@@ -152,21 +183,38 @@ async fn main() -> Result<()> {
             .map(|n| dir_bytes(&n.spec.data_dir))
             .max()
             .unwrap_or(0);
+        let rss = cluster
+            .nodes
+            .keys()
+            .map(|&id| rss_bytes(cluster.pid(id).map_or(0, |p| p.as_raw() as u32)))
+            .max()
+            .unwrap_or(0);
         let restart = restart_time(&mut cluster).await?;
-        results.push((label, took, disk, restart));
+        results.push((label, took, disk, rss, restart));
     }
     println!();
     println!(
-        "events per cluster: {}, clients: {}",
-        cli.events, cli.clients
+        "events per cluster: {}, clients: {}, payments: {}, event retention of the compacting \
+         cluster: {}",
+        cli.events,
+        cli.clients,
+        match cli.payments {
+            0 => "one per event".to_string(),
+            n => n.to_string(),
+        },
+        match cli.event_retention {
+            0 => "all kept".to_string(),
+            n => format!("{n} indexes"),
+        }
     );
-    for (label, took, disk, restart) in &results {
+    for (label, took, disk, rss, restart) in &results {
         println!(
-            "{label:>12}: load {:.1} s ({:.0} events/s), largest data dir {}, follower restart \
-             to caught up {:.2} s",
+            "{label:>12}: load {:.1} s ({:.0} events/s), largest data dir {}, largest RSS {}, \
+             follower restart to caught up {:.2} s",
             took.as_secs_f64(),
             cli.events as f64 / took.as_secs_f64(),
             mib(*disk),
+            mib(*rss),
             restart.as_secs_f64()
         );
     }

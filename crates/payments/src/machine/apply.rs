@@ -10,13 +10,15 @@
 //! (applied index, last token, clock, counters). Every entry that passes the fencing check,
 //! whatever its outcome, also deletes up to [`PRUNE_LIMIT_PER_APPLY`] idempotency keys that
 //! had expired by the machine clock: those keys already count as unused, so deleting them
-//! changes no answer, only storage. A refusal writes nothing else (a lifecycle or lease-fence
+//! changes no answer, only storage. A submit also compacts the event log behind the leader's
+//! retention (`compaction`). A refusal writes nothing else (a lifecycle or lease-fence
 //! refusal also records its idempotency key, so that a retry gets the same refusal).
 
 use quorate_raft_core::{Entry, EntryKind, FencingToken, Index};
 
 use super::clock;
 use super::commands::{decode_stamped, Command, Submit};
+use super::compaction;
 use super::idempotency::{self, KeyUse, PRUNE_LIMIT_PER_APPLY};
 use super::leases;
 use super::lifecycle;
@@ -96,6 +98,7 @@ fn apply_entry_body<S: Store + ?Sized>(
     meta.last_token = Some(token);
 
     let mut effects = Effects::default();
+    let mut retention = 0;
     let outcome = match command {
         None => Applied::Noop,
         Some(bytes) => match decode_stamped(bytes) {
@@ -105,11 +108,26 @@ fn apply_entry_body<S: Store + ?Sized>(
             }
             Ok((command, stamp)) => {
                 clock::advance(&mut meta, token.term, stamp);
+                if let Command::Submit(submit) = &command {
+                    retention = submit.event_retention;
+                }
                 decide(store, &mut meta, index, token, command, &mut effects)?
             }
         },
     };
     let pruned = store.idempotency_expiring_by(meta.clock_ms, PRUNE_LIMIT_PER_APPLY)?;
+    let own_key = effects
+        .idempotency
+        .as_ref()
+        .map(|record| record.key.clone());
+    let compaction = compaction::plan(
+        store,
+        &mut meta,
+        index,
+        retention,
+        effects.payment.as_mut(),
+        own_key.as_deref(),
+    )?;
 
     // No reads below this line: an error above has left the store untouched.
     meta.idempotency_keys_pruned += pruned.len() as u64;
@@ -133,6 +151,7 @@ fn apply_entry_body<S: Store + ?Sized>(
     if let Some(lease) = effects.lease {
         store.put_lease(lease);
     }
+    compaction::write(store, compaction);
     store.put_meta(meta);
     Ok(outcome)
 }
@@ -271,7 +290,7 @@ fn decide_submit<S: Store + ?Sized>(
         index,
         token,
         payment_id: submit.payment_id,
-        payment_seq: payment.event_indexes.len() as u64,
+        payment_seq: payment.event_count(),
         kind: submit.kind,
         amount_minor: submit.amount_minor,
         currency: submit.currency,
@@ -315,6 +334,10 @@ fn replay<S: Store + ?Sized>(store: &S, outcome: RecordedOutcome) -> Result<Appl
                 "an idempotency record names event {index}, which is not stored"
             ))),
         },
+        RecordedOutcome::Event(event) => Ok(Applied::EventRecorded(EventRecorded {
+            event,
+            replayed: true,
+        })),
         RecordedOutcome::Rejected(rejection) => Ok(Applied::SubmitRejected(SubmitRejected {
             reason: rejection.reason,
             message: rejection.message,
@@ -563,6 +586,9 @@ mod tests {
         }
         fn put_event(&mut self, event: EventRecord) {
             self.inner.put_event(event)
+        }
+        fn delete_event(&mut self, index: Index) {
+            self.inner.delete_event(index)
         }
         fn put_idempotency(&mut self, record: IdempotencyRecord) {
             self.inner.put_idempotency(record)

@@ -85,6 +85,11 @@ pub struct Submit {
     /// and carried here so that every replica expires it at the same machine time.
     #[prost(uint64, tag = "9")]
     pub idempotency_window_ms: u64,
+    /// How many entries of event history the leader keeps (0: all): applying this command
+    /// also compacts the events more than this many indexes behind it, a few at a time.
+    /// Chosen by the leader and carried here so that every replica compacts the same events.
+    #[prost(uint64, tag = "10")]
+    pub event_retention: u64,
 }
 
 /// Takes (or, by its holder, re-takes with a fresh token) a named writer lease.
@@ -292,6 +297,7 @@ mod tests {
                     token: 42,
                 }),
                 idempotency_window_ms: 86_400_000,
+                event_retention: 0,
             }),
             Command::AcquireLease(AcquireLease {
                 name: "writer".into(),

@@ -20,7 +20,8 @@ pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 86_400_000;
 pub const PRUNE_LIMIT_PER_APPLY: usize = 32;
 
 /// The canonical encoding of a submit's request: the submit's own protobuf encoding with the
-/// fields that may differ between retries (the key itself, the window) cleared, so
+/// fields that may differ between retries (the key itself, the leader's window and
+/// event retention) cleared, so
 /// what remains is exactly payment id, kind, amount, currency, metadata (encoded in key
 /// order) and fence. Compared byte for byte, never hashed.
 ///
@@ -28,9 +29,11 @@ pub const PRUNE_LIMIT_PER_APPLY: usize = 32;
 pub(crate) fn canonical_request(submit: &mut Submit) -> Vec<u8> {
     let key = std::mem::take(&mut submit.idempotency_key);
     let window_ms = std::mem::take(&mut submit.idempotency_window_ms);
+    let retention = std::mem::take(&mut submit.event_retention);
     let bytes = prost::Message::encode_to_vec(&*submit);
     submit.idempotency_key = key;
     submit.idempotency_window_ms = window_ms;
+    submit.event_retention = retention;
     bytes
 }
 
@@ -130,6 +133,7 @@ mod tests {
         let mut b = Submit {
             idempotency_key: "other".into(),
             idempotency_window_ms: 5,
+            event_retention: 0,
             ..a.clone()
         };
         let original = a.clone();

@@ -45,6 +45,7 @@ pub(crate) fn transition(
             refunded_minor: 0,
             voided: false,
             event_indexes: vec![index],
+            events_compacted: 0,
         });
     };
     if kind == EventKind::Authorized {

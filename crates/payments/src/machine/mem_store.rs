@@ -175,6 +175,10 @@ impl Store for MemStore {
         self.events.insert(event.index, event);
     }
 
+    fn delete_event(&mut self, index: Index) {
+        self.events.remove(&index);
+    }
+
     fn put_idempotency(&mut self, record: IdempotencyRecord) {
         let expires_at_ms = record.expires_at_ms;
         self.idempotency_by_expiry

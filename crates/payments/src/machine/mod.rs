@@ -32,6 +32,7 @@ mod apply;
 mod clock;
 mod codec;
 mod commands;
+mod compaction;
 mod idempotency;
 mod image;
 mod lease_timers;
@@ -63,6 +64,12 @@ pub use codec::DecodeError;
 pub use commands::{
     decode_stamped, stamp, AcquireLease, Command, EventKind, ExpireLease, KeepAliveLease,
     LeaderClock, LeaseFence, ReleaseLease, Submit,
+};
+#[cfg(feature = "bug-injection")]
+pub use compaction::inject_compaction_skips_hash;
+pub use compaction::{
+    check_not_compacted, compacted_hasher, fold_event, store_hash_events, COMPACT_EVERY,
+    COMPACT_LIMIT_PER_APPLY,
 };
 pub use idempotency::{DEFAULT_IDEMPOTENCY_WINDOW_MS, PRUNE_LIMIT_PER_APPLY};
 pub use image::{image_applied_index, push_image_record, restore_image, ImageItem, ImageRecord};

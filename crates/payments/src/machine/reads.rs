@@ -3,6 +3,7 @@
 
 use quorate_raft_core::Index;
 
+use super::compaction::check_not_compacted;
 use super::records::{EventRecord, LeaseRecord, MetaRecord, PaymentRecord};
 use super::store::{Store, StoreError};
 
@@ -30,30 +31,44 @@ pub struct EventPage {
     pub next_after_index: Index,
 }
 
-/// A payment and its events, or `None` for an unknown payment.
+/// A payment and its events still in the event log, or `None` for an unknown payment.
+///
+/// The payment and its events are separate reads: when the event log's compaction takes an
+/// event away in between, the payment is read again.
 pub fn payment_with_events<S: Store + ?Sized>(
     store: &S,
     payment_id: &str,
 ) -> Result<Option<PaymentView>, StoreError> {
-    let Some(payment) = store.payment(payment_id)? else {
-        return Ok(None);
-    };
-    let mut events = Vec::with_capacity(payment.event_indexes.len());
-    for &index in &payment.event_indexes {
-        match store.event(index)? {
-            Some(event) => events.push(event),
-            None => {
-                return Err(StoreError::Inconsistent(format!(
-                    "payment {payment_id:?} names event {index}, which is not stored"
-                )))
+    const ATTEMPTS: usize = 3;
+    'read: for _ in 0..ATTEMPTS {
+        let Some(payment) = store.payment(payment_id)? else {
+            return Ok(None);
+        };
+        let mut events = Vec::with_capacity(payment.event_indexes.len());
+        for &index in &payment.event_indexes {
+            match store.event(index)? {
+                Some(event) => events.push(event),
+                None => {
+                    let meta = store.meta()?.unwrap_or_default();
+                    if index <= meta.events_compacted_through {
+                        continue 'read;
+                    }
+                    return Err(StoreError::Inconsistent(format!(
+                        "payment {payment_id:?} names event {index}, which is not stored"
+                    )));
+                }
             }
         }
+        return Ok(Some(PaymentView { payment, events }));
     }
-    Ok(Some(PaymentView { payment, events }))
+    Err(StoreError::Inconsistent(format!(
+        "payment {payment_id:?}: its events were compacted under {ATTEMPTS} reads in a row"
+    )))
 }
 
 /// Events after `after_index`, at most `limit` of them (0 means [`DEFAULT_LIST_LIMIT`];
-/// more than [`MAX_LIST_LIMIT`] is capped).
+/// more than [`MAX_LIST_LIMIT`] is capped); [`StoreError::Compacted`] when the event log no
+/// longer holds all of them.
 pub fn list_events<S: Store + ?Sized>(
     store: &S,
     after_index: Index,
@@ -64,6 +79,10 @@ pub fn list_events<S: Store + ?Sized>(
         n => n.min(MAX_LIST_LIMIT),
     };
     let events = store.events_after(after_index, limit as usize)?;
+    // Checked after the read: compaction only moves forward, so if the point is still at or
+    // below `after_index` now, no event after it was missing while the page was read.
+    let meta = store.meta()?.unwrap_or_default();
+    check_not_compacted(&meta, after_index)?;
     let next_after_index = events.last().map_or(after_index, |event| event.index);
     Ok(EventPage {
         events,

@@ -96,13 +96,23 @@ pub struct PaymentRecord {
     /// Whether a VOIDED event was recorded.
     #[prost(bool, tag = "8")]
     pub voided: bool,
-    /// The Raft indexes of the payment's events; event `n` (1-based `payment_seq`) is at
-    /// position `n - 1`.
+    /// The Raft indexes of the payment's events still in the event log, in order; event `n`
+    /// (1-based `payment_seq`) is at position `n - 1 - events_compacted`.
     #[prost(uint64, repeated, tag = "9")]
     pub event_indexes: Vec<Index>,
+    /// How many of the payment's first events the event log no longer holds (compacted by the
+    /// leader's `--event-retention`); their totals stay in the fields above.
+    #[prost(uint64, tag = "10")]
+    pub events_compacted: u64,
 }
 
 impl PaymentRecord {
+    /// How many events the payment has had, compacted ones included: the `payment_seq` of
+    /// its latest event.
+    pub fn event_count(&self) -> u64 {
+        self.events_compacted + self.event_indexes.len() as u64
+    }
+
     /// The lifecycle state the totals amount to.
     pub fn state(&self) -> PaymentState {
         if self.voided {
@@ -182,6 +192,10 @@ pub enum RecordedOutcome {
     /// The request was refused.
     #[prost(message, tag = "5")]
     Rejected(RecordedRejection),
+    /// The request was accepted and the event log was compacted past its event since: the
+    /// event itself, kept here until the key expires so that a retry still gets it.
+    #[prost(message, tag = "6")]
+    Event(EventRecord),
 }
 
 /// What an idempotency key was first used for and how that ended. Keyed by `key`, and
@@ -199,7 +213,7 @@ pub struct IdempotencyRecord {
     #[prost(uint64, tag = "3")]
     pub expires_at_ms: u64,
     /// The original outcome.
-    #[prost(oneof = "RecordedOutcome", tags = "4, 5")]
+    #[prost(oneof = "RecordedOutcome", tags = "4, 5, 6")]
     pub outcome: Option<RecordedOutcome>,
 }
 
@@ -316,6 +330,25 @@ pub struct MetaRecord {
     /// than `MAX_WALL_CLOCK_LEAD_MS`: a leader whose wall clock is wrong.
     #[prost(uint64, tag = "15")]
     pub leader_clock_corrections: u64,
+    /// The event log holds no event at or below this index any more (compacted by the
+    /// leader's `--event-retention`); 0 while nothing was compacted.
+    #[prost(uint64, tag = "16")]
+    pub events_compacted_through: Index,
+    /// How many events were compacted.
+    #[prost(uint64, tag = "17")]
+    pub events_compacted: u64,
+    /// The event-log hash (`hash_events`) over the compacted events: where the hash of the
+    /// rest goes on from, so that `HashEvents` gives the same answer with or without
+    /// compaction. Meaningful only when `events_compacted` is not 0.
+    #[prost(uint64, tag = "18")]
+    pub events_compacted_hash: u64,
+}
+
+impl MetaRecord {
+    /// The first index whose event may still be read: events at lower indexes were compacted.
+    pub fn first_event_index(&self) -> Index {
+        self.events_compacted_through + 1
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +365,7 @@ mod tests {
             refunded_minor: refunded,
             voided,
             event_indexes: vec![1],
+            events_compacted: 0,
         }
     }
 
@@ -440,6 +474,9 @@ mod tests {
             clock_anchor_ms: 1,
             clock_anchor_term_ms: 10,
             leader_clock_corrections: 11,
+            events_compacted_through: 12,
+            events_compacted: 13,
+            events_compacted_hash: 14,
         };
         assert_eq!(
             MetaRecord::decode(meta.encode_to_vec().as_slice()).unwrap(),

@@ -35,6 +35,16 @@ pub enum StoreError {
     /// Records contradict each other (an idempotency record names an event that is absent).
     #[error("inconsistent storage: {0}")]
     Inconsistent(String),
+    /// A read of events after `after` that the event log no longer holds all of: they were
+    /// compacted (the leader's `--event-retention`). Not a failure of the store: the reader
+    /// asked for too old a range.
+    #[error("events after index {after} were compacted: the first event index still held is {first_available}")]
+    Compacted {
+        /// Where the read started (events after it were asked for).
+        after: Index,
+        /// The first index whose event may still be read.
+        first_available: Index,
+    },
     /// The storage engine failed.
     #[error("storage engine failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -77,8 +87,10 @@ pub trait Store {
     fn put_meta(&mut self, meta: MetaRecord);
     /// Inserts or replaces a payment.
     fn put_payment(&mut self, payment: PaymentRecord);
-    /// Inserts an event (events are never replaced or deleted).
+    /// Inserts an event (events are never replaced).
     fn put_event(&mut self, event: EventRecord);
+    /// Deletes an event: only the event log's compaction does (see `events`).
+    fn delete_event(&mut self, index: Index);
     /// Inserts an idempotency record and its `(expires_at_ms, key)` index entry. The machine
     /// deletes a key's previous record first, if it had one.
     fn put_idempotency(&mut self, record: IdempotencyRecord);

@@ -115,6 +115,7 @@ pub(crate) fn submit(payment_id: &str, key: &str, kind: EventKind, amount_minor:
         metadata: BTreeMap::new(),
         fence: None,
         idempotency_window_ms: DAY_MS,
+        event_retention: 0,
     }
 }
 

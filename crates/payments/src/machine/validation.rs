@@ -240,6 +240,7 @@ mod tests {
                 token: 3,
             }),
             idempotency_window_ms: 1000,
+            event_retention: 0,
         }
     }
 

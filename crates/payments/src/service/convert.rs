@@ -4,9 +4,13 @@ use quorate_proto::payments as pb;
 
 use crate::machine::{self, EventRecord, PaymentRecord, PaymentState};
 
-/// The machine's submit command for a request (the window filled in by the caller; the time
-/// is the leader's stamp, added when it proposes).
-pub fn submit_command(request: pb::SubmitRequest, window_ms: u64) -> machine::Submit {
+/// The machine's submit command for a request (the idempotency window and event retention
+/// filled in by the caller; the time is the leader's stamp, added when it proposes).
+pub fn submit_command(
+    request: pb::SubmitRequest,
+    window_ms: u64,
+    event_retention: u64,
+) -> machine::Submit {
     machine::Submit {
         payment_id: request.payment_id,
         idempotency_key: request.idempotency_key,
@@ -20,6 +24,7 @@ pub fn submit_command(request: pb::SubmitRequest, window_ms: u64) -> machine::Su
             token: f.token,
         }),
         idempotency_window_ms: window_ms,
+        event_retention,
     }
 }
 
@@ -68,5 +73,6 @@ pub fn payment_to_proto(payment: PaymentRecord, events: Vec<EventRecord>) -> pb:
         captured_minor: payment.captured_minor,
         refunded_minor: payment.refunded_minor,
         events: events.into_iter().map(event_to_proto).collect(),
+        events_compacted: payment.events_compacted,
     }
 }

@@ -39,8 +39,9 @@ impl PaymentEvents for PaymentsService {
         let span = tracing::Span::current();
         span.record("payment.id", request.payment_id.as_str())
             .record("payment.kind", request.kind);
-        let window = self.config().idempotency_window.as_millis() as u64;
-        let submit = submit_command(request, window);
+        let config = self.config();
+        let window = config.idempotency_window.as_millis() as u64;
+        let submit = submit_command(request, window, config.event_retention);
         // Validate before proposing: bad input never reaches the log.
         machine::validate_submit(&submit).map_err(|v| status::invalid_field(&v))?;
         match self.propose(machine::Command::Submit(submit)).await? {
@@ -81,7 +82,7 @@ impl PaymentEvents for PaymentsService {
             .map_err(|e| status::internal(e.to_string()))?
             .applied_index;
         let view = machine::payment_with_events(&state, &request.payment_id)
-            .map_err(|e| status::internal(e.to_string()))?
+            .map_err(status::read_failed)?
             .ok_or_else(|| {
                 status::not_found(format!(
                     "payment {:?} not found (as of applied index {applied_index})",
@@ -107,7 +108,7 @@ impl PaymentEvents for PaymentsService {
             .map_err(|e| status::internal(e.to_string()))?
             .applied_index;
         let page = machine::list_events(&state, request.after_index, request.limit)
-            .map_err(|e| status::internal(e.to_string()))?;
+            .map_err(status::read_failed)?;
         Ok(Response::new(pb::ListResponse {
             events: page.events.into_iter().map(event_to_proto).collect(),
             next_after_index: page.next_after_index,
@@ -135,8 +136,10 @@ impl PaymentEvents for PaymentsService {
                 let page =
                     match machine::list_events(&service.state(), after, machine::MAX_LIST_LIMIT) {
                         Ok(page) => page,
+                        // (A watcher that fell behind the event log's compaction ends with
+                        // COMPACTED, never with a silent gap.)
                         Err(e) => {
-                            let _ = tx.send(Err(status::internal(e.to_string()))).await;
+                            let _ = tx.send(Err(status::read_failed(e))).await;
                             return;
                         }
                     };

@@ -40,6 +40,9 @@ pub enum HashEventsError {
 pub struct ServiceConfig {
     /// How long idempotency keys are remembered.
     pub idempotency_window: Duration,
+    /// How many indexes of event history are kept behind the applied index (0: all); see
+    /// `--event-retention`.
+    pub event_retention: u64,
 }
 
 /// Counters the services keep (the machine keeps the rest in its meta record).

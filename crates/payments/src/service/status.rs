@@ -5,7 +5,7 @@ use quorate_node::NodeError;
 use quorate_proto::errors::{self, reason};
 use tonic::{Code, Status};
 
-use crate::machine::{FieldViolation, RejectReason};
+use crate::machine::{FieldViolation, RejectReason, StoreError};
 
 /// `INVALID_ARGUMENT` naming the field (in `ErrorInfo` metadata and a `BadRequest` detail).
 pub fn invalid_field(v: &FieldViolation) -> Status {
@@ -62,6 +62,32 @@ pub fn internal(message: String) -> Status {
     errors::status(Code::Internal, reason::INTERNAL, message, &[])
 }
 
+/// A read of the machine that failed: `OUT_OF_RANGE` / `COMPACTED` with the first index still
+/// held (`first_available_index` in the metadata) for events the event log no longer holds,
+/// `INTERNAL` for a storage failure.
+pub fn read_failed(e: StoreError) -> Status {
+    match e {
+        StoreError::Compacted {
+            after,
+            first_available,
+        } => errors::status(
+            Code::OutOfRange,
+            reason::COMPACTED,
+            format!(
+                "the events after index {after} are no longer held: the event log was compacted \
+                 (--event-retention); the first event index still held is {first_available}, \
+                 so ask again with after_index {} or more",
+                first_available - 1
+            ),
+            &[
+                ("after_index", after.to_string()),
+                ("first_available_index", first_available.to_string()),
+            ],
+        ),
+        other => internal(other.to_string()),
+    }
+}
+
 /// A node error (no quorum, outcome unknown, ...).
 pub fn node(e: &NodeError) -> Status {
     e.to_status()
@@ -101,5 +127,28 @@ mod tests {
             assert_eq!(info.domain, "quorate");
             assert_eq!(info.metadata["replayed"], "true");
         }
+    }
+
+    /// A compacted range is refused with the contract's code and reason and the first index
+    /// a reader can ask for; anything else a read fails with is internal.
+    #[test]
+    fn a_compacted_read_says_where_the_event_log_starts() {
+        let status = read_failed(StoreError::Compacted {
+            after: 3,
+            first_available: 129,
+        });
+        assert_eq!(status.code(), Code::OutOfRange);
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "COMPACTED");
+        assert_eq!(info.metadata["first_available_index"], "129");
+        assert_eq!(info.metadata["after_index"], "3");
+        assert!(
+            status.message().contains("after_index 128"),
+            "{}",
+            status.message()
+        );
+
+        let status = read_failed(StoreError::Inconsistent("x".into()));
+        assert_eq!(status.code(), Code::Internal);
     }
 }

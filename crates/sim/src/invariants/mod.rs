@@ -26,6 +26,9 @@
 //!   the lease's live token at that point of the log ([`crate::lease_fencing`]);
 //! - **exactly once**: per idempotency key, at most one event is ever recorded, on any
 //!   replica ([`crate::exactly_once`]; also checked on every node's state at the end);
+//! - **event log**: on every replica, the event-log hash at its applied index equals that of
+//!   every event recorded up to there, however much of the log its machine compacted
+//!   (`event-log-hash`, [`crate::event_log`], checked on every node's state at the end);
 //! - **snapshots**: a snapshot's image is of exactly the index it claims
 //!   (`snapshot-matches-state`, checked by the node that takes it, and by the lease history
 //!   of that node at that moment), its last entry is a committed one
@@ -38,11 +41,13 @@ use std::collections::{BTreeMap, HashMap};
 use quorate_payments::machine::{Applied, Store};
 use quorate_raft_core::{Entry, Index, NodeId, Role, Term};
 
+pub mod event_log;
 pub mod exactly_once;
 pub mod lease_fencing;
 pub mod linearizability;
 
 use crate::trace::TraceHash;
+use event_log::EventLog;
 use exactly_once::ExactlyOnce;
 use lease_fencing::LeaseFencing;
 
@@ -99,6 +104,8 @@ pub struct Invariants {
     lease_fencing: LeaseFencing,
     /// Where each idempotency key recorded its event.
     exactly_once: ExactlyOnce,
+    /// Every event recorded, for the event-log hash.
+    event_log: EventLog,
     /// The first violation of the run.
     pub violation: Option<Violation>,
 }
@@ -393,12 +400,16 @@ impl Invariants {
         {
             self.fail("exactly-once", at, detail);
         }
+        self.event_log.on_apply(output);
     }
 
     /// Exactly-once on `node`'s stored state: at most one event per idempotency key.
     pub fn check_store(&mut self, node: NodeId, store: &impl Store, at: u64) {
         if let Err(detail) = ExactlyOnce::check_store(node, store) {
             self.fail("exactly-once", at, detail);
+        }
+        if let Err(detail) = self.event_log.check_store(node, store) {
+            self.fail("event-log-hash", at, detail);
         }
     }
 

@@ -197,6 +197,8 @@ pub struct SimNode {
     /// bound switched off too, the server's behaviour before the leader alone stamped
     /// commands).
     pub follower_clock_trusted: bool,
+    /// The event retention its writes carry (`--event-retention`; 0: keep every event).
+    pub event_retention: u64,
     in_progress: Option<InProgress>,
     inbox: Vec<Input>,
     proposals: BTreeMap<Index, PendingProposal>,
@@ -236,6 +238,7 @@ impl SimNode {
             after_pause: false,
             stale_time_after_pause: false,
             follower_clock_trusted: false,
+            event_retention: 0,
             in_progress: None,
             inbox: Vec::new(),
             proposals: BTreeMap::new(),
@@ -580,11 +583,11 @@ impl SimNode {
 
     fn apply(&mut self, entries: Vec<Entry>, fx: &mut Effects) {
         for entry in entries {
-            let events_before = self.machine.event_count();
+            let events_before = self.events_ever_stored();
             let output = machine::apply_entry(&mut self.machine, &entry)
                 .expect("a MemStore never fails a read");
             self.applied_index = entry.index;
-            let events_written = self.machine.event_count() - events_before;
+            let events_written = (self.events_ever_stored() - events_before) as usize;
             let step = self.expiry.applied(entry.index);
             self.defer_expiry(step);
             self.note_renewal(&entry, &output);
@@ -623,6 +626,13 @@ impl SimNode {
                 events_written,
             });
         }
+    }
+
+    /// Events the machine stored, compacted ones included.
+    fn events_ever_stored(&self) -> u64 {
+        let compacted =
+            machine::machine_status(&self.machine).map_or(0, |meta| meta.events_compacted);
+        self.machine.event_count() as u64 + compacted
     }
 
     /// Remembers a grant or renewal applied while leading, in the entry's term: per (lease,

@@ -4,20 +4,27 @@
 use super::*;
 
 impl SimNode {
-    /// The payment's events, as the operations that submitted them.
-    pub(super) fn read_payment(&self, payment: u64) -> Vec<u64> {
+    /// A read's answer: the payment's events, as the operations that submitted them; only
+    /// the ones still held when the event log was compacted past its first ones.
+    pub(super) fn read_payment(&self, payment: u64) -> Reply {
         let view = machine::payment_with_events(&self.machine, &names::payment_id(payment))
             .expect("a MemStore never fails a read");
-        view.map(|v| {
-            v.events
-                .iter()
-                .map(|e| {
-                    names::op_of_key(&e.idempotency_key)
-                        .expect("every simulated key names its operation")
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+        let Some(view) = view else {
+            return Reply::Events(Vec::new());
+        };
+        let ops = view
+            .events
+            .iter()
+            .map(|e| {
+                names::op_of_key(&e.idempotency_key)
+                    .expect("every simulated key names its operation")
+            })
+            .collect();
+        if view.payment.events_compacted > 0 {
+            Reply::CompactedEvents(ops)
+        } else {
+            Reply::Events(ops)
+        }
     }
 
     pub(super) fn on_read_state(&mut self, read_state: ReadState, fx: &mut Effects) {
@@ -53,7 +60,7 @@ impl SimNode {
                 client: read.client,
                 op_id: read.op_id,
                 attempt: read.attempt,
-                reply: Reply::Events(self.read_payment(read.payment)),
+                reply: self.read_payment(read.payment),
             });
         }
     }
@@ -177,8 +184,8 @@ impl SimNode {
         fx: &mut Effects,
     ) {
         if kind == ReadKind::Stale {
-            let events = self.read_payment(payment);
-            fx.responses.push(request.respond(Reply::Events(events)));
+            fx.responses
+                .push(request.respond(self.read_payment(payment)));
             return;
         }
         let believes_lease = self.raw.as_ref().is_some_and(|r| r.has_valid_lease());
@@ -245,6 +252,7 @@ impl SimNode {
                     token: f.token,
                 }),
                 idempotency_window_ms: IDEMPOTENCY_WINDOW_MS,
+                event_retention: self.event_retention,
             }),
             Action::Acquire { lease, ttl_ms } => Command::AcquireLease(AcquireLease {
                 name: names::lease_name(lease),

@@ -254,6 +254,14 @@ impl World {
             snapshots_installed: self.snapshots_installed,
             membership_changes: self.membership_changes,
             members_at_end: self.members().len(),
+            events_compacted: self
+                .nodes
+                .iter()
+                .filter_map(|n| machine::machine_status(&n.machine).ok())
+                .map(|meta| meta.events_compacted)
+                .max()
+                .unwrap_or(0),
+            compacted_reads: self.clients.iter().map(|c| c.compacted_reads).sum(),
         }
     }
 

@@ -58,6 +58,9 @@ pub enum Bug {
     /// Inputs that waited out a pause are handled with the time from before it (see
     /// `SimNode::stale_time_after_pause`).
     TicksOncePerTurn,
+    /// The event log's compaction deletes events without keeping them in its hash (runs
+    /// with event retention on).
+    CompactionSkipsHash,
 }
 
 /// What to run.
@@ -136,6 +139,11 @@ pub struct RunReport {
     pub membership_changes: u64,
     /// The members at the end (voters and learners).
     pub members_at_end: usize,
+    /// Events the event log's compaction deleted (the most on any node).
+    pub events_compacted: u64,
+    /// Reads answered with a compacted payment's remaining events (not checked for
+    /// linearizability).
+    pub compacted_reads: u64,
 }
 
 #[derive(Debug)]
@@ -295,6 +303,23 @@ fn raft_config(id: NodeId, seed: u64, rng: &mut SplitMix64) -> Config {
     }
 }
 
+/// The event retention a run's writes carry: on in a quarter of the seeds (100 to 299
+/// indexes, so that runs of a few thousand entries compact), off in the rest, whose reads the
+/// linearizability checker then checks in full. Drawn from a generator of its own, so the
+/// rest of a seed's run is as before.
+fn event_retention(config: &SimConfig) -> u64 {
+    #[cfg(feature = "bug-injection")]
+    if config.bug == Some(Bug::CompactionSkipsHash) {
+        return 100;
+    }
+    let mut rng = SplitMix64::new(config.seed ^ 0x0e7e_47e7_e471_0115);
+    if rng.range(0, 4) == 0 {
+        rng.range(100, 300)
+    } else {
+        0
+    }
+}
+
 impl World {
     fn new(config: SimConfig) -> Self {
         #[cfg(feature = "bug-injection")]
@@ -302,6 +327,11 @@ impl World {
             config.bug,
             Some(Bug::FollowerClockTrusted | Bug::LeaderClockUnbounded)
         ));
+        #[cfg(feature = "bug-injection")]
+        quorate_payments::machine::inject_compaction_skips_hash(
+            config.bug == Some(Bug::CompactionSkipsHash),
+        );
+        let event_retention = event_retention(&config);
         let mut rng = SplitMix64::new(config.seed ^ 0x5eed_0fc1_a57e_2500);
         let ids: Vec<NodeId> = (1..=config.nodes as u64).collect();
         let conf = ConfState::with_voters(ids.iter().copied());
@@ -326,6 +356,7 @@ impl World {
                 let period = (TICK as f64 * (1.0 + skew)).round() as u64;
                 #[allow(unused_mut)]
                 let mut node = SimNode::new(cfg, conf.clone(), period);
+                node.event_retention = event_retention;
                 #[cfg(feature = "bug-injection")]
                 {
                     node.follower_clock_trusted = config.bug == Some(Bug::FollowerClockTrusted);

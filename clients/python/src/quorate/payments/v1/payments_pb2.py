@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"quorate/payments/v1/payments.proto\x12\x13quorate.payments.v1\".\n\x0c\x46\x65ncingToken\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"*\n\nLeaseFence\x12\r\n\x05lease\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"\xb7\x02\n\rSubmitRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.quorate.payments.v1.EventKind\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x42\n\x08metadata\x18\x06 \x03(\x0b\x32\x30.quorate.payments.v1.SubmitRequest.MetadataEntry\x12.\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x1f.quorate.payments.v1.LeaseFence\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x0eSubmitResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.quorate.payments.v1.PaymentEvent\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\xa8\x03\n\x0cPaymentEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x30\n\x05token\x18\x02 \x01(\x0b\x32!.quorate.payments.v1.FencingToken\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x13\n\x0bpayment_seq\x18\x04 \x01(\x04\x12,\n\x04kind\x18\x05 \x01(\x0e\x32\x1e.quorate.payments.v1.EventKind\x12\x14\n\x0c\x61mount_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x41\n\x08metadata\x18\t \x03(\x0b\x32/.quorate.payments.v1.PaymentEvent.MetadataEntry\x12.\n\x05\x66\x65nce\x18\n \x01(\x0b\x32\x1f.quorate.payments.v1.LeaseFence\x12\x1b\n\x13recorded_at_unix_ms\x18\x0b \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.quorate.payments.v1.PaymentState\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x18\n\x10\x61uthorized_minor\x18\x04 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_minor\x18\x05 \x01(\x03\x12\x16\n\x0erefunded_minor\x18\x06 \x01(\x03\x12\x31\n\x06\x65vents\x18\x07 \x03(\x0b\x32!.quorate.payments.v1.PaymentEvent\"W\n\nGetRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x35\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32 .quorate.payments.v1.Consistency\"b\n\x0bGetResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.quorate.payments.v1.Payment\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\r\n\x05stale\x18\x03 \x01(\x08\"h\n\x0bListRequest\x12\x13\n\x0b\x61\x66ter_index\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x35\n\x0b\x63onsistency\x18\x03 \x01(\x0e\x32 .quorate.payments.v1.Consistency\"\x81\x01\n\x0cListResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.quorate.payments.v1.PaymentEvent\x12\x18\n\x10next_after_index\x18\x02 \x01(\x04\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\x12\r\n\x05stale\x18\x04 \x01(\x08\"Z\n\x0cWatchRequest\x12\x13\n\x0b\x61\x66ter_index\x18\x01 \x01(\x04\x12\x35\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32 .quorate.payments.v1.Consistency\">\n\x0e\x41\x63quireRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x03 \x01(\x04\"X\n\x0f\x41\x63quireResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rexpires_in_ms\x18\x04 \x01(\x04\"?\n\x10KeepAliveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"*\n\x11KeepAliveResponse\x12\x15\n\rexpires_in_ms\x18\x01 \x01(\x04\"=\n\x0eReleaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*\x8b\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_KIND_AUTHORIZED\x10\x01\x12\x17\n\x13\x45VENT_KIND_CAPTURED\x10\x02\x12\x15\n\x11\x45VENT_KIND_VOIDED\x10\x03\x12\x17\n\x13\x45VENT_KIND_REFUNDED\x10\x04*\xe9\x01\n\x0cPaymentState\x12\x1d\n\x19PAYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_STATE_AUTHORIZED\x10\x01\x12$\n PAYMENT_STATE_PARTIALLY_CAPTURED\x10\x02\x12\x1a\n\x16PAYMENT_STATE_CAPTURED\x10\x03\x12\x18\n\x14PAYMENT_STATE_VOIDED\x10\x04\x12$\n PAYMENT_STATE_PARTIALLY_REFUNDED\x10\x05\x12\x1a\n\x16PAYMENT_STATE_REFUNDED\x10\x06*_\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n\x11\x43ONSISTENCY_STALE\x10\x02\x32\xca\x02\n\rPaymentEvents\x12Q\n\x06Submit\x12\".quorate.payments.v1.SubmitRequest\x1a#.quorate.payments.v1.SubmitResponse\x12H\n\x03Get\x12\x1f.quorate.payments.v1.GetRequest\x1a .quorate.payments.v1.GetResponse\x12K\n\x04List\x12 .quorate.payments.v1.ListRequest\x1a!.quorate.payments.v1.ListResponse\x12O\n\x05Watch\x12!.quorate.payments.v1.WatchRequest\x1a!.quorate.payments.v1.PaymentEvent0\x01\x32\x90\x02\n\x06Leases\x12T\n\x07\x41\x63quire\x12#.quorate.payments.v1.AcquireRequest\x1a$.quorate.payments.v1.AcquireResponse\x12Z\n\tKeepAlive\x12%.quorate.payments.v1.KeepAliveRequest\x1a&.quorate.payments.v1.KeepAliveResponse\x12T\n\x07Release\x12#.quorate.payments.v1.ReleaseRequest\x1a$.quorate.payments.v1.ReleaseResponseB\x81\x01\n\x16io.quorate.payments.v1B\rPaymentsProtoP\x01Z@github.com/quorate/quorate/gen/go/quorate/payments/v1;paymentsv1\xaa\x02\x13Quorate.Payments.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"quorate/payments/v1/payments.proto\x12\x13quorate.payments.v1\".\n\x0c\x46\x65ncingToken\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"*\n\nLeaseFence\x12\r\n\x05lease\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"\xb7\x02\n\rSubmitRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.quorate.payments.v1.EventKind\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x42\n\x08metadata\x18\x06 \x03(\x0b\x32\x30.quorate.payments.v1.SubmitRequest.MetadataEntry\x12.\n\x05\x66\x65nce\x18\x07 \x01(\x0b\x32\x1f.quorate.payments.v1.LeaseFence\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x0eSubmitResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.quorate.payments.v1.PaymentEvent\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\xa8\x03\n\x0cPaymentEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x30\n\x05token\x18\x02 \x01(\x0b\x32!.quorate.payments.v1.FencingToken\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x13\n\x0bpayment_seq\x18\x04 \x01(\x04\x12,\n\x04kind\x18\x05 \x01(\x0e\x32\x1e.quorate.payments.v1.EventKind\x12\x14\n\x0c\x61mount_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x41\n\x08metadata\x18\t \x03(\x0b\x32/.quorate.payments.v1.PaymentEvent.MetadataEntry\x12.\n\x05\x66\x65nce\x18\n \x01(\x0b\x32\x1f.quorate.payments.v1.LeaseFence\x12\x1b\n\x13recorded_at_unix_ms\x18\x0b \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.quorate.payments.v1.PaymentState\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x18\n\x10\x61uthorized_minor\x18\x04 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_minor\x18\x05 \x01(\x03\x12\x16\n\x0erefunded_minor\x18\x06 \x01(\x03\x12\x31\n\x06\x65vents\x18\x07 \x03(\x0b\x32!.quorate.payments.v1.PaymentEvent\x12\x18\n\x10\x65vents_compacted\x18\x08 \x01(\x04\"W\n\nGetRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x35\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32 .quorate.payments.v1.Consistency\"b\n\x0bGetResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.quorate.payments.v1.Payment\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\r\n\x05stale\x18\x03 \x01(\x08\"h\n\x0bListRequest\x12\x13\n\x0b\x61\x66ter_index\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x35\n\x0b\x63onsistency\x18\x03 \x01(\x0e\x32 .quorate.payments.v1.Consistency\"\x81\x01\n\x0cListResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.quorate.payments.v1.PaymentEvent\x12\x18\n\x10next_after_index\x18\x02 \x01(\x04\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\x12\r\n\x05stale\x18\x04 \x01(\x08\"Z\n\x0cWatchRequest\x12\x13\n\x0b\x61\x66ter_index\x18\x01 \x01(\x04\x12\x35\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32 .quorate.payments.v1.Consistency\">\n\x0e\x41\x63quireRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x03 \x01(\x04\"X\n\x0f\x41\x63quireResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rexpires_in_ms\x18\x04 \x01(\x04\"?\n\x10KeepAliveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"*\n\x11KeepAliveResponse\x12\x15\n\rexpires_in_ms\x18\x01 \x01(\x04\"=\n\x0eReleaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*\x8b\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_KIND_AUTHORIZED\x10\x01\x12\x17\n\x13\x45VENT_KIND_CAPTURED\x10\x02\x12\x15\n\x11\x45VENT_KIND_VOIDED\x10\x03\x12\x17\n\x13\x45VENT_KIND_REFUNDED\x10\x04*\xe9\x01\n\x0cPaymentState\x12\x1d\n\x19PAYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_STATE_AUTHORIZED\x10\x01\x12$\n PAYMENT_STATE_PARTIALLY_CAPTURED\x10\x02\x12\x1a\n\x16PAYMENT_STATE_CAPTURED\x10\x03\x12\x18\n\x14PAYMENT_STATE_VOIDED\x10\x04\x12$\n PAYMENT_STATE_PARTIALLY_REFUNDED\x10\x05\x12\x1a\n\x16PAYMENT_STATE_REFUNDED\x10\x06*_\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n\x11\x43ONSISTENCY_STALE\x10\x02\x32\xca\x02\n\rPaymentEvents\x12Q\n\x06Submit\x12\".quorate.payments.v1.SubmitRequest\x1a#.quorate.payments.v1.SubmitResponse\x12H\n\x03Get\x12\x1f.quorate.payments.v1.GetRequest\x1a .quorate.payments.v1.GetResponse\x12K\n\x04List\x12 .quorate.payments.v1.ListRequest\x1a!.quorate.payments.v1.ListResponse\x12O\n\x05Watch\x12!.quorate.payments.v1.WatchRequest\x1a!.quorate.payments.v1.PaymentEvent0\x01\x32\x90\x02\n\x06Leases\x12T\n\x07\x41\x63quire\x12#.quorate.payments.v1.AcquireRequest\x1a$.quorate.payments.v1.AcquireResponse\x12Z\n\tKeepAlive\x12%.quorate.payments.v1.KeepAliveRequest\x1a&.quorate.payments.v1.KeepAliveResponse\x12T\n\x07Release\x12#.quorate.payments.v1.ReleaseRequest\x1a$.quorate.payments.v1.ReleaseResponseB\x81\x01\n\x16io.quorate.payments.v1B\rPaymentsProtoP\x01Z@github.com/quorate/quorate/gen/go/quorate/payments/v1;paymentsv1\xaa\x02\x13Quorate.Payments.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_PAYMENTEVENT_METADATAENTRY']._loaded_options = None
   _globals['_PAYMENTEVENT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTKIND']._serialized_start=2086
-  _globals['_EVENTKIND']._serialized_end=2225
-  _globals['_PAYMENTSTATE']._serialized_start=2228
-  _globals['_PAYMENTSTATE']._serialized_end=2461
-  _globals['_CONSISTENCY']._serialized_start=2463
-  _globals['_CONSISTENCY']._serialized_end=2558
+  _globals['_EVENTKIND']._serialized_start=2112
+  _globals['_EVENTKIND']._serialized_end=2251
+  _globals['_PAYMENTSTATE']._serialized_start=2254
+  _globals['_PAYMENTSTATE']._serialized_end=2487
+  _globals['_CONSISTENCY']._serialized_start=2489
+  _globals['_CONSISTENCY']._serialized_end=2584
   _globals['_FENCINGTOKEN']._serialized_start=59
   _globals['_FENCINGTOKEN']._serialized_end=105
   _globals['_LEASEFENCE']._serialized_start=107
@@ -57,31 +57,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTEVENT_METADATAENTRY']._serialized_start=416
   _globals['_PAYMENTEVENT_METADATAENTRY']._serialized_end=463
   _globals['_PAYMENT']._serialized_start=979
-  _globals['_PAYMENT']._serialized_end=1201
-  _globals['_GETREQUEST']._serialized_start=1203
-  _globals['_GETREQUEST']._serialized_end=1290
-  _globals['_GETRESPONSE']._serialized_start=1292
-  _globals['_GETRESPONSE']._serialized_end=1390
-  _globals['_LISTREQUEST']._serialized_start=1392
-  _globals['_LISTREQUEST']._serialized_end=1496
-  _globals['_LISTRESPONSE']._serialized_start=1499
-  _globals['_LISTRESPONSE']._serialized_end=1628
-  _globals['_WATCHREQUEST']._serialized_start=1630
-  _globals['_WATCHREQUEST']._serialized_end=1720
-  _globals['_ACQUIREREQUEST']._serialized_start=1722
-  _globals['_ACQUIREREQUEST']._serialized_end=1784
-  _globals['_ACQUIRERESPONSE']._serialized_start=1786
-  _globals['_ACQUIRERESPONSE']._serialized_end=1874
-  _globals['_KEEPALIVEREQUEST']._serialized_start=1876
-  _globals['_KEEPALIVEREQUEST']._serialized_end=1939
-  _globals['_KEEPALIVERESPONSE']._serialized_start=1941
-  _globals['_KEEPALIVERESPONSE']._serialized_end=1983
-  _globals['_RELEASEREQUEST']._serialized_start=1985
-  _globals['_RELEASEREQUEST']._serialized_end=2046
-  _globals['_RELEASERESPONSE']._serialized_start=2048
-  _globals['_RELEASERESPONSE']._serialized_end=2083
-  _globals['_PAYMENTEVENTS']._serialized_start=2561
-  _globals['_PAYMENTEVENTS']._serialized_end=2891
-  _globals['_LEASES']._serialized_start=2894
-  _globals['_LEASES']._serialized_end=3166
+  _globals['_PAYMENT']._serialized_end=1227
+  _globals['_GETREQUEST']._serialized_start=1229
+  _globals['_GETREQUEST']._serialized_end=1316
+  _globals['_GETRESPONSE']._serialized_start=1318
+  _globals['_GETRESPONSE']._serialized_end=1416
+  _globals['_LISTREQUEST']._serialized_start=1418
+  _globals['_LISTREQUEST']._serialized_end=1522
+  _globals['_LISTRESPONSE']._serialized_start=1525
+  _globals['_LISTRESPONSE']._serialized_end=1654
+  _globals['_WATCHREQUEST']._serialized_start=1656
+  _globals['_WATCHREQUEST']._serialized_end=1746
+  _globals['_ACQUIREREQUEST']._serialized_start=1748
+  _globals['_ACQUIREREQUEST']._serialized_end=1810
+  _globals['_ACQUIRERESPONSE']._serialized_start=1812
+  _globals['_ACQUIRERESPONSE']._serialized_end=1900
+  _globals['_KEEPALIVEREQUEST']._serialized_start=1902
+  _globals['_KEEPALIVEREQUEST']._serialized_end=1965
+  _globals['_KEEPALIVERESPONSE']._serialized_start=1967
+  _globals['_KEEPALIVERESPONSE']._serialized_end=2009
+  _globals['_RELEASEREQUEST']._serialized_start=2011
+  _globals['_RELEASEREQUEST']._serialized_end=2072
+  _globals['_RELEASERESPONSE']._serialized_start=2074
+  _globals['_RELEASERESPONSE']._serialized_end=2109
+  _globals['_PAYMENTEVENTS']._serialized_start=2587
+  _globals['_PAYMENTEVENTS']._serialized_end=2917
+  _globals['_LEASES']._serialized_start=2920
+  _globals['_LEASES']._serialized_end=3192
 # @@protoc_insertion_point(module_scope)

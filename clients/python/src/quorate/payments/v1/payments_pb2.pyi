@@ -129,7 +129,7 @@ class PaymentEvent(_message.Message):
     def __init__(self, index: _Optional[int] = ..., token: _Optional[_Union[FencingToken, _Mapping]] = ..., payment_id: _Optional[str] = ..., payment_seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., fence: _Optional[_Union[LeaseFence, _Mapping]] = ..., recorded_at_unix_ms: _Optional[int] = ...) -> None: ...
 
 class Payment(_message.Message):
-    __slots__ = ("payment_id", "state", "currency", "authorized_minor", "captured_minor", "refunded_minor", "events")
+    __slots__ = ("payment_id", "state", "currency", "authorized_minor", "captured_minor", "refunded_minor", "events", "events_compacted")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,7 @@ class Payment(_message.Message):
     CAPTURED_MINOR_FIELD_NUMBER: _ClassVar[int]
     REFUNDED_MINOR_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_COMPACTED_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     state: PaymentState
     currency: str
@@ -144,7 +145,8 @@ class Payment(_message.Message):
     captured_minor: int
     refunded_minor: int
     events: _containers.RepeatedCompositeFieldContainer[PaymentEvent]
-    def __init__(self, payment_id: _Optional[str] = ..., state: _Optional[_Union[PaymentState, str]] = ..., currency: _Optional[str] = ..., authorized_minor: _Optional[int] = ..., captured_minor: _Optional[int] = ..., refunded_minor: _Optional[int] = ..., events: _Optional[_Iterable[_Union[PaymentEvent, _Mapping]]] = ...) -> None: ...
+    events_compacted: int
+    def __init__(self, payment_id: _Optional[str] = ..., state: _Optional[_Union[PaymentState, str]] = ..., currency: _Optional[str] = ..., authorized_minor: _Optional[int] = ..., captured_minor: _Optional[int] = ..., refunded_minor: _Optional[int] = ..., events: _Optional[_Iterable[_Union[PaymentEvent, _Mapping]]] = ..., events_compacted: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("payment_id", "consistency")

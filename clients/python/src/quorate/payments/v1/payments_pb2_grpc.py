@@ -75,17 +75,20 @@ class PaymentEventsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
-        """Events in log order after an index (from this node's applied state). Events are kept for
-        good: compacting the Raft log behind a snapshot removes none of them, so every index from
-        1 can be listed on every node, including one that caught up through a snapshot.
+        """Events in log order after an index (from this node's applied state). Compacting the Raft
+        log behind a snapshot removes no event: by default events are kept for good, and every
+        index from 1 can be listed on every node, including one that caught up through a
+        snapshot. With --event-retention N, events more than N indexes behind the head are
+        deleted; asking for a range that lost some is refused with OUT_OF_RANGE, reason COMPACTED,
+        and the first index still held (ErrorInfo metadata first_available_index).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Events after an index, then every new one as it is applied on this node (from any index,
-        as List).
+        """Events after an index, then every new one as it is applied on this node (from any index
+        still held, as List; a watcher that falls behind the retention ends with COMPACTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
