@@ -546,8 +546,35 @@ async fn event_retention_deletes_old_events_and_keeps_every_answer() {
         ("early-0", 1)
     );
 
-    // The event-log hash is still there at every index held, and refused below.
+    // A backup's header hashes the events its image holds (the hash of the whole history),
+    // as HashEvents does at the same index.
     let mut admin = AdminClient::new(cluster.channel(leader).await.unwrap());
+    let mut backup = admin
+        .save_snapshot(pb::SaveSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let header = match backup.message().await.unwrap() {
+        Some(pb::SnapshotChunk {
+            part: Some(pb::snapshot_chunk::Part::Header(header)),
+        }) => header,
+        other => panic!("a backup starts with its header, not {other:?}"),
+    };
+    let at_index = admin
+        .hash_events(pb::HashEventsRequest {
+            index: header.index,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        header.events_hash, at_index.hash,
+        "at index {}",
+        header.index
+    );
+    assert_eq!(at_index.events, 300);
+
+    // The event-log hash is still there at every index held, and refused below.
     let refused = admin
         .hash_events(pb::HashEventsRequest { index: 1 })
         .await

@@ -161,6 +161,11 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
                 .map_err(|e| quorate_admin::HashError::Storage(Box::new(e)))
         })
     };
+    let image_hashes: quorate_admin::ImageHashSource = Arc::new(|image| {
+        quorate_payments::machine::image_events_hash(image)
+            .map(|(_, _, hash)| format!("{hash:016x}"))
+            .map_err(|e| quorate_admin::HashError::Storage(Box::new(e)))
+    });
     let admin = quorate_admin::AdminService::new(
         handle.clone(),
         store.clone(),
@@ -168,6 +173,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         counters.clone(),
         hashes,
         state_hashes,
+        image_hashes,
     );
     admin.spawn_pinger(stop_rx.clone());
     if !config.corruption_check_interval.is_zero() {

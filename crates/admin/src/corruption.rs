@@ -184,7 +184,18 @@ impl AdminService {
         if index == 0 || asked.is_empty() {
             return Ok(None);
         }
-        let own = self.hash(index).await.map_err(|e| e.to_string())?;
+        let own = match self.hash(index).await {
+            // A member further behind than this node's event retention: compare at the
+            // lowest index this node still can, with the members that applied it.
+            Err(crate::HashError::Compacted {
+                first_available, ..
+            }) => {
+                index = first_available;
+                self.hash(index).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.to_string())?;
         let (own_applied, own_state) = self.state_hash().await.map_err(|e| e.to_string())?;
         let mut events = BTreeMap::from([(me, own.hash)]);
         let mut states = BTreeMap::from([(me, own_state)]);

@@ -44,6 +44,12 @@ pub type HashSource = Arc<dyn Fn(u64) -> Result<pb::HashEventsResponse, HashErro
 /// reads all of it, so it runs on a blocking thread.
 pub type StateHashSource = Arc<dyn Fn() -> Result<(u64, String), HashError> + Send + Sync>;
 
+/// Computes the event-log hash (hex) an image of the machine holds at the index it is of
+/// (`SaveSnapshot`'s header): from the image itself, so that events deleted from the live
+/// store since (`--event-retention`) change nothing. Decodes all of it, so it runs on a
+/// blocking thread.
+pub type ImageHashSource = Arc<dyn Fn(&[u8]) -> Result<String, HashError> + Send + Sync>;
+
 /// Why a hash could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -91,6 +97,7 @@ struct Inner {
     counters: CounterSource,
     hashes: HashSource,
     state_hashes: StateHashSource,
+    image_hashes: ImageHashSource,
     /// Each peer's last reported status and when it was received.
     seen: Mutex<BTreeMap<u64, (pb::StatusResponse, Instant)>>,
     /// Each peer's wall clock minus ours, from the last probe that answered, and when.
@@ -105,7 +112,7 @@ pub struct AdminService {
 
 impl AdminService {
     /// The service for `node` (whose storage is `store` and whose clients reach it at
-    /// `client_address`); `counters`, `hashes` and `state_hashes` come from the application.
+    /// `client_address`); `counters` and the hash sources come from the application.
     pub fn new(
         node: NodeHandle,
         store: LogStore,
@@ -113,6 +120,7 @@ impl AdminService {
         counters: CounterSource,
         hashes: HashSource,
         state_hashes: StateHashSource,
+        image_hashes: ImageHashSource,
     ) -> Self {
         AdminService {
             inner: Arc::new(Inner {
@@ -122,6 +130,7 @@ impl AdminService {
                 counters,
                 hashes,
                 state_hashes,
+                image_hashes,
                 seen: Mutex::new(BTreeMap::new()),
                 clock_offsets: Mutex::new(BTreeMap::new()),
             }),
@@ -193,6 +202,14 @@ impl AdminService {
     pub async fn hash(&self, index: u64) -> Result<pb::HashEventsResponse, HashError> {
         let hashes = self.inner.hashes.clone();
         tokio::task::spawn_blocking(move || hashes(index))
+            .await
+            .map_err(HashError::Task)?
+    }
+
+    /// The event-log hash (hex) `image` holds at the index it is of.
+    pub async fn image_hash(&self, image: bytes::Bytes) -> Result<String, HashError> {
+        let hashes = self.inner.image_hashes.clone();
+        tokio::task::spawn_blocking(move || hashes(&image))
             .await
             .map_err(HashError::Task)?
     }

@@ -47,11 +47,10 @@ impl AdminService {
         let snapshot = node.backup().await.map_err(|e| e.to_status())?;
         let index = snapshot.meta.index;
         let events_hash = self
-            .hash(index)
+            .image_hash(snapshot.data.clone())
             .await
             .map_err(|e| NodeError::Internal(format!("hash the events up to {index}: {e}")))
-            .map_err(|e| e.to_status())?
-            .hash;
+            .map_err(|e| e.to_status())?;
         let header = pb::SnapshotHeader {
             index,
             term: snapshot.meta.term,

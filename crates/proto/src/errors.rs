@@ -57,9 +57,10 @@ pub mod reason {
     /// The node cannot do this now but will soon (a snapshot streams to a follower, nothing
     /// was applied yet): nothing was done; retry shortly (UNAVAILABLE).
     pub const BUSY: &str = "BUSY";
-    /// The events asked for are no longer held: the event log was compacted (the leader's
-    /// `--event-retention`). Metadata gives `first_available_index`, the first index a read
-    /// can start at (OUT_OF_RANGE).
+    /// The events asked for are no longer held: the event log was compacted
+    /// (`--event-retention`). Metadata gives `first_available_index`: for `List` and `Watch`
+    /// the first event index still held (ask again with `after_index` one below it), for
+    /// `HashEvents` the lowest index a hash can be asked for (OUT_OF_RANGE).
     pub const COMPACTED: &str = "COMPACTED";
     /// The caller has no valid client certificate or bearer token (UNAUTHENTICATED).
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";

@@ -85,9 +85,10 @@ pub struct Submit {
     /// and carried here so that every replica expires it at the same machine time.
     #[prost(uint64, tag = "9")]
     pub idempotency_window_ms: u64,
-    /// How many entries of event history the leader keeps (0: all): applying this command
-    /// also compacts the events more than this many indexes behind it, a few at a time.
-    /// Chosen by the leader and carried here so that every replica compacts the same events.
+    /// How many indexes of event history to keep (0: all): applying this command also
+    /// compacts the events more than this many indexes behind it, a few at a time. The
+    /// `--event-retention` of the node that took the request, carried here so that every
+    /// replica compacts the same events.
     #[prost(uint64, tag = "10")]
     pub event_retention: u64,
 }

@@ -9,8 +9,10 @@
 use prost::Message;
 
 use super::codec::DecodeError;
+use super::compaction::store_hash_events;
+use super::mem_store::MemStore;
 use super::records::{EventRecord, IdempotencyRecord, LeaseRecord, MetaRecord, PaymentRecord};
-use super::store::Store;
+use super::store::{Store, StoreError};
 
 /// One record of an image.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -82,6 +84,17 @@ pub fn restore_image<S: Store + ?Sized>(
         }
     }
     Ok(meta)
+}
+
+/// The event-log hash an image holds at the index it is of, as `(index, events, hash)`: what
+/// `hash_events` gives on a machine restored from it, computed without one.
+pub fn image_events_hash(image: &[u8]) -> Result<(u64, u64, u64), StoreError> {
+    let mut store = MemStore::new();
+    let meta = restore_image(&mut store, image)
+        .map_err(|e| StoreError::Inconsistent(format!("undecodable image: {e}")))?
+        .unwrap_or_default();
+    let (events, hash) = store_hash_events(&store, meta.applied_index)?;
+    Ok((meta.applied_index, events, hash))
 }
 
 /// The applied index an image is of (its meta record's, which must come first), without

@@ -72,7 +72,10 @@ pub use compaction::{
     COMPACT_LIMIT_PER_APPLY,
 };
 pub use idempotency::{DEFAULT_IDEMPOTENCY_WINDOW_MS, PRUNE_LIMIT_PER_APPLY};
-pub use image::{image_applied_index, push_image_record, restore_image, ImageItem, ImageRecord};
+pub use image::{
+    image_applied_index, image_events_hash, push_image_record, restore_image, ImageItem,
+    ImageRecord,
+};
 pub use lease_timers::{DueExpiry, LeaseTimers};
 pub use mem_store::MemStore;
 pub use outputs::{

@@ -100,8 +100,8 @@ pub struct PaymentRecord {
     /// (1-based `payment_seq`) is at position `n - 1 - events_compacted`.
     #[prost(uint64, repeated, tag = "9")]
     pub event_indexes: Vec<Index>,
-    /// How many of the payment's first events the event log no longer holds (compacted by the
-    /// leader's `--event-retention`); their totals stay in the fields above.
+    /// How many of the payment's first events the event log no longer holds (compacted by
+    /// `--event-retention`); their totals stay in the fields above.
     #[prost(uint64, tag = "10")]
     pub events_compacted: u64,
 }
@@ -330,8 +330,9 @@ pub struct MetaRecord {
     /// than `MAX_WALL_CLOCK_LEAD_MS`: a leader whose wall clock is wrong.
     #[prost(uint64, tag = "15")]
     pub leader_clock_corrections: u64,
-    /// The event log holds no event at or below this index any more (compacted by the
-    /// leader's `--event-retention`); 0 while nothing was compacted.
+    /// How far the event log's compaction has looked (`--event-retention`): no event at or
+    /// below this index is held any more. Compaction's cursor: it may lie past the last event
+    /// deleted, where there was none to delete; readers go by `last_compacted_event`.
     #[prost(uint64, tag = "16")]
     pub events_compacted_through: Index,
     /// How many events were compacted.
@@ -342,12 +343,16 @@ pub struct MetaRecord {
     /// compaction. Meaningful only when `events_compacted` is not 0.
     #[prost(uint64, tag = "18")]
     pub events_compacted_hash: u64,
+    /// The index of the last event compacted (0: none): a read of the events after any index
+    /// at or above it misses nothing.
+    #[prost(uint64, tag = "19")]
+    pub last_compacted_event: Index,
 }
 
 impl MetaRecord {
-    /// The first index whose event may still be read: events at lower indexes were compacted.
+    /// The first index whose event may still be read: every event compacted lies below it.
     pub fn first_event_index(&self) -> Index {
-        self.events_compacted_through + 1
+        self.last_compacted_event + 1
     }
 }
 
@@ -477,6 +482,7 @@ mod tests {
             events_compacted_through: 12,
             events_compacted: 13,
             events_compacted_hash: 14,
+            last_compacted_event: 15,
         };
         assert_eq!(
             MetaRecord::decode(meta.encode_to_vec().as_slice()).unwrap(),

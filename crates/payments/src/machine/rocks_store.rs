@@ -273,7 +273,7 @@ impl Store for RocksState {
         let mut events: BTreeMap<Index, EventRecord> = BTreeMap::new();
         for (key, value) in self
             .db
-            .state_scan(EVENTS, &first.to_be_bytes(), limit + deleted)
+            .state_scan(EVENTS, &first.to_be_bytes(), limit.saturating_add(deleted))
             .map_err(backend)?
         {
             let index = Index::from_be_bytes(key.as_slice().try_into().map_err(|_| {
@@ -320,7 +320,7 @@ impl Store for RocksState {
             let floor = self.expiry_floor.borrow().clone();
             for (key, _) in self
                 .db
-                .state_scan(IDEMPOTENCY_EXPIRY, &floor, limit + deleted)
+                .state_scan(IDEMPOTENCY_EXPIRY, &floor, limit.saturating_add(deleted))
                 .map_err(backend)?
             {
                 let expires_at_ms = expiry_time(&key)?;
@@ -444,12 +444,7 @@ pub fn hash_events(db: &LogStore, up_to: Index) -> Result<(u64, u64), StoreError
             if key == META_KEY {
                 let meta: MetaRecord =
                     decode("meta", || "meta".into(), value).map_err(Stop::Failed)?;
-                if up_to < meta.events_compacted_through {
-                    return Err(Stop::Failed(StoreError::Compacted {
-                        after: up_to,
-                        first_available: meta.first_event_index(),
-                    }));
-                }
+                machine::check_not_compacted(&meta, up_to).map_err(Stop::Failed)?;
                 count = meta.events_compacted;
                 hash = Some(machine::compacted_hasher(&meta));
             }
@@ -804,7 +799,7 @@ mod tests {
         let meta = rocks.state.meta().unwrap().unwrap();
         assert_eq!(meta.applied_index, 1500);
         assert!(meta.events_compacted > 1200, "{meta:?}");
-        let through = meta.events_compacted_through;
+        let through = meta.last_compacted_event;
         let state = RocksState::new(db.clone());
         assert_eq!(
             state.events_after(through, 1000).unwrap(),

@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("inconsistent storage: {0}")]
     Inconsistent(String),
     /// A read of events after `after` that the event log no longer holds all of: they were
-    /// compacted (the leader's `--event-retention`). Not a failure of the store: the reader
+    /// compacted (`--event-retention`). Not a failure of the store: the reader
     /// asked for too old a range.
     #[error("events after index {after} were compacted: the first event index still held is {first_available}")]
     Compacted {

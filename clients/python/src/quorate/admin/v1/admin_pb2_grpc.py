@@ -162,7 +162,9 @@ class AdminServicer:
 
     def HashEvents(self, request, context):
         """A hash of the payment event log up to `index` (the payment state is a function of it),
-        read from this node's storage: nodes that applied the same entries agree.
+        read from this node's storage: nodes that applied the same entries agree, whether or not
+        they deleted old events (--event-retention). An index below the last event deleted is
+        OUT_OF_RANGE / COMPACTED with the lowest index that can be asked for.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
