@@ -116,17 +116,16 @@ fn apply_entry_body<S: Store + ?Sized>(
         },
     };
     let pruned = store.idempotency_expiring_by(meta.clock_ms, PRUNE_LIMIT_PER_APPLY)?;
-    let own_key = effects
-        .idempotency
-        .as_ref()
-        .map(|record| record.key.clone());
     let compaction = compaction::plan(
         store,
         &mut meta,
         index,
         retention,
         effects.payment.as_mut(),
-        own_key.as_deref(),
+        effects
+            .idempotency
+            .as_ref()
+            .map(|record| record.key.as_str()),
     )?;
 
     // No reads below this line: an error above has left the store untouched.

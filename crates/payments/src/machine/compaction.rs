@@ -118,7 +118,6 @@ pub(crate) fn plan<S: Store + ?Sized>(
 
     let mut hash = compacted_hasher(meta);
     let mut own_payment = own_payment;
-    let mut payments: Vec<PaymentRecord> = Vec::new();
     for event in &events {
         if !skips_hash() {
             fold_event(&mut hash, event.index, &event.encode_to_vec());
@@ -128,8 +127,8 @@ pub(crate) fn plan<S: Store + ?Sized>(
         let id = &event.payment_id;
         let payment = match own_payment.as_deref_mut() {
             Some(own) if own.payment_id == *id => own,
-            _ => match payments.iter().position(|p| p.payment_id == *id) {
-                Some(at) => &mut payments[at],
+            _ => match compaction.payments.iter().position(|p| p.payment_id == *id) {
+                Some(at) => &mut compaction.payments[at],
                 None => {
                     let Some(stored) = store.payment(id)? else {
                         return Err(StoreError::Inconsistent(format!(
@@ -137,8 +136,8 @@ pub(crate) fn plan<S: Store + ?Sized>(
                             event.index
                         )));
                     };
-                    payments.push(stored);
-                    payments.last_mut().expect("just pushed")
+                    compaction.payments.push(stored);
+                    compaction.payments.last_mut().expect("just pushed")
                 }
             },
         };
@@ -164,7 +163,6 @@ pub(crate) fn plan<S: Store + ?Sized>(
             }
         }
     }
-    compaction.payments = payments;
     meta.events_compacted += events.len() as u64;
     meta.events_compacted_hash = hash.finish();
     meta.events_compacted_through = through;

@@ -199,19 +199,12 @@ impl RocksState {
         }
         let result = self.db.state_write(batch, sync).map_err(backend);
         let pruned = overlay.expiry.values().any(|present| !present);
-        let added = overlay
-            .expiry
-            .iter()
-            .find(|(_, present)| **present)
-            .map(|((at, _), _)| *at);
+        // The overlay is in expiry order: its first added key is the lowest.
+        let lowest_added = overlay.expiry.iter().find(|(_, present)| **present);
+        let added = lowest_added.map(|((at, _), _)| *at);
         {
             let mut floor = self.expiry_floor.borrow_mut();
-            let lowest_added = overlay
-                .expiry
-                .iter()
-                .find(|(_, present)| **present)
-                .map(|((at, key), _)| expiry_key(*at, key));
-            match lowest_added {
+            match lowest_added.map(|((at, key), _)| expiry_key(*at, key)) {
                 _ if result.is_err() => floor.clear(),
                 Some(added) if added < *floor => *floor = added,
                 _ => {}
