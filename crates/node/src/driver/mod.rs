@@ -727,8 +727,12 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     fn publish_status(&self) {
+        let mut raft = self.raw.status();
+        // The core counts entries applied only when the turn advances it; the machine's
+        // applied index (published before any reply) is what a client may already rely on.
+        raft.applied_index = raft.applied_index.max(*self.applied_tx.borrow());
         let status = NodeStatus {
-            raft: self.raw.status(),
+            raft,
             tick: self.config.tick(),
             peers: self.members_peers.clone(),
             removed: self.members_removed.clone(),
