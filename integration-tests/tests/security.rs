@@ -211,6 +211,17 @@ async fn mutual_tls_and_roles_guard_both_ports_and_certificates_reload() -> Resu
     let (code, why, _) = denial(&refused);
     assert_eq!(code, tonic::Code::Unauthenticated, "{refused:?}");
     assert_eq!(why.as_deref(), Some("UNAUTHENTICATED"));
+    // Counted where it was refused (before the limits: it took no slot).
+    let mut unauthenticated = 0.0;
+    for id in 1..=3 {
+        let metrics = scrape(&cluster.nodes[&id].spec.metrics)?;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("quorate_requests_unauthenticated_total "))
+            .context("the unauthenticated counter")?;
+        unauthenticated += line.rsplit(' ').next().unwrap().parse::<f64>()?;
+    }
+    assert_eq!(unauthenticated, 1.0, "one call without credentials so far");
     let health = tonic_health::pb::health_client::HealthClient::new(anonymous.clone())
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),

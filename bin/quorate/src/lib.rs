@@ -210,6 +210,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send)
         admin: admin.clone(),
         store: store.clone(),
         admission: guards.admission.clone(),
+        auth: guards.auth.clone(),
     });
     let metrics_server = tokio::spawn(metrics::serve(
         metrics_listener,
@@ -389,6 +390,8 @@ struct Guards {
     client_tls: Option<Arc<Reloadable<rustls::ServerConfig>>>,
     peer_tls: Option<PeerTls>,
     policy: Option<Arc<Reloadable<Policy>>>,
+    /// The roles file's check, first step (its second is made from it).
+    auth: AuthLayer,
     admission: AdmissionLayer,
 }
 
@@ -440,6 +443,7 @@ impl Guards {
         Ok(Guards {
             client_tls,
             peer_tls,
+            auth: AuthLayer::authenticate(policy.clone()),
             policy,
             admission: AdmissionLayer::new(config.limits),
         })
@@ -480,13 +484,16 @@ async fn serve_clients(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("building reflection v1alpha")?;
-    // Outermost, the limits of unary calls: a call refused under overload costs no span and
-    // no role check (it is counted in `quorate_requests_shed_total`). The `Watch` limits go
-    // inside the role layer, which tells who the client is.
+    // Outermost, the check of credentials (with a roles file): a call without them is
+    // refused before it can take a slot from an authorised caller. Then the limits of unary
+    // calls: a call refused under overload costs no span and no role check (it is counted in
+    // `quorate_requests_shed_total`). The `Watch` limits go inside the role check, which
+    // tells who the client is.
     tonic::transport::Server::builder()
+        .layer(guards.auth.clone())
         .layer(guards.admission.for_calls())
         .layer(layer)
-        .layer(AuthLayer::new(guards.policy))
+        .layer(guards.auth.authorize())
         .layer(guards.admission.for_watches())
         .add_service(health_service)
         .add_service(reflection_v1)

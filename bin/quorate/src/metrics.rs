@@ -39,6 +39,8 @@ pub struct NodeCollector {
     pub store: quorate_log_store::LogStore,
     /// The client port's limits: what they hold now and what they refused.
     pub admission: quorate_security::admission::AdmissionLayer,
+    /// The roles file's check: the calls it refused for want of credentials.
+    pub auth: quorate_security::auth::AuthLayer,
 }
 
 impl fmt::Debug for NodeCollector {
@@ -302,6 +304,15 @@ impl Collector for NodeCollector {
                     admitted.shed_client_watches,
                 ),
             ],
+        )?;
+
+        scrape::counter(
+            enc,
+            "quorate_requests_unauthenticated",
+            "Calls the client port refused with UNAUTHENTICATED: no client certificate or \
+             bearer token that the roles file (--auth-file) knows. Checked before the limits, so \
+             these never took a slot.",
+            self.auth.unauthenticated(),
         )?;
 
         let events = &raft.events;

@@ -569,6 +569,61 @@ mod tests {
         );
     }
 
+    /// The client port's order: credentials checked outside the limits, roles inside. Calls
+    /// without credentials are refused as such even when every slot is taken, and never take
+    /// a slot or a place in the queue from an authorised caller.
+    #[tokio::test]
+    async fn calls_without_credentials_never_take_a_slot_from_authorised_ones() {
+        use crate::auth::{AuthLayer, Policy};
+        let policy = crate::reload::Reloadable::new("roles", Vec::new(), || {
+            // sha256("test")
+            Policy::parse(
+                "[[identity]]\nname = \"api\"\nroles = [\"writer\"]\ntoken_sha256 = \
+                 \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+            )
+        })
+        .unwrap();
+        let limits = Limits {
+            max_in_flight: 1,
+            max_queued: 1,
+            queue_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let layer = AdmissionLayer::new(limits);
+        let authenticate = AuthLayer::authenticate(Some(policy));
+        let gate = Arc::new(Semaphore::new(0));
+        let service = tower::ServiceBuilder::new()
+            .layer(authenticate.clone())
+            .layer(layer.for_calls())
+            .layer(authenticate.authorize())
+            .service(gated(gate.clone()));
+        let authorised = || {
+            let mut r = request(SUBMIT);
+            r.headers_mut()
+                .insert(http::header::AUTHORIZATION, "Bearer test".parse().unwrap());
+            r
+        };
+        // An authorised call holds the one slot.
+        let held = tokio::spawn(service.clone().oneshot(authorised()));
+        until(&layer, |s| s.in_flight == 1).await;
+        // A flood of anonymous calls: each refused for what it lacks, none queued or shed.
+        for _ in 0..50 {
+            let refused = service.clone().oneshot(request(SUBMIT)).await.unwrap();
+            let status = tonic::Status::from_header_map(refused.headers()).unwrap();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        }
+        assert_eq!(authenticate.unauthenticated(), 50);
+        assert_eq!((layer.stats().queued, layer.stats().shed_requests), (0, 0));
+        // The queue's one place is still free for an authorised caller, who is served.
+        let waiting = tokio::spawn(service.clone().oneshot(authorised()));
+        until(&layer, |s| s.queued == 1).await;
+        gate.add_permits(2);
+        for call in [held, waiting] {
+            assert!(refusal(&call.await.unwrap().unwrap()).is_none());
+        }
+        assert_eq!(layer.stats().shed_requests, 0);
+    }
+
     #[tokio::test]
     async fn each_half_of_a_split_layer_enforces_only_its_own_limits() {
         let limits = Limits {

@@ -27,8 +27,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use quorate_proto::errors::reason;
 use serde::Deserialize;
@@ -191,15 +193,104 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 pub struct Identity(pub String);
 
 /// Checks every call against the roles file; without one, lets every call through.
+///
+/// The check comes in two steps, each a layer of its own, so the client port can put the
+/// cheap one outside its limits and the other inside its spans:
+/// - [`AuthLayer::authenticate`] refuses a call without credentials (`UNAUTHENTICATED`) and
+///   tells the layers inside who made the others ([`Identity`]). It goes outside the limits
+///   of calls, so that a flood of anonymous calls never takes a slot or a place in the queue
+///   from authorised callers. Its refusals are counted ([`AuthLayer::unauthenticated`]) and
+///   logged at most once a second, with how many there were: a flood must not become a flood
+///   of log lines.
+/// - [`AuthLayer::authorize`] refuses a caller the roles file does not give the method's role
+///   (`PERMISSION_DENIED`), and logs every admin call with who made it.
+///
+/// [`AuthLayer::new`] does both in one layer.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     policy: Option<Arc<Reloadable<Policy>>>,
+    step: Step,
+    refusals: Arc<Refusals>,
+}
+
+/// Which part of the check a layer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Both,
+    Authenticate,
+    Authorize,
+}
+
+/// The calls refused without credentials, and when that was last logged.
+#[derive(Debug, Default)]
+struct Refusals {
+    total: AtomicU64,
+    /// Refused since the last log line.
+    unlogged: AtomicU64,
+    /// When the last log line was written, in ms since `epoch`.
+    logged_at_ms: AtomicU64,
+    epoch: OnceLock<Instant>,
+}
+
+impl Refusals {
+    /// Counts a refusal of a call to `path` from `remote`, and logs it if no refusal was
+    /// logged in the last second (with how many were refused since).
+    fn count(&self, path: &str, remote: Option<std::net::SocketAddr>) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        // (+1: the first refusal is logged at once.)
+        let now = epoch.elapsed().as_millis() as u64 + 1_000;
+        let last = self.logged_at_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1_000
+            || self
+                .logged_at_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let refused = self.unlogged.swap(0, Ordering::Relaxed);
+        tracing::info!(
+            method = %path,
+            remote = ?remote,
+            refused_since_last_line = refused,
+            "refused calls without credentials (this one, and others since the last such line)"
+        );
+    }
 }
 
 impl AuthLayer {
-    /// A layer enforcing `policy` (None: no roles file, everything allowed).
+    /// A layer doing the whole check on `policy` (None: no roles file, everything allowed).
     pub fn new(policy: Option<Arc<Reloadable<Policy>>>) -> Self {
-        AuthLayer { policy }
+        AuthLayer {
+            policy,
+            step: Step::Both,
+            refusals: Arc::default(),
+        }
+    }
+
+    /// The first step only: calls without credentials are refused, the others carry their
+    /// [`Identity`] on.
+    pub fn authenticate(policy: Option<Arc<Reloadable<Policy>>>) -> Self {
+        AuthLayer {
+            step: Step::Authenticate,
+            ..AuthLayer::new(policy)
+        }
+    }
+
+    /// The second step, on the same roles file: the role check of a call the first step let
+    /// through.
+    pub fn authorize(&self) -> Self {
+        AuthLayer {
+            step: Step::Authorize,
+            ..self.clone()
+        }
+    }
+
+    /// Calls refused so far for want of credentials.
+    pub fn unauthenticated(&self) -> u64 {
+        self.refusals.total.load(Ordering::Relaxed)
     }
 }
 
@@ -209,7 +300,7 @@ impl<S> tower::Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            policy: self.policy.clone(),
+            layer: self.clone(),
         }
     }
 }
@@ -218,7 +309,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 #[derive(Clone, Debug)]
 pub struct AuthService<S> {
     inner: S,
-    policy: Option<Arc<Reloadable<Policy>>>,
+    layer: AuthLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -238,31 +329,47 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let Some(policy) = &self.policy else {
+        let Some(policy) = &self.layer.policy else {
             return Box::pin(self.inner.call(request));
         };
-        let path = request.uri().path().to_string();
-        let Some(role) = required_role(&path) else {
+        let Some(role) = required_role(request.uri().path()) else {
             return Box::pin(self.inner.call(request));
         };
+        let step = self.layer.step;
         let policy = policy.get();
-        let conn = request.extensions().get::<ConnInfo>();
-        let Some(identity) = policy.identify(conn, request.headers()) else {
-            let remote = conn.and_then(|c| c.remote);
-            tracing::info!(method = %path, remote = ?remote, "refused a call without credentials");
-            let status = crate::status(
-                tonic::Code::Unauthenticated,
-                reason::UNAUTHENTICATED,
-                format!(
-                    "{path} needs the {} role: present a client certificate signed by the \
-                     node's trusted CA, or a bearer token listed in its roles file",
-                    role.name()
-                ),
-                &[("method", path.clone())],
-                None,
-            );
-            return Box::pin(std::future::ready(Ok(crate::refusal(status))));
+        let known = match step {
+            // (Told by the first step.)
+            Step::Authorize => request.extensions().get::<Identity>().map(|i| i.0.clone()),
+            Step::Both | Step::Authenticate => None,
         };
+        let identity = match known {
+            Some(identity) => identity,
+            None => {
+                let conn = request.extensions().get::<ConnInfo>();
+                let Some(identity) = policy.identify(conn, request.headers()) else {
+                    let path = request.uri().path();
+                    self.layer.refusals.count(path, conn.and_then(|c| c.remote));
+                    let status = crate::status(
+                        tonic::Code::Unauthenticated,
+                        reason::UNAUTHENTICATED,
+                        format!(
+                            "{path} needs the {} role: present a client certificate signed by \
+                             the node's trusted CA, or a bearer token listed in its roles file",
+                            role.name()
+                        ),
+                        &[("method", path.to_string())],
+                        None,
+                    );
+                    return Box::pin(std::future::ready(Ok(crate::refusal(status))));
+                };
+                identity
+            }
+        };
+        if step == Step::Authenticate {
+            request.extensions_mut().insert(Identity(identity));
+            return Box::pin(self.inner.call(request));
+        }
+        let path = request.uri().path();
         if !policy.allows(&identity, role) {
             tracing::warn!(%identity, method = %path, role = role.name(), "permission denied");
             let status = crate::status(
@@ -275,14 +382,14 @@ where
                 ),
                 &[
                     ("identity", identity.clone()),
-                    ("method", path.clone()),
+                    ("method", path.to_string()),
                     ("role", role.name().to_string()),
                 ],
                 None,
             );
             return Box::pin(std::future::ready(Ok(crate::refusal(status))));
         }
-        let (service, method) = crate::service_and_method(&path);
+        let (service, method) = crate::service_and_method(path);
         if service == "quorate.admin.v1.Admin" {
             if is_read_only_admin(method) {
                 tracing::debug!(%identity, method, "admin call");
