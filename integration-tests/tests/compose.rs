@@ -489,3 +489,165 @@ fn the_monitoring_overlay_is_a_valid_compose_file() {
         assert!(config.contains("quorate-grafana"), "{config}");
     }
 }
+
+/// `quoratectl` with the client certificate `deploy/gen-certs` made in `certs`, against
+/// `endpoints` of the compose cluster (host ports); returns whether it succeeded, and its output.
+fn quoratectl_tls(certs: &Path, endpoints: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(binary("quoratectl"))
+        .args(["--endpoints", endpoints, "--timeout", "3s", "--cacert"])
+        .arg(certs.join("ca.pem"))
+        .arg("--cert")
+        .arg(certs.join("client.pem"))
+        .arg("--key")
+        .arg(certs.join("client-key.pem"))
+        .args(args)
+        .output()
+        .expect("quoratectl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The compose cluster with TLS on both ports, as a user sets it up: `deploy/gen-certs`, then
+/// `deploy/compose/tls.yml` over the three-node file. Clients with the client certificate
+/// write through every node (followers forward over the peers' mutual TLS) and read the same
+/// hash from each; a client without TLS, or with TLS but no certificate, gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_cluster_over_tls_serves_only_clients_with_a_certificate() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let _cleanup = fresh_cluster(THREE)?;
+    let certs = tempfile::tempdir()?;
+    let made = Command::new(repo().join("deploy/gen-certs"))
+        .arg(certs.path())
+        .arg("3")
+        .output()?;
+    assert!(
+        made.status.success(),
+        "deploy/gen-certs: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let output = Command::new("docker-compose")
+        .arg("-f")
+        .arg(repo().join("deploy/compose/three-nodes.yml"))
+        .arg("-f")
+        .arg(repo().join("deploy/compose/tls.yml"))
+        .args(["-p", PROJECT, "up", "-d"])
+        .env("QUORATE_TLS_DIR", certs.path())
+        .output()?;
+    assert!(
+        output.status.success(),
+        "docker-compose up: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let all = "127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793";
+
+    // The first write waits for the cluster to come up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let submit = |endpoints: &str, id: &str| {
+        quoratectl_tls(
+            certs.path(),
+            endpoints,
+            &[
+                "payment",
+                "submit",
+                "--payment-id",
+                id,
+                "--kind",
+                "authorized",
+                "--amount",
+                "100",
+                "--currency",
+                "EUR",
+            ],
+        )
+    };
+    loop {
+        let (ok, out) = submit(all, "tls-0");
+        if ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no write over TLS within 60 s: {out}\n{}",
+                compose(THREE, &["logs", "--tail", "20"]).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Through each node on its own: two of them are followers, which forward.
+    for id in 1..=THREE.nodes {
+        let (ok, out) = submit(&format!("127.0.0.1:2379{id}"), &format!("tls-{id}"));
+        assert!(ok, "a write through node {id}: {out}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out) = quoratectl_tls(certs.path(), all, &["hash"]);
+        let hashes: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split(" hash ").nth(1))
+            .collect();
+        if ok
+            && hashes.len() == 3
+            && hashes.iter().all(|h| *h == hashes[0])
+            && hashes[0].ends_with("(4 events)")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the nodes' hashes: {out}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // No TLS: the node speaks only TLS on that port.
+    assert!(
+        status(1).await.is_none(),
+        "a plain connection got an answer"
+    );
+    // TLS, but no client certificate: refused in the handshake.
+    let output = Command::new(binary("quoratectl"))
+        .args(["--endpoints", all, "--timeout", "3s", "--cacert"])
+        .arg(certs.path().join("ca.pem"))
+        .arg("status")
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.lines().count() == 3 && text.lines().all(|l| !l.contains("leader, true")),
+        "a client without a certificate: {text}"
+    );
+    Ok(())
+}
+
+/// Each TLS overlay fits its cluster file: every node gets its own certificate on both ports.
+#[test]
+fn each_tls_overlay_gives_every_node_its_own_certificate() {
+    for (topology, overlay) in [(THREE, "tls.yml"), (FIVE, "tls-five-nodes.yml")] {
+        let output = Command::new("docker-compose")
+            .arg("-f")
+            .arg(repo().join("deploy/compose").join(topology.file))
+            .arg("-f")
+            .arg(repo().join("deploy/compose").join(overlay))
+            .arg("config")
+            .env("QUORATE_TLS_DIR", "/certs")
+            .output()
+            .expect("docker-compose runs");
+        let config = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{overlay}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for id in 1..=topology.nodes {
+            for flag in ["QUORATE_CERT_FILE", "QUORATE_PEER_CERT_FILE"] {
+                let line = format!("{flag}: /etc/quorate/tls/node-{id}.pem");
+                assert!(config.contains(&line), "{overlay}: no {line:?}");
+            }
+        }
+        assert_eq!(
+            config.matches("/certs:/etc/quorate/tls:ro").count(),
+            topology.nodes as usize,
+            "{overlay}: {config}"
+        );
+    }
+}
