@@ -50,6 +50,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The runtime comes first, so that SIGHUP is taken before anything else is done (see
+    // keep_hangups_from_stopping_the_node): reading the flags and the files they name takes
+    // long enough for a supervisor's SIGHUP to land in it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    {
+        let _entered = runtime.enter();
+        keep_hangups_from_stopping_the_node();
+    }
     let cli = Cli::parse();
     // (A node's flags are resolved first: whether it traces, and how much, is part of how its
     // subscriber is built.)
@@ -63,18 +80,7 @@ fn main() -> ExitCode {
         .filter(|config| config.otlp_endpoint.is_some())
         .map(|config| config.otlp_sampling_ratio);
     quorate_telemetry::init(&cli.log, cli.log_format, sampling_ratio);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = runtime.block_on(async {
-        keep_hangups_from_stopping_the_node();
         match cli.command {
             Command::Serve(_) => match serve {
                 Some(config) => run(config?, shutdown_signal()).await,
