@@ -596,3 +596,113 @@ async fn the_leader_bounds_its_pending_proposals() -> Result<()> {
     );
     Ok(())
 }
+
+/// One `Submit` over HTTP/2 itself, with `grpc-timeout` set to `deadline` and no deadline of
+/// the client's own (tonic's client would enforce the header's deadline itself, and answer
+/// for the node): the node's `grpc-status` and `grpc-message`, and how long they took.
+async fn submit_raw_h2(
+    address: &str,
+    request: &pb::SubmitRequest,
+    deadline: Duration,
+) -> Result<(String, String, Duration)> {
+    use prost::Message;
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let (send, connection) = h2::client::handshake(tcp).await?;
+    tokio::spawn(connection);
+    let encoded = request.encode_to_vec();
+    let mut message = Vec::with_capacity(5 + encoded.len());
+    message.push(0);
+    message.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    message.extend_from_slice(&encoded);
+    let http_request = http::Request::post(format!(
+        "http://{address}/quorate.payments.v1.PaymentEvents/Submit"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("grpc-timeout", format!("{}m", deadline.as_millis()))
+    .body(())?;
+    let started = Instant::now();
+    let mut send = send.ready().await?;
+    let (response, mut stream) = send.send_request(http_request, false)?;
+    stream.send_data(message.into(), true)?;
+    let (parts, mut body) = response.await?.into_parts();
+    let headers = if parts.headers.contains_key("grpc-status") {
+        parts.headers
+    } else {
+        while let Some(chunk) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk?.len());
+        }
+        body.trailers().await?.unwrap_or_default()
+    };
+    let field = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default()
+    };
+    Ok((
+        field("grpc-status"),
+        field("grpc-message"),
+        started.elapsed(),
+    ))
+}
+
+/// A call's own deadline (`grpc-timeout`) is honoured by the node: a write the leader cannot
+/// commit (both followers stopped) is answered when the caller's deadline runs out, not when
+/// the leader gives up on its quorum, and the answer is the node's (the client enforces no
+/// deadline). The write cut off that way is not lost or doubled: retried with its idempotency
+/// key once the followers are back, it is there exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_deadline_is_honoured_and_the_write_is_not_doubled() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(15)).await?;
+    let address = cluster.nodes[&leader].spec.client.clone();
+    let first = authorize("pay-deadline-0", "key-deadline-0", 10);
+    let (code, message, _) = submit_raw_h2(&address, &first, Duration::from_secs(5)).await?;
+    assert_eq!(code, "0", "{message}");
+    let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    for &id in &followers {
+        cluster.signal(id, Signal::SIGSTOP)?;
+    }
+    let deadline = Duration::from_millis(200);
+    let write = authorize("pay-deadline-1", "key-deadline-1", 10);
+    let answer = submit_raw_h2(&address, &write, deadline).await;
+    for &id in &followers {
+        cluster.signal(id, Signal::SIGCONT)?;
+    }
+    let (code, message, took) = answer?;
+    eprintln!("answered after {took:?}: grpc-status {code} {message:?}");
+    // CANCELLED (tonic's answer when a call's deadline runs out) or DEADLINE_EXCEEDED, at the
+    // deadline: not NO_QUORUM (UNAVAILABLE) an election timeout later, nor a success once the
+    // followers are back.
+    assert!(code == "1" || code == "4", "grpc-status {code}: {message}");
+    assert!(
+        took >= deadline && took < Duration::from_secs(1),
+        "answered after {took:?}"
+    );
+
+    // The retry, with the same key, once the followers are back.
+    let retry_until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, message, _) = submit_raw_h2(&address, &write, Duration::from_secs(5)).await?;
+        if code == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < retry_until,
+            "the retry failed: {code} {message}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let payment = PaymentEventsClient::new(cluster.channel(leader).await?)
+        .get(pb::GetRequest {
+            payment_id: "pay-deadline-1".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .payment
+        .context("the payment")?;
+    assert_eq!(payment.events.len(), 1, "{payment:?}");
+    Ok(())
+}
