@@ -8,7 +8,8 @@
 //! 2. **Overload**: an open loop offers `--factor` times that rate, whatever the answers
 //!    (each call with a 2 s deadline, as a client in a hurry would give): what is served,
 //!    what is refused with RESOURCE_EXHAUSTED, what fails otherwise, the latency of what is
-//!    served, and the nodes' resident memory, sampled every second.
+//!    served, and the nodes' resident memory, sampled every second; and whether the cluster
+//!    kept its leader (the same leader and term before and after).
 //! 3. **Recovery**: the closed loop again, at once.
 //!
 //! With `--no-limits` the nodes run with limits so high they never act, for comparison.
@@ -206,6 +207,7 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         .collect::<Result<_>>()?;
     let rss_before: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
 
+    let before = leadership(&cluster).await;
     let offered = capacity * args.factor;
     eprintln!("overload: offering {offered:.0} writes/s for {phase:?}...");
     let mut connections = Vec::new();
@@ -271,6 +273,7 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
     let offered_for = started.elapsed().as_secs_f64();
     while tasks.join_next().await.is_some() {}
     let busy_for = started.elapsed().as_secs_f64();
+    let after = leadership(&cluster).await;
     let node_cores = (cpu_seconds(&pids) - cpu_before.0) / busy_for;
     let load_cores = (cpu_seconds(&own) - cpu_before.1) / busy_for;
     let served_rate = outcomes.served.load(Ordering::Relaxed) as f64 / offered_for;
@@ -372,6 +375,16 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
             .as_ref()
             .map_or(String::new(), |p| format!(" of {}", p.load.1)),
     );
+    // (Read with `Status` before the overload and once every call of it was answered.)
+    match (before, after) {
+        (Some(b), Some(a)) if b == a => println!(
+            "leadership during the overload: kept by node {} in term {}",
+            b.0, b.1
+        ),
+        _ => println!(
+            "leadership during the overload: changed (leader, term) from {before:?} to {after:?}"
+        ),
+    }
     let failures = outcomes.failures.lock().unwrap();
     if !failures.is_empty() {
         println!("failures during the overload, by reason (count, first message):");
@@ -382,6 +395,16 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The leader every node names and its term, if they agree.
+async fn leadership(cluster: &Cluster) -> Option<(u64, u64)> {
+    let mut statuses = Vec::new();
+    for id in cluster.live() {
+        statuses.push(cluster.status(id).await);
+    }
+    let leader = quorate_integration_tests::agreed_leader(&statuses)?;
+    Some((leader, statuses[0].as_ref()?.term))
 }
 
 const SUBMIT: &str = "/quorate.payments.v1.PaymentEvents/Submit";
