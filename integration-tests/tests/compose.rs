@@ -600,10 +600,18 @@ async fn the_compose_cluster_over_tls_serves_only_clients_with_a_certificate() -
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // No TLS: the node speaks only TLS on that port.
+    // No TLS: the node speaks only TLS on that port, and quoratectl says what to pass.
     assert!(
         status(1).await.is_none(),
         "a plain connection got an answer"
+    );
+    let output = Command::new(binary("quoratectl"))
+        .args(["--endpoints", all, "--timeout", "3s", "status"])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.lines().count() == 3 && text.lines().all(|l| l.contains("pass --cacert")),
+        "a client without TLS: {text}"
     );
     // TLS, but no client certificate: refused in the handshake.
     let output = Command::new(binary("quoratectl"))
@@ -613,7 +621,10 @@ async fn the_compose_cluster_over_tls_serves_only_clients_with_a_certificate() -
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.lines().count() == 3 && text.lines().all(|l| !l.contains("leader, true")),
+        text.lines().count() == 3
+            && text
+                .lines()
+                .all(|l| !l.contains("leader, true") && l.contains("pass --cert and --key")),
         "a client without a certificate: {text}"
     );
     Ok(())

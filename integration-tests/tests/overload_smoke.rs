@@ -23,7 +23,10 @@ fn a_client_flood_keeps_the_leader_and_is_shed() {
         "the leader changed:\n{stdout}"
     );
     for lost in ["NO_QUORUM", "NOT_LEADER", "OUTCOME_UNKNOWN"] {
-        assert!(!stdout.contains(lost), "calls failed with {lost}:\n{stdout}");
+        assert!(
+            !stdout.contains(lost),
+            "calls failed with {lost}:\n{stdout}"
+        );
     }
     let row = stdout
         .lines()

@@ -200,5 +200,23 @@ pub fn describe(status: &tonic::Status) -> String {
             }
         }
     }
-    format!("{text}: {}", status.message())
+    format!("{text}: {}{}", status.message(), hint(status))
+}
+
+/// What a bare transport failure (no reason: the node never answered the call) most likely
+/// means, where the symptom is known.
+fn hint(status: &tonic::Status) -> &'static str {
+    if status.get_error_details().error_info().is_some() {
+        return "";
+    }
+    let message = status.message();
+    if message.contains("h2 protocol error") {
+        // A TLS port answers a plain-text HTTP/2 preface with a TLS alert.
+        " (a node that serves TLS answers a client without TLS this way: pass --cacert)"
+    } else if message == "transport error" {
+        " (the connection broke; if the node requires client certificates, pass --cert and \
+         --key)"
+    } else {
+        ""
+    }
 }

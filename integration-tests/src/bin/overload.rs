@@ -223,6 +223,8 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
     let cpu_before = (cpu_seconds(&pids), cpu_seconds(&own));
     let started = Instant::now();
     let mut rss_peak = rss_before;
+    // Each second's sample, to tell memory that levels off from memory that keeps growing.
+    let mut rss_samples = Vec::new();
     let mut sent = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     let mut last_sample = Instant::now();
@@ -267,7 +269,9 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         while tasks.try_join_next().is_some() {}
         if last_sample.elapsed() >= Duration::from_secs(1) {
             last_sample = Instant::now();
-            rss_peak = rss_peak.max(pids.iter().map(|&p| rss_mib(p)).sum());
+            let rss: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
+            rss_samples.push(format!("{rss:.0}"));
+            rss_peak = rss_peak.max(rss);
         }
     }
     let offered_for = started.elapsed().as_secs_f64();
@@ -364,6 +368,10 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
     println!(
         "resident memory of the three nodes: {rss_before:.0} MiB before the overload, peak \
          {rss_peak:.0} MiB during it, {rss_after:.0} MiB after"
+    );
+    println!(
+        "resident memory of the three nodes each second of the overload (MiB): {}",
+        rss_samples.join(" ")
     );
     println!(
         "CPU during the overload: the nodes used {node_cores:.2} cores{}, the load generator \
