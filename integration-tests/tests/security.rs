@@ -654,7 +654,7 @@ async fn submit_raw_h2(
 /// key once the followers are back, it is there exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_deadline_is_honoured_and_the_write_is_not_doubled() -> Result<()> {
-    let mut cluster = Cluster::start(3)?;
+    let cluster = Cluster::start(3)?;
     let leader = cluster.wait_for_leader(Duration::from_secs(15)).await?;
     let address = cluster.nodes[&leader].spec.client.clone();
     let first = authorize("pay-deadline-0", "key-deadline-0", 10);
