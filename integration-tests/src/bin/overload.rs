@@ -12,6 +12,9 @@
 //!    kept its leader (the same leader and term before and after).
 //! 3. **Recovery**: the closed loop again, at once.
 //!
+//! With `--rounds N`, phases 1 and 2 alternate N times, and the medians are printed: on a
+//! noisy machine one capacity phase can differ from the next by a quarter.
+//!
 //! With `--no-limits` the nodes run with limits so high they never act, for comparison.
 //! Writes carry 256 bytes of metadata.
 //!
@@ -46,6 +49,10 @@ struct Args {
     /// Seconds per phase.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Capacity and overload phases, alternated this many times: the medians say more than
+    /// one pair on a noisy machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Connections per node for the open loop (HTTP/2 caps the calls in flight on one).
     #[arg(long, default_value_t = 16)]
     connections: usize,
@@ -191,25 +198,11 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
     };
     let phase = Duration::from_secs_f64(args.seconds);
     closed_loop(&cluster, "warm", 8, Duration::from_secs(1), make).await;
-
-    eprintln!(
-        "capacity: {} closed-loop writers for {:?}...",
-        args.clients, phase
-    );
-    let (capacity, mut lat) = closed_loop(&cluster, "cap", args.clients, phase, make).await;
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let (cap_p50, cap_p99, cap_max) =
-        (percentile(&lat, 0.5), percentile(&lat, 0.99), lat_max(&lat));
     let pids: Vec<i32> = cluster
         .live()
         .into_iter()
         .map(|id| cluster.pid(id).map(|p| p.as_raw()))
         .collect::<Result<_>>()?;
-    let rss_before: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
-
-    let before = leadership(&cluster).await;
-    let offered = capacity * args.factor;
-    eprintln!("overload: offering {offered:.0} writes/s for {phase:?}...");
     let mut connections = Vec::new();
     for id in cluster.live() {
         let address = &cluster.nodes[&id].spec.client;
@@ -218,11 +211,215 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
             connections.push((h2_connect(address).await?, uri.clone()));
         }
     }
+
+    let mut table = comfy_table::Table::new();
+    table.set_header(vec![
+        "phase",
+        "offered/s",
+        "served/s",
+        "vs capacity",
+        "shed/s",
+        "failed/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+    ]);
+    let rss_before: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
+    let before = leadership(&cluster).await;
+    let mut rounds = Vec::new();
+    let mut failures: HashMap<String, (u64, String)> = HashMap::new();
+    for round in 1..=args.rounds {
+        let which = if args.rounds > 1 {
+            format!(", round {round}")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "capacity{which}: {} closed-loop writers for {phase:?}...",
+            args.clients
+        );
+        let (capacity, mut lat) = closed_loop(&cluster, "cap", args.clients, phase, make).await;
+        lat.sort_by(|a, b| a.total_cmp(b));
+        table.add_row(vec![
+            format!("capacity ({} writers){which}", args.clients),
+            "closed loop".into(),
+            format!("{capacity:.0}"),
+            "1.00".into(),
+            "0".into(),
+            "0".into(),
+            format!("{:.1}", percentile(&lat, 0.5)),
+            format!("{:.1}", percentile(&lat, 0.99)),
+            format!("{:.1}", lat_max(&lat)),
+        ]);
+        let offered = capacity * args.factor;
+        eprintln!("overload{which}: offering {offered:.0} writes/s for {phase:?}...");
+        let seen = flood(&connections, &pids, offered, phase, make).await;
+        table.add_row(vec![
+            format!("overload ({}x){which}", args.factor),
+            format!("{offered:.0}"),
+            format!("{:.0}", seen.served),
+            format!("{:.2}", seen.served / capacity),
+            format!("{:.0}", seen.shed),
+            format!("{:.0}", seen.failed),
+            format!("{:.1}", percentile(&seen.latencies, 0.5)),
+            format!("{:.1}", percentile(&seen.latencies, 0.99)),
+            format!("{:.1}", lat_max(&seen.latencies)),
+        ]);
+        for (why, (n, message)) in seen.failures.clone() {
+            failures.entry(why).or_insert((0, message)).0 += n;
+        }
+        rounds.push((capacity, seen));
+    }
+    let after = leadership(&cluster).await;
+    let capacity = median(rounds.iter().map(|(c, _)| *c).collect());
+
+    eprintln!("recovery: {} closed-loop writers at once...", args.clients);
+    let (first_second, _) =
+        closed_loop(&cluster, "rec1", args.clients, Duration::from_secs(1), make).await;
+    let (recovered, mut rec) = closed_loop(&cluster, "rec", args.clients, phase, make).await;
+    rec.sort_by(|a, b| a.total_cmp(b));
+    let rss_after: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
+    let against = if args.rounds > 1 {
+        "the median capacity"
+    } else {
+        "the capacity"
+    };
+    table.add_row(vec![
+        "recovery, first second".into(),
+        "closed loop".into(),
+        format!("{first_second:.0}"),
+        format!("{:.2}", first_second / capacity),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+    ]);
+    table.add_row(vec![
+        "recovery".into(),
+        "closed loop".into(),
+        format!("{recovered:.0}"),
+        format!("{:.2}", recovered / capacity),
+        "0".into(),
+        "0".into(),
+        format!("{:.1}", percentile(&rec, 0.5)),
+        format!("{:.1}", percentile(&rec, 0.99)),
+        format!("{:.1}", lat_max(&rec)),
+    ]);
+    println!(
+        "overload benchmark: 3 nodes, 256-byte metadata, limits {}, {}",
+        if args.no_limits { "off" } else { "default" },
+        match &pinned {
+            Some(p) => format!(
+                "nodes on CPUs {} and the load generator on CPUs {}",
+                p.nodes.0, p.load.0
+            ),
+            None => "nodes and load generator sharing every CPU".to_string(),
+        }
+    );
+    println!("{table}");
+    println!("(recovery rows: against {against})");
+    if args.rounds > 1 {
+        let served = median(rounds.iter().map(|(_, f)| f.served).collect());
+        let ratio = median(rounds.iter().map(|(c, f)| f.served / c).collect());
+        let p99 = median(
+            rounds
+                .iter()
+                .map(|(_, f)| percentile(&f.latencies, 0.99))
+                .collect(),
+        );
+        println!(
+            "medians over {} rounds: capacity {capacity:.0} writes/s, served under overload \
+             {served:.0} writes/s, served / capacity of its round {ratio:.2}, p99 of served \
+             {p99:.1} ms",
+            args.rounds
+        );
+    }
+    let rss_peak = rounds
+        .iter()
+        .map(|(_, f)| f.rss_peak)
+        .fold(rss_before, f64::max);
+    println!(
+        "resident memory of the three nodes: {rss_before:.0} MiB before the overload, peak \
+         {rss_peak:.0} MiB during it, {rss_after:.0} MiB after"
+    );
+    for (round, (_, flood)) in rounds.iter().enumerate() {
+        println!(
+            "resident memory of the three nodes each second of overload {} (MiB): {}",
+            round + 1,
+            flood.rss_samples.join(" ")
+        );
+    }
+    for (round, (_, flood)) in rounds.iter().enumerate() {
+        println!(
+            "CPU during overload {}: the nodes used {:.2} cores{}, the load generator {:.2}{}",
+            round + 1,
+            flood.node_cores,
+            pinned
+                .as_ref()
+                .map_or(String::new(), |p| format!(" of {}", p.nodes.1)),
+            flood.load_cores,
+            pinned
+                .as_ref()
+                .map_or(String::new(), |p| format!(" of {}", p.load.1)),
+        );
+    }
+    // (Read with `Status` before the first overload and once every call of the last was
+    // answered.)
+    match (before, after) {
+        (Some(b), Some(a)) if b == a => println!(
+            "leadership during the overload: kept by node {} in term {}",
+            b.0, b.1
+        ),
+        _ => println!(
+            "leadership during the overload: changed (leader, term) from {before:?} to {after:?}"
+        ),
+    }
+    if !failures.is_empty() {
+        println!("failures during the overload, by reason (count, first message):");
+        let mut failures: Vec<_> = failures.iter().collect();
+        failures.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
+        for (why, (n, message)) in failures {
+            println!("  {why}: {n} ({message})");
+        }
+    }
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    percentile(&values, 0.5)
+}
+
+/// What one overload phase saw: rates per second of the phase, the latencies of the served
+/// calls (sorted, ms), the nodes' memory each second, and the CPU each side used.
+struct Flood {
+    served: f64,
+    shed: f64,
+    failed: f64,
+    latencies: Vec<f64>,
+    failures: HashMap<String, (u64, String)>,
+    rss_samples: Vec<String>,
+    rss_peak: f64,
+    node_cores: f64,
+    load_cores: f64,
+}
+
+/// The open loop: `offered` calls a second for `phase` over `connections`, whatever the
+/// answers; returns once every call was answered (or given up on).
+async fn flood(
+    connections: &[(h2::client::SendRequest<Bytes>, http::Uri)],
+    pids: &[i32],
+    offered: f64,
+    phase: Duration,
+    make: impl Fn(&str) -> SubmitRequest,
+) -> Flood {
+    static SENT: AtomicU64 = AtomicU64::new(0);
     let outcomes = Arc::new(Outcomes::default());
     let own = [std::process::id() as i32];
-    let cpu_before = (cpu_seconds(&pids), cpu_seconds(&own));
+    let cpu_before = (cpu_seconds(pids), cpu_seconds(&own));
     let started = Instant::now();
-    let mut rss_peak = rss_before;
+    let mut rss_peak = 0.0f64;
     // Each second's sample, to tell memory that levels off from memory that keeps growing.
     let mut rss_samples = Vec::new();
     let mut sent = 0u64;
@@ -234,7 +431,8 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         let due = (started.elapsed().as_secs_f64() * offered) as u64;
         while sent < due {
             let (connection, uri) = connections[sent as usize % connections.len()].clone();
-            let id = format!("over-{sent}");
+            // (Unique across rounds: every call is a new write.)
+            let id = format!("over-{}", SENT.fetch_add(1, Ordering::Relaxed));
             let mut request: SubmitRequest = make(&id);
             request.idempotency_key = id;
             let outcomes = outcomes.clone();
@@ -277,132 +475,20 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
     let offered_for = started.elapsed().as_secs_f64();
     while tasks.join_next().await.is_some() {}
     let busy_for = started.elapsed().as_secs_f64();
-    let after = leadership(&cluster).await;
-    let node_cores = (cpu_seconds(&pids) - cpu_before.0) / busy_for;
-    let load_cores = (cpu_seconds(&own) - cpu_before.1) / busy_for;
-    let served_rate = outcomes.served.load(Ordering::Relaxed) as f64 / offered_for;
-    let mut lat = std::mem::take(&mut *outcomes.latencies.lock().unwrap());
-    lat.sort_by(|a, b| a.total_cmp(b));
-
-    eprintln!("recovery: {} closed-loop writers at once...", args.clients);
-    let (first_second, _) =
-        closed_loop(&cluster, "rec1", args.clients, Duration::from_secs(1), make).await;
-    let (recovered, mut rec) = closed_loop(&cluster, "rec", args.clients, phase, make).await;
-    rec.sort_by(|a, b| a.total_cmp(b));
-    let rss_after: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
-
-    let mut table = comfy_table::Table::new();
-    table.set_header(vec![
-        "phase",
-        "offered/s",
-        "served/s",
-        "vs capacity",
-        "shed/s",
-        "failed/s",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-    ]);
-    table.add_row(vec![
-        format!("capacity ({} writers)", args.clients),
-        "closed loop".into(),
-        format!("{capacity:.0}"),
-        "1.00".into(),
-        "0".into(),
-        "0".into(),
-        format!("{cap_p50:.1}"),
-        format!("{cap_p99:.1}"),
-        format!("{cap_max:.1}"),
-    ]);
-    table.add_row(vec![
-        format!("overload ({}x)", args.factor),
-        format!("{offered:.0}"),
-        format!("{served_rate:.0}"),
-        format!("{:.2}", served_rate / capacity),
-        format!(
-            "{:.0}",
-            outcomes.shed.load(Ordering::Relaxed) as f64 / offered_for
-        ),
-        format!(
-            "{:.0}",
-            outcomes.failed.load(Ordering::Relaxed) as f64 / offered_for
-        ),
-        format!("{:.1}", percentile(&lat, 0.5)),
-        format!("{:.1}", percentile(&lat, 0.99)),
-        format!("{:.1}", lat_max(&lat)),
-    ]);
-    table.add_row(vec![
-        "recovery, first second".into(),
-        "closed loop".into(),
-        format!("{first_second:.0}"),
-        format!("{:.2}", first_second / capacity),
-        "-".into(),
-        "-".into(),
-        "-".into(),
-        "-".into(),
-        "-".into(),
-    ]);
-    table.add_row(vec![
-        "recovery".into(),
-        "closed loop".into(),
-        format!("{recovered:.0}"),
-        format!("{:.2}", recovered / capacity),
-        "0".into(),
-        "0".into(),
-        format!("{:.1}", percentile(&rec, 0.5)),
-        format!("{:.1}", percentile(&rec, 0.99)),
-        format!("{:.1}", lat_max(&rec)),
-    ]);
-    println!(
-        "overload benchmark: 3 nodes, 256-byte metadata, limits {}, {}",
-        if args.no_limits { "off" } else { "default" },
-        match &pinned {
-            Some(p) => format!(
-                "nodes on CPUs {} and the load generator on CPUs {}",
-                p.nodes.0, p.load.0
-            ),
-            None => "nodes and load generator sharing every CPU".to_string(),
-        }
-    );
-    println!("{table}");
-    println!(
-        "resident memory of the three nodes: {rss_before:.0} MiB before the overload, peak \
-         {rss_peak:.0} MiB during it, {rss_after:.0} MiB after"
-    );
-    println!(
-        "resident memory of the three nodes each second of the overload (MiB): {}",
-        rss_samples.join(" ")
-    );
-    println!(
-        "CPU during the overload: the nodes used {node_cores:.2} cores{}, the load generator \
-         {load_cores:.2}{}",
-        pinned
-            .as_ref()
-            .map_or(String::new(), |p| format!(" of {}", p.nodes.1)),
-        pinned
-            .as_ref()
-            .map_or(String::new(), |p| format!(" of {}", p.load.1)),
-    );
-    // (Read with `Status` before the overload and once every call of it was answered.)
-    match (before, after) {
-        (Some(b), Some(a)) if b == a => println!(
-            "leadership during the overload: kept by node {} in term {}",
-            b.0, b.1
-        ),
-        _ => println!(
-            "leadership during the overload: changed (leader, term) from {before:?} to {after:?}"
-        ),
+    let mut latencies = std::mem::take(&mut *outcomes.latencies.lock().unwrap());
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let failures = std::mem::take(&mut *outcomes.failures.lock().unwrap());
+    Flood {
+        served: outcomes.served.load(Ordering::Relaxed) as f64 / offered_for,
+        shed: outcomes.shed.load(Ordering::Relaxed) as f64 / offered_for,
+        failed: outcomes.failed.load(Ordering::Relaxed) as f64 / offered_for,
+        latencies,
+        failures,
+        rss_samples,
+        rss_peak,
+        node_cores: (cpu_seconds(pids) - cpu_before.0) / busy_for,
+        load_cores: (cpu_seconds(&own) - cpu_before.1) / busy_for,
     }
-    let failures = outcomes.failures.lock().unwrap();
-    if !failures.is_empty() {
-        println!("failures during the overload, by reason (count, first message):");
-        let mut failures: Vec<_> = failures.iter().collect();
-        failures.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
-        for (why, (n, message)) in failures {
-            println!("  {why}: {n} ({message})");
-        }
-    }
-    Ok(())
 }
 
 /// The leader every node names and its term, if they agree.
