@@ -239,7 +239,7 @@ impl Refusals {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.unlogged.fetch_add(1, Ordering::Relaxed);
         let epoch = *self.epoch.get_or_init(Instant::now);
-        // (+1: the first refusal is logged at once.)
+        // (A second ahead of the clock, so that the first refusal is logged at once.)
         let now = epoch.elapsed().as_millis() as u64 + 1_000;
         let last = self.logged_at_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) < 1_000
