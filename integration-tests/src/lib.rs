@@ -8,6 +8,7 @@
 pub mod client;
 pub mod netns;
 pub mod otlp;
+pub mod raw_grpc;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;

@@ -45,11 +45,30 @@ fn repo() -> PathBuf {
 
 /// Runs `docker-compose` on `topology`'s file; an error carries its output.
 fn compose(topology: Topology, args: &[&str]) -> Result<String> {
-    let output = Command::new("docker-compose")
+    compose_over(topology, None, &[], args)
+}
+
+/// [`compose`] with `overlay` (a file of `deploy/compose/`) laid over the topology's file, and
+/// `env` set for docker-compose.
+fn compose_over(
+    topology: Topology,
+    overlay: Option<&str>,
+    env: &[(&str, &Path)],
+    args: &[&str],
+) -> Result<String> {
+    let mut command = Command::new("docker-compose");
+    command
         .arg("-f")
-        .arg(repo().join("deploy/compose").join(topology.file))
+        .arg(repo().join("deploy/compose").join(topology.file));
+    if let Some(overlay) = overlay {
+        command
+            .arg("-f")
+            .arg(repo().join("deploy/compose").join(overlay));
+    }
+    let output = command
         .args(["-p", PROJECT])
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .context("running docker-compose")?;
     if !output.status.success() {
@@ -467,20 +486,8 @@ async fn payment_ids(id: u64) -> Result<Vec<String>> {
 #[test]
 fn the_monitoring_overlay_is_a_valid_compose_file() {
     for topology in [THREE, FIVE] {
-        let output = Command::new("docker-compose")
-            .arg("-f")
-            .arg(repo().join("deploy/compose").join(topology.file))
-            .arg("-f")
-            .arg(repo().join("deploy/compose/monitoring.yml"))
-            .arg("config")
-            .output()
-            .expect("docker-compose runs");
-        let config = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let config = compose_over(topology, Some("monitoring.yml"), &[], &["config"])
+            .expect("a valid compose file");
         let prometheus = repo().join("deploy/prometheus");
         assert!(
             config.contains(&format!("{}:/etc/prometheus:ro", prometheus.display())),
@@ -529,19 +536,12 @@ async fn the_compose_cluster_over_tls_serves_only_clients_with_a_certificate() -
         "deploy/gen-certs: {}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let output = Command::new("docker-compose")
-        .arg("-f")
-        .arg(repo().join("deploy/compose/three-nodes.yml"))
-        .arg("-f")
-        .arg(repo().join("deploy/compose/tls.yml"))
-        .args(["-p", PROJECT, "up", "-d"])
-        .env("QUORATE_TLS_DIR", certs.path())
-        .output()?;
-    assert!(
-        output.status.success(),
-        "docker-compose up: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    compose_over(
+        THREE,
+        Some("tls.yml"),
+        &[("QUORATE_TLS_DIR", certs.path())],
+        &["up", "-d"],
+    )?;
     let all = "127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793";
 
     // The first write waits for the cluster to come up.
@@ -634,21 +634,14 @@ async fn the_compose_cluster_over_tls_serves_only_clients_with_a_certificate() -
 #[test]
 fn each_tls_overlay_gives_every_node_its_own_certificate() {
     for (topology, overlay) in [(THREE, "tls.yml"), (FIVE, "tls-five-nodes.yml")] {
-        let output = Command::new("docker-compose")
-            .arg("-f")
-            .arg(repo().join("deploy/compose").join(topology.file))
-            .arg("-f")
-            .arg(repo().join("deploy/compose").join(overlay))
-            .arg("config")
-            .env("QUORATE_TLS_DIR", "/certs")
-            .output()
-            .expect("docker-compose runs");
-        let config = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{overlay}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let certs = Path::new("/certs");
+        let config = compose_over(
+            topology,
+            Some(overlay),
+            &[("QUORATE_TLS_DIR", certs)],
+            &["config"],
+        )
+        .expect("a valid compose file");
         for id in 1..=topology.nodes {
             for flag in ["QUORATE_CERT_FILE", "QUORATE_PEER_CERT_FILE"] {
                 let line = format!("{flag}: /etc/quorate/tls/node-{id}.pem");

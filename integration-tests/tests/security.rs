@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use quorate_integration_tests::client::{authorize, reason, retryable};
-use quorate_integration_tests::{Cluster, Signal};
+use quorate_integration_tests::{raw_grpc, Cluster, Signal};
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::admin::{StatusRequest, StepDownRequest};
 use quorate_proto::payments as pb;
@@ -597,45 +597,19 @@ async fn the_leader_bounds_its_pending_proposals() -> Result<()> {
     Ok(())
 }
 
-/// One `Submit` over HTTP/2 itself, with `grpc-timeout` set to `deadline` and no deadline of
-/// the client's own (tonic's client would enforce the header's deadline itself, and answer
-/// for the node): the node's `grpc-status` and `grpc-message`, and how long they took.
+/// One `Submit` with `grpc-timeout` set to `deadline`, over raw HTTP/2 so that only the node
+/// enforces it: the node's `grpc-status` and `grpc-message`, and how long they took.
 async fn submit_raw_h2(
     address: &str,
     request: &pb::SubmitRequest,
     deadline: Duration,
 ) -> Result<(String, String, Duration)> {
-    use prost::Message;
-    let tcp = tokio::net::TcpStream::connect(address).await?;
-    let (send, connection) = h2::client::handshake(tcp).await?;
-    tokio::spawn(connection);
-    let encoded = request.encode_to_vec();
-    let mut message = Vec::with_capacity(5 + encoded.len());
-    message.push(0);
-    message.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
-    message.extend_from_slice(&encoded);
-    let http_request = http::Request::post(format!(
-        "http://{address}/quorate.payments.v1.PaymentEvents/Submit"
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .header("grpc-timeout", format!("{}m", deadline.as_millis()))
-    .body(())?;
+    let send = raw_grpc::connect(address).await?;
+    let uri = format!("http://{address}/quorate.payments.v1.PaymentEvents/Submit").parse()?;
     let started = Instant::now();
-    let mut send = send.ready().await?;
-    let (response, mut stream) = send.send_request(http_request, false)?;
-    stream.send_data(message.into(), true)?;
-    let (parts, mut body) = response.await?.into_parts();
-    let headers = if parts.headers.contains_key("grpc-status") {
-        parts.headers
-    } else {
-        while let Some(chunk) = body.data().await {
-            let _ = body.flow_control().release_capacity(chunk?.len());
-        }
-        body.trailers().await?.unwrap_or_default()
-    };
+    let status = raw_grpc::unary(send, uri, raw_grpc::message(request), deadline).await?;
     let field = |name: &str| {
-        headers
+        status
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .unwrap_or_default()

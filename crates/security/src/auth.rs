@@ -203,9 +203,8 @@ pub struct Identity(pub String);
 ///   logged at most once a second, with how many there were: a flood must not become a flood
 ///   of log lines.
 /// - [`AuthLayer::authorize`] refuses a caller the roles file does not give the method's role
-///   (`PERMISSION_DENIED`), and logs every admin call with who made it.
-///
-/// [`AuthLayer::new`] does both in one layer.
+///   (`PERMISSION_DENIED`), and logs every admin call with who made it. Used without the
+///   first step, it identifies the caller itself.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     policy: Option<Arc<Reloadable<Policy>>>,
@@ -216,7 +215,6 @@ pub struct AuthLayer {
 /// Which part of the check a layer does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
-    Both,
     Authenticate,
     Authorize,
 }
@@ -261,21 +259,13 @@ impl Refusals {
 }
 
 impl AuthLayer {
-    /// A layer doing the whole check on `policy` (None: no roles file, everything allowed).
-    pub fn new(policy: Option<Arc<Reloadable<Policy>>>) -> Self {
-        AuthLayer {
-            policy,
-            step: Step::Both,
-            refusals: Arc::default(),
-        }
-    }
-
-    /// The first step only: calls without credentials are refused, the others carry their
-    /// [`Identity`] on.
+    /// The first step, on `policy` (None: no roles file, everything allowed): calls without
+    /// credentials are refused, the others carry their [`Identity`] on.
     pub fn authenticate(policy: Option<Arc<Reloadable<Policy>>>) -> Self {
         AuthLayer {
+            policy,
             step: Step::Authenticate,
-            ..AuthLayer::new(policy)
+            refusals: Arc::default(),
         }
     }
 
@@ -340,7 +330,7 @@ where
         let known = match step {
             // (Told by the first step.)
             Step::Authorize => request.extensions().get::<Identity>().map(|i| i.0.clone()),
-            Step::Both | Step::Authenticate => None,
+            Step::Authenticate => None,
         };
         let identity = match known {
             Some(identity) => identity,

@@ -30,11 +30,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Parser;
-use prost::Message;
 use quorate_integration_tests::client::{authorize, closed_loop, reason};
-use quorate_integration_tests::{cpu_seconds, Cluster};
+use quorate_integration_tests::{cpu_seconds, raw_grpc, Cluster};
 use quorate_proto::payments::SubmitRequest;
 
 /// A cluster offered many times the load it can serve.
@@ -208,7 +207,7 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         let address = &cluster.nodes[&id].spec.client;
         let uri: http::Uri = format!("http://{address}{SUBMIT}").parse()?;
         for _ in 0..args.connections {
-            connections.push((h2_connect(address).await?, uri.clone()));
+            connections.push((raw_grpc::connect(address).await?, uri.clone()));
         }
     }
 
@@ -238,7 +237,10 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
             "capacity{which}: {} closed-loop writers for {phase:?}...",
             args.clients
         );
-        let (capacity, mut lat) = closed_loop(&cluster, "cap", args.clients, phase, make).await;
+        // (A label per round: the same ids again would be retries, answered from the
+        // idempotency record, not new writes.)
+        let label = format!("cap{round}");
+        let (capacity, mut lat) = closed_loop(&cluster, &label, args.clients, phase, make).await;
         lat.sort_by(|a, b| a.total_cmp(b));
         table.add_row(vec![
             format!("capacity ({} writers){which}", args.clients),
@@ -265,8 +267,11 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
             format!("{:.1}", percentile(&seen.latencies, 0.99)),
             format!("{:.1}", lat_max(&seen.latencies)),
         ]);
-        for (why, (n, message)) in seen.failures.clone() {
-            failures.entry(why).or_insert((0, message)).0 += n;
+        for (why, (n, message)) in &seen.failures {
+            failures
+                .entry(why.clone())
+                .or_insert((0, message.clone()))
+                .0 += n;
         }
         rounds.push((capacity, seen));
     }
@@ -438,7 +443,7 @@ async fn flood(
             let outcomes = outcomes.clone();
             tasks.spawn(async move {
                 let t = Instant::now();
-                match submit(connection, uri, grpc_message(&request)).await {
+                match submit(connection, uri, raw_grpc::message(&request)).await {
                     Outcome::Served => {
                         outcomes.served.fetch_add(1, Ordering::Relaxed);
                         outcomes
@@ -503,34 +508,6 @@ async fn leadership(cluster: &Cluster) -> Option<(u64, u64)> {
 
 const SUBMIT: &str = "/quorate.payments.v1.PaymentEvents/Submit";
 
-/// One HTTP/2 connection of the open loop. The open loop speaks gRPC over `h2` itself (one
-/// encoded message, four headers, the status read from the trailers) instead of through a
-/// tonic channel, so that one CPU can offer many times what the nodes serve: a generator that
-/// cannot keep up measures its own queue, not the nodes.
-async fn h2_connect(address: &str) -> Result<h2::client::SendRequest<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(address).await?;
-    tcp.set_nodelay(true)?;
-    let (send, connection) = h2::client::Builder::new()
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(1 << 24)
-        .handshake(tcp)
-        .await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(send)
-}
-
-/// A gRPC message: uncompressed flag, length, protobuf.
-fn grpc_message(request: &SubmitRequest) -> Bytes {
-    let encoded = request.encode_to_vec();
-    let mut message = BytesMut::with_capacity(5 + encoded.len());
-    message.put_u8(0);
-    message.put_u32(encoded.len() as u32);
-    message.put_slice(&encoded);
-    message.freeze()
-}
-
 enum Outcome {
     Served,
     /// Refused with RESOURCE_EXHAUSTED and the node's reason (a limit acted).
@@ -544,29 +521,9 @@ enum Outcome {
 /// One `Submit` with a 2 s deadline, as a client in a hurry would give (sent in
 /// `grpc-timeout`; the generator itself gives up a second later, should a node not answer).
 async fn submit(send: h2::client::SendRequest<Bytes>, uri: http::Uri, message: Bytes) -> Outcome {
-    let call = async {
-        let request = http::Request::post(uri)
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("grpc-timeout", "2000m")
-            .body(())
-            .expect("a valid request");
-        let mut send = send.ready().await?;
-        let (response, mut stream) = send.send_request(request, false)?;
-        stream.send_data(message, true)?;
-        let (parts, mut body) = response.await?.into_parts();
-        if parts.headers.contains_key("grpc-status") {
-            // Trailers-only: an error answered before any message.
-            return Ok(outcome(&parts.headers));
-        }
-        while let Some(chunk) = body.data().await {
-            let _ = body.flow_control().release_capacity(chunk?.len());
-        }
-        let trailers = body.trailers().await?.unwrap_or_default();
-        Ok::<_, h2::Error>(outcome(&trailers))
-    };
+    let call = raw_grpc::unary(send, uri, message, Duration::from_secs(2));
     match tokio::time::timeout(Duration::from_secs(3), call).await {
-        Ok(Ok(outcome)) => outcome,
+        Ok(Ok(status)) => outcome(&status),
         Ok(Err(e)) => Outcome::Failed {
             why: "HTTP/2".to_string(),
             message: e.to_string(),

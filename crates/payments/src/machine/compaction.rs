@@ -1,6 +1,7 @@
 //! Compaction of the event log: the events more than `--event-retention` indexes behind the
-//! entry being applied are deleted, a few at a time, by every replica at the same index (the retention of the node that took the write travels in each `Submit`, like the
-//! idempotency window).
+//! entry being applied are deleted, a few at a time, by every replica at the same index (the
+//! retention of the node that took the write travels in each `Submit`, like the idempotency
+//! window).
 //!
 //! Nothing a client relies on is lost with them:
 //! - a payment's totals and state stay in its record, which counts its compacted events
