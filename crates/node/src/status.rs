@@ -36,6 +36,30 @@ pub struct NodeStatus {
 }
 
 impl NodeStatus {
+    /// Whether `other` gives this node the same standing: role, term, vote, leader, quorum
+    /// contact, membership, and whether it stops, is corrupt or holds writes. Only the
+    /// progress of the log (indexes, ticks, lease, reads waiting) differs between the two;
+    /// those who wait on the status wait for a change of standing (a leader elected, writes
+    /// refused), and what only moves with time they poll for.
+    pub fn same_standing(&self, other: &NodeStatus) -> bool {
+        let (a, b) = (&self.raft, &other.raft);
+        a.role == b.role
+            && a.term == b.term
+            && a.vote == b.vote
+            && a.leader_id == b.leader_id
+            && a.quorum_active == b.quorum_active
+            && a.transfer_target == b.transfer_target
+            && a.conf == b.conf
+            && a.rejoining == b.rejoining
+            && self.peers == other.peers
+            && self.removed == other.removed
+            && self.membership_index == other.membership_index
+            && self.removed_self == other.removed_self
+            && self.stopping == other.stopping
+            && self.corrupt == other.corrupt
+            && self.writes_held == other.writes_held
+    }
+
     /// The leader's peer address, when a leader is known.
     pub fn leader_address(&self) -> Option<&str> {
         self.raft

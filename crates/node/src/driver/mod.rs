@@ -744,6 +744,14 @@ impl<SM: StateMachine> Driver<SM> {
             snapshot_index: self.snapshot_index,
             published_at: Instant::now(),
         };
-        self.status_tx.send_replace(status);
+        // Every turn refreshes what readers borrow, but only a change of standing (see
+        // `NodeStatus::same_standing`) wakes the tasks waiting on it: a wake-up of the client
+        // runtime for each turn, that is for each write and each peer reply, cost a thread
+        // switch apiece for nothing.
+        self.status_tx.send_if_modified(|published| {
+            let notify = !published.same_standing(&status);
+            *published = status;
+            notify
+        });
     }
 }
