@@ -199,3 +199,40 @@ async fn a_stopped_node_refuses_proposals_with_a_reason() {
         .expect_err("a stopped node accepts nothing");
     assert_eq!(refused.reason(), "SHUTTING_DOWN", "{refused}");
 }
+
+/// Writes move the status that readers borrow, but wake none of the tasks waiting for a
+/// change of standing (each wake-up was a thread switch per turn); stopping does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wake_no_status_watcher_and_stopping_does() {
+    let directory = TempDir::new().unwrap();
+    let node = start(&directory).await;
+    let handle = node.handle.clone();
+    // Let the leader's no-op and its first turns settle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut watcher = handle.subscribe_status();
+    watcher.borrow_and_update();
+    let mut last = 0;
+    for i in 0..20 {
+        last = handle
+            .propose(Bytes::from(format!("write-{i}")))
+            .await
+            .expect("accepted")
+            .index;
+    }
+    assert!(
+        handle.status().raft.applied_index >= last,
+        "what readers borrow is up to date"
+    );
+    assert!(
+        !watcher.has_changed().unwrap(),
+        "20 writes woke a status watcher"
+    );
+    // Stopping is a change of standing.
+    node.stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), watcher.changed())
+        .await
+        .expect("stopping wakes the watcher")
+        .unwrap();
+    assert!(watcher.borrow().stopping);
+    node.driver.await.expect("driver task").expect("clean stop");
+}
