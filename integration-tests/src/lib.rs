@@ -42,6 +42,13 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// The median of `values` (the upper one of an even count; NaN for none): what the benchmarks
+/// quote from their rounds.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// User plus system CPU seconds the processes used so far (`/proc/<pid>/stat` fields 14 and
 /// 15, in USER_HZ = 100 ticks per second on Linux); a process that is gone counts 0.
 pub fn cpu_seconds(pids: &[i32]) -> f64 {

@@ -41,7 +41,7 @@ impl NodeStatus {
     /// progress of the log (indexes, ticks, lease, reads waiting) differs between the two;
     /// those who wait on the status wait for a change of standing (a leader elected, writes
     /// refused), and what only moves with time they poll for.
-    pub fn same_standing(&self, other: &NodeStatus) -> bool {
+    pub(crate) fn same_standing(&self, other: &NodeStatus) -> bool {
         let (a, b) = (&self.raft, &other.raft);
         a.role == b.role
             && a.term == b.term

@@ -10,12 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use quorate_integration_tests::client::{authorize, closed_loop, Clients, Pick};
-use quorate_integration_tests::Cluster;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
+use quorate_integration_tests::{median, Cluster};
 
 /// Writes through random nodes with `clients` concurrent clients for `duration`; returns
 /// writes per second and per-write latencies in milliseconds.

@@ -33,7 +33,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::Parser;
 use quorate_integration_tests::client::{authorize, closed_loop, reason};
-use quorate_integration_tests::{cpu_seconds, raw_grpc, Cluster};
+use quorate_integration_tests::{cpu_seconds, median, raw_grpc, Cluster};
 use quorate_proto::payments::SubmitRequest;
 
 /// A cluster offered many times the load it can serve.
@@ -255,7 +255,15 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         ]);
         let offered = capacity * args.factor;
         eprintln!("overload{which}: offering {offered:.0} writes/s for {phase:?}...");
-        let seen = flood(&connections, &pids, offered, phase, make).await;
+        let seen = flood(
+            &connections,
+            &pids,
+            offered,
+            phase,
+            &format!("over{round}"),
+            make,
+        )
+        .await;
         table.add_row(vec![
             format!("overload ({}x){which}", args.factor),
             format!("{offered:.0}"),
@@ -355,18 +363,16 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
             flood.rss_samples.join(" ")
         );
     }
+    let (of_nodes, of_load) = pinned.as_ref().map_or((String::new(), String::new()), |p| {
+        (format!(" of {}", p.nodes.1), format!(" of {}", p.load.1))
+    });
     for (round, (_, flood)) in rounds.iter().enumerate() {
         println!(
-            "CPU during overload {}: the nodes used {:.2} cores{}, the load generator {:.2}{}",
+            "CPU during overload {}: the nodes used {:.2} cores{of_nodes}, the load generator \
+             {:.2}{of_load}",
             round + 1,
             flood.node_cores,
-            pinned
-                .as_ref()
-                .map_or(String::new(), |p| format!(" of {}", p.nodes.1)),
             flood.load_cores,
-            pinned
-                .as_ref()
-                .map_or(String::new(), |p| format!(" of {}", p.load.1)),
         );
     }
     // (Read with `Status` before the first overload and once every call of the last was
@@ -391,11 +397,6 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
     Ok(())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    percentile(&values, 0.5)
-}
-
 /// What one overload phase saw: rates per second of the phase, the latencies of the served
 /// calls (sorted, ms), the nodes' memory each second, and the CPU each side used.
 struct Flood {
@@ -411,15 +412,15 @@ struct Flood {
 }
 
 /// The open loop: `offered` calls a second for `phase` over `connections`, whatever the
-/// answers; returns once every call was answered (or given up on).
+/// answers, with ids `{label}-N`; returns once every call was answered (or given up on).
 async fn flood(
     connections: &[(h2::client::SendRequest<Bytes>, http::Uri)],
     pids: &[i32],
     offered: f64,
     phase: Duration,
+    label: &str,
     make: impl Fn(&str) -> SubmitRequest,
 ) -> Flood {
-    static SENT: AtomicU64 = AtomicU64::new(0);
     let outcomes = Arc::new(Outcomes::default());
     let own = [std::process::id() as i32];
     let cpu_before = (cpu_seconds(pids), cpu_seconds(&own));
@@ -436,8 +437,7 @@ async fn flood(
         let due = (started.elapsed().as_secs_f64() * offered) as u64;
         while sent < due {
             let (connection, uri) = connections[sent as usize % connections.len()].clone();
-            // (Unique across rounds: every call is a new write.)
-            let id = format!("over-{}", SENT.fetch_add(1, Ordering::Relaxed));
+            let id = format!("{label}-{sent}");
             let mut request: SubmitRequest = make(&id);
             request.idempotency_key = id;
             let outcomes = outcomes.clone();

@@ -15,7 +15,7 @@ use anyhow::Result;
 use clap::Parser;
 use quorate_integration_tests::client::{authorize, closed_loop};
 use quorate_integration_tests::otlp::OtlpReceiver;
-use quorate_integration_tests::Cluster;
+use quorate_integration_tests::{median, Cluster};
 
 /// Write throughput with tracing off, exporting with nothing sampled, 1% and 100%.
 #[derive(Parser)]
@@ -29,11 +29,6 @@ struct Args {
     /// Rounds per mode.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
