@@ -306,6 +306,19 @@ impl Collector for NodeCollector {
             ],
         )?;
 
+        scrape::counters(
+            enc,
+            "quorate_requests_deadline_exceeded",
+            "Calls the client port answered DEADLINE_EXCEEDED because their own deadline \
+             (grpc-timeout) passed, by the stage they were at (queued: waiting for a slot, \
+             nothing done; serving: the outcome of a write is unknown).",
+            "stage",
+            [
+                ("queued".to_string(), admitted.deadline_queued),
+                ("serving".to_string(), admitted.deadline_serving),
+            ],
+        )?;
+
         scrape::counter(
             enc,
             "quorate_requests_unauthenticated",

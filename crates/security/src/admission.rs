@@ -4,8 +4,13 @@
 //! without bound until every caller times out.
 //!
 //! - Unary calls: at most `max_in_flight` run at once; up to `max_queued` more wait, each at
-//!   most `queue_timeout` (and never past its own `grpc-timeout`, which tonic enforces around
-//!   this layer); any beyond are refused.
+//!   most `queue_timeout`; any beyond are refused.
+//! - A unary call's own deadline (`grpc-timeout`) is answered here with `DEADLINE_EXCEEDED`:
+//!   `RESOURCE_EXHAUSTED` as the reason if the call was still waiting for a slot (nothing was
+//!   done), `OUTCOME_UNKNOWN` if it was being served (a write may have been committed: retry
+//!   it with the same idempotency key). tonic enforces the same deadline around this layer but
+//!   answers `CANCELLED` ("Timeout expired"), which tells a caller nothing of what happened;
+//!   this layer's timer is set [`DEADLINE_LEAD`] earlier, so its answer is the one sent.
 //! - `Watch` streams: at most `max_watches` open on the node, and `max_watches_per_client`
 //!   per client (its identity when it has one, else its IP address); they do not count as
 //!   calls in flight, since a stream stays open for as long as its client likes.
@@ -90,6 +95,11 @@ const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// The same for a refused `Watch` (streams end rarely: no point asking again at once).
 const WATCH_RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// How much sooner than tonic's own timer this layer answers a call whose deadline passed:
+/// tonic's timer starts a few microseconds before this layer's, and both round up to the
+/// timer wheel's millisecond.
+pub const DEADLINE_LEAD: Duration = Duration::from_millis(1);
+
 /// What the limits see now, and what they refused so far (for `/metrics`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdmissionStats {
@@ -105,6 +115,11 @@ pub struct AdmissionStats {
     pub shed_watches: u64,
     /// `Watch` streams refused at a client's limit.
     pub shed_client_watches: u64,
+    /// Unary calls answered `DEADLINE_EXCEEDED`: their `grpc-timeout` ran out while they
+    /// waited for a slot.
+    pub deadline_queued: u64,
+    /// The same, while they were being served.
+    pub deadline_serving: u64,
 }
 
 /// A refusal's HTTP response headers (`grpc-status`, message, details), encoded once.
@@ -137,6 +152,8 @@ struct Admission {
     shed_requests: AtomicU64,
     shed_watches: AtomicU64,
     shed_client_watches: AtomicU64,
+    deadline_queued: AtomicU64,
+    deadline_serving: AtomicU64,
 }
 
 /// Why a unary call was refused.
@@ -197,6 +214,8 @@ impl AdmissionLayer {
                 shed_requests: AtomicU64::new(0),
                 shed_watches: AtomicU64::new(0),
                 shed_client_watches: AtomicU64::new(0),
+                deadline_queued: AtomicU64::new(0),
+                deadline_serving: AtomicU64::new(0),
             }),
         }
     }
@@ -228,6 +247,8 @@ impl AdmissionLayer {
             shed_requests: a.shed_requests.load(Ordering::Relaxed),
             shed_watches: a.shed_watches.load(Ordering::Relaxed),
             shed_client_watches: a.shed_client_watches.load(Ordering::Relaxed),
+            deadline_queued: a.deadline_queued.load(Ordering::Relaxed),
+            deadline_serving: a.deadline_serving.load(Ordering::Relaxed),
         }
     }
 }
@@ -340,6 +361,42 @@ impl Admission {
         }
     }
 
+    /// The answer to a call whose own deadline (`timeout`, from its `grpc-timeout`) passed
+    /// while it waited for a slot or, if `serving`, while it was served.
+    fn deadline_passed(&self, timeout: Duration, serving: bool) -> tonic::Status {
+        let took = format!("the call's deadline (grpc-timeout {timeout:?}) passed");
+        if serving {
+            self.deadline_serving.fetch_add(1, Ordering::Relaxed);
+            crate::status(
+                tonic::Code::DeadlineExceeded,
+                reason::OUTCOME_UNKNOWN,
+                format!(
+                    "{took} before the node finished it: a write may or may not have been \
+                     committed; retry it with the same idempotency key"
+                ),
+                &[("stage", "serving".to_string())],
+                None,
+            )
+        } else {
+            self.deadline_queued.fetch_add(1, Ordering::Relaxed);
+            crate::status(
+                tonic::Code::DeadlineExceeded,
+                reason::RESOURCE_EXHAUSTED,
+                format!(
+                    "{took} while it waited for one of the {} slots \
+                     (--max-concurrent-requests): nothing was done; retry later or on another \
+                     node",
+                    self.limits.max_in_flight
+                ),
+                &[
+                    ("stage", "queued".to_string()),
+                    ("limit", "deadline".to_string()),
+                ],
+                Some(RETRY_AFTER),
+            )
+        }
+    }
+
     /// A place for a `Watch` stream of `client`.
     fn watch_place(self: &Arc<Self>, client: String) -> Result<WatchPlace, tonic::Status> {
         let Ok(permit) = self.watches.clone().try_acquire_owned() else {
@@ -397,6 +454,26 @@ fn client_of<B>(request: &http::Request<B>) -> String {
         .unwrap_or_else(|| "an unknown client".to_string())
 }
 
+/// A call's `grpc-timeout` (gRPC over HTTP/2: at most 8 digits and a unit, one of `H M S m u
+/// n`), if it has a valid one. tonic does not export its parser.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for AdmissionService<S>
@@ -445,14 +522,30 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let admission = self.admission.clone();
+                let deadline = grpc_timeout(request.headers()).map(|timeout| {
+                    let at = tokio::time::Instant::now() + timeout.saturating_sub(DEADLINE_LEAD);
+                    (timeout, at)
+                });
                 Box::pin(async move {
-                    let slot = match admission.clone().slot().await {
-                        Ok(slot) => slot,
-                        Err(why) => return Ok(admission.refusal(why)),
+                    let mut serving = false;
+                    let serve = async {
+                        let slot = match admission.clone().slot().await {
+                            Ok(slot) => slot,
+                            Err(why) => return Ok(admission.refusal(why)),
+                        };
+                        serving = true;
+                        let response = inner.call(request).await;
+                        drop(slot);
+                        response
                     };
-                    let response = inner.call(request).await;
-                    drop(slot);
-                    response
+                    let Some((timeout, at)) = deadline else {
+                        return serve.await;
+                    };
+                    let outcome = tokio::time::timeout_at(at, serve).await;
+                    match outcome {
+                        Ok(response) => response,
+                        Err(_) => Ok(crate::refusal(admission.deadline_passed(timeout, serving))),
+                    }
                 })
             }
         }
@@ -688,6 +781,79 @@ mod tests {
         gate.add_permits(1);
         assert!(refusal(&blocker.await.unwrap().unwrap()).is_none());
         assert_eq!(layer.stats().queued, 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_own_deadline_passes_is_answered_deadline_exceeded_with_its_stage() {
+        let limits = Limits {
+            max_in_flight: 1,
+            max_queued: 5,
+            queue_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let layer = AdmissionLayer::new(limits);
+        let gate = Arc::new(Semaphore::new(0));
+        let service = layer.layer(gated(gate.clone()));
+        let timed = |timeout: &'static str| {
+            let mut r = request(SUBMIT);
+            r.headers_mut()
+                .insert("grpc-timeout", http::HeaderValue::from_static(timeout));
+            r
+        };
+        let answer = |response: http::Response<tonic::body::Body>| {
+            let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+            let info = status.get_details_error_info().expect("a reason");
+            (status.code(), info.reason, info.metadata["stage"].clone())
+        };
+        let started = tokio::time::Instant::now();
+        let served = tokio::spawn(service.clone().oneshot(timed("80m")));
+        until(&layer, |s| s.in_flight == 1).await;
+        let queued = service.clone().oneshot(timed("30m")).await.unwrap();
+        assert_eq!(
+            answer(queued),
+            (
+                tonic::Code::DeadlineExceeded,
+                "RESOURCE_EXHAUSTED".into(),
+                "queued".into()
+            )
+        );
+        assert_eq!(
+            answer(served.await.unwrap().unwrap()),
+            (
+                tonic::Code::DeadlineExceeded,
+                "OUTCOME_UNKNOWN".into(),
+                "serving".into()
+            )
+        );
+        assert!(started.elapsed() >= Duration::from_millis(79));
+        let stats = layer.stats();
+        assert_eq!((stats.deadline_queued, stats.deadline_serving), (1, 1));
+        assert_eq!((stats.in_flight, stats.queued), (0, 0), "{stats:?}");
+        // Without a deadline, or with one that is not ours to parse, the call waits.
+        gate.add_permits(2);
+        for r in [request(SUBMIT), timed("1x")] {
+            let response = service.clone().oneshot(r).await.unwrap();
+            assert!(tonic::Status::from_header_map(response.headers()).is_none());
+        }
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_protocol_spells_them() {
+        let parse = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-timeout", http::HeaderValue::from_static(v));
+            grpc_timeout(&h)
+        };
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "S", "123456789S", "12", "1.5S", "-1S", "10s"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&http::HeaderMap::new()), None);
     }
 
     #[tokio::test]
