@@ -37,13 +37,16 @@ pub struct NodeStatus {
 
 impl NodeStatus {
     /// Whether `other` gives this node the same standing: role, term, vote, leader, quorum
-    /// contact, membership, and whether it stops, is corrupt or holds writes. Only the
-    /// progress of the log (indexes, ticks, lease, reads waiting) differs between the two;
-    /// those who wait on the status wait for a change of standing (a leader elected, writes
-    /// refused), and what only moves with time they poll for.
-    pub(crate) fn same_standing(&self, other: &NodeStatus) -> bool {
+    /// contact (whether the node heard from a quorum, or its leader, within `silence_ticks`:
+    /// what decides if it serves or refuses with NO_QUORUM), membership, and whether it
+    /// stops, is corrupt or holds writes. Only the progress of the log (indexes, ticks, lease,
+    /// reads waiting) differs between the two; those who wait on the status wait for a change
+    /// of standing (a leader elected, writes refused, contact regained), and what only moves
+    /// with time they poll for.
+    pub(crate) fn same_standing(&self, other: &NodeStatus, silence_ticks: u32) -> bool {
         let (a, b) = (&self.raft, &other.raft);
-        a.role == b.role
+        a.contact(silence_ticks).is_ok() == b.contact(silence_ticks).is_ok()
+            && a.role == b.role
             && a.term == b.term
             && a.vote == b.vote
             && a.leader_id == b.leader_id
@@ -84,5 +87,66 @@ impl NodeStatus {
     /// for whether it can reach one now).
     pub fn has_leader(&self) -> bool {
         self.raft.leader_id.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorate_raft_core::{ConfState, Role};
+
+    fn follower_of(leader: NodeId, ticks_since_leader_contact: u32) -> NodeStatus {
+        NodeStatus {
+            raft: Status {
+                id: 2,
+                role: Role::Follower,
+                term: 3,
+                vote: Some(leader),
+                leader_id: Some(leader),
+                commit_index: 10,
+                applied_index: 10,
+                persisted_index: 10,
+                first_log_index: 1,
+                last_log_index: 10,
+                last_log_term: 3,
+                lease_remaining_ticks: 0,
+                quorum_active: false,
+                transfer_target: None,
+                now_tick: 100,
+                ticks_since_leader_contact,
+                pending_reads: 0,
+                conf: ConfState::default(),
+                progress: BTreeMap::new(),
+                rejoining: None,
+                events: Default::default(),
+            },
+            tick: Duration::from_millis(100),
+            peers: BTreeMap::new(),
+            removed: BTreeSet::new(),
+            membership_index: 0,
+            removed_self: false,
+            stopping: false,
+            corrupt: None,
+            writes_held: None,
+            snapshot_index: 0,
+            published_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn regaining_or_losing_leader_contact_is_a_change_of_standing() {
+        // (Found by the partition test: a follower back from a partition applied the
+        // leader's entries, but its health stayed NOT_SERVING until the health reporter's
+        // next tick, because nothing in its standing had changed.)
+        let silence = 5;
+        let cut_off = follower_of(1, silence + 1);
+        let back = follower_of(1, 0);
+        assert!(!cut_off.same_standing(&back, silence));
+        assert!(!back.same_standing(&cut_off, silence));
+        // Progress of the log and of time within the silence limit is not.
+        let mut later = follower_of(1, silence);
+        later.raft.commit_index = 11;
+        later.raft.applied_index = 11;
+        assert!(back.same_standing(&later, silence));
     }
 }

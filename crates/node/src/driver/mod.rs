@@ -748,8 +748,9 @@ impl<SM: StateMachine> Driver<SM> {
         // `NodeStatus::same_standing`) wakes the tasks waiting on it: a wake-up of the client
         // runtime for each turn, that is for each write and each peer reply, cost a thread
         // switch apiece for nothing.
+        let silence_ticks = self.config.contact_silence_ticks();
         self.status_tx.send_if_modified(|published| {
-            let notify = !published.same_standing(&status);
+            let notify = !published.same_standing(&status, silence_ticks);
             *published = status;
             notify
         });
