@@ -12,7 +12,7 @@ use quorate_integration_tests::binary;
 #[test]
 fn a_client_flood_keeps_the_leader_and_is_shed() {
     let out = Command::new(binary("overload"))
-        .args(["--seconds", "3", "--factor", "10"])
+        .args(["--seconds", "3", "--factor", "10", "--warmup", "1"])
         .output()
         .expect("overload starts");
     let stdout = String::from_utf8_lossy(&out.stdout);
