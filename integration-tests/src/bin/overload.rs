@@ -237,19 +237,11 @@ async fn run(args: Args, pinned: Option<Pinning>) -> Result<()> {
         let warm = Duration::from_secs_f64(args.warmup);
         eprintln!("warm-up (not counted): {warm:?} of each phase...");
         let (capacity, _) = closed_loop(&cluster, "warmcap", args.clients, warm, make).await;
-        let seen = flood(
-            &connections,
-            &pids,
-            capacity * args.factor,
-            warm,
-            "warmover",
-            make,
-        )
-        .await;
+        let offered = capacity * args.factor;
+        let seen = flood(&connections, &pids, offered, warm, "warmover", make).await;
         eprintln!(
-            "warm-up: capacity {capacity:.0} writes/s, then {:.0} served of {:.0} offered",
-            seen.served,
-            capacity * args.factor
+            "warm-up: capacity {capacity:.0} writes/s, then {:.0} served of {offered:.0} offered",
+            seen.served
         );
     }
     let rss_before: f64 = pids.iter().map(|&p| rss_mib(p)).sum();
