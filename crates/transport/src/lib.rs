@@ -5,9 +5,11 @@
 //! **Sending** ([`Transport`]): one task and one HTTP/2 channel per peer. The Ready loop hands
 //! messages to [`Transport::send`], which never blocks: each peer has a bounded queue, and a
 //! dead or slow peer only loses its own messages (Raft retransmits), so it never delays the
-//! others. AppendEntries RPCs are pipelined: up to `max_appends_in_flight` are outstanding per
-//! peer, started in the order the core produced them. Votes, heartbeats and the rest bypass
-//! the window. Every RPC has a deadline; a peer whose RPCs fail is backed off exponentially,
+//! others. Appends are pipelined: up to `max_appends_in_flight` are outstanding per peer, sent
+//! in the order the core produced them on one long-lived `AppendStream` per peer (a message
+//! each, not a call each; a peer without it gets `AppendEntries` calls). Votes, heartbeats and
+//! the rest are calls of their own and bypass the window. Every RPC and every append has a
+//! deadline; a peer whose RPCs fail is backed off exponentially,
 //! and the channel reconnects by itself. Replies become core messages delivered to the node.
 //!
 //! The peers change with the membership ([`Transport::set_members`]): links open and close,

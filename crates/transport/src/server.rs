@@ -1,10 +1,13 @@
 //! The receiving side: the `quorate.raft.v1.Raft` service.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
+use futures_util::stream::{FuturesOrdered, Stream};
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_server::{Raft, RaftServer};
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
@@ -280,6 +283,21 @@ impl<H: PeerHandler> RaftService<H> {
             .map_err(|e| Status::internal(e.to_string()))
     }
 
+    /// An append whose header was checked: stepped into the core, answered once durable.
+    async fn append(
+        &self,
+        mut r: pb::AppendEntriesRequest,
+    ) -> Result<pb::AppendEntriesResponse, Status> {
+        // Entries of sampled requests: a span in each request's trace, and one for the whole
+        // append (received to durable) linked to them all.
+        let traces = std::mem::take(&mut r.traces);
+        let _spans = append_spans(&traces, r.entries.len());
+        match self.expect(PeerRequest::Append(r)).await? {
+            PeerResponse::Append(a) => Ok(a),
+            _ => Err(mismatch()),
+        }
+    }
+
     async fn expect(&self, request: PeerRequest) -> Result<PeerResponse, Status> {
         self.exchange(request)
             .await?
@@ -302,6 +320,71 @@ fn describe_timing(t: pb::Timing) -> String {
 
 fn mismatch() -> Status {
     Status::internal("the node answered with a response of another kind")
+}
+
+/// The appends of one `Raft.AppendStream` being answered at once: past it, the stream's
+/// requests wait in HTTP/2 flow control (the leader keeps fewer in flight than this).
+const STREAM_APPENDS_IN_FLIGHT: usize = 64;
+
+type AppendAnswer = Pin<Box<dyn Future<Output = Result<pb::AppendEntriesResponse, Status>> + Send>>;
+
+/// The replies of one `Raft.AppendStream`: each request is checked as `AppendEntries` checks
+/// it, stepped into the core in the order it came, and answered in that order once durable.
+/// The first refusal ends the stream with its status.
+pub struct AppendReplies<H> {
+    service: RaftService<H>,
+    conn: Option<ConnInfo>,
+    /// `None` once the leader closed its side (or a request was refused).
+    requests: Option<Streaming<pb::AppendEntriesRequest>>,
+    answering: FuturesOrdered<AppendAnswer>,
+}
+
+// (No field is pinned structurally: each is polled through `Pin::new` on an `Unpin` type.)
+impl<H> Unpin for AppendReplies<H> {}
+
+impl<H: PeerHandler> Stream for AppendReplies<H> {
+    type Item = Result<pb::AppendEntriesResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        while this.answering.len() < STREAM_APPENDS_IN_FLIGHT {
+            let Some(requests) = this.requests.as_mut() else {
+                break;
+            };
+            match Pin::new(requests).poll_next(cx) {
+                Poll::Ready(Some(Ok(r))) => {
+                    if let Err(status) = this
+                        .service
+                        .check_header(this.conn.as_ref(), r.header.as_ref())
+                    {
+                        this.requests = None;
+                        this.answering = FuturesOrdered::new();
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                    let service = this.service.clone();
+                    this.answering
+                        .push_back(Box::pin(async move { service.append(r).await }));
+                }
+                Poll::Ready(Some(Err(status))) => {
+                    this.requests = None;
+                    this.answering = FuturesOrdered::new();
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(None) => this.requests = None,
+                Poll::Pending => break,
+            }
+        }
+        match Pin::new(&mut this.answering).poll_next(cx) {
+            Poll::Ready(Some(Err(status))) => {
+                this.requests = None;
+                this.answering = FuturesOrdered::new();
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(Some(reply)) => Poll::Ready(Some(reply)),
+            Poll::Ready(None) if this.requests.is_none() => Poll::Ready(None),
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Memory reserved up front for a snapshot being received; more only as data arrives.
@@ -386,16 +469,25 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let (conn, mut r) = split(request);
+        let (conn, r) = split(request);
         self.check_header(conn.as_ref(), r.header.as_ref())?;
-        // Entries of sampled requests: a span in each request's trace, and one for the whole
-        // append (received to durable) linked to them all.
-        let traces = std::mem::take(&mut r.traces);
-        let _spans = append_spans(&traces, r.entries.len());
-        match self.expect(PeerRequest::Append(r)).await? {
-            PeerResponse::Append(a) => Ok(Response::new(a)),
-            _ => Err(mismatch()),
-        }
+        self.append(r).await.map(Response::new)
+    }
+
+    type AppendStreamStream = AppendReplies<H>;
+
+    #[tracing::instrument(name = "Raft.AppendStream", level = "debug", skip_all)]
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let (conn, requests) = split(request);
+        Ok(Response::new(AppendReplies {
+            service: self.clone(),
+            conn,
+            requests: Some(requests),
+            answering: FuturesOrdered::new(),
+        }))
     }
 
     #[tracing::instrument(name = "Raft.Heartbeat", level = "trace", skip_all)]

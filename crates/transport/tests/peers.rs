@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quorate_proto::raft::{ForwardResponse, Timing};
-use quorate_raft_core::{HeartbeatRequest, HeartbeatResponse, Index, Message, Payload, Term};
+use quorate_raft_core::{
+    AppendOutcome, AppendResponse, HeartbeatRequest, HeartbeatResponse, Index, Message, Payload,
+    Term,
+};
 use quorate_transport::{
     serve, PeerDirectory, PeerHandler, RaftService, StatsTable, Transport, TransportConfig,
 };
@@ -46,20 +49,37 @@ async fn forward_to_2(transport: &Transport) -> Result<ForwardResponse, tonic::S
         .await
 }
 
-/// Answers heartbeats after `delay`, like a node would; holds appends for `append_delay`
-/// (a slow fsync) and then gives no answer.
+/// Answers heartbeats after `delay`, like a node would; accepts appends after `append_delay`
+/// (a slow fsync), and the append whose `prev_log_index` is `stalled_append` after 5 s.
 #[derive(Clone)]
 struct Echo {
     id: u64,
     delay: Duration,
     append_delay: Duration,
+    stalled_append: Option<Index>,
 }
 
 impl PeerHandler for Echo {
     async fn deliver(&self, m: Message) -> Result<Option<Message>, tonic::Status> {
-        if matches!(m.payload, Payload::AppendRequest(_)) {
-            tokio::time::sleep(self.append_delay).await;
-            return Ok(None);
+        if let Payload::AppendRequest(r) = &m.payload {
+            let delay = if Some(r.prev_log_index) == self.stalled_append {
+                Duration::from_secs(5)
+            } else {
+                self.append_delay
+            };
+            tokio::time::sleep(delay).await;
+            return Ok(Some(Message {
+                from: self.id,
+                to: m.from,
+                term: m.term,
+                payload: Payload::AppendResponse(AppendResponse {
+                    round: r.round,
+                    outcome: AppendOutcome::Accepted {
+                        match_index: r.prev_log_index,
+                    },
+                    request_id: r.request_id,
+                }),
+            }));
         }
         tokio::time::sleep(self.delay).await;
         let Payload::HeartbeatRequest(r) = m.payload else {
@@ -123,6 +143,19 @@ async fn start_peer_with_appends(
     append_delay: Duration,
     cluster_id: u64,
 ) -> String {
+    let echo = Echo {
+        id,
+        delay,
+        append_delay,
+        stalled_append: None,
+    };
+    start_echo(echo, cluster_id, None).await
+}
+
+/// Serves `echo` as node `echo.id` of `cluster_id`; with `calls`, through a layer that counts
+/// the calls of each method (and may play a peer of a version without `AppendStream`).
+async fn start_echo(echo: Echo, cluster_id: u64, calls: Option<Calls>) -> String {
+    let id = echo.id;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     // Node 9 was a member once and was removed.
@@ -133,13 +166,19 @@ async fn start_peer_with_appends(
         id,
         directory,
         TIMING,
-        Echo {
-            id,
-            delay,
-            append_delay,
-        },
+        echo,
         Arc::new(StatsTable::default()),
     );
+    if let Some(calls) = calls {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(calls)
+                .add_service(service.into_server(1 << 20))
+                .serve_with_incoming(incoming),
+        );
+        return address;
+    }
     tokio::spawn(serve(
         listener,
         None,
@@ -462,6 +501,7 @@ async fn start_tls_peer(pki: &Pki) -> String {
             id: 2,
             delay: Duration::ZERO,
             append_delay: Duration::ZERO,
+            stalled_append: None,
         },
         Arc::new(StatsTable::default()),
     )
@@ -534,4 +574,219 @@ async fn with_peer_tls_a_certificate_speaks_only_for_its_own_member() {
     assert!(forward_to_2(&outsider).await.is_err());
     let plain = from(1, None);
     assert!(forward_to_2(&plain).await.is_err());
+}
+
+/// Counts the calls a peer server takes, by method; with `without_stream`, answers
+/// `Raft.AppendStream` UNIMPLEMENTED, as a server of a version without it does.
+#[derive(Clone, Default)]
+struct Calls {
+    by_method: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    without_stream: bool,
+}
+
+impl Calls {
+    fn of(&self, method: &str) -> usize {
+        let by_method = self.by_method.lock().unwrap();
+        by_method.get(method).copied().unwrap_or(0)
+    }
+}
+
+impl<S> tower::Layer<S> for Calls {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            calls: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    calls: Calls,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let refuse = self.calls.without_stream && method == "AppendStream";
+        *self
+            .calls
+            .by_method
+            .lock()
+            .unwrap()
+            .entry(method)
+            .or_default() += 1;
+        if refuse {
+            let answer = tonic::Status::unimplemented("no such method").into_http();
+            return Box::pin(std::future::ready(Ok(answer)));
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// Waits for `n` append answers from `from` and returns their match indexes, in the order
+/// they came.
+async fn append_answers(replies: &mut mpsc::Receiver<Message>, from: u64, n: usize) -> Vec<Index> {
+    let mut matched = Vec::new();
+    while matched.len() < n {
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} appends answered", matched.len()))
+            .unwrap();
+        assert_eq!(reply.from, from);
+        if let Payload::AppendResponse(AppendResponse {
+            outcome: AppendOutcome::Accepted { match_index },
+            ..
+        }) = reply.payload
+        {
+            matched.push(match_index);
+        }
+    }
+    matched
+}
+
+/// Issue 15: every append was a unary call of its own (headers, a new HTTP/2 stream and
+/// trailers, through the channel's buffer task), a per-call cost that the one-client profile
+/// showed as most of the peer threads' time. Appends to a peer now travel on one stream and
+/// are answered on it, in the order they went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_travel_on_one_stream_and_are_answered_in_order() {
+    let calls = Calls::default();
+    let echo = Echo {
+        id: 2,
+        delay: Duration::ZERO,
+        append_delay: Duration::from_millis(1),
+        stalled_append: None,
+    };
+    let peer = start_echo(echo, 42, Some(calls.clone())).await;
+    let (transport, mut replies, stats) =
+        start_transport(config(42, 1, BTreeMap::from([(2, peer)])));
+    for n in 1..=500 {
+        transport.send(append(2, n));
+    }
+    let matched = append_answers(&mut replies, 2, 500).await;
+    assert_eq!(matched, (1..=500).collect::<Vec<_>>());
+    assert_eq!(
+        calls.of("AppendStream"),
+        1,
+        "one stream carries every append"
+    );
+    assert_eq!(
+        calls.of("AppendEntries"),
+        0,
+        "no append is a call of its own"
+    );
+    let peer_stats = &stats.snapshot()[&2];
+    assert_eq!(peer_stats.failures, 0, "{peer_stats:?}");
+}
+
+/// An append the peer does not answer within the RPC deadline ends the stream (its other
+/// appends go again when Raft retransmits); the next appends open a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_ends_the_stream_and_the_next_appends_open_another() {
+    let calls = Calls::default();
+    let echo = Echo {
+        id: 2,
+        delay: Duration::ZERO,
+        append_delay: Duration::ZERO,
+        stalled_append: Some(1),
+    };
+    let peer = start_echo(echo, 42, Some(calls.clone())).await;
+    let (transport, mut replies, stats) = start_transport(TransportConfig {
+        rpc_timeout: Duration::from_millis(200),
+        ..config(42, 1, BTreeMap::from([(2, peer)]))
+    });
+    transport.send(append(2, 1));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let error = stats.snapshot()[&2].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("DeadlineExceeded") && error.contains("200 ms"),
+        "{error}"
+    );
+    for n in 2..=20 {
+        transport.send(append(2, n));
+    }
+    let matched = append_answers(&mut replies, 2, 19).await;
+    assert_eq!(matched, (2..=20).collect::<Vec<_>>());
+    assert_eq!(calls.of("AppendStream"), 2);
+}
+
+/// A peer of a version without `AppendStream` answers it UNIMPLEMENTED: appends go to it as
+/// `AppendEntries` calls from then on, and all are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_stream_gets_its_appends_as_calls() {
+    let calls = Calls {
+        without_stream: true,
+        ..Calls::default()
+    };
+    let echo = Echo {
+        id: 2,
+        delay: Duration::ZERO,
+        append_delay: Duration::ZERO,
+        stalled_append: None,
+    };
+    let peer = start_echo(echo, 42, Some(calls.clone())).await;
+    let (transport, mut replies, stats) =
+        start_transport(config(42, 1, BTreeMap::from([(2, peer)])));
+    // The first append was on the refused stream: lost, as when a connection breaks.
+    transport.send(append(2, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 2..=50 {
+        transport.send(append(2, n));
+    }
+    let mut matched = append_answers(&mut replies, 2, 49).await;
+    matched.sort_unstable();
+    assert_eq!(matched, (2..=50).collect::<Vec<_>>());
+    assert_eq!(calls.of("AppendStream"), 1, "asked once");
+    assert_eq!(calls.of("AppendEntries"), 49);
+    let peer_stats = &stats.snapshot()[&2];
+    assert_eq!(peer_stats.dropped, 0, "no back-off for it: {peer_stats:?}");
+}
+
+/// A refused append ends the stream with the refusal, which the leader reads as a call's:
+/// a removed member learns that it was removed from its appends too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_append_ends_the_stream_with_the_refusal() {
+    let peer = start_peer(2, Duration::ZERO, 42).await;
+    let (transport, mut replies, stats) =
+        start_transport(config(42, 9, BTreeMap::from([(2, peer)])));
+    transport.send(Message {
+        from: 9,
+        ..append(2, 1)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(replies.try_recv().is_err());
+    assert!(transport.directory().removed_self());
+    let error = stats.snapshot()[&2].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("PermissionDenied") && error.contains("node 9 was removed"),
+        "{error}"
+    );
 }

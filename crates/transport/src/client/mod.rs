@@ -24,6 +24,7 @@ use crate::config::TransportConfig;
 use crate::error::{Error, Result};
 use crate::stats::StatsTable;
 
+mod append_stream;
 mod peer_task;
 
 /// Sends core messages to peers and delivers their replies to the node. The peers change
@@ -320,6 +321,7 @@ impl Transport {
             down_until: None,
             snapshot_in_flight: snapshot_in_flight.clone(),
             traces: self.traces.clone(),
+            unary_appends: false,
         };
         tokio::spawn(task.run());
         Ok(PeerLink {
@@ -722,6 +724,8 @@ struct PeerTask {
     /// A snapshot is streaming to the peer (one at a time).
     snapshot_in_flight: Arc<AtomicBool>,
     traces: Arc<EntryTraces>,
+    /// The peer answered `AppendStream` with UNIMPLEMENTED: appends go as calls of their own.
+    unary_appends: bool,
 }
 
 /// The largest chunk of a snapshot stream.

@@ -1,13 +1,16 @@
 //! One peer's task: its queue, its HTTP/2 channel, appends pipelined within a window,
 //! snapshots streamed in chunks, back-off while the peer is down, replies to the node.
 
+use super::append_stream::{AppendStream, StreamEvent};
 use super::*;
 
 impl PeerTask {
     pub(super) async fn run(mut self) {
         let mut in_flight: FuturesUnordered<RpcFuture> = FuturesUnordered::new();
-        let mut appends_in_flight = 0usize;
+        // Appends in flight as unary calls (with a peer that has no `AppendStream`).
+        let mut unary_in_flight = 0usize;
         let mut waiting_appends: VecDeque<Message> = VecDeque::new();
+        let mut stream: Option<AppendStream> = None;
         loop {
             tokio::select! {
                 message = self.queue.recv(), if waiting_appends.len() < self.config.queue_capacity => {
@@ -27,27 +30,90 @@ impl PeerTask {
                 }
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     if done.is_append {
-                        appends_in_flight -= 1;
+                        unary_in_flight -= 1;
                     }
                     self.finish(done);
-                    if self.is_down() {
-                        for _ in waiting_appends.drain(..) {
-                            self.stats.dropped(self.peer);
-                        }
+                }
+                event = std::future::poll_fn(|cx| match stream.as_mut() {
+                    Some(s) => s.poll_event(cx),
+                    None => std::task::Poll::Pending,
+                }), if stream.is_some() => match event {
+                    StreamEvent::Reply { reply, started } => self.finish(RpcDone {
+                        is_append: true,
+                        started,
+                        result: Ok(Some(PeerResponse::Append(reply))),
+                    }),
+                    StreamEvent::Failed { status, started, unanswered } => {
+                        stream = None;
+                        self.stream_failed(status, started, unanswered);
                     }
+                },
+            }
+            if self.is_down() {
+                for _ in waiting_appends.drain(..) {
+                    self.stats.dropped(self.peer);
                 }
             }
-            // Start appends in the order the core produced them, within the window.
-            while appends_in_flight < self.config.max_appends_in_flight {
+            // Start appends in the order the core produced them, within the window: on the
+            // peer's append stream (opened when needed), or as calls of their own with a peer
+            // that has none.
+            while unary_in_flight + stream.as_ref().map_or(0, AppendStream::unanswered)
+                < self.config.max_appends_in_flight
+            {
                 let Some(message) = waiting_appends.pop_front() else {
                     break;
                 };
-                if let Some(rpc) = self.start(message) {
-                    in_flight.push(rpc);
-                    appends_in_flight += 1;
+                if self.unary_appends {
+                    if let Some(rpc) = self.start(message) {
+                        in_flight.push(rpc);
+                        unary_in_flight += 1;
+                    }
+                    continue;
+                }
+                let Some(PeerRequest::Append(request)) = self.prepare(&message) else {
+                    continue;
+                };
+                let s = stream.get_or_insert_with(|| {
+                    AppendStream::open(
+                        &self.client,
+                        self.config.max_appends_in_flight,
+                        self.config.rpc_timeout,
+                    )
+                });
+                if !s.send(request) {
+                    // The stream ended under us (its end is reported with its next poll):
+                    // this append goes again with the rest when Raft retransmits.
+                    self.stats.dropped(self.peer);
+                    break;
                 }
             }
         }
+    }
+
+    /// An append stream is over: like a failed call (back-off for an unreachable peer, the
+    /// removal notice), counted once for every append it left unanswered. A peer that does
+    /// not know the stream gets its appends as calls of their own from now on.
+    fn stream_failed(&mut self, status: tonic::Status, started: Instant, unanswered: usize) {
+        if status.code() == tonic::Code::Unimplemented {
+            tracing::info!(
+                peer = self.peer,
+                "the peer has no Raft.AppendStream (an older version): appends go to it as \
+                 AppendEntries calls"
+            );
+            self.unary_appends = true;
+            return;
+        }
+        for _ in 1..unanswered {
+            self.stats.sent_failed(
+                self.peer,
+                format!("{:?}: {}", status.code(), status.message()),
+            );
+        }
+        self.finish(RpcDone {
+            is_append: true,
+            started,
+            result: Err(status),
+        });
     }
 
     /// Whether the peer is backed off.
@@ -63,11 +129,9 @@ impl PeerTask {
         }
     }
 
-    pub(super) fn start(&self, message: Message) -> Option<RpcFuture> {
-        if matches!(message.payload, Payload::SnapshotRequest(_)) {
-            return self.start_snapshot(message);
-        }
-        let Some(mut request) = raft_convert::request_to_proto(self.config.cluster_id, &message)
+    /// `message` as the request that carries it (an append with the traces of its entries).
+    fn prepare(&self, message: &Message) -> Option<PeerRequest> {
+        let Some(mut request) = raft_convert::request_to_proto(self.config.cluster_id, message)
         else {
             tracing::warn!(
                 peer = self.peer,
@@ -82,6 +146,14 @@ impl PeerTask {
         if let PeerRequest::Append(append) = &mut request {
             append.traces = self.traces.of(append);
         }
+        Some(request)
+    }
+
+    pub(super) fn start(&self, message: Message) -> Option<RpcFuture> {
+        if matches!(message.payload, Payload::SnapshotRequest(_)) {
+            return self.start_snapshot(message);
+        }
+        let request = self.prepare(&message)?;
         let is_append = matches!(request, PeerRequest::Append(_));
         let mut client = self.client.clone();
         let deadline = self.config.rpc_timeout;
