@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use futures_util::stream::{FuturesOrdered, Stream};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, Stream};
 use quorate_proto::raft as pb;
 use quorate_proto::raft::raft_server::{Raft, RaftServer};
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
@@ -283,6 +283,54 @@ impl<H: PeerHandler> RaftService<H> {
             .map_err(|e| Status::internal(e.to_string()))
     }
 
+    /// A batch of forwarded commands whose header was checked: proposed together (they reach
+    /// the Ready loop in one turn: one fsync), each answered with what `Forward` would have
+    /// answered, under the request's id.
+    async fn forward_commands(&self, r: pb::ForwardBatchRequest) -> pb::ForwardBatchResponse {
+        let id = r.id;
+        // A command of a sampled request in a span of the request's trace.
+        let mut traces = r.trace_parents.into_iter();
+        let results = join_all(r.commands.into_iter().map(|c| {
+            let span = traces
+                .next()
+                .and_then(|t| quorate_telemetry::propagation::remote_context(&t))
+                .map_or_else(tracing::Span::none, |parent| {
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "raft.propose",
+                        otel.kind = "server",
+                        rpc.system = "grpc",
+                        rpc.service = "quorate.raft.v1.Raft",
+                        rpc.method = "ForwardBatch",
+                    );
+                    quorate_telemetry::propagation::set_parent(&span, &parent);
+                    span
+                });
+            self.handler.forward(c).instrument(span)
+        }))
+        .await;
+        let outcomes = results
+            .into_iter()
+            .map(|result| pb::ForwardOutcome {
+                outcome: Some(match result {
+                    Ok((index, term, output)) => {
+                        pb::forward_outcome::Outcome::Applied(pb::ForwardResponse {
+                            index,
+                            term,
+                            output,
+                        })
+                    }
+                    Err(status) => pb::forward_outcome::Outcome::Error(pb::ForwardError {
+                        code: status.code() as i32,
+                        message: status.message().to_string(),
+                        details: Bytes::copy_from_slice(status.details()),
+                    }),
+                }),
+            })
+            .collect();
+        pb::ForwardBatchResponse { outcomes, id }
+    }
+
     /// An append whose header was checked: stepped into the core, answered once durable.
     async fn append(
         &self,
@@ -322,65 +370,125 @@ fn mismatch() -> Status {
     Status::internal("the node answered with a response of another kind")
 }
 
-/// The appends of one `Raft.AppendStream` being answered at once: past it, the stream's
-/// requests wait in HTTP/2 flow control (the leader keeps fewer in flight than this).
-const STREAM_APPENDS_IN_FLIGHT: usize = 64;
+/// The requests of one stream (`AppendStream`, `ForwardStream`) being answered at once: past
+/// it, the stream's requests wait in HTTP/2 flow control (the sender keeps fewer in flight).
+const STREAM_REQUESTS_IN_FLIGHT: usize = 64;
 
-type AppendAnswer = Pin<Box<dyn Future<Output = Result<pb::AppendEntriesResponse, Status>> + Send>>;
+type Answer<Resp> = Pin<Box<dyn Future<Output = Result<Resp, Status>> + Send>>;
 
-/// The replies of one `Raft.AppendStream`: each request is checked as `AppendEntries` checks
-/// it, stepped into the core in the order it came, and answered in that order once durable.
-/// The first refusal ends the stream with its status.
-pub struct AppendReplies<H> {
+/// The answers being worked out: sent in the order of the requests (appends: the leader
+/// matches each answer to its append by order), or each as soon as it is ready (forwards:
+/// named by id, and a slow one must not hold back the others).
+enum Answering<Resp> {
+    InOrder(FuturesOrdered<Answer<Resp>>),
+    WhenReady(FuturesUnordered<Answer<Resp>>),
+}
+
+impl<Resp> Answering<Resp> {
+    fn len(&self) -> usize {
+        match self {
+            Answering::InOrder(a) => a.len(),
+            Answering::WhenReady(a) => a.len(),
+        }
+    }
+
+    fn push(&mut self, answer: Answer<Resp>) {
+        match self {
+            Answering::InOrder(a) => a.push_back(answer),
+            Answering::WhenReady(a) => a.push(answer),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Answering::InOrder(a) => *a = FuturesOrdered::new(),
+            Answering::WhenReady(a) => a.clear(),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Resp, Status>>> {
+        match self {
+            Answering::InOrder(a) => Pin::new(a).poll_next(cx),
+            Answering::WhenReady(a) => Pin::new(a).poll_next(cx),
+        }
+    }
+}
+
+/// The answers of one stream of requests (`Raft.AppendStream`, `Raft.ForwardStream`): each
+/// request is checked as its unary call checks it and taken in the order it came; appends are
+/// answered in that order, forwarded batches as each is done. The first refusal ends the
+/// stream with its status.
+pub struct StreamAnswers<H, Req, Resp> {
     service: RaftService<H>,
     conn: Option<ConnInfo>,
-    /// `None` once the leader closed its side (or a request was refused).
-    requests: Option<Streaming<pb::AppendEntriesRequest>>,
-    answering: FuturesOrdered<AppendAnswer>,
+    /// `None` once the sender closed its side (or a request was refused).
+    requests: Option<Streaming<Req>>,
+    answering: Answering<Resp>,
+    header: fn(&Req) -> Option<&pb::Header>,
+    answer: fn(RaftService<H>, Req) -> Answer<Resp>,
 }
 
 // (No field is pinned structurally: each is polled through `Pin::new` on an `Unpin` type.)
-impl<H> Unpin for AppendReplies<H> {}
+impl<H, Req, Resp> Unpin for StreamAnswers<H, Req, Resp> {}
 
-impl<H: PeerHandler> Stream for AppendReplies<H> {
-    type Item = Result<pb::AppendEntriesResponse, Status>;
+impl<H: PeerHandler, Req, Resp> StreamAnswers<H, Req, Resp> {
+    fn new(
+        service: &RaftService<H>,
+        request: Request<Streaming<Req>>,
+        in_order: bool,
+        header: fn(&Req) -> Option<&pb::Header>,
+        answer: fn(RaftService<H>, Req) -> Answer<Resp>,
+    ) -> Self {
+        let (conn, requests) = split(request);
+        StreamAnswers {
+            service: service.clone(),
+            conn,
+            requests: Some(requests),
+            answering: if in_order {
+                Answering::InOrder(FuturesOrdered::new())
+            } else {
+                Answering::WhenReady(FuturesUnordered::new())
+            },
+            header,
+            answer,
+        }
+    }
+
+    fn refuse(&mut self, status: Status) -> Poll<Option<Result<Resp, Status>>> {
+        self.requests = None;
+        self.answering.clear();
+        Poll::Ready(Some(Err(status)))
+    }
+}
+
+impl<H: PeerHandler, Req: Send + 'static, Resp: Send + 'static> Stream
+    for StreamAnswers<H, Req, Resp>
+{
+    type Item = Result<Resp, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        while this.answering.len() < STREAM_APPENDS_IN_FLIGHT {
+        while this.answering.len() < STREAM_REQUESTS_IN_FLIGHT {
             let Some(requests) = this.requests.as_mut() else {
                 break;
             };
             match Pin::new(requests).poll_next(cx) {
-                Poll::Ready(Some(Ok(r))) => {
-                    if let Err(status) = this
-                        .service
-                        .check_header(this.conn.as_ref(), r.header.as_ref())
-                    {
-                        this.requests = None;
-                        this.answering = FuturesOrdered::new();
-                        return Poll::Ready(Some(Err(status)));
+                Poll::Ready(Some(Ok(request))) => {
+                    let header = (this.header)(&request);
+                    if let Err(status) = this.service.check_header(this.conn.as_ref(), header) {
+                        return this.refuse(status);
                     }
-                    let service = this.service.clone();
-                    this.answering
-                        .push_back(Box::pin(async move { service.append(r).await }));
+                    let answer = (this.answer)(this.service.clone(), request);
+                    this.answering.push(answer);
                 }
-                Poll::Ready(Some(Err(status))) => {
-                    this.requests = None;
-                    this.answering = FuturesOrdered::new();
-                    return Poll::Ready(Some(Err(status)));
-                }
+                Poll::Ready(Some(Err(status))) => return this.refuse(status),
                 Poll::Ready(None) => this.requests = None,
                 Poll::Pending => break,
             }
         }
-        match Pin::new(&mut this.answering).poll_next(cx) {
-            Poll::Ready(Some(Err(status))) => {
-                this.requests = None;
-                this.answering = FuturesOrdered::new();
-                Poll::Ready(Some(Err(status)))
-            }
-            Poll::Ready(Some(reply)) => Poll::Ready(Some(reply)),
+        match this.answering.poll_next(cx) {
+            Poll::Ready(Some(Err(status))) => this.refuse(status),
+            Poll::Ready(Some(answer)) => Poll::Ready(Some(answer)),
             Poll::Ready(None) if this.requests.is_none() => Poll::Ready(None),
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
@@ -474,20 +582,20 @@ impl<H: PeerHandler> Raft for RaftService<H> {
         self.append(r).await.map(Response::new)
     }
 
-    type AppendStreamStream = AppendReplies<H>;
+    type AppendStreamStream = StreamAnswers<H, pb::AppendEntriesRequest, pb::AppendEntriesResponse>;
 
     #[tracing::instrument(name = "Raft.AppendStream", level = "debug", skip_all)]
     async fn append_stream(
         &self,
         request: Request<Streaming<pb::AppendEntriesRequest>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
-        let (conn, requests) = split(request);
-        Ok(Response::new(AppendReplies {
-            service: self.clone(),
-            conn,
-            requests: Some(requests),
-            answering: FuturesOrdered::new(),
-        }))
+        Ok(Response::new(StreamAnswers::new(
+            self,
+            request,
+            true,
+            |r| r.header.as_ref(),
+            |service, r| Box::pin(async move { service.append(r).await }),
+        )))
     }
 
     #[tracing::instrument(name = "Raft.Heartbeat", level = "trace", skip_all)]
@@ -549,48 +657,23 @@ impl<H: PeerHandler> Raft for RaftService<H> {
     ) -> Result<Response<pb::ForwardBatchResponse>, Status> {
         let (conn, r) = split(request);
         self.check_header(conn.as_ref(), r.header.as_ref())?;
-        // Proposed together (they reach the Ready loop in one turn: one fsync), answered each;
-        // a command of a sampled request in a span of the request's trace.
-        let mut traces = r.trace_parents.into_iter();
-        let results = join_all(r.commands.into_iter().map(|c| {
-            let span = traces
-                .next()
-                .and_then(|t| quorate_telemetry::propagation::remote_context(&t))
-                .map_or_else(tracing::Span::none, |parent| {
-                    let span = tracing::info_span!(
-                        parent: None,
-                        "raft.propose",
-                        otel.kind = "server",
-                        rpc.system = "grpc",
-                        rpc.service = "quorate.raft.v1.Raft",
-                        rpc.method = "ForwardBatch",
-                    );
-                    quorate_telemetry::propagation::set_parent(&span, &parent);
-                    span
-                });
-            self.handler.forward(c).instrument(span)
-        }))
-        .await;
-        let outcomes = results
-            .into_iter()
-            .map(|result| pb::ForwardOutcome {
-                outcome: Some(match result {
-                    Ok((index, term, output)) => {
-                        pb::forward_outcome::Outcome::Applied(pb::ForwardResponse {
-                            index,
-                            term,
-                            output,
-                        })
-                    }
-                    Err(status) => pb::forward_outcome::Outcome::Error(pb::ForwardError {
-                        code: status.code() as i32,
-                        message: status.message().to_string(),
-                        details: Bytes::copy_from_slice(status.details()),
-                    }),
-                }),
-            })
-            .collect();
-        Ok(Response::new(pb::ForwardBatchResponse { outcomes }))
+        Ok(Response::new(self.forward_commands(r).await))
+    }
+
+    type ForwardStreamStream = StreamAnswers<H, pb::ForwardBatchRequest, pb::ForwardBatchResponse>;
+
+    #[tracing::instrument(name = "Raft.ForwardStream", level = "debug", skip_all)]
+    async fn forward_stream(
+        &self,
+        request: Request<Streaming<pb::ForwardBatchRequest>>,
+    ) -> Result<Response<Self::ForwardStreamStream>, Status> {
+        Ok(Response::new(StreamAnswers::new(
+            self,
+            request,
+            false,
+            |r| r.header.as_ref(),
+            |service, r| Box::pin(async move { Ok(service.forward_commands(r).await) }),
+        )))
     }
 
     #[tracing::instrument(name = "Raft.Probe", level = "trace", skip_all)]

@@ -97,6 +97,10 @@ impl PeerHandler for Echo {
     }
 
     async fn forward(&self, command: Bytes) -> Result<(Index, Term, Bytes), tonic::Status> {
+        if command.starts_with(b"stalled") {
+            // A propose that never ends in time.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
         if let Some(n) = command.strip_prefix(b"slow-") {
             // A leader's propose takes a while: later forwards queue behind it.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -577,7 +581,8 @@ async fn with_peer_tls_a_certificate_speaks_only_for_its_own_member() {
 }
 
 /// Counts the calls a peer server takes, by method; with `without_stream`, answers
-/// `Raft.AppendStream` UNIMPLEMENTED, as a server of a version without it does.
+/// `Raft.AppendStream` and `Raft.ForwardStream` UNIMPLEMENTED, as a server of a version
+/// without them does.
 #[derive(Clone, Default)]
 struct Calls {
     by_method: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
@@ -635,7 +640,7 @@ where
             .next()
             .unwrap_or("")
             .to_string();
-        let refuse = self.calls.without_stream && method == "AppendStream";
+        let refuse = self.calls.without_stream && method.ends_with("Stream");
         *self
             .calls
             .by_method
@@ -789,4 +794,93 @@ async fn a_refused_append_ends_the_stream_with_the_refusal() {
         error.contains("PermissionDenied") && error.contains("node 9 was removed"),
         "{error}"
     );
+}
+
+/// Issue 15: forwarded writes went as a unary `ForwardBatch` call per batch. They travel on
+/// one stream now, each batch answered under its id, the batches as before: each caller gets
+/// its own command's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_travel_on_one_stream_and_each_gets_its_answer() {
+    let calls = Calls::default();
+    let leader = start_echo(echo(2), 7, Some(calls.clone())).await;
+    let (transport, _replies, _stats) =
+        start_transport(config(7, 1, BTreeMap::from([(2, leader)])));
+    let answers = futures_util::future::join_all((0..100).map(|i| {
+        let transport = transport.clone();
+        async move {
+            let command = Bytes::from(format!("slow-ok-{i}"));
+            let answer = transport
+                .forward(2, 3, command.clone(), Duration::from_secs(5))
+                .await;
+            (command, answer)
+        }
+    }))
+    .await;
+    for (command, answer) in answers {
+        assert_eq!(answer.unwrap().output, command);
+    }
+    assert_eq!(
+        calls.of("ForwardStream"),
+        1,
+        "one stream carries every batch"
+    );
+    assert_eq!(calls.of("ForwardBatch"), 0);
+}
+
+/// A forward the leader does not answer within its deadline fails with DEADLINE_EXCEEDED; the
+/// stream goes on, and the next forward is answered on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_forward_fails_at_its_deadline_and_the_stream_goes_on() {
+    let calls = Calls::default();
+    let leader = start_echo(echo(2), 7, Some(calls.clone())).await;
+    let (transport, _replies, _stats) =
+        start_transport(config(7, 1, BTreeMap::from([(2, leader)])));
+    let started = Instant::now();
+    let late = transport
+        .forward(
+            2,
+            3,
+            Bytes::from_static(b"stalled"),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), tonic::Code::DeadlineExceeded, "{late}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let answer = forward_to_2(&transport).await.unwrap();
+    assert_eq!(answer.output.as_ref(), b"command");
+    assert_eq!(calls.of("ForwardStream"), 1);
+}
+
+/// A leader of a version without `ForwardStream`: forwards go to it as `ForwardBatch` calls,
+/// the first ones included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_the_stream_gets_forwards_as_calls() {
+    let calls = Calls {
+        without_stream: true,
+        ..Calls::default()
+    };
+    let leader = start_echo(echo(2), 7, Some(calls.clone())).await;
+    let (transport, _replies, _stats) =
+        start_transport(config(7, 1, BTreeMap::from([(2, leader)])));
+    for _ in 0..3 {
+        let answer = forward_to_2(&transport).await.unwrap();
+        assert_eq!(answer.output.as_ref(), b"command");
+    }
+    assert_eq!(calls.of("ForwardStream"), 1, "asked once");
+    assert_eq!(calls.of("ForwardBatch"), 3);
+}
+
+/// An `Echo` for node `id` that answers at once.
+fn echo(id: u64) -> Echo {
+    Echo {
+        id,
+        delay: Duration::ZERO,
+        append_delay: Duration::ZERO,
+        stalled_append: None,
+    }
 }

@@ -1,38 +1,14 @@
-//! Appends to one peer over one long-lived `Raft.AppendStream`: each append is a message on
-//! an open HTTP/2 stream, not a call of its own (no headers, no new stream, no trailers, no
-//! hop through the channel's buffer task), and the replies come back on the same stream in
-//! the order the appends went.
+//! Appends to one peer over one long-lived `Raft.AppendStream` ([`CallStream`]): the answers
+//! come back in the order the appends went.
 
 use std::task::{Context, Poll};
 
-use futures_util::Stream;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-
+use super::call_stream::CallStream;
 use super::*;
-
-type Opening = Pin<
-    Box<
-        dyn Future<
-                Output = std::result::Result<
-                    tonic::Response<Streaming<pb::AppendEntriesResponse>>,
-                    tonic::Status,
-                >,
-            > + Send,
-    >,
->;
-
-enum State {
-    /// The call is made; the peer's response headers have not come yet (the appends sent
-    /// meanwhile already travel).
-    Opening(Opening),
-    Open(Box<Streaming<pb::AppendEntriesResponse>>),
-}
 
 /// One stream of appends to a peer, while it works. Dropping it cancels the call.
 pub(super) struct AppendStream {
-    requests: mpsc::Sender<pb::AppendEntriesRequest>,
-    state: State,
+    call: CallStream<pb::AppendEntriesRequest, pb::AppendEntriesResponse>,
     /// When each append still unanswered was sent, oldest first (answers come in order).
     sent: VecDeque<Instant>,
     /// How long an append may wait for its answer: past it the stream is given up.
@@ -63,15 +39,14 @@ pub(super) enum StreamEvent {
 impl AppendStream {
     /// Calls `Raft.AppendStream` on `client`; up to `window` appends may be unanswered.
     pub(super) fn open(client: &RaftClient<Channel>, window: usize, rpc_timeout: Duration) -> Self {
-        let (requests, outgoing) = mpsc::channel(window.max(1));
         let mut client = client.clone();
-        let opening: Opening =
-            Box::pin(async move { client.append_stream(ReceiverStream::new(outgoing)).await });
+        let call = CallStream::open(window, |requests| async move {
+            client.append_stream(requests).await
+        });
         let mut check = tokio::time::interval((rpc_timeout / 4).max(Duration::from_millis(1)));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         AppendStream {
-            requests,
-            state: State::Opening(opening),
+            call,
             sent: VecDeque::new(),
             rpc_timeout,
             check,
@@ -83,10 +58,10 @@ impl AppendStream {
         self.sent.len()
     }
 
-    /// Sends `request`. False when the stream cannot take it (it ended, or `window` appends
-    /// are unanswered): the caller drops the stream and opens another.
+    /// Sends `request`. False when the stream cannot take it (it ended): the caller drops the
+    /// stream and opens another. (It always has room: no more than `window` are unanswered.)
     pub(super) fn send(&mut self, request: pb::AppendEntriesRequest) -> bool {
-        if self.requests.try_send(request).is_err() {
+        if !self.call.send(request) {
             return false;
         }
         self.sent.push_back(Instant::now());
@@ -95,33 +70,17 @@ impl AppendStream {
 
     /// The next answer or the end of the stream. After `Failed`, drop the stream.
     pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<StreamEvent> {
-        loop {
-            match &mut self.state {
-                State::Opening(opening) => match opening.as_mut().poll(cx) {
-                    Poll::Ready(Ok(response)) => {
-                        self.state = State::Open(Box::new(response.into_inner()))
-                    }
-                    Poll::Ready(Err(status)) => return Poll::Ready(self.failed(status)),
-                    Poll::Pending => break,
-                },
-                State::Open(replies) => match Pin::new(replies.as_mut()).poll_next(cx) {
-                    Poll::Ready(Some(Ok(reply))) => {
-                        let Some(started) = self.sent.pop_front() else {
-                            return Poll::Ready(self.failed(tonic::Status::internal(
-                                "the peer answered an append that was never sent",
-                            )));
-                        };
-                        return Poll::Ready(StreamEvent::Reply { reply, started });
-                    }
-                    Poll::Ready(Some(Err(status))) => return Poll::Ready(self.failed(status)),
-                    Poll::Ready(None) => {
-                        return Poll::Ready(self.failed(tonic::Status::unavailable(
-                            "the peer ended the append stream",
-                        )))
-                    }
-                    Poll::Pending => break,
-                },
+        match self.call.poll_answer(cx) {
+            Poll::Ready(Ok(reply)) => {
+                let Some(started) = self.sent.pop_front() else {
+                    return Poll::Ready(self.failed(tonic::Status::internal(
+                        "the peer answered an append that was never sent",
+                    )));
+                };
+                return Poll::Ready(StreamEvent::Reply { reply, started });
             }
+            Poll::Ready(Err(status)) => return Poll::Ready(self.failed(status)),
+            Poll::Pending => {}
         }
         while !self.sent.is_empty() && self.check.poll_tick(cx).is_ready() {
             if self

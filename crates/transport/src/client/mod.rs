@@ -25,6 +25,8 @@ use crate::error::{Error, Result};
 use crate::stats::StatsTable;
 
 mod append_stream;
+mod call_stream;
+mod forward_stream;
 mod peer_task;
 
 /// Sends core messages to peers and delivers their replies to the node. The peers change
@@ -571,6 +573,22 @@ async fn forward_batches(
     stats: Arc<StatsTable>,
     peer: NodeId,
 ) {
+    // On the leader's `ForwardStream` while it has one; with a leader of a version without it,
+    // as `ForwardBatch` calls.
+    let Some(left) =
+        forward_stream::forward_on_stream(&client, &mut queue, &config, &stats, peer).await
+    else {
+        return;
+    };
+    tracing::info!(
+        peer,
+        "the leader has no Raft.ForwardStream (an older version): forwarded writes go to it as \
+         ForwardBatch calls"
+    );
+    for jobs in left {
+        let (client, config, stats) = (client.clone(), config.clone(), stats.clone());
+        tokio::spawn(async move { send_forward_batch(client, jobs, &config, &stats, peer).await });
+    }
     let slots = Arc::new(Semaphore::new(FORWARD_BATCHES_IN_FLIGHT));
     loop {
         // A slot first: while every batch is out, commands wait in the queue and leave
@@ -581,17 +599,7 @@ async fn forward_batches(
         let Some(first) = queue.recv().await else {
             return;
         };
-        let mut bytes = first.command.len();
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_FORWARD_BATCH && bytes < config.max_message_bytes / 2 {
-            match queue.try_recv() {
-                Ok(job) => {
-                    bytes += job.command.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        let jobs = gather_batch(first, &mut queue, &config);
         let client = client.clone();
         let config = config.clone();
         let stats = stats.clone();
@@ -602,6 +610,79 @@ async fn forward_batches(
     }
 }
 
+/// `first` and the commands queued behind it, up to a batch's bounds.
+fn gather_batch(
+    first: ForwardJob,
+    queue: &mut mpsc::Receiver<ForwardJob>,
+    config: &TransportConfig,
+) -> Vec<ForwardJob> {
+    let mut bytes = first.command.len();
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_FORWARD_BATCH && bytes < config.max_message_bytes / 2 {
+        match queue.try_recv() {
+            Ok(job) => {
+                bytes += job.command.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// The request that carries `jobs` to `peer`, named `id` (on a stream).
+fn batch_request(
+    jobs: &[ForwardJob],
+    config: &TransportConfig,
+    peer: NodeId,
+    id: u64,
+) -> pb::ForwardBatchRequest {
+    let term = jobs.iter().map(|j| j.term).max().unwrap_or_default();
+    pb::ForwardBatchRequest {
+        header: Some(config.header(peer, term)),
+        commands: jobs.iter().map(|j| j.command.clone()).collect(),
+        trace_parents: if jobs.iter().any(|j| !j.trace.is_empty()) {
+            jobs.iter().map(|j| j.trace.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        id,
+    }
+}
+
+/// Hands each job the leader's answer for its command.
+fn answer_batch(
+    jobs: Vec<ForwardJob>,
+    reply: pb::ForwardBatchResponse,
+    stats: &StatsTable,
+    peer: NodeId,
+    started: Instant,
+) {
+    if reply.outcomes.len() != jobs.len() {
+        let status = tonic::Status::internal(format!(
+            "node {peer} answered {} of {} forwarded writes",
+            reply.outcomes.len(),
+            jobs.len()
+        ));
+        return fail_all(jobs, &status);
+    }
+    stats.sent_ok(peer, started.elapsed(), None);
+    for (job, outcome) in jobs.into_iter().zip(reply.outcomes) {
+        let answer = match outcome.outcome {
+            Some(pb::forward_outcome::Outcome::Applied(applied)) => Ok(applied),
+            Some(pb::forward_outcome::Outcome::Error(e)) => Err(tonic::Status::with_details(
+                tonic::Code::from_i32(e.code),
+                e.message,
+                e.details,
+            )),
+            None => Err(tonic::Status::internal(format!(
+                "node {peer} answered a forwarded write with nothing"
+            ))),
+        };
+        let _ = job.reply.send(answer);
+    }
+}
+
 async fn send_forward_batch(
     mut client: RaftClient<Channel>,
     jobs: Vec<ForwardJob>,
@@ -609,55 +690,18 @@ async fn send_forward_batch(
     stats: &StatsTable,
     peer: NodeId,
 ) {
-    let term = jobs.iter().map(|j| j.term).max().unwrap_or_default();
     let deadline = jobs.iter().map(|j| j.deadline).max().unwrap_or_default();
-    let header = Some(config.header(peer, term));
+    let request = batch_request(&jobs, config, peer, 0);
+    let header = request.header;
     let started = Instant::now();
-    let request = timed(
-        pb::ForwardBatchRequest {
-            header,
-            commands: jobs.iter().map(|j| j.command.clone()).collect(),
-            trace_parents: if jobs.iter().any(|j| !j.trace.is_empty()) {
-                jobs.iter().map(|j| j.trace.clone()).collect()
-            } else {
-                Vec::new()
-            },
-        },
-        deadline,
-    );
+    let request = timed(request, deadline);
     let Ok(result) = tokio::time::timeout(deadline, client.forward_batch(request)).await else {
         let status = deadline_missed(peer, deadline);
         stats.sent_failed(peer, status.message().to_string());
         return fail_all(jobs, &status);
     };
     match result.map(tonic::Response::into_inner) {
-        Ok(reply) if reply.outcomes.len() == jobs.len() => {
-            stats.sent_ok(peer, started.elapsed(), None);
-            for (job, outcome) in jobs.into_iter().zip(reply.outcomes) {
-                let answer = match outcome.outcome {
-                    Some(pb::forward_outcome::Outcome::Applied(applied)) => Ok(applied),
-                    Some(pb::forward_outcome::Outcome::Error(e)) => {
-                        Err(tonic::Status::with_details(
-                            tonic::Code::from_i32(e.code),
-                            e.message,
-                            e.details,
-                        ))
-                    }
-                    None => Err(tonic::Status::internal(format!(
-                        "node {peer} answered a forwarded write with nothing"
-                    ))),
-                };
-                let _ = job.reply.send(answer);
-            }
-        }
-        Ok(reply) => {
-            let status = tonic::Status::internal(format!(
-                "node {peer} answered {} of {} forwarded writes",
-                reply.outcomes.len(),
-                jobs.len()
-            ));
-            fail_all(jobs, &status);
-        }
+        Ok(reply) => answer_batch(jobs, reply, stats, peer, started),
         Err(status) if status.code() == tonic::Code::Unimplemented => {
             // A leader that predates `ForwardBatch` (a rolling upgrade): one call each, all
             // at once, each within its deadline.
