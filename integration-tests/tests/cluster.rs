@@ -188,6 +188,12 @@ async fn sigterm_of_all_nodes_and_restart_keeps_everything() {
         let (status, took) = cluster.sigterm(id, Duration::from_secs(15)).unwrap();
         eprintln!("node {id} exited with {status} {took:?} after SIGTERM");
         assert!(status.success(), "node {id} exited with {status}");
+        // The peer server's graceful shutdown waits for its calls, and waited 5 s for the
+        // leader's append stream, which never ends by itself, until the server ended it.
+        assert!(
+            took < Duration::from_secs(3),
+            "node {id} took {took:?} to stop after SIGTERM"
+        );
     }
     for id in 1..=3 {
         cluster.restart(id).unwrap();

@@ -13,6 +13,7 @@ use quorate_proto::raft::raft_server::{Raft, RaftServer};
 use quorate_proto::raft_convert::{self, PeerRequest, PeerResponse};
 use quorate_raft_core::{Index, Message, NodeId, Term};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -82,6 +83,9 @@ pub struct RaftService<H> {
     /// When a request from another cluster was last logged (at most one line per
     /// [`MISMATCH_LOG_EVERY`]: a stray node sends many).
     mismatch_logged: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Turns true when the server starts shutting down ([`serve`]): its streams end then, as
+    /// a graceful shutdown waits for every call to finish and a peer's stream never does.
+    closing: Option<watch::Receiver<bool>>,
 }
 
 /// How often requests from another cluster are logged, at most.
@@ -108,6 +112,7 @@ impl<H: PeerHandler> RaftService<H> {
             snapshot_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             peer_tls: false,
             mismatch_logged: Default::default(),
+            closing: None,
         }
     }
 
@@ -424,6 +429,8 @@ pub struct StreamAnswers<H, Req, Resp> {
     /// `None` once the sender closed its side (or a request was refused).
     requests: Option<Streaming<Req>>,
     answering: Answering<Resp>,
+    /// Completes when the server shuts down.
+    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     header: fn(&Req) -> Option<&pb::Header>,
     answer: fn(RaftService<H>, Req) -> Answer<Resp>,
 }
@@ -440,8 +447,16 @@ impl<H: PeerHandler, Req, Resp> StreamAnswers<H, Req, Resp> {
         answer: fn(RaftService<H>, Req) -> Answer<Resp>,
     ) -> Self {
         let (conn, requests) = split(request);
+        let closed: Pin<Box<dyn Future<Output = ()> + Send>> = match service.closing.clone() {
+            Some(mut closing) => Box::pin(async move {
+                // (An error: the server is gone, which ends the stream too.)
+                let _ = closing.wait_for(|closing| *closing).await;
+            }),
+            None => Box::pin(std::future::pending()),
+        };
         StreamAnswers {
             service: service.clone(),
+            closed,
             conn,
             requests: Some(requests),
             answering: if in_order {
@@ -468,6 +483,10 @@ impl<H: PeerHandler, Req: Send + 'static, Resp: Send + 'static> Stream
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.closed.as_mut().poll(cx).is_ready() {
+            this.closed = Box::pin(std::future::pending());
+            return this.refuse(Status::unavailable("the node is shutting down"));
+        }
         while this.answering.len() < STREAM_REQUESTS_IN_FLIGHT {
             let Some(requests) = this.requests.as_mut() else {
                 break;
@@ -724,6 +743,15 @@ pub async fn serve<H: PeerHandler>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> crate::Result<()> {
     use quorate_telemetry::grpc::{GrpcLayer, Spans};
+    let (closing, closed) = watch::channel(false);
+    let service = RaftService {
+        closing: Some(closed),
+        ..service
+    };
+    let shutdown = async move {
+        shutdown.await;
+        closing.send_replace(true);
+    };
     tonic::transport::Server::builder()
         .layer(GrpcLayer::new(metrics, Spans::WhenPropagated))
         .add_service(service.into_server(max_message_bytes))
