@@ -97,7 +97,7 @@ impl AppendStream {
         Poll::Pending
     }
 
-    fn failed(&mut self, status: tonic::Status) -> StreamEvent {
+    fn failed(&self, status: tonic::Status) -> StreamEvent {
         StreamEvent::Failed {
             status,
             started: self.sent.front().copied().unwrap_or_else(Instant::now),

@@ -103,11 +103,11 @@ impl PeerTask {
             self.unary_appends = true;
             return;
         }
-        for _ in 1..unanswered {
-            self.stats.sent_failed(
-                self.peer,
-                format!("{:?}: {}", status.code(), status.message()),
-            );
+        if unanswered > 1 {
+            let error = format!("{:?}: {}", status.code(), status.message());
+            for _ in 1..unanswered {
+                self.stats.sent_failed(self.peer, error.clone());
+            }
         }
         self.finish(RpcDone {
             is_append: true,
