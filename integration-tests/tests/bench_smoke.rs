@@ -32,3 +32,37 @@ fn vs_etcd_runs_and_prints_its_table() {
         "no floor line:\n{stdout}"
     );
 }
+
+/// `--route followers` sends every write through a follower (the forwarding hop alone), and
+/// says so above its table.
+#[test]
+fn vs_etcd_can_load_the_followers_only() {
+    let out = Command::new(binary("vs-etcd"))
+        .args([
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--no-reads",
+            "--route",
+            "followers",
+        ])
+        .output()
+        .expect("vs-etcd starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "vs-etcd failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("closed loop over Quorate's followers only"),
+        "the table does not say where the clients went:\n{stdout}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("quorate (Submit)"))
+        .unwrap_or_else(|| panic!("no row:\n{stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let writes: f64 = cells[3].parse().expect("writes/s is a number");
+    let errors: u64 = cells[8].parse().expect("errors is a number");
+    assert!(writes > 0.0, "no forwarded write succeeded: {row}");
+    assert_eq!(errors, 0, "forwarded writes failed: {row}");
+}

@@ -55,10 +55,22 @@ struct Args {
     /// Measure writes only.
     #[arg(long)]
     no_reads: bool,
+    /// Which Quorate nodes the clients call: `all` (spread, like etcd's), `leader` (no
+    /// forwarding hop) or `followers` (every write forwarded): the cost of the hop.
+    #[arg(long, value_enum, default_value_t = Route::All)]
+    route: Route,
     /// Where every system's data directories go (one disk for all); a temporary directory
     /// under /tmp by default.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+}
+
+/// Which Quorate nodes the clients call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Route {
+    All,
+    Leader,
+    Followers,
 }
 
 /// What is measured.
@@ -559,14 +571,19 @@ async fn main() -> Result<()> {
 
     eprintln!("starting a 3-node Quorate");
     let quorate = Cluster::start(3)?;
-    quorate.wait_for_leader(Duration::from_secs(20)).await?;
+    let leader = quorate.wait_for_leader(Duration::from_secs(20)).await?;
     let mut targets = vec![Target {
         name: "quorate".into(),
         kind: Kind::Quorate,
         endpoints: quorate
             .nodes
-            .values()
-            .map(|n| n.spec.client.clone())
+            .iter()
+            .filter(|(&id, _)| match args.route {
+                Route::All => true,
+                Route::Leader => id == leader,
+                Route::Followers => id != leader,
+            })
+            .map(|(_, n)| n.spec.client.clone())
             .collect(),
         pids: quorate
             .nodes
@@ -697,14 +714,19 @@ async fn main() -> Result<()> {
             column.set_cell_alignment(CellAlignment::Right);
         }
         println!(
-            "\n{} ({} B payload, {:.0} s per cell, closed loop over 3 endpoints)\n{table}",
+            "\n{} ({} B payload, {:.0} s per cell, closed loop over {})\n{table}",
             match work {
                 Work::Write => "Writes",
                 Work::Read => "Linearizable reads",
                 Work::StaleRead => "Stale reads",
             },
             args.payload,
-            args.seconds
+            args.seconds,
+            match args.route {
+                Route::All => "3 endpoints",
+                Route::Leader => "Quorate's leader only",
+                Route::Followers => "Quorate's followers only",
+            }
         );
     }
     println!(
