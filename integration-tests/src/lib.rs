@@ -49,6 +49,30 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// `GET http://address/path` with curl (the body; an error for a non-2xx answer).
+pub fn http_get(address: &str, path: &str) -> Result<String> {
+    let output = Command::new("curl")
+        .args(["-sS", "-f", "--max-time", "5"])
+        .arg(format!("http://{address}{path}"))
+        .output()
+        .context("running curl")?;
+    if !output.status.success() {
+        bail!(
+            "GET {address}{path}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
 /// User plus system CPU seconds the processes used so far (`/proc/<pid>/stat` fields 14 and
 /// 15, in USER_HZ = 100 ticks per second on Linux); a process that is gone counts 0.
 pub fn cpu_seconds(pids: &[i32]) -> f64 {

@@ -1,6 +1,6 @@
 //! The side-by-side benchmark still runs: Quorate alone, one client, one second, and its table
-//! reports writes that happened (the figures themselves are not checked: they are the
-//! benchmark's to print, not a test's to bound).
+//! reports writes that happened and the fsyncs they took (the figures themselves are not
+//! bounded: they are the benchmark's to print, not a test's to bound).
 
 use std::process::Command;
 
@@ -23,8 +23,13 @@ fn vs_etcd_runs_and_prints_its_table() {
     for row in rows {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         let writes: f64 = cells[3].parse().expect("writes/s is a number");
-        let errors: u64 = cells[8].parse().expect("errors is a number");
+        // The fsync figures come from the nodes' own histograms, scraped around the cell.
+        let fsyncs: f64 = cells[8].parse().expect("fsyncs / 1k ops is a number");
+        let fsync_ms: f64 = cells[9].parse().expect("fsync ms is a number");
+        let errors: u64 = cells[10].parse().expect("errors is a number");
         assert!(writes > 0.0, "no write succeeded: {row}");
+        assert!(fsyncs > 0.0, "durable writes without an fsync: {row}");
+        assert!(fsync_ms > 0.0, "an fsync took no time: {row}");
         assert_eq!(errors, 0, "writes failed: {row}");
     }
     assert!(
@@ -62,7 +67,7 @@ fn vs_etcd_can_load_the_followers_only() {
         .unwrap_or_else(|| panic!("no row:\n{stdout}"));
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
     let writes: f64 = cells[3].parse().expect("writes/s is a number");
-    let errors: u64 = cells[8].parse().expect("errors is a number");
+    let errors: u64 = cells[10].parse().expect("errors is a number");
     assert!(writes > 0.0, "no forwarded write succeeded: {row}");
     assert_eq!(errors, 0, "forwarded writes failed: {row}");
 }

@@ -9,29 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use quorate_integration_tests::client::authorize;
 use quorate_integration_tests::otlp::OtlpReceiver;
-use quorate_integration_tests::{free_port, Cluster};
+use quorate_integration_tests::{free_port, http_get, Cluster};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace")
         .to_path_buf()
-}
-
-/// `GET http://address/path` with curl (the body; an error for a non-2xx answer).
-fn http_get(address: &str, path: &str) -> Result<String> {
-    let output = Command::new("curl")
-        .args(["-sS", "-f", "--max-time", "5"])
-        .arg(format!("http://{address}{path}"))
-        .output()
-        .context("running curl")?;
-    if !output.status.success() {
-        bail!(
-            "GET {address}{path}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Every `quorate_*` metric name a rule or a dashboard panel uses (recording rules'

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use quorate_integration_tests::client::{authorize, reason, retryable};
-use quorate_integration_tests::{raw_grpc, Cluster, Signal};
+use quorate_integration_tests::{http_get, raw_grpc, Cluster, Signal};
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::admin::{StatusRequest, StepDownRequest};
 use quorate_proto::payments as pb;
@@ -214,7 +214,7 @@ async fn mutual_tls_and_roles_guard_both_ports_and_certificates_reload() -> Resu
     // Counted where it was refused (before the limits: it took no slot).
     let mut unauthenticated = 0.0;
     for id in 1..=3 {
-        let metrics = scrape(&cluster.nodes[&id].spec.metrics)?;
+        let metrics = http_get(&cluster.nodes[&id].spec.metrics, "/metrics")?;
         let line = metrics
             .lines()
             .find(|l| l.starts_with("quorate_requests_unauthenticated_total "))
@@ -418,15 +418,6 @@ fn bytes_command() -> prost::bytes::Bytes {
     prost::bytes::Bytes::from_static(b"\x08\x01forged")
 }
 
-/// The body of `GET http://address/metrics`.
-fn scrape(address: &str) -> Result<String> {
-    let output = Command::new("curl")
-        .args(["-sS", "-f", "--max-time", "5"])
-        .arg(format!("http://{address}/metrics"))
-        .output()?;
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// Sends `n` writes at once to node `id` and sorts the answers: (acknowledged payment ids,
 /// refusals by their `limit`, other errors).
 async fn burst(
@@ -518,7 +509,7 @@ async fn the_client_port_sheds_what_it_cannot_serve() -> Result<()> {
     );
     all_present(&cluster, &acked).await?;
     println!("burst of 300: {} acknowledged, shed {shed:?}", acked.len());
-    let metrics = scrape(&cluster.nodes[&1].spec.metrics)?;
+    let metrics = http_get(&cluster.nodes[&1].spec.metrics, "/metrics")?;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("quorate_requests_shed_total{limit=\"requests\"}"))

@@ -2,8 +2,10 @@
 //! `--etcd` binary) run at the same time, on the same disk, and one closed-loop generator
 //! loads each in turn with the same payload size, the same number of clients and the same
 //! connections, spread over all three endpoints. It prints one table of writes/s, latency
-//! (p50, p99, max) and the CPU seconds each cluster's three processes used per 1,000
-//! operations (from `/proc/<pid>/stat`: every process shares this machine's cores), then the
+//! (p50, p99, max), the CPU seconds each cluster's three processes used per 1,000
+//! operations (from `/proc/<pid>/stat`: every process shares this machine's cores) and, for
+//! writes, the fsyncs per 1,000 writes and the mean fsync (from each node's own WAL fsync
+//! histogram, scraped before and after the cell), then the
 //! floor (one fsync plus the loopback round trips) and the reads (Quorate `Get`, linearizable
 //! and stale, against etcd `Range`, linearizable and serializable).
 //!
@@ -23,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use comfy_table::{presets, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use quorate_integration_tests::{cpu_seconds, free_port, Cluster};
+use quorate_integration_tests::{cpu_seconds, free_port, http_get, metric_value, Cluster};
 use quorate_proto::payments as pb;
 use quorate_proto::payments::payment_events_client::PaymentEventsClient;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -247,6 +249,32 @@ struct Target {
     kind: Kind,
     endpoints: Vec<String>,
     pids: Vec<i32>,
+    /// Every node's metrics address (all of them, whichever endpoints the clients call).
+    metrics: Vec<String>,
+}
+
+impl Target {
+    /// The histogram of the WAL's fsyncs (Quorate's and etcd's measure the same thing: the
+    /// time to write and fdatasync one batch of the log).
+    fn fsync_histogram(&self) -> &'static str {
+        match self.kind {
+            Kind::Quorate => "quorate_wal_fsync_duration_seconds",
+            Kind::Etcd => "etcd_disk_wal_fsync_duration_seconds",
+        }
+    }
+
+    /// The fsyncs of all nodes so far and the seconds they took; None when a node's metrics
+    /// cannot be read.
+    fn fsyncs(&self) -> Option<(f64, f64)> {
+        let histogram = self.fsync_histogram();
+        let mut total = (0.0, 0.0);
+        for address in &self.metrics {
+            let exposition = http_get(address, "/metrics").ok()?;
+            total.0 += metric_value(&exposition, &format!("{histogram}_count"))?;
+            total.1 += metric_value(&exposition, &format!("{histogram}_sum"))?;
+        }
+        Some(total)
+    }
 }
 
 async fn connect(endpoint: &str) -> Result<Channel> {
@@ -334,6 +362,9 @@ struct Outcome {
     errors: usize,
     first_error: Option<String>,
     cpu_seconds: f64,
+    /// The fsyncs all nodes made meanwhile and the seconds they took (when their metrics
+    /// could be read).
+    fsyncs: Option<(f64, f64)>,
 }
 
 impl Outcome {
@@ -357,6 +388,17 @@ impl Outcome {
 
     fn cpu_per_1000(&self) -> f64 {
         self.cpu_seconds * 1000.0 / self.ops.max(1) as f64
+    }
+
+    /// Fsyncs per 1,000 operations, and the mean fsync in milliseconds.
+    fn fsync_figures(&self) -> Option<(f64, f64)> {
+        let (count, seconds) = self.fsyncs?;
+        let mean_ms = if count > 0.0 {
+            seconds * 1000.0 / count
+        } else {
+            f64::NAN
+        };
+        Some((count * 1000.0 / self.ops.max(1) as f64, mean_ms))
     }
 }
 
@@ -386,6 +428,9 @@ async fn measure(
         channels.push(conns);
     }
     let channels = Arc::new(channels);
+    // (Read before the clock starts and after it stops: the scrapes cost the nodes nothing
+    // measured.)
+    let fsyncs_before = target.fsyncs();
     let cpu_before = cpu_seconds(&target.pids);
     let started = Instant::now();
     let deadline = started + duration;
@@ -429,6 +474,7 @@ async fn measure(
         errors: 0,
         first_error: None,
         cpu_seconds: 0.0,
+        fsyncs: None,
     };
     for task in tasks {
         let (latencies, errors, first_error) = task.await?;
@@ -440,6 +486,9 @@ async fn measure(
     }
     outcome.seconds = started.elapsed().as_secs_f64();
     outcome.cpu_seconds = cpu_seconds(&target.pids) - cpu_before;
+    outcome.fsyncs = fsyncs_before
+        .zip(target.fsyncs())
+        .map(|(before, after)| (after.0 - before.0, after.1 - before.1));
     outcome.ops = outcome.latencies.len();
     outcome.latencies.sort_unstable();
     Ok(outcome)
@@ -591,6 +640,11 @@ async fn main() -> Result<()> {
             .filter_map(|&id| quorate.pid(id).ok())
             .map(|p| p.as_raw())
             .collect(),
+        metrics: quorate
+            .nodes
+            .values()
+            .map(|n| n.spec.metrics.clone())
+            .collect(),
     }];
     let mut etcds = Vec::new();
     for binary in &args.etcd {
@@ -602,6 +656,8 @@ async fn main() -> Result<()> {
         targets.push(Target {
             name,
             kind: Kind::Etcd,
+            // (etcd serves its metrics on its client port.)
+            metrics: endpoints.clone(),
             endpoints,
             pids: cluster.children.iter().map(|c| c.id() as i32).collect(),
         });
@@ -675,8 +731,14 @@ async fn main() -> Result<()> {
             "p99 ms".into(),
             "max ms".into(),
             "CPU s / 1k ops".into(),
-            "errors".into(),
         ];
+        // Writes: how often each system fsynced its log, and how long one took (from every
+        // node's own histogram: the same disk serves all of them at once).
+        if work == Work::Write {
+            header.push("fsyncs / 1k ops".into());
+            header.push("fsync ms".into());
+        }
+        header.push("errors".into());
         let etcd_names: Vec<&str> = targets[1..].iter().map(|t| t.name.as_str()).collect();
         for name in &etcd_names {
             header.push(format!("quorate / {name}"));
@@ -699,8 +761,17 @@ async fn main() -> Result<()> {
                     format!("{:.2}", o.percentile_ms(0.99)),
                     format!("{:.2}", o.max_ms()),
                     format!("{:.3}", o.cpu_per_1000()),
-                    o.errors.to_string(),
                 ];
+                if work == Work::Write {
+                    match o.fsync_figures() {
+                        Some((per_1000, mean_ms)) => {
+                            row.push(format!("{per_1000:.0}"));
+                            row.push(format!("{mean_ms:.3}"));
+                        }
+                        None => row.extend([String::from("?"), String::from("?")]),
+                    }
+                }
+                row.push(o.errors.to_string());
                 for e in 1..targets.len() {
                     row.push(match (t, at(0), at(e)) {
                         (0, Some(q), Some(e)) => format!("{:.2}x", q.rate() / e.rate()),
