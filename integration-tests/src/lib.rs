@@ -65,7 +65,8 @@ pub fn http_get(address: &str, path: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+/// The value of the sample `name` (with its labels, if any, as the exposition writes them:
+/// `name{label="value"}`) in a Prometheus text exposition.
 pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
     exposition.lines().find_map(|line| {
         let value = line.strip_prefix(name)?.strip_prefix(' ')?;

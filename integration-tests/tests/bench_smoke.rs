@@ -6,6 +6,16 @@ use std::process::Command;
 
 use quorate_integration_tests::binary;
 
+/// Quorate's rows of the write table, each with its cells (`cells[3]` writes/s, `cells[8]`
+/// fsyncs per 1k, `cells[9]` mean fsync, `cells[10]` errors).
+fn write_rows(stdout: &str) -> Vec<(&str, Vec<&str>)> {
+    stdout
+        .lines()
+        .filter(|l| l.contains("quorate (Submit)"))
+        .map(|row| (row, row.split('|').map(str::trim).collect()))
+        .collect()
+}
+
 #[test]
 fn vs_etcd_runs_and_prints_its_table() {
     let out = Command::new(binary("vs-etcd"))
@@ -15,13 +25,9 @@ fn vs_etcd_runs_and_prints_its_table() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "vs-etcd failed:\n{stdout}\n{stderr}");
-    let rows: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.contains("quorate (Submit)"))
-        .collect();
+    let rows = write_rows(&stdout);
     assert_eq!(rows.len(), 2, "one row per level:\n{stdout}");
-    for row in rows {
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    for (row, cells) in rows {
         let writes: f64 = cells[3].parse().expect("writes/s is a number");
         // The fsync figures come from the nodes' own histograms, scraped around the cell.
         let fsyncs: f64 = cells[8].parse().expect("fsyncs / 1k ops is a number");
@@ -61,11 +67,10 @@ fn vs_etcd_can_load_the_followers_only() {
         stdout.contains("closed loop over Quorate's followers only"),
         "the table does not say where the clients went:\n{stdout}"
     );
-    let row = stdout
-        .lines()
-        .find(|l| l.contains("quorate (Submit)"))
-        .unwrap_or_else(|| panic!("no row:\n{stdout}"));
-    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let rows = write_rows(&stdout);
+    let Some((row, cells)) = rows.first() else {
+        panic!("no row:\n{stdout}");
+    };
     let writes: f64 = cells[3].parse().expect("writes/s is a number");
     let errors: u64 = cells[10].parse().expect("errors is a number");
     assert!(writes > 0.0, "no forwarded write succeeded: {row}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use quorate_integration_tests::client::{authorize, reason, retryable};
-use quorate_integration_tests::{http_get, raw_grpc, Cluster, Signal};
+use quorate_integration_tests::{http_get, metric_value, raw_grpc, Cluster, Signal};
 use quorate_proto::admin::admin_client::AdminClient;
 use quorate_proto::admin::{StatusRequest, StepDownRequest};
 use quorate_proto::payments as pb;
@@ -215,11 +215,8 @@ async fn mutual_tls_and_roles_guard_both_ports_and_certificates_reload() -> Resu
     let mut unauthenticated = 0.0;
     for id in 1..=3 {
         let metrics = http_get(&cluster.nodes[&id].spec.metrics, "/metrics")?;
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with("quorate_requests_unauthenticated_total "))
+        unauthenticated += metric_value(&metrics, "quorate_requests_unauthenticated_total")
             .context("the unauthenticated counter")?;
-        unauthenticated += line.rsplit(' ').next().unwrap().parse::<f64>()?;
     }
     assert_eq!(unauthenticated, 1.0, "one call without credentials so far");
     let health = tonic_health::pb::health_client::HealthClient::new(anonymous.clone())
@@ -510,12 +507,9 @@ async fn the_client_port_sheds_what_it_cannot_serve() -> Result<()> {
     all_present(&cluster, &acked).await?;
     println!("burst of 300: {} acknowledged, shed {shed:?}", acked.len());
     let metrics = http_get(&cluster.nodes[&1].spec.metrics, "/metrics")?;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("quorate_requests_shed_total{limit=\"requests\"}"))
+    let counted = metric_value(&metrics, "quorate_requests_shed_total{limit=\"requests\"}")
         .context("the shed counter")?;
-    let counted: f64 = line.rsplit(' ').next().unwrap().parse()?;
-    assert_eq!(counted as usize, refused, "{line}");
+    assert_eq!(counted as usize, refused, "shed counter {counted}");
 
     // Watch streams: two per client, three per node; a closed stream gives its place back.
     let channel = cluster.channel(1).await?;
