@@ -26,6 +26,10 @@ impl AdminService {
             .take_snapshot()
             .await
             .map_err(|e| e.to_status())?;
+        // The space comes back on the store's compaction thread: wait for it, so `after` says
+        // what this snapshot freed.
+        let store = self.inner.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.wait_for_log_space()).await;
         let (_, after) = self.sizes().await;
         tracing::info!(
             index = taken.index,

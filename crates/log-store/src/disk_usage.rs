@@ -43,9 +43,18 @@ impl LogStore {
         Ok(total)
     }
 
+    /// Waits until the space of every log compaction so far was given back: the store
+    /// compacts the deleted entries' files away on a thread of its own, after `compact`
+    /// returned. For a caller that reports what a compaction freed (`log_size_bytes` before
+    /// and after); writers never wait for it.
+    pub fn wait_for_log_space(&self) {
+        self.inner.compactor.wait_idle();
+    }
+
     /// The bytes of the Raft log: the SST files of its column family plus its memtables
     /// (whose entries the write-ahead log holds until they are flushed). What compaction
-    /// behind a snapshot frees, once RocksDB has compacted the deleted range away.
+    /// behind a snapshot frees, once RocksDB has compacted the deleted range away (see
+    /// [`Self::wait_for_log_space`]).
     pub fn log_size_bytes(&self) -> Result<u64> {
         let inner = &self.inner;
         let handle = inner.log_column_family();

@@ -45,6 +45,16 @@ pub enum LogStoreError {
         #[source]
         source: rocksdb::Error,
     },
+    /// The thread that gives back compacted log space could not be started; nothing was
+    /// written.
+    #[error("cannot start the log compaction thread of {path}: {source}")]
+    Thread {
+        /// The store's directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store's directory could not be read (to measure its size).
     #[error("cannot read the directory {path}: {source}")]
     Directory {

@@ -107,6 +107,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod compactor;
 mod disk_usage;
 mod error;
 mod machine_state;

@@ -341,14 +341,11 @@ impl LogStore {
         *last_index = new_last;
         drop(last_index);
         drop(base);
-        // Give the space back now: the deleted entries' files are dropped or rewritten at once
-        // rather than whenever RocksDB would next compact them.
+        // Give the space back soon: the deleted entries' files are dropped or rewritten by the
+        // store's compaction thread rather than whenever RocksDB would next compact them, and
+        // not here, where the writer (the node's driver) would wait for it.
         if delete_to > old_base.0 {
-            inner.db.compact_range_cf(
-                log,
-                Some(log_key(old_base.0 + 1)),
-                Some(log_key(delete_to + 1)),
-            );
+            inner.compactor.request(old_base.0 + 1, delete_to);
         }
         Ok(())
     }

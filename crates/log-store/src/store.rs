@@ -11,6 +11,7 @@ use rocksdb::{
     Options, WriteOptions, DB,
 };
 
+use crate::compactor::Compactor;
 use crate::error::{LogStoreError, Result};
 use crate::meta_codec::{
     decode_conf_state, decode_hard_state, decode_identity, encode_identity, CONF_STATE_KEY,
@@ -38,8 +39,11 @@ pub struct LogStore {
 
 /// What the clones share.
 pub(crate) struct Inner {
-    /// The database. Declared first so it closes before the options it was opened with drop.
-    pub(crate) db: DB,
+    /// The database. Declared first so it closes before the options it was opened with drop;
+    /// shared only with the compaction thread, which `Inner`'s drop joins first.
+    pub(crate) db: Arc<DB>,
+    /// The thread that gives back the space of compacted log entries.
+    pub(crate) compactor: Compactor,
     /// The directory, for error messages and size accounting.
     pub(crate) path: PathBuf,
     /// The options the database was opened with; they hold its statistics.
@@ -98,9 +102,16 @@ impl LogStore {
             wal_damage::open_failure(source, dir, &db_options, &column_families)
         })?;
         let (base, last_index) = recovery::recover(&db, dir, &options.bootstrap)?;
+        let db = Arc::new(db);
+        let compactor =
+            Compactor::start(Arc::clone(&db)).map_err(|source| LogStoreError::Thread {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         Ok(LogStore {
             inner: Arc::new(Inner {
                 db,
+                compactor,
                 path: dir.to_path_buf(),
                 db_options,
                 state_column_families,

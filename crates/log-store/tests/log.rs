@@ -201,3 +201,65 @@ fn data_size_counts_the_log_before_and_after_a_flush() {
     drop(store);
     assert_eq!(open(&directory).entries(1, 257, None).unwrap(), written);
 }
+
+#[test]
+fn compaction_gives_the_space_back_in_the_background_and_the_store_still_closes_at_once() {
+    let directory = TempDir::new().unwrap();
+    let mut store = open(&directory);
+    let payload = Bytes::from(vec![0x5a; 4096]);
+    let written: Vec<Entry> = (1..=512)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            sequence: index,
+            kind: EntryKind::Command,
+            data: payload.clone(),
+        })
+        .collect();
+    store.persist(None, &written, true).unwrap();
+    // In table files, where only a compaction frees what a range deletion covers.
+    store.flush().unwrap();
+    let before = store.log_size_bytes().unwrap();
+    assert!(before >= 512 * 4096, "{before} bytes before the compaction");
+    store
+        .compact(&quorate_raft_core::testing::snapshot(500, 1), 500)
+        .unwrap();
+    store.wait_for_log_space();
+    let after = store.log_size_bytes().unwrap();
+    assert!(
+        after < before / 10,
+        "{after} bytes left of {before} after compacting 500 of 512 entries"
+    );
+    // The compaction thread holds the database too: the last clone's drop must still close
+    // it, or this reopen finds RocksDB's lock taken.
+    drop(store);
+    let reopened = open(&directory);
+    assert_eq!((reopened.first_index(), reopened.last_index()), (501, 512));
+    assert_eq!(reopened.entries(501, 513, None).unwrap(), written[500..]);
+}
+
+#[test]
+fn a_store_closes_while_its_compaction_waits_or_runs() {
+    let directory = TempDir::new().unwrap();
+    for round in 0..20u64 {
+        let mut store = open(&directory);
+        let first = store.last_index() + 1;
+        store
+            .persist(None, &entries(first, first + 49, 1), true)
+            .unwrap();
+        store
+            .compact(
+                &quorate_raft_core::testing::snapshot(first + 40, 1),
+                first + 40,
+            )
+            .unwrap();
+        // Dropped at once, with the compaction asked for and perhaps running.
+        drop(store);
+        let reopened = open(&directory);
+        assert_eq!(
+            (reopened.first_index(), reopened.last_index()),
+            (first + 41, first + 49),
+            "round {round}"
+        );
+    }
+}
