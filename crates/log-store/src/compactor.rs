@@ -9,11 +9,12 @@
 //! one merged request, and the store joins the thread when it closes, so the database is
 //! closed (and its lock released) when the last clone of the store is dropped, as before.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use quorate_raft_core::Index;
-use rocksdb::DB;
+use rocksdb::{CompactOptions, DB};
 
 use crate::log_codec::log_key;
 use crate::options::LOG_COLUMN_FAMILY;
@@ -102,8 +103,7 @@ impl Drop for Compactor {
         self.shared.lock().closing = true;
         self.shared.changed.notify_all();
         if let Some(thread) = self.thread.take() {
-            // A panic on the thread was a failed compaction, which freed nothing and lost
-            // nothing: the deletion itself was written and synced before it was asked for.
+            // The thread catches a compaction's panic (see `run`): it ends only when told.
             let _ = thread.join();
         }
     }
@@ -122,11 +122,24 @@ fn run(db: &DB, shared: &Shared) {
         };
         state.running = true;
         drop(state);
-        if let Some(log) = db.cf_handle(LOG_COLUMN_FAMILY) {
-            db.compact_range_cf(log, Some(log_key(first)), Some(log_key(last + 1)));
-        }
+        // A compaction that fails (or panics) frees nothing and loses nothing: the deletion
+        // was written and synced before it was asked for. `running` is cleared either way,
+        // so `wait_idle` never waits for a thread that died.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| compact(db, first, last)));
         state = shared.lock();
         state.running = false;
         shared.changed.notify_all();
     }
+}
+
+/// Compacts the log's files holding `first..=last` away. Not exclusive: RocksDB's automatic
+/// compactions of the other column families go on meanwhile (an exclusive manual compaction,
+/// RocksDB's default, would hold them back until it ends).
+fn compact(db: &DB, first: Index, last: Index) {
+    let Some(log) = db.cf_handle(LOG_COLUMN_FAMILY) else {
+        return;
+    };
+    let mut options = CompactOptions::default();
+    options.set_exclusive_manual_compaction(false);
+    db.compact_range_cf_opt(log, Some(log_key(first)), Some(log_key(last + 1)), &options);
 }

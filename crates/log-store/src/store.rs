@@ -39,10 +39,11 @@ pub struct LogStore {
 
 /// What the clones share.
 pub(crate) struct Inner {
-    /// The database. Declared first so it closes before the options it was opened with drop;
-    /// shared only with the compaction thread, which `Inner`'s drop joins first.
+    /// The database, shared only with the compaction thread. It closes when the last of the
+    /// two references drops: the thread's, when `compactor` (declared next, so dropped right
+    /// after this) joins it; so before the options it was opened with drop.
     pub(crate) db: Arc<DB>,
-    /// The thread that gives back the space of compacted log entries.
+    /// The thread that gives back the space of compacted log entries; joined when dropped.
     pub(crate) compactor: Compactor,
     /// The directory, for error messages and size accounting.
     pub(crate) path: PathBuf,

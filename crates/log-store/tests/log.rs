@@ -173,20 +173,36 @@ fn readers_never_see_a_torn_log_while_suffixes_are_rewritten() {
     println!("{reads} concurrent reads while 1000 rewrites ran");
 }
 
+/// Entries `1..=count` of term 1, each carrying 4 KiB of data that no compression would
+/// shrink (a xorshift sequence), so that sizes on disk are at least the bytes written.
+fn entries_of_4_kib(count: u64) -> Vec<Entry> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (1..=count)
+        .map(|index| {
+            let data: Vec<u8> = (0..4096)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            Entry {
+                index,
+                term: 1,
+                sequence: index,
+                kind: EntryKind::Command,
+                data: Bytes::from(data),
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn data_size_counts_the_log_before_and_after_a_flush() {
     let directory = TempDir::new().unwrap();
     let mut store = open(&directory);
-    let payload = Bytes::from(vec![0x5a; 4096]);
-    let written: Vec<Entry> = (1..=256)
-        .map(|index| Entry {
-            index,
-            term: 1,
-            sequence: index,
-            kind: EntryKind::Command,
-            data: payload.clone(),
-        })
-        .collect();
+    let written = entries_of_4_kib(256);
     let payload_bytes = 256 * 4096;
     let before = store.data_size_bytes().unwrap();
     store.persist(None, &written, true).unwrap();
@@ -206,16 +222,7 @@ fn data_size_counts_the_log_before_and_after_a_flush() {
 fn compaction_gives_the_space_back_in_the_background_and_the_store_still_closes_at_once() {
     let directory = TempDir::new().unwrap();
     let mut store = open(&directory);
-    let payload = Bytes::from(vec![0x5a; 4096]);
-    let written: Vec<Entry> = (1..=512)
-        .map(|index| Entry {
-            index,
-            term: 1,
-            sequence: index,
-            kind: EntryKind::Command,
-            data: payload.clone(),
-        })
-        .collect();
+    let written = entries_of_4_kib(512);
     store.persist(None, &written, true).unwrap();
     // In table files, where only a compaction frees what a range deletion covers.
     store.flush().unwrap();
