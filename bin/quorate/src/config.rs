@@ -201,7 +201,7 @@ pub struct ServeArgs {
         help_heading = "Security"
     )]
     pub auth_file: Option<PathBuf>,
-    /// Calls the client port serves at once; more wait in a queue. [default: 128]
+    /// Calls the client port serves at once; more wait in a queue. [default: 256]
     #[arg(
         long,
         env = "QUORATE_MAX_CONCURRENT_REQUESTS",

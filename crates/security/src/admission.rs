@@ -61,14 +61,17 @@ pub struct Limits {
 pub mod defaults {
     use std::time::Duration;
 
-    /// Calls served at once per node. The cluster reaches its best rate with about 256
-    /// writes in flight in all; more only lengthen the wait of each. Under a 10x open-loop
-    /// overload (the `overload` benchmark, nodes on one CPU), 128 per node kept the p99 of
-    /// served calls near 1 s, where 512 let it reach 4.8 s.
-    pub const MAX_IN_FLIGHT: usize = 128;
+    /// Calls served at once per node. Measured on a 2-vCPU machine (medians of
+    /// `overload --rounds 3`, a 10x open-loop overload with the nodes on one CPU): 128 per
+    /// node served 0.79 of the capacity with a p99 of 683 ms, 256 served 0.90 with 974 ms
+    /// and recovered to 0.98 of capacity (128: 0.85), for about 25 MiB more memory over
+    /// three nodes; 512 let the p99 reach 4.8 s. Closed-loop, `vs-etcd --clients 1000` (333 callers per node)
+    /// went from 13,624-14,257 writes/s and a p99 of 153-158 ms with 128 to 14,254-15,102
+    /// and 126-141 ms with 256 (three rounds each).
+    pub const MAX_IN_FLIGHT: usize = 256;
     /// Calls waiting per node: enough that 1,000 closed-loop clients spread over three nodes
-    /// are all served (with 256, `vs-etcd --clients 1000` had thousands refused); what a
-    /// served call waited is bounded by the timeout below, not by this.
+    /// are all served (with a queue of 256, `vs-etcd --clients 1000` had thousands refused);
+    /// what a served call waited is bounded by the timeout below, not by this.
     pub const MAX_QUEUED: usize = 1_024;
     /// The longest wait for a slot: it bounds what a served call waited before its turn.
     pub const QUEUE_TIMEOUT: Duration = Duration::from_millis(200);
