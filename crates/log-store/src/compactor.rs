@@ -87,10 +87,11 @@ impl Compactor {
         self.shared.changed.notify_all();
     }
 
-    /// Waits until every compaction asked for so far has finished.
+    /// Waits until every compaction asked for so far has finished. (The store cannot close
+    /// meanwhile: this borrows it.)
     pub(crate) fn wait_idle(&self) {
         let mut state = self.shared.lock();
-        while (state.pending.is_some() || state.running) && !state.closing {
+        while state.pending.is_some() || state.running {
             state = self.shared.wait(state);
         }
     }

@@ -7,6 +7,7 @@ use std::thread;
 
 use bytes::Bytes;
 use quorate_log_store::{LogStore, OpenOptions};
+use quorate_raft_core::rng::SplitMix64;
 use quorate_raft_core::testing::entries;
 use quorate_raft_core::{ConfState, Entry, EntryKind, HardState, LogWriter, Storage, StorageError};
 use tempfile::TempDir;
@@ -173,19 +174,14 @@ fn readers_never_see_a_torn_log_while_suffixes_are_rewritten() {
     println!("{reads} concurrent reads while 1000 rewrites ran");
 }
 
-/// Entries `1..=count` of term 1, each carrying 4 KiB of data that no compression would
-/// shrink (a xorshift sequence), so that sizes on disk are at least the bytes written.
+/// Entries `1..=count` of term 1, each carrying 4 KiB of pseudo-random data that no
+/// compression would shrink, so that sizes on disk are at least the bytes written.
 fn entries_of_4_kib(count: u64) -> Vec<Entry> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = SplitMix64::new(7);
     (1..=count)
         .map(|index| {
-            let data: Vec<u8> = (0..4096)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
+            let data: Vec<u8> = (0..512)
+                .flat_map(|_| rng.next_u64().to_le_bytes())
                 .collect();
             Entry {
                 index,
